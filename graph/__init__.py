@@ -1,0 +1,1 @@
+"""The GraphQL edge: strawberry types, the schema, the Starlette app."""

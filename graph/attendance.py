@@ -1,0 +1,150 @@
+"""Attendance records, the weekly view, and marking the register."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+
+from graph.school import Student, Subject
+from resolvers import attendance as attendance_resolvers
+from resolvers import dashboards as dashboard_resolvers
+from resolvers.context import Info
+from services import dashboards, models
+from services.errors import NotFound
+
+AttendanceStatus = strawberry.enum(
+    models.AttendanceStatus, description="A student's status for one period."
+)
+
+
+@strawberry.type(description="One mark: a student's status for one period of one day.")
+class AttendanceRecord:
+    id: strawberry.ID
+    student_id: strawberry.ID
+    classroom_id: strawberry.ID
+    date: date
+    period: int
+    status: AttendanceStatus
+    marked_by: strawberry.ID = strawberry.field(description="The user who marked it.")
+    marked_at: datetime
+    model: strawberry.Private[models.AttendanceRecord]
+
+    @classmethod
+    def from_model(cls, record: models.AttendanceRecord) -> AttendanceRecord:
+        return cls(
+            id=strawberry.ID(str(record.id)),
+            student_id=strawberry.ID(str(record.student_id)),
+            classroom_id=strawberry.ID(str(record.classroom_id)),
+            date=record.date,
+            period=record.period,
+            status=record.status,
+            marked_by=strawberry.ID(str(record.marked_by)),
+            marked_at=record.marked_at,
+            model=record,
+        )
+
+    @strawberry.field
+    async def subject(self, info: Info) -> Subject:
+        subject = await info.context.loaders.subjects.load(self.model.subject_id)
+        if subject is None:
+            raise NotFound("The record's subject no longer exists.")
+        return Subject.from_model(subject)
+
+    @strawberry.field
+    async def student(self, info: Info) -> Student:
+        student = await info.context.loaders.students.load(self.model.student_id)
+        if student is None:
+            raise NotFound("The record's student no longer exists.")
+        return Student.from_model(student)
+
+
+@strawberry.type
+class AttendanceDay:
+    date: date
+    records: list[AttendanceRecord] = strawberry.field(description="By period.")
+
+
+@strawberry.type
+class WeeklyAttendance:
+    student_id: strawberry.ID
+    week_start: date
+    week_end: date
+    days: list[AttendanceDay] = strawberry.field(description="Seven days from weekStart.")
+    total_classes: int = strawberry.field(description="Periods marked other than NOT_MARKED.")
+    present_count: int
+    absent_count: int
+    sick_count: int
+    leave_count: int
+    attendance_rate: float
+
+    @classmethod
+    def from_service(cls, week: dashboards.WeeklyAttendance) -> WeeklyAttendance:
+        return cls(
+            student_id=strawberry.ID(str(week.student_id)),
+            week_start=week.week_start,
+            week_end=week.days[-1].date,
+            days=[
+                AttendanceDay(
+                    date=day.date, records=[AttendanceRecord.from_model(r) for r in day.records]
+                )
+                for day in week.days
+            ],
+            total_classes=week.counts.counted,
+            present_count=week.counts.present,
+            absent_count=week.counts.absent,
+            sick_count=week.counts.sick,
+            leave_count=week.counts.leave,
+            attendance_rate=week.attendance_rate,
+        )
+
+
+@strawberry.input
+class AttendanceMark:
+    student_id: strawberry.ID
+    status: AttendanceStatus
+
+
+@strawberry.input
+class MarkAttendanceInput:
+    classroom_id: strawberry.ID
+    date: date
+    period: int = strawberry.field(description="From 1 to the tenant's periods per day.")
+    subject_id: strawberry.ID
+    marks: list[AttendanceMark] = strawberry.field(
+        description="One per student; a student may appear once. Replaces earlier marks."
+    )
+
+
+@strawberry.type
+class MarkAttendancePayload:
+    records: list[AttendanceRecord]
+
+
+@strawberry.type
+class AttendanceQuery:
+    @strawberry.field(description="Seven days of a student's records from weekStart.")
+    async def weekly_attendance(
+        self, info: Info, week_start: date, student_id: strawberry.ID | None = None
+    ) -> WeeklyAttendance:
+        week = await dashboard_resolvers.weekly_attendance(info, student_id, week_start)
+        return WeeklyAttendance.from_service(week)
+
+
+@strawberry.type
+class AttendanceMutation:
+    @strawberry.mutation(
+        description="Mark one period for a classroom (teachers of it, admins). All or nothing."
+    )
+    async def mark_attendance(
+        self, info: Info, input: MarkAttendanceInput
+    ) -> MarkAttendancePayload:
+        records = await attendance_resolvers.mark_attendance(
+            info,
+            classroom_id=input.classroom_id,
+            day=input.date,
+            period=input.period,
+            subject_id=input.subject_id,
+            marks=[(mark.student_id, mark.status) for mark in input.marks],
+        )
+        return MarkAttendancePayload(records=[AttendanceRecord.from_model(r) for r in records])

@@ -1,0 +1,72 @@
+"""Logging in and the viewer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from graph.school import Role, Student, Tenant
+from resolvers import auth as auth_resolvers
+from resolvers.context import Info
+from services import models
+from services.errors import NotFound
+
+
+@strawberry.type(description="The authenticated account.")
+class Viewer:
+    id: strawberry.ID
+    email: str
+    role: Role
+    tenant: Tenant
+    student_model: strawberry.Private[models.Student | None]
+
+    @strawberry.field(description="The linked student record, for student accounts.")
+    def student(self) -> Student | None:
+        return Student.from_model(self.student_model) if self.student_model else None
+
+
+@strawberry.type
+class AuthPayload:
+    token: str = strawberry.field(description="Send as Authorization: Bearer <token>.")
+    expires_at: datetime
+    user: Viewer
+
+
+@strawberry.type
+class AuthQuery:
+    @strawberry.field(description="The authenticated account, its tenant and linked student.")
+    async def me(self, info: Info) -> Viewer:
+        context = info.context
+        viewer = context.viewer
+        user = await context.loaders.users.load(viewer.user_id)
+        if user is None:
+            raise NotFound("Your account no longer exists.")
+        student = (
+            await context.loaders.students.load(viewer.student_id) if viewer.student_id else None
+        )
+        return Viewer(
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            role=user.role,
+            tenant=Tenant.from_model(await context.tenant()),
+            student_model=student,
+        )
+
+
+@strawberry.type
+class AuthMutation:
+    @strawberry.mutation(description="Exchange credentials for a signed token.")
+    async def login(self, info: Info, tenant: str, email: str, password: str) -> AuthPayload:
+        result = await auth_resolvers.login(info, tenant, email, password)
+        return AuthPayload(
+            token=result.token,
+            expires_at=result.expires_at,
+            user=Viewer(
+                id=strawberry.ID(str(result.user.id)),
+                email=result.user.email,
+                role=result.user.role,
+                tenant=Tenant.from_model(result.tenant),
+                student_model=result.student,
+            ),
+        )

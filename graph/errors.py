@@ -1,0 +1,87 @@
+"""Every GraphQL error leaves with ``extensions.code``, ``requestId`` and ``timestamp``.
+
+Service errors keep their message and code (and ``field``); anything unexpected is logged with
+its context and, in production, reaches the client only as INTERNAL_ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from graphql import GraphQLError
+from graphql.error import GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+
+from resolvers.context import Context
+from services.errors import ErrorCode, Invalid, ServiceError
+
+logger = logging.getLogger("rollcall.graphql")
+_VARIABLE = re.compile(r"^Variable '\$(?P<name>\w+)'(?: has invalid value at \.(?P<path>[\w.\[\]]+))?")
+INTERNAL_MESSAGE = "Internal server error."
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """Neither a service error nor a problem with the GraphQL document itself."""
+    original = error.original_error
+    return original is not None and not isinstance(original, ServiceError | GraphQLError)
+
+
+def log_unexpected(errors: list[GraphQLError], context: object) -> None:
+    for error in errors:
+        if is_unexpected(error):
+            logger.error(
+                "unexpected error in %s",
+                ".".join(str(part) for part in error.path or ()) or "operation",
+                exc_info=error.original_error,
+                extra={"request_id": getattr(context, "request_id", None)},
+            )
+
+
+def format_error(error: GraphQLError, *, request_id: str, production: bool) -> GraphQLError:
+    original = error.original_error
+    message = error.message
+    extensions: dict[str, object] = {}
+    if isinstance(original, ServiceError):
+        code = original.code.value
+        message = original.message
+        if isinstance(original, Invalid):
+            extensions["field"] = original.field
+    elif is_unexpected(error):
+        code = ErrorCode.INTERNAL_ERROR.value
+        if production:
+            message = INTERNAL_MESSAGE
+    elif isinstance(original, GraphQLSyntaxError):
+        code = "GRAPHQL_PARSE_FAILED"
+    elif match := _VARIABLE.match(error.message):
+        code = ErrorCode.VALIDATION_ERROR.value
+        extensions["field"] = match["path"] or match["name"]
+    else:
+        code = "GRAPHQL_VALIDATION_FAILED"
+    extensions.update(code=code, requestId=request_id, timestamp=datetime.now(UTC).isoformat())
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**(error.extensions or {}), **extensions},
+    )
+
+
+class ErrorFormatting(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not getattr(result, "errors", None):
+            return
+        context = self.execution_context.context
+        request_id = context.request_id if isinstance(context, Context) else "unknown"
+        production = context.settings.production if isinstance(context, Context) else True
+        result.errors = [
+            format_error(error, request_id=request_id, production=production)
+            for error in result.errors
+        ]

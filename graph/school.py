@@ -1,0 +1,116 @@
+"""The school's directory: tenants, classrooms, subjects, students and teachers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from graph.pagination import Connection
+from resolvers import attendance as attendance_resolvers
+from resolvers.context import Info
+from services import models
+from services.errors import NotFound
+
+Role = strawberry.enum(models.Role, description="What an account may do.")
+
+
+@strawberry.type(description="A school: every record belongs to exactly one.")
+class Tenant:
+    id: strawberry.ID
+    slug: str
+    name: str
+    timezone: str = strawberry.field(description="IANA zone that decides the school's 'today'.")
+    periods_per_day: int
+    mahroom_threshold: float = strawberry.field(description="MAHROOM at or below this rate (%).")
+    warning_threshold: float = strawberry.field(description="WARNING below this rate (%).")
+    tasdiq_threshold: float = strawberry.field(
+        description="TASDIQ below this rate (%) while the student has SICK or LEAVE records."
+    )
+
+    @classmethod
+    def from_model(cls, tenant: models.Tenant) -> Tenant:
+        return cls(
+            id=strawberry.ID(str(tenant.id)),
+            slug=tenant.slug,
+            name=tenant.name,
+            timezone=tenant.timezone,
+            periods_per_day=tenant.periods_per_day,
+            mahroom_threshold=float(tenant.mahroom_threshold),
+            warning_threshold=float(tenant.warning_threshold),
+            tasdiq_threshold=float(tenant.tasdiq_threshold),
+        )
+
+
+@strawberry.type
+class Subject:
+    id: strawberry.ID
+    name: str
+
+    @classmethod
+    def from_model(cls, subject: models.Subject) -> Subject:
+        return cls(id=strawberry.ID(str(subject.id)), name=subject.name)
+
+
+@strawberry.type(description="A teacher of a classroom.")
+class Teacher:
+    id: strawberry.ID
+    email: str
+
+    @classmethod
+    def from_model(cls, user: models.User) -> Teacher:
+        return cls(id=strawberry.ID(str(user.id)), email=user.email)
+
+
+@strawberry.type
+class Student:
+    id: strawberry.ID
+    name: str
+    model: strawberry.Private[models.Student]
+
+    @classmethod
+    def from_model(cls, student: models.Student) -> Student:
+        return cls(id=strawberry.ID(str(student.id)), name=student.name, model=student)
+
+    @strawberry.field
+    async def classroom(self, info: Info) -> Annotated[Classroom, strawberry.lazy("graph.school")]:
+        classroom = await info.context.loaders.classrooms.load(self.model.classroom_id)
+        if classroom is None:
+            raise NotFound("The student's classroom no longer exists.")
+        return Classroom.from_model(classroom)
+
+
+@strawberry.type
+class Classroom:
+    id: strawberry.ID
+    name: str
+    model: strawberry.Private[models.Classroom]
+
+    @classmethod
+    def from_model(cls, classroom: models.Classroom) -> Classroom:
+        return cls(id=strawberry.ID(str(classroom.id)), name=classroom.name, model=classroom)
+
+    @strawberry.field(description="Students by name.")
+    async def students(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[Student]:
+        page = await attendance_resolvers.classroom_students(info, self.model, first, after)
+        return Connection.from_page(page, Student.from_model)
+
+    @strawberry.field(description="Subjects taught in this classroom, by name.")
+    async def subjects(self, info: Info) -> list[Subject]:
+        subjects = await info.context.loaders.classroom_subjects.load(self.model.id)
+        return [Subject.from_model(subject) for subject in subjects]
+
+    @strawberry.field(description="Teachers of this classroom, by email.")
+    async def teachers(self, info: Info) -> list[Teacher]:
+        teachers = await info.context.loaders.classroom_teachers.load(self.model.id)
+        return [Teacher.from_model(teacher) for teacher in teachers]
+
+
+@strawberry.type
+class SchoolQuery:
+    @strawberry.field(description="A classroom with its students and teachers; null if unknown.")
+    async def classroom(self, info: Info, id: strawberry.ID) -> Classroom | None:
+        found = await attendance_resolvers.classroom(info, id)
+        return Classroom.from_model(found) if found else None

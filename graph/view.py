@@ -1,0 +1,47 @@
+"""The strawberry view: builds one Context per request from the app's lifespan state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from resolvers.context import Context
+from services.auth import Viewer, decode_token
+from services.errors import ServiceError, Unauthenticated
+
+BEARER = "bearer "
+
+
+def viewer_from_header(header: str | None, *, secret: str) -> Viewer | ServiceError | None:
+    """The token's viewer, the reason it was refused, or None when no token was sent."""
+    if not header:
+        return None
+    if not header.lower().startswith(BEARER):
+        return Unauthenticated("Authorization must be 'Bearer <token>'.")
+    try:
+        return decode_token(header[len(BEARER) :].strip(), secret=secret)
+    except ServiceError as error:
+        return error
+
+
+class GraphQLView(GraphQL[Context, None]):
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        state: Any = request.state
+        settings = state.settings
+        return Context(
+            settings=settings,
+            session_factory=state.session_factory,
+            redis=state.redis,
+            request_id=state.request_id,
+            viewer_or_error=viewer_from_header(
+                request.headers.get("authorization"), secret=settings.jwt_secret
+            ),
+            client_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )

@@ -1,0 +1,1 @@
+"""arq jobs: plain ``async def job(ctx, ...)`` functions that call services."""

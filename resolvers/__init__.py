@@ -1,0 +1,1 @@
+"""Turn GraphQL arguments and the request context into service calls."""

@@ -1,0 +1,85 @@
+"""Marking attendance and reading classrooms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from resolvers.context import Info, parse_id
+from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from services import attendance, directory
+from services.models import AttendanceRecord, AttendanceStatus, Classroom, Student
+from services.queue import schedule_statistics_refresh
+from services.tenants import tenant_today
+
+STUDENT_CURSOR = "student"
+
+
+async def mark_attendance(
+    info: Info,
+    *,
+    classroom_id: str,
+    day: date,
+    period: int,
+    subject_id: str,
+    marks: Sequence[tuple[str, AttendanceStatus]],
+) -> list[AttendanceRecord]:
+    context = info.context
+    classroom = parse_id(classroom_id, "classroomId")
+    subject = parse_id(subject_id, "subjectId")
+    parsed = [
+        attendance.Mark(student_id=parse_id(student, f"marks[{index}].studentId"), status=status)
+        for index, (student, status) in enumerate(marks)
+    ]
+    tenant = await context.tenant()
+    async with context.session_factory() as session:
+        records = await attendance.mark_attendance(
+            session,
+            access=context.access,
+            classroom_id=classroom,
+            day=day,
+            period=period,
+            subject_id=subject,
+            marks=parsed,
+            today=tenant_today(tenant, context.now()),
+            periods_per_day=tenant.periods_per_day,
+        )
+    await schedule_statistics_refresh(
+        context.redis,
+        delay_seconds=context.settings.statistics_refresh_delay_seconds,
+        now=context.now().timestamp(),
+    )
+    return records
+
+
+async def classroom(info: Info, classroom_id: str) -> Classroom | None:
+    """The classroom, or None when no classroom has that id in the viewer's tenant."""
+    context = info.context
+    key = parse_id(classroom_id, "id")
+    found = await context.loaders.classrooms.load(key)
+    if found is not None:
+        await context.access.ensure_can_read_classroom(found.id)
+    return found
+
+
+async def classroom_students(
+    info: Info, classroom: Classroom, first: int | None, after: str | None
+) -> Page[Student]:
+    context = info.context
+    size = page_size(first, 50)
+    keyset = decode_cursor(after, STUDENT_CURSOR)
+    await context.access.ensure_can_read_classroom(classroom.id)
+    async with context.session_factory() as session:
+        students, total = await directory.students_page(
+            session,
+            tenant_id=classroom.tenant_id,
+            classroom_id=classroom.id,
+            after=(str(keyset[0]), keyset[1]) if keyset else None,
+            limit=size + 1,
+        )
+    return Page(
+        items=[(encode_cursor(STUDENT_CURSOR, s.name, s.id), s) for s in students[:size]],
+        has_next_page=len(students) > size,
+        has_previous_page=keyset is not None,
+        total_count=total,
+    )

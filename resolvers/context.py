@@ -1,0 +1,68 @@
+"""The one request context: resources from the app's lifespan, the viewer, loaders, request id."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+import strawberry
+from arq.connections import ArqRedis
+
+from resolvers.loaders import Loaders
+from services.access import Access
+from services.auth import Viewer
+from services.db import SessionFactory
+from services.errors import Invalid, NotFound, ServiceError, Unauthenticated
+from services.models import Tenant
+from services.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    session_factory: SessionFactory
+    redis: ArqRedis
+    request_id: str
+    viewer_or_error: Viewer | ServiceError | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def viewer(self) -> Viewer:
+        """The authenticated caller; UNAUTHENTICATED when the token is missing or bad."""
+        if isinstance(self.viewer_or_error, Viewer):
+            return self.viewer_or_error
+        if isinstance(self.viewer_or_error, ServiceError):
+            raise self.viewer_or_error
+        raise Unauthenticated("Log in first: send Authorization: Bearer <token>.")
+
+    @cached_property
+    def access(self) -> Access:
+        return Access(viewer=self.viewer, session_factory=self.session_factory)
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders.create(self.session_factory, self.viewer.tenant_id)
+
+    async def tenant(self) -> Tenant:
+        tenant = await self.loaders.tenants.load(self.viewer.tenant_id)
+        if tenant is None:
+            raise NotFound("The tenant no longer exists.")
+        return tenant
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+Info = strawberry.Info[Context, None]
+
+
+def parse_id(value: str, field_name: str) -> uuid.UUID:
+    """A client-supplied ID, or VALIDATION_ERROR naming the argument."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError) as error:
+        raise Invalid(field_name, f"{field_name} is not a valid ID.") from error

@@ -1,0 +1,49 @@
+"""Relay cursors: opaque to clients, a keyset inside."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import orjson
+
+from services.errors import Invalid
+
+Node = TypeVar("Node")
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[Node]):
+    """One page of nodes with their cursors, as a Relay connection needs them."""
+
+    items: list[tuple[str, Node]]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: int
+
+
+def page_size(first: int | None, default: int) -> int:
+    size = default if first is None else first
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise Invalid("first", f"first must be from 1 to {MAX_PAGE_SIZE}.")
+    return size
+
+
+def encode_cursor(kind: str, value: int | str, key: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([kind, value, str(key)])).decode()
+
+
+def decode_cursor(cursor: str | None, kind: str) -> tuple[int | str, uuid.UUID] | None:
+    """The keyset of a cursor made by ``encode_cursor(kind, …)``; VALIDATION_ERROR otherwise."""
+    if cursor is None:
+        return None
+    try:
+        found_kind, value, key = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if found_kind != kind or not isinstance(value, int | str):
+            raise ValueError(kind)
+        return value, uuid.UUID(key)
+    except (ValueError, TypeError, orjson.JSONDecodeError) as error:
+        raise Invalid("after", "after is not a cursor from this connection.") from error

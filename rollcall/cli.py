@@ -1,0 +1,148 @@
+"""``rollcall serve | worker | migrate | seed | export-schema``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+from services.db import create_engine, create_session_factory, migrate
+from services.embedded import embedded_redis, ensure_database, start_postgres
+from services.seed import seed_bulk, seed_demo
+from services.settings import Settings, SettingsError
+
+EMBEDDED_DATABASE = "rollcall"
+logger = logging.getLogger("rollcall")
+
+
+@contextlib.contextmanager
+def resolved(settings: Settings, *, redis: bool = True) -> Iterator[Settings]:
+    """``settings`` with a database (and Redis) URL, starting embedded servers in development."""
+    database_url, redis_url = settings.database_url, settings.redis_url
+    with contextlib.ExitStack() as stack:
+        if database_url is None:
+            logger.info(
+                "no ROLLCALL_DATABASE_URL: starting embedded PostgreSQL in %s", settings.data_dir
+            )
+            database_url = ensure_database(start_postgres(settings.data_dir), EMBEDDED_DATABASE)
+        if redis and redis_url is None:
+            logger.info("no ROLLCALL_REDIS_URL: starting embedded Valkey in %s", settings.data_dir)
+            redis_url = stack.enter_context(embedded_redis(settings.data_dir))
+        yield dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
+
+
+async def _serve(settings: Settings, host: str, port: int, with_worker: bool) -> None:
+    import uvicorn
+
+    from graph.app import create_app
+    from jobs.worker import create_worker
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, lifespan="on")
+    )
+    worker = create_worker(settings, handle_signals=False) if with_worker else None
+    worker_task = asyncio.create_task(worker.async_run()) if worker else None
+    try:
+        await server.serve()
+    finally:
+        if worker and worker_task:
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+            await worker.close()
+
+
+async def _seed(settings: Settings, args: argparse.Namespace) -> None:
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    session_factory = create_session_factory(engine)
+    today = datetime.now(UTC).date()
+    try:
+        if args.demo:
+            created = await seed_demo(
+                session_factory=session_factory, today=today, reset=args.reset
+            )
+            print(
+                "demo tenant created"
+                if created
+                else "demo tenant already present (--reset to recreate)"
+            )
+        else:
+            await seed_bulk(
+                session_factory=session_factory,
+                today=today,
+                schools=args.schools,
+                classes=args.classes,
+                students=args.students,
+                days=args.days,
+                prefix=args.prefix,
+            )
+            print(f"seeded {args.schools} school(s) x {args.classes} x {args.students} students")
+    finally:
+        await engine.dispose()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="rollcall", description="Rollcall attendance API")
+    commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--with-worker", action="store_true", help="also run the job worker in-process"
+    )
+    commands.add_parser("worker", help="run the arq worker (all queues, cron included)")
+    commands.add_parser("migrate", help="upgrade the database to the newest schema")
+    seed = commands.add_parser("seed", help="create demo or bulk data")
+    seed.add_argument("--demo", action="store_true", help="the demo tenant of the API contract")
+    seed.add_argument("--reset", action="store_true", help="with --demo: drop and recreate it")
+    seed.add_argument("--schools", type=_positive, default=1)
+    seed.add_argument("--classes", type=_positive, default=3)
+    seed.add_argument("--students", type=_positive, default=30, help="per class")
+    seed.add_argument("--days", type=_positive, default=30, help="school days of attendance")
+    seed.add_argument("--prefix", default="bulk", help="tenant slugs are PREFIX-1, PREFIX-2, …")
+    commands.add_parser("export-schema", help="print the GraphQL SDL")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "export-schema":
+        from graph.schema import schema
+
+        sys.stdout.write(schema.as_str() + "\n")
+        return
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as error:
+        sys.exit(str(error))
+    needs_redis = args.command in {"serve", "worker"}
+    with resolved(settings, redis=needs_redis) as ready:
+        assert ready.database_url is not None
+        if args.command == "migrate":
+            migrate(ready.database_url)
+            print("database is at the newest schema")
+        elif args.command == "seed":
+            asyncio.run(_seed(ready, args))
+        elif args.command == "serve":
+            asyncio.run(_serve(ready, args.host, args.port, args.with_worker))
+        elif args.command == "worker":
+            from jobs.worker import create_worker
+
+            create_worker(ready).run()

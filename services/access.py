@@ -1,0 +1,86 @@
+"""Who may see or change what. Services call these checks; resolvers never decide alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import select
+
+from services.auth import Viewer
+from services.db import SessionFactory
+from services.errors import Forbidden
+from services.models import Role, Student, TeacherAssignment
+
+
+class Access:
+    """One viewer's rights for one request; the teacher's classrooms are read at most once."""
+
+    def __init__(self, *, viewer: Viewer, session_factory: SessionFactory) -> None:
+        self.viewer = viewer
+        self._session_factory = session_factory
+        self._own_classrooms: asyncio.Task[frozenset[uuid.UUID]] | None = None
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.viewer.tenant_id
+
+    async def own_classroom_ids(self) -> frozenset[uuid.UUID]:
+        """Classrooms a teacher teaches, or the student's own classroom."""
+        if self._own_classrooms is None:
+            self._own_classrooms = asyncio.ensure_future(self._load_own_classrooms())
+        return await self._own_classrooms
+
+    async def _load_own_classrooms(self) -> frozenset[uuid.UUID]:
+        viewer = self.viewer
+        if viewer.role is Role.TEACHER:
+            query = select(TeacherAssignment.classroom_id).where(
+                TeacherAssignment.tenant_id == viewer.tenant_id,
+                TeacherAssignment.teacher_id == viewer.user_id,
+            )
+        elif viewer.role is Role.STUDENT and viewer.student_id is not None:
+            query = select(Student.classroom_id).where(
+                Student.tenant_id == viewer.tenant_id, Student.id == viewer.student_id
+            )
+        else:
+            return frozenset()
+        async with self._session_factory() as session:
+            return frozenset((await session.scalars(query)).all())
+
+    def sees_whole_tenant(self) -> bool:
+        return self.viewer.role in {Role.ADMIN, Role.PARTNER}
+
+    async def ensure_can_read_student(self, student: Student) -> None:
+        """A student reads only themself; a teacher their classrooms' students."""
+        if student.tenant_id != self.viewer.tenant_id:
+            raise Forbidden("You may not read this student's data.")
+        if self.sees_whole_tenant():
+            return
+        if self.viewer.role is Role.STUDENT:
+            if student.id != self.viewer.student_id:
+                raise Forbidden("Students may read only their own data.")
+            return
+        if student.classroom_id not in await self.own_classroom_ids():
+            raise Forbidden("You do not teach this student's classroom.")
+
+    async def ensure_can_read_classroom(self, classroom_id: uuid.UUID) -> None:
+        """Class aggregates and the roster: the class's own students and teachers, and staff."""
+        if self.sees_whole_tenant():
+            return
+        if classroom_id not in await self.own_classroom_ids():
+            raise Forbidden("You may not read this classroom.")
+
+    async def ensure_can_read_rankings(self, classroom_id: uuid.UUID) -> None:
+        """Rankings list every student's rate, so students see only their own rank."""
+        if self.viewer.role is Role.STUDENT:
+            raise Forbidden("Students may read only their own ranking.")
+        await self.ensure_can_read_classroom(classroom_id)
+
+    async def ensure_can_mark(self, classroom_id: uuid.UUID) -> None:
+        """Teachers mark the classrooms they teach; admins mark any."""
+        if self.viewer.role is Role.ADMIN:
+            return
+        if self.viewer.role is not Role.TEACHER:
+            raise Forbidden("Only teachers and admins mark attendance.")
+        if classroom_id not in await self.own_classroom_ids():
+            raise Forbidden("You do not teach this classroom.")

@@ -1,0 +1,125 @@
+"""Marking the register: validation, rights and one upsert per call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.access import Access
+from services.errors import Invalid, NotFound
+from services.models import AttendanceRecord, AttendanceStatus, Classroom, ClassroomSubject, Student
+
+MAX_MARKS_PER_CALL = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    student_id: uuid.UUID
+    status: AttendanceStatus
+
+
+def validate_marks_shape(
+    *, day: date, period: int, marks: Sequence[Mark], today: date, periods_per_day: int
+) -> None:
+    """Checks that need no database: each failure names the input field."""
+    if day > today:
+        raise Invalid("date", f"The date {day.isoformat()} is in the future (today is {today}).")
+    if not 1 <= period <= periods_per_day:
+        raise Invalid("period", f"The period must be from 1 to {periods_per_day}.")
+    if not marks:
+        raise Invalid("marks", "At least one mark is required.")
+    if len(marks) > MAX_MARKS_PER_CALL:
+        raise Invalid("marks", f"At most {MAX_MARKS_PER_CALL} marks fit in one call.")
+    seen: set[uuid.UUID] = set()
+    for index, mark in enumerate(marks):
+        if mark.student_id in seen:
+            raise Invalid(f"marks[{index}].studentId", "This student is marked twice in one call.")
+        seen.add(mark.student_id)
+
+
+async def mark_attendance(
+    session: AsyncSession,
+    *,
+    access: Access,
+    classroom_id: uuid.UUID,
+    day: date,
+    period: int,
+    subject_id: uuid.UUID,
+    marks: Sequence[Mark],
+    today: date,
+    periods_per_day: int,
+) -> list[AttendanceRecord]:
+    """Record one period's marks for a classroom, replacing earlier marks for that period.
+
+    All or nothing: any invalid mark rejects the whole call and nothing is written.
+    """
+    validate_marks_shape(
+        day=day, period=period, marks=marks, today=today, periods_per_day=periods_per_day
+    )
+    tenant_id = access.tenant_id
+    async with session.begin():
+        classroom = await session.scalar(
+            select(Classroom.id).where(
+                Classroom.tenant_id == tenant_id, Classroom.id == classroom_id
+            )
+        )
+        if classroom is None:
+            raise NotFound("No such classroom.")
+        await access.ensure_can_mark(classroom_id)
+        taught = await session.scalar(
+            select(func.count()).where(
+                ClassroomSubject.tenant_id == tenant_id,
+                ClassroomSubject.classroom_id == classroom_id,
+                ClassroomSubject.subject_id == subject_id,
+            )
+        )
+        if not taught:
+            raise Invalid("subjectId", "This subject is not taught in this classroom.")
+        enrolled = set(
+            await session.scalars(
+                select(Student.id).where(
+                    Student.tenant_id == tenant_id,
+                    Student.classroom_id == classroom_id,
+                    Student.id.in_([mark.student_id for mark in marks]),
+                )
+            )
+        )
+        for index, mark in enumerate(marks):
+            if mark.student_id not in enrolled:
+                raise Invalid(f"marks[{index}].studentId", "No such student in this classroom.")
+        statement = insert(AttendanceRecord).values(
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "student_id": mark.student_id,
+                    "classroom_id": classroom_id,
+                    "subject_id": subject_id,
+                    "date": day,
+                    "period": period,
+                    "status": mark.status,
+                    "marked_by": access.viewer.user_id,
+                }
+                for mark in marks
+            ]
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "student_id", "date", "period"],
+            set_={
+                "status": statement.excluded.status,
+                "subject_id": statement.excluded.subject_id,
+                "classroom_id": statement.excluded.classroom_id,
+                "marked_by": statement.excluded.marked_by,
+                "marked_at": func.now(),
+            },
+        ).returning(AttendanceRecord)
+        records = list(
+            await session.scalars(statement, execution_options={"populate_existing": True})
+        )
+    order = {mark.student_id: index for index, mark in enumerate(marks)}
+    return sorted(records, key=lambda record: order[record.student_id])

@@ -1,0 +1,176 @@
+"""A student's dashboard and weekly attendance, computed from their own records."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.access import Access
+from services.directory import rows_by_ids
+from services.errors import NotFound
+from services.metrics import (
+    TREND_WINDOW_DAYS,
+    AttendanceCounts,
+    Standing,
+    Thresholds,
+    Trend,
+    attendance_rate,
+    standing,
+    trend,
+)
+from services.models import AttendanceRecord, AttendanceStatus, Student
+from services.statistics import StudentRank, class_statistics, student_rank
+
+WEEK_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class StudentDashboard:
+    student_id: uuid.UUID
+    classroom_id: uuid.UUID
+    counts: AttendanceCounts
+    attendance_rate: float
+    class_average: float
+    ranking: StudentRank
+    trend: Trend
+    standing: Standing
+    last_updated: datetime
+    statistics_calculated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DayAttendance:
+    date: date
+    records: list[AttendanceRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyAttendance:
+    student_id: uuid.UUID
+    week_start: date
+    days: list[DayAttendance]
+    counts: AttendanceCounts
+
+    @property
+    def attendance_rate(self) -> float:
+        return attendance_rate(self.counts.present, self.counts.counted)
+
+
+async def readable_student(
+    session: AsyncSession, *, access: Access, student_id: uuid.UUID
+) -> Student:
+    """The student, if it exists in the viewer's tenant and the viewer may read it."""
+    (student,) = await rows_by_ids(session, Student, access.tenant_id, [student_id])
+    if student is None:
+        raise NotFound("No such student.")
+    await access.ensure_can_read_student(student)
+    return student
+
+
+def _counted(*conditions: object) -> object:
+    return func.count().filter(
+        and_(AttendanceRecord.status != AttendanceStatus.NOT_MARKED, *conditions)
+    )
+
+
+def _with_status(status: AttendanceStatus, *conditions: object) -> object:
+    return func.count().filter(and_(AttendanceRecord.status == status, *conditions))
+
+
+async def student_dashboard(
+    session: AsyncSession,
+    *,
+    access: Access,
+    student_id: uuid.UUID,
+    thresholds: Thresholds,
+    today: date,
+    now: datetime,
+) -> StudentDashboard:
+    """Own figures are live; class average and rank come from the last statistics refresh."""
+    student = await readable_student(session, access=access, student_id=student_id)
+    recent_start = today - timedelta(days=TREND_WINDOW_DAYS - 1)
+    previous_start = recent_start - timedelta(days=TREND_WINDOW_DAYS)
+    recent = AttendanceRecord.date.between(recent_start, today)
+    previous = AttendanceRecord.date.between(previous_start, recent_start - timedelta(days=1))
+    row = (
+        await session.execute(
+            select(
+                _counted(),
+                _with_status(AttendanceStatus.PRESENT),
+                _with_status(AttendanceStatus.ABSENT),
+                _with_status(AttendanceStatus.SICK),
+                _with_status(AttendanceStatus.LEAVE),
+                _counted(recent),
+                _with_status(AttendanceStatus.PRESENT, recent),
+                _counted(previous),
+                _with_status(AttendanceStatus.PRESENT, previous),
+            ).where(
+                AttendanceRecord.tenant_id == student.tenant_id,
+                AttendanceRecord.student_id == student.id,
+            )
+        )
+    ).one()
+    counts = AttendanceCounts(*row[:5])
+    statistics = await class_statistics(
+        session, tenant_id=student.tenant_id, classroom_id=student.classroom_id
+    )
+    assert statistics is not None, "a student's classroom always has statistics"
+    rank = await student_rank(
+        session,
+        tenant_id=student.tenant_id,
+        student_id=student.id,
+        classroom_id=student.classroom_id,
+    )
+    return StudentDashboard(
+        student_id=student.id,
+        classroom_id=student.classroom_id,
+        counts=counts,
+        attendance_rate=attendance_rate(counts.present, counts.counted),
+        class_average=statistics.average_attendance,
+        ranking=rank,
+        trend=trend(row[6], row[5], row[8], row[7]),
+        standing=standing(counts, thresholds),
+        last_updated=now,
+        statistics_calculated_at=min(statistics.last_calculated, rank.calculated_at),
+    )
+
+
+async def weekly_attendance(
+    session: AsyncSession, *, access: Access, student_id: uuid.UUID, week_start: date
+) -> WeeklyAttendance:
+    """The seven days from ``week_start``, each with its records by period."""
+    student = await readable_student(session, access=access, student_id=student_id)
+    week_end = week_start + timedelta(days=WEEK_DAYS - 1)
+    records = list(
+        await session.scalars(
+            select(AttendanceRecord)
+            .where(
+                AttendanceRecord.tenant_id == student.tenant_id,
+                AttendanceRecord.student_id == student.id,
+                AttendanceRecord.date.between(week_start, week_end),
+            )
+            .order_by(AttendanceRecord.date, AttendanceRecord.period)
+        )
+    )
+    by_day: dict[date, list[AttendanceRecord]] = defaultdict(list)
+    tally: dict[AttendanceStatus, int] = defaultdict(int)
+    for record in records:
+        by_day[record.date].append(record)
+        tally[record.status] += 1
+    counts = AttendanceCounts(
+        counted=len(records) - tally[AttendanceStatus.NOT_MARKED],
+        present=tally[AttendanceStatus.PRESENT],
+        absent=tally[AttendanceStatus.ABSENT],
+        sick=tally[AttendanceStatus.SICK],
+        leave=tally[AttendanceStatus.LEAVE],
+    )
+    days = [
+        DayAttendance(date=day, records=by_day.get(day, []))
+        for day in (week_start + timedelta(days=offset) for offset in range(WEEK_DAYS))
+    ]
+    return WeeklyAttendance(student_id=student.id, week_start=week_start, days=days, counts=counts)

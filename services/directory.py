@@ -1,0 +1,96 @@
+"""Tenant-scoped lookups by id, in key order, for per-request loaders."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.models import (
+    Classroom,
+    ClassroomSubject,
+    Student,
+    Subject,
+    TeacherAssignment,
+    Tenant,
+    User,
+)
+
+Row = TypeVar("Row", Classroom, Student, Subject, User)
+
+
+async def rows_by_ids(
+    session: AsyncSession, model: type[Row], tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[Row | None]:
+    """One statement for all ids; another tenant's rows come back as None."""
+    found: dict[Any, Row] = {
+        row.id: row
+        for row in await session.scalars(
+            select(model).where(model.tenant_id == tenant_id, model.id.in_(set(ids)))
+        )
+    }
+    return [found.get(key) for key in ids]
+
+
+async def tenant_by_id(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)
+
+
+async def subjects_by_classroom_ids(
+    session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
+) -> list[list[Subject]]:
+    """Each classroom's subjects by name, in key order."""
+    by_classroom: dict[uuid.UUID, list[Subject]] = defaultdict(list)
+    rows = await session.execute(
+        select(ClassroomSubject.classroom_id, Subject)
+        .join(Subject, Subject.id == ClassroomSubject.subject_id)
+        .where(
+            ClassroomSubject.tenant_id == tenant_id,
+            ClassroomSubject.classroom_id.in_(set(classroom_ids)),
+        )
+        .order_by(Subject.name)
+    )
+    for classroom_id, subject in rows:
+        by_classroom[classroom_id].append(subject)
+    return [by_classroom.get(key, []) for key in classroom_ids]
+
+
+async def students_page(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    classroom_id: uuid.UUID,
+    after: tuple[str, uuid.UUID] | None,
+    limit: int,
+) -> tuple[list[Student], int]:
+    """A classroom's students by name then id, after a (name, id) keyset; and the total."""
+    scope = (Student.tenant_id == tenant_id, Student.classroom_id == classroom_id)
+    query = select(Student).where(*scope).order_by(Student.name, Student.id).limit(limit)
+    if after is not None:
+        query = query.where(tuple_(Student.name, Student.id) > tuple_(*after))
+    students = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(Student).where(*scope))
+    return students, total or 0
+
+
+async def teachers_by_classroom_ids(
+    session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
+) -> list[list[User]]:
+    """Each classroom's teachers by email, in key order."""
+    by_classroom: dict[uuid.UUID, list[User]] = defaultdict(list)
+    rows = await session.execute(
+        select(TeacherAssignment.classroom_id, User)
+        .join(User, User.id == TeacherAssignment.teacher_id)
+        .where(
+            TeacherAssignment.tenant_id == tenant_id,
+            TeacherAssignment.classroom_id.in_(set(classroom_ids)),
+        )
+        .order_by(User.email)
+    )
+    for classroom_id, teacher in rows:
+        by_classroom[classroom_id].append(teacher)
+    return [by_classroom.get(key, []) for key in classroom_ids]

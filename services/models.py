@@ -1,0 +1,181 @@
+"""SQLAlchemy models. Every table carries ``tenant_id``; indexes lead with it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Numeric,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Role(StrEnum):
+    STUDENT = "STUDENT"
+    TEACHER = "TEACHER"
+    ADMIN = "ADMIN"
+    PARTNER = "PARTNER"
+
+
+class AttendanceStatus(StrEnum):
+    PRESENT = "PRESENT"
+    ABSENT = "ABSENT"
+    SICK = "SICK"
+    LEAVE = "LEAVE"
+    NOT_MARKED = "NOT_MARKED"
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+
+
+def _tenant_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    periods_per_day: Mapped[int] = mapped_column(SmallInteger, server_default="8")
+    mahroom_threshold: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="75")
+    warning_threshold: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="80")
+    tasdiq_threshold: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="85")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
+        Index("ix_users_tenant_role_active", "tenant_id", "role", postgresql_where=text("active")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(Enum(Role, name="user_role"))
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Classroom(Base):
+    __tablename__ = "classrooms"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_classrooms_tenant_name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Subject(Base):
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_subjects_tenant_name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class ClassroomSubject(Base):
+    """The subjects taught in a classroom."""
+
+    __tablename__ = "classroom_subjects"
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    classroom_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("classrooms.id", ondelete="CASCADE"), primary_key=True
+    )
+    subject_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class TeacherAssignment(Base):
+    """A teacher (a user with role TEACHER) teaches a classroom."""
+
+    __tablename__ = "teacher_assignments"
+    __table_args__ = (Index("ix_teacher_assignments_classroom", "tenant_id", "classroom_id"),)
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    teacher_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    classroom_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("classrooms.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Student(Base):
+    __tablename__ = "students"
+    __table_args__ = (
+        Index("ix_students_tenant_classroom_name", "tenant_id", "classroom_id", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    classroom_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("classrooms.id"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), unique=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AttendanceRecord(Base):
+    """One mark: a student's status for one period of one day."""
+
+    __tablename__ = "attendance_records"
+    __table_args__ = (
+        # One mark per student, day and period; INCLUDE makes a student's summary index-only.
+        Index(
+            "uq_attendance_student_date_period",
+            "tenant_id",
+            "student_id",
+            "date",
+            "period",
+            unique=True,
+            postgresql_include=["status"],
+        ),
+        Index("ix_attendance_tenant_classroom_date", "tenant_id", "classroom_id", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    student_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    classroom_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("classrooms.id"))
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subjects.id"))
+    date: Mapped[date] = mapped_column(Date)
+    period: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[AttendanceStatus] = mapped_column(
+        Enum(AttendanceStatus, name="attendance_status")
+    )
+    marked_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,167 @@
+"""Settings read once from ``ROLLCALL_*`` environment variables and validated as a whole."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "ROLLCALL_"
+DEFAULT_POOL_MIN = 10
+DEFAULT_POOL_MAX = 50
+DEVELOPMENT_JWT_SECRET = "rollcall-development-secret-not-for-production-use"
+_RATE_LIMIT_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<count>\d+)/(?P<seconds>\d+)s$")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists every problem, one per line."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: Environment = Environment.DEVELOPMENT
+    database_url: str | None = None
+    redis_url: str | None = None
+    storage_url: str = "file://.rollcall/storage"
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    jwt_ttl_seconds: int = 8 * 3600
+    clamd_url: str | None = None
+    smtp_url: str | None = None
+    rate_limits_enabled: bool = True
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    graphiql: bool = True
+    db_pool_min: int = DEFAULT_POOL_MIN
+    db_pool_max: int = DEFAULT_POOL_MAX
+    statistics_refresh_delay_seconds: int = 60
+    data_dir: Path = Path(".rollcall")
+
+    @property
+    def production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and validate every ``ROLLCALL_*`` variable; SettingsError names each bad one."""
+        problems: list[str] = []
+        values: dict[str, object] = {}
+
+        def raw(name: str) -> str | None:
+            value = environ.get(PREFIX + name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        env_text = raw("ENV") or Environment.DEVELOPMENT.value
+        try:
+            env = Environment(env_text.lower())
+        except ValueError:
+            problems.append(f"{PREFIX}ENV must be 'development' or 'production', got {env_text!r}")
+            env = Environment.DEVELOPMENT
+        values["env"] = env
+
+        if (database_url := raw("DATABASE_URL")) is not None:
+            if not database_url.startswith("postgresql+asyncpg://"):
+                problems.append(
+                    f"{PREFIX}DATABASE_URL must start with postgresql+asyncpg://, got "
+                    f"{_redact(database_url)!r}"
+                )
+            values["database_url"] = database_url
+        elif env is Environment.PRODUCTION:
+            problems.append(f"{PREFIX}DATABASE_URL is required when {PREFIX}ENV=production")
+
+        if (redis_url := raw("REDIS_URL")) is not None:
+            if urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
+                problems.append(
+                    f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL, got "
+                    f"{_redact(redis_url)!r}"
+                )
+            values["redis_url"] = redis_url
+        elif env is Environment.PRODUCTION:
+            problems.append(f"{PREFIX}REDIS_URL is required when {PREFIX}ENV=production")
+
+        if (storage_url := raw("STORAGE_URL")) is not None:
+            if urlsplit(storage_url).scheme not in {"file", "s3"}:
+                problems.append(
+                    f"{PREFIX}STORAGE_URL must be file:///path or s3://ACCESS:SECRET@host:port/bucket"
+                )
+            values["storage_url"] = storage_url
+
+        if (secret := raw("JWT_SECRET")) is not None:
+            if len(secret) < 32:
+                problems.append(f"{PREFIX}JWT_SECRET must be at least 32 characters long")
+            values["jwt_secret"] = secret
+        elif env is Environment.PRODUCTION:
+            problems.append(f"{PREFIX}JWT_SECRET is required when {PREFIX}ENV=production")
+
+        for name, attribute, low, high in (
+            ("JWT_TTL_SECONDS", "jwt_ttl_seconds", 60, 30 * 24 * 3600),
+            ("DB_POOL_MIN", "db_pool_min", 1, 500),
+            ("DB_POOL_MAX", "db_pool_max", 1, 1000),
+            ("STATISTICS_REFRESH_DELAY_SECONDS", "statistics_refresh_delay_seconds", 0, 300),
+        ):
+            if (text := raw(name)) is None:
+                continue
+            if not text.isdigit() or not low <= int(text) <= high:
+                problems.append(f"{PREFIX}{name} must be a whole number from {low} to {high}")
+            else:
+                values[attribute] = int(text)
+        pool_min = values.get("db_pool_min", DEFAULT_POOL_MIN)
+        pool_max = values.get("db_pool_max", DEFAULT_POOL_MAX)
+        if isinstance(pool_min, int) and isinstance(pool_max, int) and pool_min > pool_max:
+            problems.append(
+                f"{PREFIX}DB_POOL_MIN ({pool_min}) exceeds {PREFIX}DB_POOL_MAX ({pool_max})"
+            )
+
+        for name in ("CLAMD_URL", "SMTP_URL"):
+            if (text := raw(name)) is not None:
+                values[name.lower()] = text
+
+        if (limits := raw("RATE_LIMITS")) is not None:
+            if limits.lower() == "off":
+                values["rate_limits_enabled"] = False
+            else:
+                parsed: dict[str, RateLimit] = {}
+                for item in limits.split(","):
+                    match = _RATE_LIMIT_ITEM.match(item.strip())
+                    if match is None or int(match["count"]) == 0 or int(match["seconds"]) == 0:
+                        problems.append(
+                            f"{PREFIX}RATE_LIMITS item {item.strip()!r} is not like "
+                            "dashboard=100/60s"
+                        )
+                        continue
+                    parsed[match["name"]] = RateLimit(int(match["count"]), int(match["seconds"]))
+                values["rate_limits"] = parsed
+
+        if (graphiql := raw("GRAPHIQL")) is not None:
+            if graphiql.lower() not in {"true", "false", "1", "0"}:
+                problems.append(f"{PREFIX}GRAPHIQL must be true or false")
+            values["graphiql"] = graphiql.lower() in {"true", "1"}
+        else:
+            values["graphiql"] = env is Environment.DEVELOPMENT
+
+        if (data_dir := raw("DATA_DIR")) is not None:
+            values["data_dir"] = Path(data_dir)
+
+        if problems:
+            raise SettingsError("invalid configuration:\n" + "\n".join(f"- {p}" for p in problems))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for error messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

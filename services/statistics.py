@@ -1,0 +1,196 @@
+"""Class statistics and rankings, read from materialized views refreshed in the background.
+
+Each materialized view snapshots a live view of the same shape. A classroom or student missing
+from the snapshot (created since the last refresh) is read from the live view instead, so
+answers are never missing, only possibly behind by one refresh.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    Integer,
+    Row,
+    String,
+    TableClause,
+    column,
+    select,
+    table,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.db import SessionFactory
+from services.metrics import percentile
+
+# Serialises refreshes: two concurrent REFRESH … CONCURRENTLY of one view would queue anyway.
+REFRESH_LOCK_KEY = 0x526F6C6C  # "Roll"
+
+
+def _student_stats(name: str) -> TableClause:
+    return table(
+        name,
+        column("tenant_id", UUID(as_uuid=True)),
+        column("classroom_id", UUID(as_uuid=True)),
+        column("student_id", UUID(as_uuid=True)),
+        column("counted", BigInteger),
+        column("present", BigInteger),
+        column("attendance_rate", Float),
+        column("rank", BigInteger),
+        column("class_size", BigInteger),
+        column("calculated_at", DateTime(timezone=True)),
+    )
+
+
+def _class_stats(name: str) -> TableClause:
+    return table(
+        name,
+        column("tenant_id", UUID(as_uuid=True)),
+        column("classroom_id", UUID(as_uuid=True)),
+        column("classroom_name", String),
+        column("total_students", BigInteger),
+        column("average_attendance", Float),
+        column("median_attendance", Float),
+        column("highest_attendance", Float),
+        column("lowest_attendance", Float),
+        column("students_at_risk", Integer),
+        column("last_calculated", DateTime(timezone=True)),
+    )
+
+
+STUDENT_STATS = _student_stats("student_attendance_stats")
+STUDENT_STATS_LIVE = _student_stats("student_attendance_stats_live")
+CLASS_STATS = _class_stats("class_statistics")
+CLASS_STATS_LIVE = _class_stats("class_statistics_live")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStatistics:
+    classroom_id: uuid.UUID
+    total_students: int
+    average_attendance: float
+    median_attendance: float
+    highest_attendance: float
+    lowest_attendance: float
+    students_at_risk: int
+    last_calculated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StudentRank:
+    student_id: uuid.UUID
+    classroom_id: uuid.UUID
+    rank: int
+    total_students: int
+    attendance_rate: float
+    calculated_at: datetime
+
+    @property
+    def percentile(self) -> float:
+        return percentile(self.rank, self.total_students)
+
+
+async def class_statistics(
+    session: AsyncSession, *, tenant_id: uuid.UUID, classroom_id: uuid.UUID
+) -> ClassStatistics | None:
+    """The classroom's figures from the last refresh (live when it has none); None if unknown."""
+    for view in (CLASS_STATS, CLASS_STATS_LIVE):
+        row = (
+            await session.execute(
+                select(view).where(
+                    view.c.tenant_id == tenant_id, view.c.classroom_id == classroom_id
+                )
+            )
+        ).first()
+        if row is not None:
+            return ClassStatistics(
+                classroom_id=row.classroom_id,
+                total_students=row.total_students,
+                average_attendance=row.average_attendance,
+                median_attendance=row.median_attendance,
+                highest_attendance=row.highest_attendance,
+                lowest_attendance=row.lowest_attendance,
+                students_at_risk=row.students_at_risk,
+                last_calculated=row.last_calculated,
+            )
+    return None
+
+
+def _rank(row: Row[Any]) -> StudentRank:
+    return StudentRank(
+        student_id=row.student_id,
+        classroom_id=row.classroom_id,
+        rank=row.rank,
+        total_students=row.class_size,
+        attendance_rate=row.attendance_rate,
+        calculated_at=row.calculated_at,
+    )
+
+
+async def student_rank(
+    session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, classroom_id: uuid.UUID
+) -> StudentRank:
+    """The student's place in their classroom as of the last refresh (live when not in it)."""
+    row = (
+        await session.execute(
+            select(STUDENT_STATS).where(
+                STUDENT_STATS.c.tenant_id == tenant_id,
+                STUDENT_STATS.c.student_id == student_id,
+                STUDENT_STATS.c.classroom_id == classroom_id,
+            )
+        )
+    ).first()
+    if row is None:
+        row = (
+            await session.execute(
+                select(STUDENT_STATS_LIVE).where(
+                    STUDENT_STATS_LIVE.c.tenant_id == tenant_id,
+                    STUDENT_STATS_LIVE.c.classroom_id == classroom_id,
+                    STUDENT_STATS_LIVE.c.student_id == student_id,
+                )
+            )
+        ).one()
+    return _rank(row)
+
+
+async def rankings_page(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    classroom_id: uuid.UUID,
+    after: tuple[int, uuid.UUID] | None,
+    limit: int,
+) -> list[StudentRank]:
+    """A classroom's ranks best first, keyset-paginated on (rank, student id)."""
+    for view in (STUDENT_STATS, STUDENT_STATS_LIVE):
+        query = (
+            select(view)
+            .where(view.c.tenant_id == tenant_id, view.c.classroom_id == classroom_id)
+            .order_by(view.c.rank, view.c.student_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(view.c.rank, view.c.student_id) > tuple_(*after))
+        rows = (await session.execute(query)).all()
+        if rows or after is not None:
+            return [_rank(row) for row in rows]
+    return []
+
+
+async def refresh_statistics(*, session_factory: SessionFactory) -> None:
+    """Re-snapshot both views without blocking readers (student figures first)."""
+    async with session_factory() as session, session.begin():
+        await session.execute(select(text(f"pg_advisory_xact_lock({REFRESH_LOCK_KEY})")))
+        await session.execute(
+            text("REFRESH MATERIALIZED VIEW CONCURRENTLY student_attendance_stats")
+        )
+        await session.execute(text("REFRESH MATERIALIZED VIEW CONCURRENTLY class_statistics"))
