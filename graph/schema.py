@@ -32,7 +32,11 @@ def create_schema(**overrides: Any) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[ErrorFormatting, ParserCache(maxsize=512), ValidationCache(maxsize=512)],
+        extensions=[
+            ErrorFormatting,
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+        ],
         **overrides,
     )
 

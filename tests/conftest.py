@@ -1,0 +1,133 @@
+"""Real PostgreSQL and Redis for every test: the configured ones, the local ones, or embedded.
+
+Each xdist worker gets its own database (migrated once) and its own Redis database number;
+tests isolate further by creating their own tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+from hypothesis import HealthCheck, settings as hypothesis_settings
+
+from graph.app import create_app
+from services.db import SessionFactory, create_engine, create_session_factory, migrate
+from services.embedded import embedded_redis, start_postgres, tcp_answers
+from services.settings import Settings
+
+from tests.factories import Factory
+
+hypothesis_settings.register_profile(
+    "rollcall",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.load_profile("rollcall")
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def _worker_index(request: pytest.FixtureRequest) -> int:
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def _dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(request: pytest.FixtureRequest) -> str:
+    """A URL of the server tests create their database on (never a database they reuse)."""
+    if configured := os.environ.get("ROLLCALL_DATABASE_URL"):
+        return configured
+    if tcp_answers("127.0.0.1", 5432):
+        return LOCAL_POSTGRES
+    return start_postgres(ROOT / ".rollcall" / f"test-{_worker_index(request)}")
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"rollcall_test_{_worker_index(request)}_{uuid.uuid4().hex[:8]}"
+    admin = _dsn(postgres_server_url)
+
+    async def execute(statement: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    url = urlsplit(postgres_server_url)._replace(path=f"/{name}").geturl()
+    migrate(url)
+    yield url
+    asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if configured := os.environ.get("ROLLCALL_REDIS_URL"):
+        yield configured
+    elif tcp_answers("127.0.0.1", 6379):
+        yield f"redis://127.0.0.1:6379/{1 + _worker_index(request) % 15}"
+    else:
+        with embedded_redis(tmp_path_factory.mktemp("valkey")) as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> Settings:
+    return dataclasses.replace(
+        Settings.from_env({"ROLLCALL_RATE_LIMITS": "off"}),
+        database_url=database_url,
+        redis_url=redis_url,
+        statistics_refresh_delay_seconds=1,
+    )
+
+
+@pytest.fixture(scope="session")
+async def session_factory(settings: Settings) -> AsyncIterator[SessionFactory]:
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_min=2, pool_max=10)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """This worker's Redis database, flushed before the test (arq's style)."""
+    assert settings.redis_url is not None
+    client = aioredis.Redis.from_url(settings.redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app, whose lifespan runs for the whole session."""
+    async with (
+        LifespanManager(create_app(settings)) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://rollcall.test"
+        ) as http,
+    ):
+        yield http
+
+
+@pytest.fixture(scope="session")
+def factory(session_factory: SessionFactory, settings: Settings) -> Factory:
+    return Factory(session_factory=session_factory, secret=settings.jwt_secret)

@@ -1,0 +1,178 @@
+"""Test data: a fresh tenant per test, so tests never see each other's rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+
+from services.auth import Viewer, hash_password, issue_token
+from services.db import SessionFactory
+from services.models import (
+    AttendanceRecord,
+    AttendanceStatus,
+    Classroom,
+    ClassroomSubject,
+    Role,
+    Student,
+    Subject,
+    TeacherAssignment,
+    Tenant,
+    User,
+)
+from services.statistics import refresh_statistics
+
+PASSWORD = "correct horse battery staple"
+PASSWORD_HASH = hash_password(PASSWORD)
+
+
+@dataclass
+class School:
+    tenant: Tenant
+    admin: User
+    teachers: list[User]
+    classrooms: list[Classroom]
+    subjects: list[Subject]
+    students: list[Student]
+    accounts: dict[uuid.UUID, User] = field(default_factory=dict)
+    tokens: dict[uuid.UUID, str] = field(default_factory=dict)
+
+    def students_of(self, classroom: Classroom) -> list[Student]:
+        return [s for s in self.students if s.classroom_id == classroom.id]
+
+    def student_token(self, student: Student) -> str:
+        return self.tokens[student.id]
+
+    def token(self, user: User) -> str:
+        return self.tokens[user.id]
+
+
+class Factory:
+    def __init__(self, *, session_factory: SessionFactory, secret: str) -> None:
+        self.session_factory = session_factory
+        self.secret = secret
+
+    def issue(self, user: User, student_id: uuid.UUID | None = None, ttl: int = 3600) -> str:
+        viewer = Viewer(user_id=user.id, tenant_id=user.tenant_id, role=user.role, student_id=student_id)
+        return issue_token(viewer, secret=self.secret, ttl_seconds=ttl, now=datetime.now(UTC))
+
+    async def school(
+        self,
+        *,
+        classrooms: int = 1,
+        students: int = 3,
+        teachers: int = 1,
+        periods_per_day: int = 6,
+        subjects: int = 2,
+        assign_teachers: bool = True,
+    ) -> School:
+        """A tenant; teacher ``i`` teaches classroom ``i`` (the last teaches the rest)."""
+        slug = f"t-{uuid.uuid4().hex[:12]}"
+        async with self.session_factory() as session, session.begin():
+            tenant = Tenant(slug=slug, name=f"School {slug}", periods_per_day=periods_per_day)
+            session.add(tenant)
+            await session.flush()
+            admin = self._user(tenant, "admin@school.test", Role.ADMIN)
+            teacher_users = [self._user(tenant, f"teacher{n}@school.test", Role.TEACHER) for n in range(teachers)]
+            rooms = [Classroom(tenant_id=tenant.id, name=f"Class {n}") for n in range(classrooms)]
+            taught = [Subject(tenant_id=tenant.id, name=f"Subject {n}") for n in range(subjects)]
+            session.add_all([admin, *teacher_users, *rooms, *taught])
+            await session.flush()
+            session.add_all(
+                ClassroomSubject(tenant_id=tenant.id, classroom_id=room.id, subject_id=subject.id)
+                for room in rooms
+                for subject in taught
+            )
+            if assign_teachers and teacher_users:
+                session.add_all(
+                    TeacherAssignment(
+                        tenant_id=tenant.id,
+                        teacher_id=teacher_users[min(index, len(teacher_users) - 1)].id,
+                        classroom_id=room.id,
+                    )
+                    for index, room in enumerate(rooms)
+                )
+            accounts: dict[uuid.UUID, User] = {}
+            roster: list[Student] = []
+            for room in rooms:
+                for n in range(students):
+                    account = self._user(tenant, f"{room.name.replace(' ', '')}-{n}@school.test", Role.STUDENT)
+                    session.add(account)
+                    await session.flush()
+                    student = Student(
+                        tenant_id=tenant.id, classroom_id=room.id, user_id=account.id, name=f"{room.name} Student {n:03d}"
+                    )
+                    session.add(student)
+                    await session.flush()
+                    accounts[student.id] = account
+                    roster.append(student)
+        school = School(
+            tenant=tenant,
+            admin=admin,
+            teachers=teacher_users,
+            classrooms=rooms,
+            subjects=taught,
+            students=roster,
+            accounts=accounts,
+        )
+        for user in [admin, *teacher_users]:
+            school.tokens[user.id] = self.issue(user)
+        for student_id, account in accounts.items():
+            school.tokens[student_id] = self.issue(account, student_id)
+        return school
+
+    @staticmethod
+    def _user(tenant: Tenant, email: str, role: Role) -> User:
+        return User(tenant_id=tenant.id, email=email.lower(), password_hash=PASSWORD_HASH, role=role)
+
+    async def records(
+        self,
+        school: School,
+        student: Student,
+        marks: Sequence[tuple[date, int, AttendanceStatus]],
+    ) -> None:
+        """Insert marks directly (distinct date/period pairs), bypassing the API."""
+        if not marks:
+            return
+        async with self.session_factory() as session, session.begin():
+            await session.execute(
+                insert(AttendanceRecord),
+                [
+                    {
+                        "tenant_id": school.tenant.id,
+                        "student_id": student.id,
+                        "classroom_id": student.classroom_id,
+                        "subject_id": school.subjects[0].id,
+                        "date": day,
+                        "period": period,
+                        "status": status,
+                        "marked_by": school.admin.id,
+                    }
+                    for day, period, status in marks
+                ],
+            )
+
+    async def refresh(self) -> None:
+        await refresh_statistics(session_factory=self.session_factory)
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def error_codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors", [])]

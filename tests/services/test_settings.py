@@ -1,0 +1,58 @@
+import pytest
+
+from services.settings import Environment, Settings, SettingsError
+
+
+def test_defaults_are_a_development_setup():
+    settings = Settings.from_env({})
+    assert settings.env is Environment.DEVELOPMENT
+    assert settings.database_url is None and settings.redis_url is None
+    assert settings.graphiql is True
+    assert (settings.db_pool_min, settings.db_pool_max) == (10, 50)
+
+
+def test_production_requires_database_redis_and_secret():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"ROLLCALL_ENV": "production"})
+    message = str(raised.value)
+    for name in ("ROLLCALL_DATABASE_URL", "ROLLCALL_REDIS_URL", "ROLLCALL_JWT_SECRET"):
+        assert f"{name} is required" in message
+
+
+def test_every_bad_value_is_reported_at_once():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {
+                "ROLLCALL_ENV": "staging",
+                "ROLLCALL_DATABASE_URL": "mysql://x",
+                "ROLLCALL_REDIS_URL": "http://x",
+                "ROLLCALL_STORAGE_URL": "ftp://x",
+                "ROLLCALL_JWT_SECRET": "short",
+                "ROLLCALL_DB_POOL_MIN": "many",
+                "ROLLCALL_RATE_LIMITS": "dashboard=100",
+            }
+        )
+    lines = str(raised.value).splitlines()[1:]
+    assert len(lines) == 7
+
+
+def test_rate_limits_parse_and_switch_off():
+    limits = Settings.from_env({"ROLLCALL_RATE_LIMITS": "dashboard=100/60s,export=5/3600s"})
+    assert limits.rate_limits["export"].count == 5 and limits.rate_limits["export"].seconds == 3600
+    assert Settings.from_env({"ROLLCALL_RATE_LIMITS": "off"}).rate_limits_enabled is False
+
+
+def test_pool_bounds_must_be_ordered():
+    with pytest.raises(SettingsError, match="DB_POOL_MIN"):
+        Settings.from_env({"ROLLCALL_DB_POOL_MIN": "20", "ROLLCALL_DB_POOL_MAX": "10"})
+
+
+def test_production_graphiql_is_off_unless_enabled():
+    base = {
+        "ROLLCALL_ENV": "production",
+        "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://db/x",
+        "ROLLCALL_REDIS_URL": "redis://r",
+        "ROLLCALL_JWT_SECRET": "x" * 32,
+    }
+    assert Settings.from_env(base).graphiql is False
+    assert Settings.from_env({**base, "ROLLCALL_GRAPHIQL": "true"}).graphiql is True
