@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
-from strawberry.extensions import SchemaExtension
 
-from resolvers.context import Context
 from services.errors import ErrorCode, Invalid, ServiceError
 
 logger = logging.getLogger("rollcall.graphql")
-_VARIABLE = re.compile(r"^Variable '\$(?P<name>\w+)'(?: has invalid value at \.(?P<path>[\w.\[\]]+))?")
+_VARIABLE = re.compile(
+    r"^Variable '\$(?P<name>\w+)'(?: has invalid value at \.(?P<path>[\w.\[\]]+))?"
+)
 INTERNAL_MESSAGE = "Internal server error."
 
 
@@ -53,7 +52,7 @@ def format_error(error: GraphQLError, *, request_id: str, production: bool) -> G
         code = ErrorCode.INTERNAL_ERROR.value
         if production:
             message = INTERNAL_MESSAGE
-    elif isinstance(original, GraphQLSyntaxError):
+    elif isinstance(error, GraphQLSyntaxError) or isinstance(original, GraphQLSyntaxError):
         code = "GRAPHQL_PARSE_FAILED"
     elif match := _VARIABLE.match(error.message):
         code = ErrorCode.VALIDATION_ERROR.value
@@ -70,18 +69,3 @@ def format_error(error: GraphQLError, *, request_id: str, production: bool) -> G
         original_error=None,
         extensions={**(error.extensions or {}), **extensions},
     )
-
-
-class ErrorFormatting(SchemaExtension):
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is None or not getattr(result, "errors", None):
-            return
-        context = self.execution_context.context
-        request_id = context.request_id if isinstance(context, Context) else "unknown"
-        production = context.settings.production if isinstance(context, Context) else True
-        result.errors = [
-            format_error(error, request_id=request_id, production=production)
-            for error in result.errors
-        ]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.auth import AuthMutation, AuthQuery
 from graph.dashboards import DashboardQuery
-from graph.errors import ErrorFormatting, log_unexpected
+from graph.errors import format_error, log_unexpected
 from graph.school import SchoolQuery
 
 Query = merge_types("Query", (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery))
@@ -21,6 +23,40 @@ Mutation = merge_types("Mutation", (AuthMutation, AttendanceMutation))
 
 
 class Schema(strawberry.Schema):
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Run the operation, then give every error its code, request id and timestamp.
+
+        Done here rather than in an extension because a parse error raised by ParserCache
+        escapes the extensions' operation hook.
+        """
+        result = await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed_operation_types,
+            operation_extensions=operation_extensions,
+        )
+        if result.errors:
+            request_id = getattr(context_value, "request_id", "unknown")
+            settings = getattr(context_value, "settings", None)
+            production = settings.production if settings is not None else True
+            result.errors = [
+                format_error(error, request_id=request_id, production=production)
+                for error in result.errors
+            ]
+        return result
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -33,7 +69,6 @@ def create_schema(**overrides: Any) -> Schema:
         query=Query,
         mutation=Mutation,
         extensions=[
-            ErrorFormatting,
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
         ],

@@ -45,7 +45,9 @@ class WorkerSettings:
     job_timeout = 120
 
 
-def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
+def create_worker(
+    settings: Settings, *, handle_signals: bool = True, burst: bool = False
+) -> Worker:
     """A worker bound to ``settings`` (``ctx["settings"]``), for the CLI and in-process use."""
     assert settings.redis_url is not None, "the worker needs Redis"
     return Worker(
@@ -53,4 +55,5 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         ctx={"settings": settings},
         handle_signals=handle_signals,
+        burst=burst,
     )

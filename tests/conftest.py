@@ -19,13 +19,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from graph.app import create_app
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, start_postgres, tcp_answers
 from services.settings import Settings
-
 from tests.factories import Factory
 
 hypothesis_settings.register_profile(
@@ -78,7 +78,9 @@ def database_url(postgres_server_url: str, request: pytest.FixtureRequest) -> It
 
 
 @pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if configured := os.environ.get("ROLLCALL_REDIS_URL"):
         yield configured
     elif tcp_answers("127.0.0.1", 6379):

@@ -58,7 +58,9 @@ class Factory:
         self.secret = secret
 
     def issue(self, user: User, student_id: uuid.UUID | None = None, ttl: int = 3600) -> str:
-        viewer = Viewer(user_id=user.id, tenant_id=user.tenant_id, role=user.role, student_id=student_id)
+        viewer = Viewer(
+            user_id=user.id, tenant_id=user.tenant_id, role=user.role, student_id=student_id
+        )
         return issue_token(viewer, secret=self.secret, ttl_seconds=ttl, now=datetime.now(UTC))
 
     async def school(
@@ -78,7 +80,9 @@ class Factory:
             session.add(tenant)
             await session.flush()
             admin = self._user(tenant, "admin@school.test", Role.ADMIN)
-            teacher_users = [self._user(tenant, f"teacher{n}@school.test", Role.TEACHER) for n in range(teachers)]
+            teacher_users = [
+                self._user(tenant, f"teacher{n}@school.test", Role.TEACHER) for n in range(teachers)
+            ]
             rooms = [Classroom(tenant_id=tenant.id, name=f"Class {n}") for n in range(classrooms)]
             taught = [Subject(tenant_id=tenant.id, name=f"Subject {n}") for n in range(subjects)]
             session.add_all([admin, *teacher_users, *rooms, *taught])
@@ -101,11 +105,16 @@ class Factory:
             roster: list[Student] = []
             for room in rooms:
                 for n in range(students):
-                    account = self._user(tenant, f"{room.name.replace(' ', '')}-{n}@school.test", Role.STUDENT)
+                    account = self._user(
+                        tenant, f"{room.name.replace(' ', '')}-{n}@school.test", Role.STUDENT
+                    )
                     session.add(account)
                     await session.flush()
                     student = Student(
-                        tenant_id=tenant.id, classroom_id=room.id, user_id=account.id, name=f"{room.name} Student {n:03d}"
+                        tenant_id=tenant.id,
+                        classroom_id=room.id,
+                        user_id=account.id,
+                        name=f"{room.name} Student {n:03d}",
                     )
                     session.add(student)
                     await session.flush()
@@ -128,7 +137,9 @@ class Factory:
 
     @staticmethod
     def _user(tenant: Tenant, email: str, role: Role) -> User:
-        return User(tenant_id=tenant.id, email=email.lower(), password_hash=PASSWORD_HASH, role=role)
+        return User(
+            tenant_id=tenant.id, email=email.lower(), password_hash=PASSWORD_HASH, role=role
+        )
 
     async def records(
         self,
@@ -169,7 +180,9 @@ async def gql(
     token: str | None = None,
 ) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    response = await client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
     body: dict[str, Any] = response.json()
     return body
 

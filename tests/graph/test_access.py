@@ -11,15 +11,27 @@ from hypothesis import strategies as st
 from tests.factories import School, error_codes, gql
 
 OPERATIONS = {
-    "dashboard": ("query Q($id: ID!) { studentDashboard(studentId: $id) { attendanceRate } }", "student"),
+    "dashboard": (
+        "query Q($id: ID!) { studentDashboard(studentId: $id) { attendanceRate } }",
+        "student",
+    ),
     "weekly": (
         'query Q($id: ID!) { weeklyAttendance(studentId: $id, weekStart: "2026-01-05") { attendanceRate } }',
         "student",
     ),
     "ranking": ("query Q($id: ID!) { studentRanking(studentId: $id) { rank } }", "student"),
-    "statistics": ("query Q($id: ID!) { classStatistics(classroomId: $id) { averageAttendance } }", "classroom"),
-    "rankings": ("query Q($id: ID!) { classRankings(classroomId: $id) { totalCount } }", "classroom"),
-    "classroom": ("query Q($id: ID!) { classroom(id: $id) { name students { totalCount } } }", "classroom"),
+    "statistics": (
+        "query Q($id: ID!) { classStatistics(classroomId: $id) { averageAttendance } }",
+        "classroom",
+    ),
+    "rankings": (
+        "query Q($id: ID!) { classRankings(classroomId: $id) { totalCount } }",
+        "classroom",
+    ),
+    "classroom": (
+        "query Q($id: ID!) { classroom(id: $id) { name students { totalCount } } }",
+        "classroom",
+    ),
 }
 
 
@@ -31,10 +43,20 @@ class World:
 @pytest.fixture(scope="module")
 async def world(factory) -> World:
     # two tenants, each: two classrooms of two students; teacher 0 teaches class 0, teacher 1 class 1
-    return World(schools=[await factory.school(classrooms=2, students=2, teachers=2) for _ in range(2)])
+    return World(
+        schools=[await factory.school(classrooms=2, students=2, teachers=2) for _ in range(2)]
+    )
 
 
-def allowed(viewer_kind: str, viewer_school: int, viewer_index: int, target_school: int, target, operation: str, school: School) -> str:
+def allowed(
+    viewer_kind: str,
+    viewer_school: int,
+    viewer_index: int,
+    target_school: int,
+    target,
+    operation: str,
+    school: School,
+) -> str:
     """'data', 'FORBIDDEN' or 'NOT_FOUND' by the access rules."""
     if viewer_school != target_school:
         return "NOT_FOUND"
@@ -54,7 +76,9 @@ def allowed(viewer_kind: str, viewer_school: int, viewer_index: int, target_scho
 @pytest.mark.asyncio
 @settings(max_examples=150)
 @given(
-    viewer=st.tuples(st.sampled_from(["admin", "teacher", "student"]), st.integers(0, 1), st.integers(0, 3)),
+    viewer=st.tuples(
+        st.sampled_from(["admin", "teacher", "student"]), st.integers(0, 1), st.integers(0, 3)
+    ),
     target=st.tuples(st.integers(0, 1), st.integers(0, 3)),
     operation=st.sampled_from(sorted(OPERATIONS)),
 )
@@ -70,8 +94,14 @@ async def test_viewers_read_only_what_they_may(client, world, viewer, target, op
     else:
         token = school.student_token(school.students[viewer_index])
     student = world.schools[target_school].students[target_index]
-    subject = student if OPERATIONS[operation][1] == "student" else next(
-        room for room in world.schools[target_school].classrooms if room.id == student.classroom_id
+    subject = (
+        student
+        if OPERATIONS[operation][1] == "student"
+        else next(
+            room
+            for room in world.schools[target_school].classrooms
+            if room.id == student.classroom_id
+        )
     )
     query, _ = OPERATIONS[operation]
     # when

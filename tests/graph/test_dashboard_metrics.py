@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.models import AttendanceStatus
-
 from tests.factories import gql
 
 DASHBOARD = """
@@ -54,9 +53,14 @@ def expected_figures(marks: dict[tuple[int, int], AttendanceStatus]) -> dict[str
             sum(s is not AttendanceStatus.NOT_MARKED for s in chosen),
         )
 
-    (recent_present, recent_counted), (previous_present, previous_counted) = window(0, 13), window(14, 27)
+    (recent_present, recent_counted), (previous_present, previous_counted) = (
+        window(0, 13),
+        window(14, 27),
+    )
     if recent_counted and previous_counted:
-        change = Fraction(100 * recent_present, recent_counted) - Fraction(100 * previous_present, previous_counted)
+        change = Fraction(100 * recent_present, recent_counted) - Fraction(
+            100 * previous_present, previous_counted
+        )
         trend = "IMPROVING" if change > 2 else "DECLINING" if change < -2 else "STABLE"
     else:
         trend = "STABLE"
@@ -92,7 +96,10 @@ async def test_metrics_equal_an_independent_computation(client, factory, per_stu
         await factory.records(
             school,
             student,
-            [(today - timedelta(days=ago), period, status) for (ago, period), status in marks.items()],
+            [
+                (today - timedelta(days=ago), period, status)
+                for (ago, period), status in marks.items()
+            ],
         )
     await factory.refresh()
     expected = [expected_figures(marks) for marks in per_student]
@@ -105,13 +112,23 @@ async def test_metrics_equal_an_independent_computation(client, factory, per_stu
         body = await gql(client, DASHBOARD, {"id": str(student.id)}, token=token)
         dashboard = body["data"]["studentDashboard"]
         rank = 1 + sum(other > figures["rate"] for other in rates)
-        for key in ("totalClasses", "presentDays", "absentDays", "sickDays", "leaveDays", "trend", "standing"):
+        for key in (
+            "totalClasses",
+            "presentDays",
+            "absentDays",
+            "sickDays",
+            "leaveDays",
+            "trend",
+            "standing",
+        ):
             assert dashboard[key] == figures[key], key
         assert dashboard["attendanceRate"] == pytest.approx(figures["rate"])
         assert dashboard["classAverage"] == pytest.approx(stats.fmean(rates))
         assert dashboard["ranking"] == rank
         assert dashboard["classSize"] == size
-        assert dashboard["percentile"] == pytest.approx(100.0 if size == 1 else (size - rank) * 100 / (size - 1))
+        assert dashboard["percentile"] == pytest.approx(
+            100.0 if size == 1 else (size - rank) * 100 / (size - 1)
+        )
 
     # and the class's figures
     body = await gql(client, CLASS, {"id": str(school.classrooms[0].id)}, token=token)
@@ -138,7 +155,14 @@ async def test_rankings_pages_cover_the_class_once(client, factory):
     school = await factory.school(students=7)
     today = datetime.now(UTC).date()
     for index, student in enumerate(school.students):
-        marks = [(today - timedelta(days=day), 1, AttendanceStatus.PRESENT if day >= index else AttendanceStatus.ABSENT) for day in range(7)]
+        marks = [
+            (
+                today - timedelta(days=day),
+                1,
+                AttendanceStatus.PRESENT if day >= index else AttendanceStatus.ABSENT,
+            )
+            for day in range(7)
+        ]
         await factory.records(school, student, marks)
     await factory.refresh()
     query = """query Page($id: ID!, $after: String) {
@@ -149,7 +173,9 @@ async def test_rankings_pages_cover_the_class_once(client, factory):
     seen, after, pages = [], None, 0
     # when walking every page
     while True:
-        body = await gql(client, query, {"id": str(school.classrooms[0].id), "after": after}, token=token)
+        body = await gql(
+            client, query, {"id": str(school.classrooms[0].id), "after": after}, token=token
+        )
         page = body["data"]["classRankings"]
         seen += [edge["node"] for edge in page["edges"]]
         pages += 1
@@ -166,7 +192,8 @@ async def test_a_foreign_cursor_is_a_validation_error(client, factory):
     school = await factory.school(students=1)
     body = await gql(
         client,
-        'query { classRankings(classroomId: "%s", after: "bm90LWEtY3Vyc29y") { totalCount } }' % school.classrooms[0].id,
+        "query R($id: ID!) { classRankings(classroomId: $id, after: \"bm90LWEtY3Vyc29y\") { totalCount } }",
+        {"id": str(school.classrooms[0].id)},
         token=school.token(school.admin),
     )
     assert body["errors"][0]["extensions"]["code"] == "VALIDATION_ERROR"

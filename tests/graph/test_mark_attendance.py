@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from services.models import AttendanceRecord
-
 from tests.factories import School, error_codes, gql
 
 MARK = """
@@ -20,14 +19,18 @@ mutation Mark($input: MarkAttendanceInput!) {
     records { id studentId date period status markedBy subject { name } student { name } }
   }
 }"""
-DASHBOARD = "query D($id: ID) { studentDashboard(studentId: $id) { totalClasses absentDays presentDays } }"
+DASHBOARD = (
+    "query D($id: ID) { studentDashboard(studentId: $id) { totalClasses absentDays presentDays } }"
+)
 
 
 def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def mark_input(school: School, marks: list[tuple[object, str]], **overrides: object) -> dict[str, object]:
+def mark_input(
+    school: School, marks: list[tuple[object, str]], **overrides: object
+) -> dict[str, object]:
     return {
         "classroomId": str(school.classrooms[0].id),
         "date": today(),
@@ -41,7 +44,9 @@ def mark_input(school: School, marks: list[tuple[object, str]], **overrides: obj
 async def record_count(factory, school: School) -> int:
     async with factory.session_factory() as session:
         return await session.scalar(
-            select(func.count()).select_from(AttendanceRecord).where(AttendanceRecord.tenant_id == school.tenant.id)
+            select(func.count())
+            .select_from(AttendanceRecord)
+            .where(AttendanceRecord.tenant_id == school.tenant.id)
         )
 
 
@@ -49,19 +54,27 @@ async def test_teacher_marks_and_the_next_dashboard_shows_it(client, factory):
     # given
     school = await factory.school(students=3)
     student = school.students[0]
-    before = (await gql(client, DASHBOARD, token=school.student_token(student)))["data"]["studentDashboard"]
+    before = (await gql(client, DASHBOARD, token=school.student_token(student)))["data"][
+        "studentDashboard"
+    ]
     # when
     body = await gql(
         client,
         MARK,
-        {"input": mark_input(school, [(s.id, "ABSENT" if s is student else "PRESENT") for s in school.students])},
+        {
+            "input": mark_input(
+                school, [(s.id, "ABSENT" if s is student else "PRESENT") for s in school.students]
+            )
+        },
         token=school.token(school.teachers[0]),
     )
     # then
     records = body["data"]["markAttendance"]["records"]
     assert [r["studentId"] for r in records] == [str(s.id) for s in school.students]
     assert records[0]["status"] == "ABSENT" and records[0]["markedBy"] == str(school.teachers[0].id)
-    after = (await gql(client, DASHBOARD, token=school.student_token(student)))["data"]["studentDashboard"]
+    after = (await gql(client, DASHBOARD, token=school.student_token(student)))["data"][
+        "studentDashboard"
+    ]
     assert after["totalClasses"] == before["totalClasses"] + 1
     assert after["absentDays"] == before["absentDays"] + 1
 
@@ -71,16 +84,25 @@ async def test_marking_a_period_again_replaces_the_mark(client, factory):
     student = school.students[0]
     token = school.token(school.teachers[0])
     await gql(client, MARK, {"input": mark_input(school, [(student.id, "ABSENT")])}, token=token)
-    body = await gql(client, MARK, {"input": mark_input(school, [(student.id, "SICK")])}, token=token)
+    body = await gql(
+        client, MARK, {"input": mark_input(school, [(student.id, "SICK")])}, token=token
+    )
     assert body["data"]["markAttendance"]["records"][0]["status"] == "SICK"
     assert await record_count(factory, school) == 1
-    dashboard = (await gql(client, DASHBOARD, token=school.student_token(student)))["data"]["studentDashboard"]
+    dashboard = (await gql(client, DASHBOARD, token=school.student_token(student)))["data"][
+        "studentDashboard"
+    ]
     assert (dashboard["totalClasses"], dashboard["absentDays"]) == (1, 0)
 
 
 async def test_admin_may_mark_any_classroom(client, factory):
     school = await factory.school(students=1)
-    body = await gql(client, MARK, {"input": mark_input(school, [(school.students[0].id, "PRESENT")])}, token=school.token(school.admin))
+    body = await gql(
+        client,
+        MARK,
+        {"input": mark_input(school, [(school.students[0].id, "PRESENT")])},
+        token=school.token(school.admin),
+    )
     assert "errors" not in body
 
 
@@ -95,7 +117,12 @@ async def test_only_the_classroom_s_teachers_may_mark(client, factory, who):
         "other tenant's teacher": other.token(other.teachers[0]),
     }[who]
     # when
-    body = await gql(client, MARK, {"input": mark_input(school, [(school.students[0].id, "ABSENT")])}, token=token)
+    body = await gql(
+        client,
+        MARK,
+        {"input": mark_input(school, [(school.students[0].id, "ABSENT")])},
+        token=token,
+    )
     # then
     assert body["data"] is None
     assert error_codes(body) == ["NOT_FOUND" if who == "other tenant's teacher" else "FORBIDDEN"]
@@ -108,13 +135,25 @@ async def two_classes(factory) -> School:
 
 
 def invalid_inputs(school: School) -> dict[str, tuple[dict[str, object], str]]:
-    mine, theirs = school.students_of(school.classrooms[0]), school.students_of(school.classrooms[1])
+    mine, theirs = (
+        school.students_of(school.classrooms[0]),
+        school.students_of(school.classrooms[1]),
+    )
     valid = [(s.id, "PRESENT") for s in mine]
     tomorrow = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
     return {
-        "unknown student": (mark_input(school, [*valid, (uuid.uuid4(), "ABSENT")]), "marks[3].studentId"),
-        "student of another classroom": (mark_input(school, [valid[0], (theirs[0].id, "ABSENT")]), "marks[1].studentId"),
-        "student id that is no id": (mark_input(school, [valid[0], ("nope", "ABSENT")]), "marks[1].studentId"),
+        "unknown student": (
+            mark_input(school, [*valid, (uuid.uuid4(), "ABSENT")]),
+            "marks[3].studentId",
+        ),
+        "student of another classroom": (
+            mark_input(school, [valid[0], (theirs[0].id, "ABSENT")]),
+            "marks[1].studentId",
+        ),
+        "student id that is no id": (
+            mark_input(school, [valid[0], ("nope", "ABSENT")]),
+            "marks[1].studentId",
+        ),
         "future date": (mark_input(school, valid, date=tomorrow), "date"),
         "period zero": (mark_input(school, valid, period=0), "period"),
         "period past the day": (mark_input(school, valid, period=7), "period"),
@@ -147,7 +186,9 @@ def invalid_inputs(school: School) -> dict[str, tuple[dict[str, object], str]]:
 async def test_invalid_input_names_the_field_and_writes_nothing(client, factory, two_classes, case):
     payload, field = invalid_inputs(two_classes)[case]
     before = await record_count(factory, two_classes)
-    body = await gql(client, MARK, {"input": payload}, token=two_classes.token(two_classes.teachers[0]))
+    body = await gql(
+        client, MARK, {"input": payload}, token=two_classes.token(two_classes.teachers[0])
+    )
     assert body["data"] is None
     [error] = body["errors"]
     assert error["extensions"]["code"] == "VALIDATION_ERROR"
@@ -158,11 +199,17 @@ async def test_invalid_input_names_the_field_and_writes_nothing(client, factory,
 @pytest.mark.asyncio
 @settings(max_examples=40)
 @given(
-    statuses=st.lists(st.sampled_from(["PRESENT", "ABSENT", "SICK", "LEAVE", "NOT_MARKED"]), min_size=1, max_size=3),
+    statuses=st.lists(
+        st.sampled_from(["PRESENT", "ABSENT", "SICK", "LEAVE", "NOT_MARKED"]),
+        min_size=1,
+        max_size=3,
+    ),
     bad_index=st.integers(0, 3),
     period=st.integers(1, 6),
 )
-async def test_one_bad_mark_rejects_the_whole_call(client, factory, two_classes, statuses, bad_index, period):
+async def test_one_bad_mark_rejects_the_whole_call(
+    client, factory, two_classes, statuses, bad_index, period
+):
     # given valid marks with an unknown student slipped in at a random place
     mine = two_classes.students_of(two_classes.classrooms[0])
     marks = [(student.id, status) for student, status in zip(mine, statuses, strict=False)]
@@ -170,7 +217,12 @@ async def test_one_bad_mark_rejects_the_whole_call(client, factory, two_classes,
     marks.insert(bad_index, (uuid.uuid4(), "PRESENT"))
     before = await record_count(factory, two_classes)
     # when
-    body = await gql(client, MARK, {"input": mark_input(two_classes, marks, period=period)}, token=two_classes.token(two_classes.teachers[0]))
+    body = await gql(
+        client,
+        MARK,
+        {"input": mark_input(two_classes, marks, period=period)},
+        token=two_classes.token(two_classes.teachers[0]),
+    )
     # then
     assert body["errors"][0]["extensions"]["field"] == f"marks[{bad_index}].studentId"
     assert await record_count(factory, two_classes) == before

@@ -20,7 +20,11 @@ from services.metrics import (
 
 counts = st.builds(
     lambda present, absent, sick, leave: AttendanceCounts(
-        counted=present + absent + sick + leave, present=present, absent=absent, sick=sick, leave=leave
+        counted=present + absent + sick + leave,
+        present=present,
+        absent=absent,
+        sick=sick,
+        leave=leave,
     ),
     st.integers(0, 300),
     st.integers(0, 100),
@@ -53,10 +57,15 @@ def test_standing_is_the_most_severe_rule_that_holds(c, limits):
 
 def test_standing_boundaries_of_the_default_thresholds():
     # exactly 75 % is MAHROOM, exactly 80 % is not WARNING
-    assert standing(AttendanceCounts(counted=4, present=3, absent=1), Thresholds()) is Standing.MAHROOM
+    assert (
+        standing(AttendanceCounts(counted=4, present=3, absent=1), Thresholds()) is Standing.MAHROOM
+    )
     assert standing(AttendanceCounts(counted=5, present=4, absent=1), Thresholds()) is Standing.OK
     assert standing(AttendanceCounts(counted=5, present=4, sick=1), Thresholds()) is Standing.TASDIQ
-    assert standing(AttendanceCounts(counted=100, present=79, absent=21), Thresholds()) is Standing.WARNING
+    assert (
+        standing(AttendanceCounts(counted=100, present=79, absent=21), Thresholds())
+        is Standing.WARNING
+    )
 
 
 @given(st.integers(0, 100), st.integers(1, 100), st.integers(0, 100), st.integers(1, 100))
@@ -72,7 +81,9 @@ def test_trend_without_data_is_stable():
     assert trend(5, 10, 0, 0) is Trend.STABLE
 
 
-@given(st.lists(st.sampled_from([100.0, 95.0, 90.0, 87.5, 75.0, 50.0, 0.0]), min_size=1, max_size=60))
+@given(
+    st.lists(st.sampled_from([100.0, 95.0, 90.0, 87.5, 75.0, 50.0, 0.0]), min_size=1, max_size=60)
+)
 def test_competition_ranks(rates):
     ranks = competition_ranks(rates)
     for rate, rank in zip(rates, ranks, strict=True):

@@ -1,0 +1,56 @@
+# One command each on a fresh machine with Python 3.11+: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install test lint format demo serve worker migrate schema bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## test: lint, then the whole suite on two workers against real PostgreSQL and Redis
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## demo: migrate, seed the demo tenant and serve GraphiQL with the worker in-process
+demo: $(STAMP)
+	$(BIN)/rollcall migrate
+	$(BIN)/rollcall seed --demo
+	$(BIN)/rollcall serve --with-worker --host $(HOST) --port $(PORT)
+
+serve: $(STAMP)
+	$(BIN)/rollcall serve --host $(HOST) --port $(PORT)
+
+worker: $(STAMP)
+	$(BIN)/rollcall worker
+
+migrate: $(STAMP)
+	$(BIN)/rollcall migrate
+
+## schema: regenerate schema.graphql from the code
+schema: $(STAMP)
+	$(BIN)/rollcall export-schema > schema.graphql
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.foundation
+
+clean:
+	rm -rf $(VENV) .rollcall

@@ -1,0 +1,20 @@
+async def test_liveness_does_no_io(client):
+    response = await client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_readiness_reports_each_dependency(client):
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "up", "redis": "up"}
+
+
+async def test_queue_depths(client):
+    response = await client.get("/health/queues")
+    assert response.status_code == 200
+    assert "arq:queue" in response.json()["queues"]
+
+
+async def test_graphiql_is_served_to_browsers(client):
+    response = await client.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200 and "graphiql" in response.text.lower()
