@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.exceptions import RedisError
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,9 +23,13 @@ from graph.schema import schema
 from graph.view import GraphQLView
 from services.db import SessionFactory, create_engine, create_session_factory
 from services.queue import queue_depths
-from services.settings import Settings
+from services.settings import Settings, redact
 
 READY_TIMEOUT_SECONDS = 2.0
+
+
+class StartupError(RuntimeError):
+    """A required dependency does not answer: the app refuses to start (fail fast)."""
 
 
 class State(TypedDict):
@@ -86,7 +92,19 @@ def create_app(settings: Settings) -> Starlette:
         engine = create_engine(
             database_url, pool_min=settings.db_pool_min, pool_max=settings.db_pool_max
         )
-        redis = await create_pool(RedisSettings.from_dsn(redis_url))
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (OSError, SQLAlchemyError) as error:
+            await engine.dispose()
+            raise StartupError(
+                f"PostgreSQL is unreachable ({redact(database_url)}): {error}"
+            ) from error
+        try:
+            redis = await create_pool(RedisSettings.from_dsn(redis_url))
+        except (OSError, RedisError) as error:
+            await engine.dispose()
+            raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error
         try:
             yield State(
                 settings=settings,

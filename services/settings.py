@@ -75,7 +75,7 @@ class Settings:
             if not database_url.startswith("postgresql+asyncpg://"):
                 problems.append(
                     f"{PREFIX}DATABASE_URL must start with postgresql+asyncpg://, got "
-                    f"{_redact(database_url)!r}"
+                    f"{redact(database_url)!r}"
                 )
             values["database_url"] = database_url
         elif env is Environment.PRODUCTION:
@@ -85,7 +85,7 @@ class Settings:
             if urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
                 problems.append(
                     f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL, got "
-                    f"{_redact(redis_url)!r}"
+                    f"{redact(redis_url)!r}"
                 )
             values["redis_url"] = redis_url
         elif env is Environment.PRODUCTION:
@@ -159,7 +159,7 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """The URL with any password replaced, for error messages."""
     parts = urlsplit(url)
     if parts.password:

@@ -1,3 +1,11 @@
+import dataclasses
+
+import pytest
+from asgi_lifespan import LifespanManager
+
+from graph.app import StartupError, create_app
+
+
 async def test_liveness_does_no_io(client):
     response = await client.get("/health")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
@@ -18,3 +26,14 @@ async def test_queue_depths(client):
 async def test_graphiql_is_served_to_browsers(client):
     response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200 and "graphiql" in response.text.lower()
+
+
+async def test_an_unreachable_database_stops_start_up(settings):
+    broken = dataclasses.replace(
+        settings, database_url="postgresql+asyncpg://postgres:secret@127.0.0.1:1/none"
+    )
+    with pytest.raises(
+        StartupError, match=r"PostgreSQL is unreachable \(postgresql\+asyncpg://postgres:\*\*\*@"
+    ):
+        async with LifespanManager(create_app(broken)):
+            pass

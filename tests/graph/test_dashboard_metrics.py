@@ -192,7 +192,7 @@ async def test_a_foreign_cursor_is_a_validation_error(client, factory):
     school = await factory.school(students=1)
     body = await gql(
         client,
-        "query R($id: ID!) { classRankings(classroomId: $id, after: \"bm90LWEtY3Vyc29y\") { totalCount } }",
+        'query R($id: ID!) { classRankings(classroomId: $id, after: "bm90LWEtY3Vyc29y") { totalCount } }',
         {"id": str(school.classrooms[0].id)},
         token=school.token(school.admin),
     )
