@@ -10,8 +10,8 @@ from graph.school import Student, Subject
 from resolvers import attendance as attendance_resolvers
 from resolvers import dashboards as dashboard_resolvers
 from resolvers.context import Info
+from resolvers.loaders import load_existing
 from services import dashboards, models
-from services.errors import NotFound
 
 AttendanceStatus = strawberry.enum(
     models.AttendanceStatus, description="A student's status for one period."
@@ -46,17 +46,13 @@ class AttendanceRecord:
 
     @strawberry.field
     async def subject(self, info: Info) -> Subject:
-        subject = await info.context.loaders.subjects.load(self.model.subject_id)
-        if subject is None:
-            raise NotFound("The record's subject no longer exists.")
-        return Subject.from_model(subject)
+        loader = info.context.loaders.subjects
+        return Subject.from_model(await load_existing(loader, self.model.subject_id, "subject"))
 
     @strawberry.field
     async def student(self, info: Info) -> Student:
-        student = await info.context.loaders.students.load(self.model.student_id)
-        if student is None:
-            raise NotFound("The record's student no longer exists.")
-        return Student.from_model(student)
+        loader = info.context.loaders.students
+        return Student.from_model(await load_existing(loader, self.model.student_id, "student"))
 
 
 @strawberry.type

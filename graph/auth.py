@@ -9,8 +9,8 @@ import strawberry
 from graph.school import Role, Student, Tenant
 from resolvers import auth as auth_resolvers
 from resolvers.context import Info
+from resolvers.loaders import load_existing
 from services import models
-from services.errors import NotFound
 
 
 @strawberry.type(description="The authenticated account.")
@@ -39,9 +39,7 @@ class AuthQuery:
     async def me(self, info: Info) -> Viewer:
         context = info.context
         viewer = context.viewer
-        user = await context.loaders.users.load(viewer.user_id)
-        if user is None:
-            raise NotFound("Your account no longer exists.")
+        user = await load_existing(context.loaders.users, viewer.user_id, "account")
         student = (
             await context.loaders.students.load(viewer.student_id) if viewer.student_id else None
         )

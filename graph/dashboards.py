@@ -10,8 +10,8 @@ from graph.pagination import Connection
 from graph.school import Student
 from resolvers import dashboards as dashboard_resolvers
 from resolvers.context import Info
+from resolvers.loaders import load_existing
 from services import dashboards, metrics, statistics
-from services.errors import NotFound
 
 Standing = strawberry.enum(
     metrics.Standing,
@@ -46,10 +46,8 @@ class StudentRanking:
 
     @strawberry.field
     async def student(self, info: Info) -> Student:
-        student = await info.context.loaders.students.load(self.model.student_id)
-        if student is None:
-            raise NotFound("The ranked student no longer exists.")
-        return Student.from_model(student)
+        loader = info.context.loaders.students
+        return Student.from_model(await load_existing(loader, self.model.student_id, "student"))
 
 
 @strawberry.type(
@@ -99,10 +97,8 @@ class StudentDashboard:
 
     @strawberry.field
     async def student(self, info: Info) -> Student:
-        student = await info.context.loaders.students.load(self.model.student_id)
-        if student is None:
-            raise NotFound("The student no longer exists.")
-        return Student.from_model(student)
+        loader = info.context.loaders.students
+        return Student.from_model(await load_existing(loader, self.model.student_id, "student"))
 
 
 @strawberry.type(description="A classroom's figures from the last statistics refresh.")

@@ -9,8 +9,8 @@ import strawberry
 from graph.pagination import Connection
 from resolvers import attendance as attendance_resolvers
 from resolvers.context import Info
+from resolvers.loaders import load_existing
 from services import models
-from services.errors import NotFound
 
 Role = strawberry.enum(models.Role, description="What an account may do.")
 
@@ -74,10 +74,10 @@ class Student:
 
     @strawberry.field
     async def classroom(self, info: Info) -> Annotated[Classroom, strawberry.lazy("graph.school")]:
-        classroom = await info.context.loaders.classrooms.load(self.model.classroom_id)
-        if classroom is None:
-            raise NotFound("The student's classroom no longer exists.")
-        return Classroom.from_model(classroom)
+        loader = info.context.loaders.classrooms
+        return Classroom.from_model(
+            await load_existing(loader, self.model.classroom_id, "classroom")
+        )
 
 
 @strawberry.type

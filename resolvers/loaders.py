@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import directory
 from services.db import SessionFactory
+from services.errors import NotFound
 from services.models import Classroom, Student, Subject, Tenant, User
 
 Key = TypeVar("Key")
@@ -33,6 +34,14 @@ def session_loader(
             return list(await fetch(session, keys))
 
     return DataLoader(batch)
+
+
+async def load_existing(loader: DataLoader[Key, Value | None], key: Key, what: str) -> Value:
+    """The row, or NOT_FOUND naming ``what`` (it was deleted while referenced)."""
+    found = await loader.load(key)
+    if found is None:
+        raise NotFound(f"The {what} no longer exists.")
+    return found
 
 
 def _by_ids(model: Any, tenant_id: uuid.UUID) -> Callable[..., Awaitable[Sequence[Any]]]:

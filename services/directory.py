@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, tuple_
@@ -21,6 +21,7 @@ from services.models import (
 )
 
 Row = TypeVar("Row", Classroom, Student, Subject, User)
+Item = TypeVar("Item")
 
 
 async def rows_by_ids(
@@ -36,6 +37,16 @@ async def rows_by_ids(
     return [found.get(key) for key in ids]
 
 
+def _grouped(
+    pairs: Iterable[tuple[uuid.UUID, Item]], keys: Sequence[uuid.UUID]
+) -> list[list[Item]]:
+    """(key, item) pairs as one list per key, in key order; the pairs' order is kept."""
+    by_key: dict[uuid.UUID, list[Item]] = defaultdict(list)
+    for key, item in pairs:
+        by_key[key].append(item)
+    return [by_key.get(key, []) for key in keys]
+
+
 async def tenant_by_id(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
 
@@ -44,7 +55,6 @@ async def subjects_by_classroom_ids(
     session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
 ) -> list[list[Subject]]:
     """Each classroom's subjects by name, in key order."""
-    by_classroom: dict[uuid.UUID, list[Subject]] = defaultdict(list)
     rows = await session.execute(
         select(ClassroomSubject.classroom_id, Subject)
         .join(Subject, Subject.id == ClassroomSubject.subject_id)
@@ -54,9 +64,7 @@ async def subjects_by_classroom_ids(
         )
         .order_by(Subject.name)
     )
-    for classroom_id, subject in rows:
-        by_classroom[classroom_id].append(subject)
-    return [by_classroom.get(key, []) for key in classroom_ids]
+    return _grouped(rows.tuples(), classroom_ids)
 
 
 async def students_page(
@@ -81,7 +89,6 @@ async def teachers_by_classroom_ids(
     session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
 ) -> list[list[User]]:
     """Each classroom's teachers by email, in key order."""
-    by_classroom: dict[uuid.UUID, list[User]] = defaultdict(list)
     rows = await session.execute(
         select(TeacherAssignment.classroom_id, User)
         .join(User, User.id == TeacherAssignment.teacher_id)
@@ -91,6 +98,4 @@ async def teachers_by_classroom_ids(
         )
         .order_by(User.email)
     )
-    for classroom_id, teacher in rows:
-        by_classroom[classroom_id].append(teacher)
-    return [by_classroom.get(key, []) for key in classroom_ids]
+    return _grouped(rows.tuples(), classroom_ids)
