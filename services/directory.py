@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Row, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import (
@@ -20,15 +20,15 @@ from services.models import (
     User,
 )
 
-Row = TypeVar("Row", Classroom, Student, Subject, User)
+Model = TypeVar("Model", Classroom, Student, Subject, User)
 Item = TypeVar("Item")
 
 
 async def rows_by_ids(
-    session: AsyncSession, model: type[Row], tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> list[Row | None]:
+    session: AsyncSession, model: type[Model], tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[Model | None]:
     """One statement for all ids; another tenant's rows come back as None."""
-    found: dict[Any, Row] = {
+    found: dict[Any, Model] = {
         row.id: row
         for row in await session.scalars(
             select(model).where(model.tenant_id == tenant_id, model.id.in_(set(ids)))
@@ -38,7 +38,7 @@ async def rows_by_ids(
 
 
 def _grouped(
-    pairs: Iterable[tuple[uuid.UUID, Item]], keys: Sequence[uuid.UUID]
+    pairs: Iterable[Row[tuple[uuid.UUID, Item]]], keys: Sequence[uuid.UUID]
 ) -> list[list[Item]]:
     """(key, item) pairs as one list per key, in key order; the pairs' order is kept."""
     by_key: dict[uuid.UUID, list[Item]] = defaultdict(list)
@@ -64,7 +64,7 @@ async def subjects_by_classroom_ids(
         )
         .order_by(Subject.name)
     )
-    return _grouped(rows.tuples(), classroom_ids)
+    return _grouped(rows, classroom_ids)
 
 
 async def students_page(
@@ -98,4 +98,4 @@ async def teachers_by_classroom_ids(
         )
         .order_by(User.email)
     )
-    return _grouped(rows.tuples(), classroom_ids)
+    return _grouped(rows, classroom_ids)
