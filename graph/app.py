@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -44,7 +44,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def _probe(check: Any) -> str:
+async def _probe(check: Awaitable[object]) -> str:
     try:
         await asyncio.wait_for(check, READY_TIMEOUT_SECONDS)
     except Exception:

@@ -67,14 +67,14 @@ async def classroom_students(
 ) -> Page[Student]:
     context = info.context
     size = page_size(first, 50)
-    keyset = decode_cursor(after, STUDENT_CURSOR)
+    keyset = decode_cursor(after, STUDENT_CURSOR, str)
     await context.access.ensure_can_read_classroom(classroom.id)
     async with context.session_factory() as session:
         students, total = await directory.students_page(
             session,
             tenant_id=classroom.tenant_id,
             classroom_id=classroom.id,
-            after=(str(keyset[0]), keyset[1]) if keyset else None,
+            after=keyset,
             limit=size + 1,
         )
     return Page(

@@ -96,9 +96,7 @@ async def class_rankings(
 ) -> Page[statistics.StudentRank]:
     context = info.context
     size = page_size(first, 50)
-    keyset = decode_cursor(after, RANKING_CURSOR)
-    if keyset is not None and not isinstance(keyset[0], int):
-        raise Invalid("after", "after is not a cursor from this connection.")
+    keyset = decode_cursor(after, RANKING_CURSOR, int)
     classroom = await readable_classroom(info, classroom_id)
     await context.access.ensure_can_read_rankings(classroom.id)
     async with context.session_factory() as session:
@@ -106,7 +104,7 @@ async def class_rankings(
             session,
             tenant_id=classroom.tenant_id,
             classroom_id=classroom.id,
-            after=keyset,  # type: ignore[arg-type]
+            after=keyset,
             limit=size + 1,
         )
         if ranks:

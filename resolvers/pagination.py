@@ -12,6 +12,7 @@ import orjson
 from services.errors import Invalid
 
 Node = TypeVar("Node")
+Value = TypeVar("Value", int, str)
 MAX_PAGE_SIZE = 100
 
 
@@ -36,13 +37,15 @@ def encode_cursor(kind: str, value: int | str, key: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([kind, value, str(key)])).decode()
 
 
-def decode_cursor(cursor: str | None, kind: str) -> tuple[int | str, uuid.UUID] | None:
+def decode_cursor(
+    cursor: str | None, kind: str, value_type: type[Value]
+) -> tuple[Value, uuid.UUID] | None:
     """The keyset of a cursor made by ``encode_cursor(kind, …)``; VALIDATION_ERROR otherwise."""
     if cursor is None:
         return None
     try:
         found_kind, value, key = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if found_kind != kind or not isinstance(value, int | str):
+        if found_kind != kind or not isinstance(value, value_type):
             raise ValueError(kind)
         return value, uuid.UUID(key)
     except (ValueError, TypeError, orjson.JSONDecodeError) as error:

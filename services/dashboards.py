@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import Access
@@ -72,13 +72,13 @@ async def readable_student(
     return student
 
 
-def _counted(*conditions: object) -> object:
+def _counted(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(
         and_(AttendanceRecord.status != AttendanceStatus.NOT_MARKED, *conditions)
     )
 
 
-def _with_status(status: AttendanceStatus, *conditions: object) -> object:
+def _with_status(status: AttendanceStatus, *conditions: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(and_(AttendanceRecord.status == status, *conditions))
 
 
