@@ -18,9 +18,11 @@ from sqlalchemy import (
     Float,
     Integer,
     Row,
+    Select,
     String,
     TableClause,
     column,
+    func,
     select,
     table,
     text,
@@ -47,7 +49,6 @@ def _student_stats(name: str) -> TableClause:
         column("attendance_rate", Float),
         column("rank", BigInteger),
         column("class_size", BigInteger),
-        column("calculated_at", DateTime(timezone=True)),
     )
 
 
@@ -136,30 +137,37 @@ def _rank(row: Row[Any]) -> StudentRank:
     )
 
 
+def _ranks(snapshot: bool) -> tuple[TableClause, Select[Any]]:
+    """Rank rows with the time they were computed: the snapshot's refresh time, or now."""
+    if snapshot:
+        view = STUDENT_STATS
+        query = select(view, CLASS_STATS.c.last_calculated.label("calculated_at")).join(
+            CLASS_STATS, CLASS_STATS.c.classroom_id == view.c.classroom_id
+        )
+    else:
+        view = STUDENT_STATS_LIVE
+        query = select(view, func.now().label("calculated_at"))
+    return view, query
+
+
 async def student_rank(
     session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, classroom_id: uuid.UUID
 ) -> StudentRank:
     """The student's place in their classroom as of the last refresh (live when not in it)."""
-    row = (
-        await session.execute(
-            select(STUDENT_STATS).where(
-                STUDENT_STATS.c.tenant_id == tenant_id,
-                STUDENT_STATS.c.student_id == student_id,
-                STUDENT_STATS.c.classroom_id == classroom_id,
-            )
-        )
-    ).first()
-    if row is None:
+    for snapshot in (True, False):
+        view, query = _ranks(snapshot)
         row = (
             await session.execute(
-                select(STUDENT_STATS_LIVE).where(
-                    STUDENT_STATS_LIVE.c.tenant_id == tenant_id,
-                    STUDENT_STATS_LIVE.c.classroom_id == classroom_id,
-                    STUDENT_STATS_LIVE.c.student_id == student_id,
+                query.where(
+                    view.c.tenant_id == tenant_id,
+                    view.c.classroom_id == classroom_id,
+                    view.c.student_id == student_id,
                 )
             )
-        ).one()
-    return _rank(row)
+        ).first()
+        if row is not None:
+            return _rank(row)
+    raise LookupError(f"student {student_id} is not in classroom {classroom_id}")
 
 
 async def rankings_page(
@@ -171,10 +179,10 @@ async def rankings_page(
     limit: int,
 ) -> list[StudentRank]:
     """A classroom's ranks best first, keyset-paginated on (rank, student id)."""
-    for view in (STUDENT_STATS, STUDENT_STATS_LIVE):
+    for snapshot in (True, False):
+        view, query = _ranks(snapshot)
         query = (
-            select(view)
-            .where(view.c.tenant_id == tenant_id, view.c.classroom_id == classroom_id)
+            query.where(view.c.tenant_id == tenant_id, view.c.classroom_id == classroom_id)
             .order_by(view.c.rank, view.c.student_id)
             .limit(limit)
         )

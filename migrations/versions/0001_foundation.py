@@ -33,13 +33,12 @@ WITH counts AS (
 )
 SELECT rates.*,
        rank() OVER (PARTITION BY classroom_id ORDER BY attendance_rate DESC) AS rank,
-       count(*) OVER (PARTITION BY classroom_id) AS class_size,
-       now() AS calculated_at
+       count(*) OVER (PARTITION BY classroom_id) AS class_size
 FROM rates
 """
 
-CLASS_STATISTICS_LIVE = """
-CREATE VIEW class_statistics_live AS
+# Aggregates one of the two student views; "{source}" is filled in below.
+CLASS_STATISTICS = """
 SELECT c.tenant_id, c.id AS classroom_id, c.name AS classroom_name,
        count(st.student_id) AS total_students,
        coalesce(avg(st.attendance_rate), 0) AS average_attendance,
@@ -52,7 +51,7 @@ SELECT c.tenant_id, c.id AS classroom_id, c.name AS classroom_name,
        now() AS last_calculated
 FROM classrooms c
 JOIN tenants t ON t.id = c.tenant_id
-LEFT JOIN student_attendance_stats_live st ON st.tenant_id = c.tenant_id AND st.classroom_id = c.id
+LEFT JOIN {source} st ON st.tenant_id = c.tenant_id AND st.classroom_id = c.id
 GROUP BY c.tenant_id, c.id, c.name, t.warning_threshold
 """
 
@@ -251,8 +250,13 @@ def upgrade() -> None:
     op.create_check_constraint("ck_tenants_periods", "tenants", "periods_per_day BETWEEN 1 AND 24")
     # Live views hold the definitions; the materialized views snapshot them, and services read a
     # live view (filtered by classroom, which the window partitions by) for rows not yet refreshed.
+    # Student rows carry no timestamp, so REFRESH ... CONCURRENTLY rewrites only changed rows;
+    # the refresh time is class_statistics.last_calculated.
     op.execute(STUDENT_STATS_LIVE)
-    op.execute(CLASS_STATISTICS_LIVE)
+    op.execute(
+        "CREATE VIEW class_statistics_live AS "
+        + CLASS_STATISTICS.format(source="student_attendance_stats_live")
+    )
     op.execute(
         "CREATE MATERIALIZED VIEW student_attendance_stats AS "
         "SELECT * FROM student_attendance_stats_live"
@@ -265,7 +269,11 @@ def upgrade() -> None:
         "CREATE INDEX ix_student_attendance_stats_rank "
         "ON student_attendance_stats (tenant_id, classroom_id, rank, student_id)"
     )
-    op.execute("CREATE MATERIALIZED VIEW class_statistics AS SELECT * FROM class_statistics_live")
+    # Built from the student snapshot (refreshed first), not by aggregating all records again.
+    op.execute(
+        "CREATE MATERIALIZED VIEW class_statistics AS "
+        + CLASS_STATISTICS.format(source="student_attendance_stats")
+    )
     op.execute(
         "CREATE UNIQUE INDEX uq_class_statistics_classroom ON class_statistics (classroom_id)"
     )
