@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypedDict
+from collections.abc import AsyncIterator
+from typing import TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
@@ -14,18 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
 from graph.schema import schema
 from graph.view import GraphQLView
 from services.db import SessionFactory, create_engine, create_session_factory
-from services.queue import queue_depths
 from services.settings import Settings, redact
-
-READY_TIMEOUT_SECONDS = 2.0
 
 
 class StartupError(RuntimeError):
@@ -37,48 +32,6 @@ class State(TypedDict):
     engine: AsyncEngine
     session_factory: SessionFactory
     redis: ArqRedis
-
-
-async def health(request: Request) -> JSONResponse:
-    """Liveness: the process answers. No I/O."""
-    return JSONResponse({"status": "ok"})
-
-
-async def _probe(check: Awaitable[object]) -> str:
-    try:
-        await asyncio.wait_for(check, READY_TIMEOUT_SECONDS)
-    except Exception:
-        return "down"
-    return "up"
-
-
-async def ready(request: Request) -> JSONResponse:
-    """Readiness: 200 when PostgreSQL and Redis answer, else 503, with each one's state."""
-    state: Any = request.state
-
-    async def database() -> None:
-        async with state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    database_state, redis_state = await asyncio.gather(
-        _probe(database()), _probe(state.redis.ping())
-    )
-    checks = {"database": database_state, "redis": redis_state}
-    healthy = all(value == "up" for value in checks.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status_code=200 if healthy else 503,
-    )
-
-
-async def queues(request: Request) -> JSONResponse:
-    """Jobs waiting per queue."""
-    state: Any = request.state
-    try:
-        depths = await asyncio.wait_for(queue_depths(state.redis), READY_TIMEOUT_SECONDS)
-    except Exception:
-        return JSONResponse({"status": "unavailable", "queues": {}}, status_code=503)
-    return JSONResponse({"status": "ok", "queues": depths})
 
 
 def create_app(settings: Settings) -> Starlette:

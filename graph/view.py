@@ -42,6 +42,4 @@ class GraphQLView(GraphQL[Context, None]):
             viewer_or_error=viewer_from_header(
                 request.headers.get("authorization"), secret=settings.jwt_secret
             ),
-            client_ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
         )

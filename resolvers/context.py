@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 
 import strawberry
 from arq.connections import ArqRedis
 
-from resolvers.loaders import Loaders
+from resolvers.loaders import Loaders, load_existing
 from services.access import Access
 from services.auth import Viewer
 from services.db import SessionFactory
-from services.errors import Invalid, NotFound, ServiceError, Unauthenticated
+from services.errors import Invalid, ServiceError, Unauthenticated
 from services.models import Tenant
 from services.settings import Settings
 
@@ -26,9 +26,6 @@ class Context:
     redis: ArqRedis
     request_id: str
     viewer_or_error: Viewer | ServiceError | None = None
-    client_ip: str | None = None
-    user_agent: str | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def viewer(self) -> Viewer:
@@ -48,10 +45,7 @@ class Context:
         return Loaders.create(self.session_factory, self.viewer.tenant_id)
 
     async def tenant(self) -> Tenant:
-        tenant = await self.loaders.tenants.load(self.viewer.tenant_id)
-        if tenant is None:
-            raise NotFound("The tenant no longer exists.")
-        return tenant
+        return await load_existing(self.loaders.tenants, self.viewer.tenant_id, "tenant")
 
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -1,0 +1,57 @@
+"""Probes: liveness without I/O, readiness per dependency, queue depths."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.queue import queue_depths
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness: the process answers. No I/O."""
+    return JSONResponse({"status": "ok"})
+
+
+async def _probe(check: Awaitable[object]) -> str:
+    try:
+        await asyncio.wait_for(check, READY_TIMEOUT_SECONDS)
+    except Exception:
+        return "down"
+    return "up"
+
+
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 200 when PostgreSQL and Redis answer, else 503, with each one's state."""
+    state: Any = request.state
+
+    async def database() -> None:
+        async with state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    database_state, redis_state = await asyncio.gather(
+        _probe(database()), _probe(state.redis.ping())
+    )
+    checks = {"database": database_state, "redis": redis_state}
+    healthy = all(value == "up" for value in checks.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+async def queues(request: Request) -> JSONResponse:
+    """Jobs waiting per queue."""
+    state: Any = request.state
+    try:
+        depths = await asyncio.wait_for(queue_depths(state.redis), READY_TIMEOUT_SECONDS)
+    except Exception:
+        return JSONResponse({"status": "unavailable", "queues": {}}, status_code=503)
+    return JSONResponse({"status": "ok", "queues": depths})
