@@ -9,7 +9,6 @@ from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
 from services import attendance, directory
 from services.models import AttendanceRecord, AttendanceStatus, Classroom, Student
-from services.queue import schedule_statistics_refresh
 from services.tenants import tenant_today
 
 STUDENT_CURSOR = "student"
@@ -32,8 +31,9 @@ async def mark_attendance(
         for index, (student, status) in enumerate(marks)
     ]
     tenant = await context.tenant()
+    now = context.now()
     async with context.session_factory() as session:
-        records = await attendance.mark_attendance(
+        return await attendance.mark_attendance(
             session,
             access=context.access,
             classroom_id=classroom,
@@ -41,15 +41,12 @@ async def mark_attendance(
             period=period,
             subject_id=subject,
             marks=parsed,
-            today=tenant_today(tenant, context.now()),
+            today=tenant_today(tenant, now),
             periods_per_day=tenant.periods_per_day,
+            queue=context.redis,
+            refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
+            now=now.timestamp(),
         )
-    await schedule_statistics_refresh(
-        context.redis,
-        delay_seconds=context.settings.statistics_refresh_delay_seconds,
-        now=context.now().timestamp(),
-    )
-    return records
 
 
 async def classroom(info: Info, classroom_id: str) -> Classroom | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from arq.connections import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.access import Access
 from services.errors import Invalid, NotFound
 from services.models import AttendanceRecord, AttendanceStatus, Classroom, ClassroomSubject, Student
+from services.queue import schedule_statistics_refresh
 
 MAX_MARKS_PER_CALL = 1000
 
@@ -54,10 +56,14 @@ async def mark_attendance(
     marks: Sequence[Mark],
     today: date,
     periods_per_day: int,
+    queue: ArqRedis,
+    refresh_delay_seconds: int,
+    now: float,
 ) -> list[AttendanceRecord]:
     """Record one period's marks for a classroom, replacing earlier marks for that period.
 
-    All or nothing: any invalid mark rejects the whole call and nothing is written.
+    All or nothing: any invalid mark rejects the whole call and nothing is written. After the
+    commit, the statistics refresh is scheduled (debounced).
     """
     validate_marks_shape(
         day=day, period=period, marks=marks, today=today, periods_per_day=periods_per_day
@@ -121,5 +127,6 @@ async def mark_attendance(
         records = list(
             await session.scalars(statement, execution_options={"populate_existing": True})
         )
+    await schedule_statistics_refresh(queue, delay_seconds=refresh_delay_seconds, now=now)
     order = {mark.student_id: index for index, mark in enumerate(marks)}
     return sorted(records, key=lambda record: order[record.student_id])
