@@ -16,10 +16,13 @@ from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.auth import AuthMutation, AuthQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
+from graph.notifications import NotificationMutation, NotificationQuery
 from graph.school import SchoolQuery
 
-Query = merge_types("Query", (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery))
-Mutation = merge_types("Mutation", (AuthMutation, AttendanceMutation))
+Query = merge_types(
+    "Query", (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery, NotificationQuery)
+)
+Mutation = merge_types("Mutation", (AuthMutation, AttendanceMutation, NotificationMutation))
 
 
 class Schema(strawberry.Schema):

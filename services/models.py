@@ -6,6 +6,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,11 +18,12 @@ from sqlalchemy import (
     Numeric,
     SmallInteger,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -179,3 +181,66 @@ class AttendanceRecord(Base):
     )
     marked_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class NotificationType(StrEnum):
+    ATTENDANCE_WARNING = "ATTENDANCE_WARNING"
+    MAHROOM_ALERT = "MAHROOM_ALERT"
+    TASDIQ_ALERT = "TASDIQ_ALERT"
+    FILE_APPROVED = "FILE_APPROVED"
+    FILE_REJECTED = "FILE_REJECTED"
+    EXPORT_READY = "EXPORT_READY"
+    SYSTEM_ANNOUNCEMENT = "SYSTEM_ANNOUNCEMENT"
+
+
+class Severity(StrEnum):
+    INFO = "INFO"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Notification(Base):
+    """A message to one user; ``dedupe_key`` makes a logical notification happen once."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_recipient_created", "tenant_id", "user_id", "created_at", "id"),
+        Index(
+            "ix_notifications_recipient_unread",
+            "tenant_id",
+            "user_id",
+            postgresql_where=text("read_at IS NULL"),
+        ),
+        UniqueConstraint("tenant_id", "dedupe_key", name="uq_notifications_dedupe_key"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    type: Mapped[NotificationType] = mapped_column(Enum(NotificationType, name="notification_type"))
+    severity: Mapped[Severity] = mapped_column(Enum(Severity, name="notification_severity"))
+    title: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    action_url: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationPreferences(Base):
+    """Channels and categories a user receives; no row means every default (all on)."""
+
+    __tablename__ = "notification_preferences"
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    email_enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    in_app_enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    attendance_alerts: Mapped[bool] = mapped_column(server_default=text("true"))
+    file_updates: Mapped[bool] = mapped_column(server_default=text("true"))
+    system_announcements: Mapped[bool] = mapped_column(server_default=text("true"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

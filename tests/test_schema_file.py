@@ -35,5 +35,10 @@ def test_contract_operations_are_present():
         "classroom(id: ID!): Classroom",
         "login(tenant: String!, email: String!, password: String!): AuthPayload!",
         "markAttendance(input: MarkAttendanceInput!): MarkAttendancePayload!",
+        "notifications(unreadOnly: Boolean = false, first: Int = 20, after: String = null): NotificationConnection!",
+        "notificationPreferences: NotificationPreferences!",
+        "updateNotificationPreferences(input: NotificationPreferencesInput!): NotificationPreferences!",
+        "markNotificationRead(id: ID!): Notification!",
+        "markAllNotificationsRead: Int!",
     ):
         assert operation in sdl, operation

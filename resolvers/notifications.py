@@ -1,0 +1,82 @@
+"""The viewer's notifications and preferences."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from resolvers.context import Info, parse_id
+from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from services import notifications
+from services.errors import Invalid
+from services.models import Notification
+
+NOTIFICATION_CURSOR = "notification"
+
+
+async def notifications_page(
+    info: Info, unread_only: bool, first: int | None, after: str | None
+) -> Page[Notification]:
+    context = info.context
+    viewer = context.viewer
+    size = page_size(first, 20)
+    keyset = decode_cursor(after, NOTIFICATION_CURSOR, str)
+    try:
+        position = (datetime.fromisoformat(keyset[0]), keyset[1]) if keyset else None
+    except ValueError as error:
+        raise Invalid("after", "after is not a cursor from this connection.") from error
+    async with context.session_factory() as session:
+        page = await notifications.notifications_page(
+            session,
+            tenant_id=viewer.tenant_id,
+            user_id=viewer.user_id,
+            unread_only=unread_only,
+            after=position,
+            limit=size,
+        )
+    return Page(
+        items=[
+            (encode_cursor(NOTIFICATION_CURSOR, n.created_at.isoformat(), n.id), n)
+            for n in page.notifications
+        ],
+        has_next_page=page.has_next_page,
+        has_previous_page=keyset is not None,
+        total_count=page.total,
+    )
+
+
+async def preferences(info: Info) -> notifications.Preferences:
+    context = info.context
+    viewer = context.viewer
+    async with context.session_factory() as session:
+        return await notifications.preferences(
+            session, tenant_id=viewer.tenant_id, user_id=viewer.user_id
+        )
+
+
+async def update_preferences(info: Info, changes: Mapping[str, bool]) -> notifications.Preferences:
+    context = info.context
+    viewer = context.viewer
+    async with context.session_factory() as session:
+        return await notifications.update_preferences(
+            session, tenant_id=viewer.tenant_id, user_id=viewer.user_id, changes=changes
+        )
+
+
+async def mark_read(info: Info, notification_id: str) -> Notification:
+    context = info.context
+    viewer = context.viewer
+    key = parse_id(notification_id, "id")
+    async with context.session_factory() as session:
+        return await notifications.mark_read(
+            session, tenant_id=viewer.tenant_id, user_id=viewer.user_id, notification_id=key
+        )
+
+
+async def mark_all_read(info: Info) -> int:
+    context = info.context
+    viewer = context.viewer
+    async with context.session_factory() as session:
+        return await notifications.mark_all_read(
+            session, tenant_id=viewer.tenant_id, user_id=viewer.user_id
+        )

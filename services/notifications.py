@@ -1,0 +1,196 @@
+"""In-app notifications and each user's notification preferences."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.errors import Invalid, NotFound
+from services.models import Notification, NotificationPreferences, NotificationType, Severity
+
+# The preference that switches each type of notification on or off.
+CATEGORY = {
+    NotificationType.ATTENDANCE_WARNING: "attendance_alerts",
+    NotificationType.MAHROOM_ALERT: "attendance_alerts",
+    NotificationType.TASDIQ_ALERT: "attendance_alerts",
+    NotificationType.FILE_APPROVED: "file_updates",
+    NotificationType.FILE_REJECTED: "file_updates",
+    NotificationType.EXPORT_READY: "file_updates",
+    NotificationType.SYSTEM_ANNOUNCEMENT: "system_announcements",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    email_enabled: bool = True
+    in_app_enabled: bool = True
+    attendance_alerts: bool = True
+    file_updates: bool = True
+    system_announcements: bool = True
+    updated_at: datetime | None = None
+
+    def allows(self, kind: NotificationType) -> bool:
+        """Whether the category of ``kind`` is on (channels are checked separately)."""
+        return bool(getattr(self, CATEGORY[kind]))
+
+
+PREFERENCE_NAMES = tuple(f.name for f in fields(Preferences) if f.name != "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsPage:
+    notifications: list[Notification]
+    has_next_page: bool
+    total: int
+
+
+async def preferences(
+    session: AsyncSession, *, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> Preferences:
+    row = await session.scalar(
+        select(NotificationPreferences).where(
+            NotificationPreferences.tenant_id == tenant_id,
+            NotificationPreferences.user_id == user_id,
+        )
+    )
+    if row is None:
+        return Preferences()
+    return Preferences(
+        **{name: getattr(row, name) for name in PREFERENCE_NAMES}, updated_at=row.updated_at
+    )
+
+
+async def update_preferences(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    changes: Mapping[str, bool],
+) -> Preferences:
+    """Change the named preferences, keeping the others; VALIDATION_ERROR for nothing or junk."""
+    if not changes:
+        raise Invalid("input", "Name at least one preference to change.")
+    for name, value in changes.items():
+        if name not in PREFERENCE_NAMES:
+            raise Invalid(f"input.{name}", f"{name} is not a notification preference.")
+        if not isinstance(value, bool):
+            raise Invalid(f"input.{name}", f"{name} must be true or false.")
+    async with session.begin():
+        statement = insert(NotificationPreferences).values(
+            tenant_id=tenant_id, user_id=user_id, **changes
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={**changes, "updated_at": func.now()},
+                where=NotificationPreferences.tenant_id == tenant_id,
+            )
+        )
+    return await preferences(session, tenant_id=tenant_id, user_id=user_id)
+
+
+async def create_notification(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    kind: NotificationType,
+    severity: Severity,
+    title: str,
+    message: str,
+    action_url: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> Notification | None:
+    """Store an in-app notification in the caller's transaction.
+
+    Returns None, writing nothing, when a notification with the same ``dedupe_key`` exists.
+    """
+    statement = (
+        insert(Notification)
+        .values(
+            tenant_id=tenant_id,
+            user_id=user_id,
+            type=kind,
+            severity=severity,
+            title=title,
+            message=message,
+            action_url=action_url,
+            details=dict(details or {}),
+            dedupe_key=dedupe_key,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
+        .returning(Notification)
+    )
+    return await session.scalar(statement)
+
+
+async def notifications_page(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    unread_only: bool,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> NotificationsPage:
+    """The user's notifications, newest first, keyset-paginated on (created_at, id)."""
+    scope = [Notification.tenant_id == tenant_id, Notification.user_id == user_id]
+    if unread_only:
+        scope.append(Notification.read_at.is_(None))
+    query = (
+        select(Notification)
+        .where(*scope)
+        .order_by(Notification.created_at.desc(), Notification.id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(tuple_(Notification.created_at, Notification.id) < tuple_(*after))
+    rows = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(Notification).where(*scope))
+    return NotificationsPage(
+        notifications=rows[:limit], has_next_page=len(rows) > limit, total=total or 0
+    )
+
+
+async def mark_read(
+    session: AsyncSession, *, tenant_id: uuid.UUID, user_id: uuid.UUID, notification_id: uuid.UUID
+) -> Notification:
+    """Mark one of the user's notifications read (idempotent); others' are NOT_FOUND."""
+    async with session.begin():
+        notification = await session.scalar(
+            select(Notification)
+            .where(
+                Notification.tenant_id == tenant_id,
+                Notification.user_id == user_id,
+                Notification.id == notification_id,
+            )
+            .with_for_update()
+        )
+        if notification is None:
+            raise NotFound("No such notification.")
+        if notification.read_at is None:
+            notification.read_at = await session.scalar(select(func.now()))
+    return notification
+
+
+async def mark_all_read(session: AsyncSession, *, tenant_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    """Mark every unread notification of the user read; how many changed."""
+    async with session.begin():
+        result = await session.execute(
+            update(Notification)
+            .where(
+                Notification.tenant_id == tenant_id,
+                Notification.user_id == user_id,
+                Notification.read_at.is_(None),
+            )
+            .values(read_at=func.now())
+        )
+    return result.rowcount or 0
