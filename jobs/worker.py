@@ -9,6 +9,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, get_kwargs
 
+from jobs.notifications import check_all_thresholds, check_thresholds
 from jobs.statistics import refresh_statistics
 from services.db import create_engine, create_session_factory
 from services.settings import Settings
@@ -29,15 +30,16 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions = [refresh_statistics]
+    functions = [refresh_statistics, check_thresholds]
     cron_jobs = [
+        cron(check_all_thresholds, name="cron:check_all_thresholds", minute=0, unique=True),
         cron(
             refresh_statistics,
             name="cron:refresh_statistics",
             minute=STATISTICS_REFRESH_MINUTES,
             unique=True,
             run_at_startup=True,
-        )
+        ),
     ]
     on_startup = startup
     on_shutdown = shutdown

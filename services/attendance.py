@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.access import Access
 from services.errors import Invalid, NotFound
 from services.models import AttendanceRecord, AttendanceStatus, Classroom, ClassroomSubject, Student
-from services.queue import schedule_statistics_refresh
+from services.queue import schedule_statistics_refresh, schedule_threshold_check
 
 MAX_MARKS_PER_CALL = 1000
 
@@ -63,7 +63,7 @@ async def mark_attendance(
     """Record one period's marks for a classroom, replacing earlier marks for that period.
 
     All or nothing: any invalid mark rejects the whole call and nothing is written. After the
-    commit, the statistics refresh is scheduled (debounced).
+    commit, the statistics refresh (debounced) and the marked students' alert check are queued.
     """
     validate_marks_shape(
         day=day, period=period, marks=marks, today=today, periods_per_day=periods_per_day
@@ -128,5 +128,8 @@ async def mark_attendance(
             await session.scalars(statement, execution_options={"populate_existing": True})
         )
     await schedule_statistics_refresh(queue, delay_seconds=refresh_delay_seconds, now=now)
+    await schedule_threshold_check(
+        queue, tenant_id=tenant_id, student_ids=[mark.student_id for mark in marks]
+    )
     order = {mark.student_id: index for index, mark in enumerate(marks)}
     return sorted(records, key=lambda record: order[record.student_id])

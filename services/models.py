@@ -244,3 +244,21 @@ class NotificationPreferences(Base):
     file_updates: Mapped[bool] = mapped_column(server_default=text("true"))
     system_announcements: Mapped[bool] = mapped_column(server_default=text("true"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AlertState(Base):
+    """A student's standing when last checked, and how many times it became non-OK.
+
+    ``crossings`` numbers the alerts: the n-th crossing's notification has dedupe key
+    ``standing:{student}:{n}``, so a check repeated by a retried job notifies nobody twice.
+    """
+
+    __tablename__ = "attendance_alert_states"
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    student_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True
+    )
+    standing: Mapped[str] = mapped_column(String(10), server_default="OK")
+    crossings: Mapped[int] = mapped_column(server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
+from collections.abc import Sequence
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 REFRESH_STATISTICS = "refresh_statistics"
+CHECK_THRESHOLDS = "check_thresholds"
 logger = logging.getLogger(__name__)
 
 
@@ -29,6 +32,16 @@ async def schedule_statistics_refresh(redis: ArqRedis, *, delay_seconds: int, no
         )
     except (RedisError, OSError):
         logger.warning("could not schedule the statistics refresh; the cron will", exc_info=True)
+
+
+async def schedule_threshold_check(
+    redis: ArqRedis, *, tenant_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
+) -> None:
+    """Check the students' standing soon; a lost enqueue is caught by the hourly check."""
+    try:
+        await redis.enqueue_job(CHECK_THRESHOLDS, str(tenant_id), [str(key) for key in student_ids])
+    except (RedisError, OSError):
+        logger.warning("could not schedule the threshold check; the hourly one will", exc_info=True)
 
 
 async def queue_depths(redis: ArqRedis) -> dict[str, int]:

@@ -1,0 +1,160 @@
+"""Attendance alerts: each time a student's standing becomes non-OK, they are told once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.db import SessionFactory
+from services.metrics import AttendanceCounts, Standing, attendance_rate, standing
+from services.models import (
+    AlertState,
+    AttendanceRecord,
+    AttendanceStatus,
+    Notification,
+    NotificationType,
+    Severity,
+    Student,
+    Tenant,
+)
+from services.notifications import create_notification, preferences
+from services.tenants import tenant_thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: NotificationType
+    severity: Severity
+    title: str
+    message: str
+
+
+ALERTS = {
+    Standing.MAHROOM: Alert(
+        NotificationType.MAHROOM_ALERT,
+        Severity.ERROR,
+        "Attendance: barred (MAHROOM)",
+        "Your attendance rate is {rate:.1f}%, at or below {limit}%. Contact your school now.",
+    ),
+    Standing.WARNING: Alert(
+        NotificationType.ATTENDANCE_WARNING,
+        Severity.WARNING,
+        "Attendance warning",
+        "Your attendance rate is {rate:.1f}%, below {limit}%.",
+    ),
+    Standing.TASDIQ: Alert(
+        NotificationType.TASDIQ_ALERT,
+        Severity.WARNING,
+        "Medical certificates required (TASDIQ)",
+        "Your attendance rate is {rate:.1f}%, below {limit}%, with sick or leave absences: "
+        "upload the certificates that cover them.",
+    ),
+}
+
+
+def _limit(state: Standing, tenant: Tenant) -> Decimal:
+    thresholds = tenant_thresholds(tenant)
+    return {
+        Standing.MAHROOM: thresholds.mahroom,
+        Standing.WARNING: thresholds.warning,
+        Standing.TASDIQ: thresholds.tasdiq,
+    }[state]
+
+
+async def _counts(
+    session: AsyncSession, tenant_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, AttendanceCounts]:
+    def status(value: AttendanceStatus) -> ColumnElement[int]:
+        return func.count().filter(AttendanceRecord.status == value)
+
+    rows = await session.execute(
+        select(
+            AttendanceRecord.student_id,
+            func.count().filter(AttendanceRecord.status != AttendanceStatus.NOT_MARKED),
+            status(AttendanceStatus.PRESENT),
+            status(AttendanceStatus.ABSENT),
+            status(AttendanceStatus.SICK),
+            status(AttendanceStatus.LEAVE),
+        )
+        .where(
+            AttendanceRecord.tenant_id == tenant_id, AttendanceRecord.student_id.in_(student_ids)
+        )
+        .group_by(AttendanceRecord.student_id)
+    )
+    return {row[0]: AttendanceCounts(*row[1:]) for row in rows}
+
+
+async def check_thresholds(
+    *, session_factory: SessionFactory, tenant_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
+) -> list[Notification]:
+    """Compare each student's standing with the last one seen; alert on every new crossing.
+
+    Safe to repeat and to run concurrently: alert states are locked, and the notification of
+    the n-th crossing has a dedupe key, so no crossing is ever notified twice.
+    """
+    created: list[Notification] = []
+    async with session_factory() as session, session.begin():
+        tenant = await session.get(Tenant, tenant_id)
+        students = list(
+            await session.scalars(
+                select(Student).where(Student.tenant_id == tenant_id, Student.id.in_(student_ids))
+            )
+        )
+        if tenant is None or not students:
+            return created
+        ids = [student.id for student in students]
+        await session.execute(
+            insert(AlertState)
+            .values([{"tenant_id": tenant_id, "student_id": key} for key in ids])
+            .on_conflict_do_nothing(index_elements=["student_id"])
+        )
+        states = {
+            state.student_id: state
+            for state in await session.scalars(
+                select(AlertState)
+                .where(AlertState.student_id.in_(ids))
+                .order_by(AlertState.student_id)
+                .with_for_update()
+            )
+        }
+        counts = await _counts(session, tenant_id, ids)
+        thresholds = tenant_thresholds(tenant)
+        for student in students:
+            student_counts = counts.get(student.id, AttendanceCounts())
+            now = standing(student_counts, thresholds)
+            state = states[student.id]
+            if now.value == state.standing:
+                continue
+            state.standing = now.value
+            state.updated_at = func.now()
+            if now is Standing.OK:
+                continue
+            state.crossings += 1
+            if student.user_id is None:
+                continue
+            prefs = await preferences(session, tenant_id=tenant_id, user_id=student.user_id)
+            alert = ALERTS[now]
+            if not (prefs.in_app_enabled and prefs.allows(alert.kind)):
+                continue
+            rate = attendance_rate(student_counts.present, student_counts.counted)
+            notification = await create_notification(
+                session,
+                tenant_id=tenant_id,
+                user_id=student.user_id,
+                kind=alert.kind,
+                severity=alert.severity,
+                title=alert.title,
+                message=alert.message.format(rate=rate, limit=_limit(now, tenant)),
+                action_url="/dashboard",
+                details={"studentId": str(student.id), "standing": now.value, "rate": rate},
+                dedupe_key=f"standing:{student.id}:{state.crossings}",
+            )
+            if notification is not None:
+                created.append(notification)
+    return created

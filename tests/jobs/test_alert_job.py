@@ -1,0 +1,62 @@
+"""A student pushed to MAHROOM by markAttendance is notified once the worker runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from jobs.worker import create_worker
+from services.models import AttendanceStatus
+from tests.factories import gql
+
+MARK = (
+    "mutation M($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }"
+)
+INBOX = "{ notifications(unreadOnly: true) { totalCount edges { node { type severity title message } } } }"
+
+
+async def run_worker(settings) -> None:
+    worker = create_worker(settings, handle_signals=False, burst=True)
+    worker.cron_jobs = []
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def test_mahroom_alert_after_a_mark(client, factory, redis, settings):
+    # given a student at exactly 80 % (OK, no sick or leave)
+    school = await factory.school(students=1)
+    student = school.students[0]
+    history = [AttendanceStatus.PRESENT] * 16 + [AttendanceStatus.ABSENT] * 4
+    await factory.records(
+        school,
+        student,
+        [(date(2026, 1, 5) + timedelta(days=i), 1, s) for i, s in enumerate(history)],
+    )
+    token = school.student_token(student)
+    # when the teacher marks one more absence (16 of 21 present = 76.2 %), then another (72.7 %)
+    for period in (1, 2):
+        body = await gql(
+            client,
+            MARK,
+            {
+                "input": {
+                    "classroomId": str(school.classrooms[0].id),
+                    "date": datetime.now(UTC).date().isoformat(),
+                    "period": period,
+                    "subjectId": str(school.subjects[0].id),
+                    "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
+                }
+            },
+            token=school.token(school.teachers[0]),
+        )
+        assert "errors" not in body
+        await run_worker(settings)
+    # then the student was warned at 76.2 %, then alerted at 72.7 %, once each
+    inbox = (await gql(client, INBOX, token=token))["data"]["notifications"]
+    assert [edge["node"]["type"] for edge in inbox["edges"]] == [
+        "MAHROOM_ALERT",
+        "ATTENDANCE_WARNING",
+    ]
+    assert inbox["edges"][0]["node"]["severity"] == "ERROR"
+    assert "72.7%" in inbox["edges"][0]["node"]["message"]
