@@ -10,7 +10,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.queue import queue_depths
+from services.queue import queue_report
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -48,10 +48,15 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def queues(request: Request) -> JSONResponse:
-    """Jobs waiting per queue."""
+    """Waiting jobs and dead letters per queue, running jobs, the outbox, last cron runs."""
     state: Any = request.state
+
+    async def report() -> dict[str, Any]:
+        async with state.session_factory() as session:
+            return await queue_report(state.redis, session)
+
     try:
-        depths = await asyncio.wait_for(queue_depths(state.redis), READY_TIMEOUT_SECONDS)
+        body = await asyncio.wait_for(report(), READY_TIMEOUT_SECONDS)
     except Exception:
-        return JSONResponse({"status": "unavailable", "queues": {}}, status_code=503)
-    return JSONResponse({"status": "ok", "queues": depths})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok", **body})

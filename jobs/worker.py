@@ -1,61 +1,112 @@
-"""The arq worker's whole wiring: functions, cron jobs, and the resources jobs share."""
+"""The worker's whole wiring: job functions, cron jobs, the two queues and shared resources."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
-from arq.worker import Worker, get_kwargs
+from arq.cron import CronJob
+from arq.worker import Function, Worker
 
 from jobs.notifications import check_all_thresholds, check_thresholds
+from jobs.outbox import drain_outbox
+from jobs.platform import PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
 from services.db import create_engine, create_session_factory
+from services.queue import Queue
 from services.settings import Settings
 
-STATISTICS_REFRESH_MINUTES = set(range(0, 60, 10))
-
-
-async def startup(ctx: dict[str, Any]) -> None:
-    settings: Settings = ctx.setdefault("settings", Settings.from_env(os.environ))
-    assert settings.database_url is not None, "the worker needs a database"
-    engine = create_engine(settings.database_url, pool_min=2, pool_max=5)
-    ctx["engine"] = engine
-    ctx["session_factory"] = create_session_factory(engine)
-
-
-async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["engine"].dispose()
+CRON_TIMEOUT_SECONDS = 300
 
 
 class WorkerSettings:
-    functions = [refresh_statistics, check_thresholds]
-    cron_jobs = [
-        cron(check_all_thresholds, name="cron:check_all_thresholds", minute=0, unique=True),
+    """Every job function (each runs on whichever queue it was enqueued on) and cron job."""
+
+    functions: Sequence[Function] = (
+        durable(refresh_statistics, timeout_seconds=120),
+        durable(check_thresholds, timeout_seconds=30),
+    )
+    cron_jobs: Sequence[CronJob] = (
         cron(
-            refresh_statistics,
+            recorded(refresh_statistics, timeout_seconds=CRON_TIMEOUT_SECONDS),
             name="cron:refresh_statistics",
-            minute=STATISTICS_REFRESH_MINUTES,
+            minute=set(range(0, 60, 10)),
             unique=True,
             run_at_startup=True,
         ),
-    ]
-    on_startup = startup
-    on_shutdown = shutdown
-    max_tries = 3
-    job_timeout = 120
-
-
-def create_worker(
-    settings: Settings, *, handle_signals: bool = True, burst: bool = False
-) -> Worker:
-    """A worker bound to ``settings`` (``ctx["settings"]``), for the CLI and in-process use."""
-    assert settings.redis_url is not None, "the worker needs Redis"
-    return Worker(
-        **get_kwargs(WorkerSettings),
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
-        ctx={"settings": settings},
-        handle_signals=handle_signals,
-        burst=burst,
+        cron(
+            recorded(check_all_thresholds, timeout_seconds=CRON_TIMEOUT_SECONDS),
+            name="cron:check_all_thresholds",
+            minute=5,
+            unique=True,
+        ),
+        cron(
+            recorded(drain_outbox, timeout_seconds=CRON_TIMEOUT_SECONDS),
+            name="cron:drain_outbox",
+            second=30,
+            unique=True,
+            run_at_startup=True,
+        ),
     )
+    max_jobs = 10
+
+
+@contextlib.asynccontextmanager
+async def shared_context(
+    settings: Settings, *, retry_backoff_seconds: float = 1.0
+) -> AsyncIterator[dict[str, Any]]:
+    """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends."""
+    assert settings.database_url is not None, "the worker needs a database"
+    engine = create_engine(settings.database_url, pool_min=2, pool_max=WorkerSettings.max_jobs * 2)
+    try:
+        yield {
+            "settings": settings,
+            "session_factory": create_session_factory(engine),
+            "retry_backoff_seconds": retry_backoff_seconds,
+        }
+    finally:
+        await engine.dispose()
+
+
+def create_workers(
+    settings: Settings,
+    shared: dict[str, Any],
+    *,
+    functions: Sequence[Function] = WorkerSettings.functions,
+    cron_jobs: Sequence[CronJob] = WorkerSettings.cron_jobs,
+    burst: bool = False,
+) -> list[Worker]:
+    """An URGENT worker and a NORMAL one that yields to it; cron jobs run on NORMAL."""
+    assert settings.redis_url is not None, "the worker needs Redis"
+    common: dict[str, Any] = {
+        "functions": list(functions),
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "handle_signals": False,
+        "burst": burst,
+        "max_jobs": WorkerSettings.max_jobs,
+    }
+    return [
+        Worker(
+            queue_name=Queue.URGENT.value, ctx={**shared, "queue": Queue.URGENT.value}, **common
+        ),
+        PreferringWorker(
+            queue_name=Queue.NORMAL.value,
+            ctx={**shared, "queue": Queue.NORMAL.value},
+            cron_jobs=list(cron_jobs),
+            urgent_queue=Queue.URGENT.value,
+            **common,
+        ),
+    ]
+
+
+async def run_workers(workers: Sequence[Worker]) -> None:
+    """Run until every worker stops (burst) or the task is cancelled; always close them."""
+    try:
+        await asyncio.gather(*(worker.main() for worker in workers))
+    finally:
+        for worker in workers:
+            await worker.close()

@@ -8,8 +8,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 
 from services.db import create_engine, create_session_factory, migrate
@@ -41,21 +42,78 @@ async def _serve(settings: Settings, host: str, port: int, with_worker: bool) ->
     import uvicorn
 
     from graph.app import create_app
-    from jobs.worker import create_worker
 
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=host, port=port, lifespan="on")
     )
-    worker = create_worker(settings, handle_signals=False) if with_worker else None
-    worker_task = asyncio.create_task(worker.async_run()) if worker else None
-    try:
+    if not with_worker:
         await server.serve()
-    finally:
-        if worker and worker_task:
-            worker_task.cancel()
+        return
+    async with _workers(settings) as workers:
+        try:
+            await server.serve()
+        finally:
+            workers.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _workers(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    """The job workers running in the background until the block ends."""
+    from jobs.worker import create_workers, run_workers, shared_context
+
+    async with shared_context(settings) as shared:
+        task = asyncio.ensure_future(run_workers(create_workers(settings, shared)))
+        try:
+            yield task
+        finally:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
-            await worker.close()
+                await task
+
+
+async def _work(settings: Settings) -> None:
+    """``rollcall worker``: both queues until SIGINT or SIGTERM, then a clean close."""
+    async with _workers(settings) as workers:
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, workers.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await workers
+
+
+async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
+    from arq.connections import RedisSettings, create_pool
+
+    from services.queue import dead_letters, retry_dead_letters
+
+    assert settings.database_url is not None and settings.redis_url is not None
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    session_factory = create_session_factory(engine)
+    try:
+        if args.action == "list":
+            async with session_factory() as session:
+                letters = await dead_letters(session, include_retried=args.all)
+            for letter in letters:
+                retried = (
+                    f" retried {letter.retried_at:%Y-%m-%d %H:%M}" if letter.retried_at else ""
+                )
+                print(
+                    f"{letter.id}\t{letter.queue}\t{letter.function}{tuple(letter.args)}\t"
+                    f"tries={letter.tries}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}{retried}\t"
+                    f"{letter.error}"
+                )
+            print(f"{len(letters)} dead letter(s)")
+        else:
+            redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+            try:
+                ids = await retry_dead_letters(
+                    redis=redis, session_factory=session_factory, letter_id=args.id
+                )
+            finally:
+                await redis.aclose()
+            print(f"requeued {len(ids)} dead letter(s): {', '.join(map(str, ids)) or '-'}")
+    finally:
+        await engine.dispose()
 
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> None:
@@ -105,6 +163,12 @@ def parser() -> argparse.ArgumentParser:
         "--with-worker", action="store_true", help="also run the job worker in-process"
     )
     commands.add_parser("worker", help="run the arq worker (all queues, cron included)")
+    dlq = commands.add_parser("dlq", help="inspect and requeue jobs that failed every try")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_actions.add_parser("list", help="dead letters not yet retried")
+    dlq_list.add_argument("--all", action="store_true", help="include retried ones")
+    dlq_retry = dlq_actions.add_parser("retry", help="requeue one dead letter, or all")
+    dlq_retry.add_argument("id", nargs="?", type=int, help="the dead letter's id (default: all)")
     commands.add_parser("migrate", help="upgrade the database to the newest schema")
     seed = commands.add_parser("seed", help="create demo or bulk data")
     seed.add_argument("--demo", action="store_true", help="the demo tenant of the API contract")
@@ -132,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
         sys.exit(str(error))
-    needs_redis = args.command in {"serve", "worker"}
+    needs_redis = args.command in {"serve", "worker", "dlq"}
     with resolved(settings, redis=needs_redis) as ready:
         assert ready.database_url is not None
         if args.command == "migrate":
@@ -143,6 +207,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "serve":
             asyncio.run(_serve(ready, args.host, args.port, args.with_worker))
         elif args.command == "worker":
-            from jobs.worker import create_worker
-
-            create_worker(ready).run()
+            asyncio.run(_work(ready))
+        elif args.command == "dlq":
+            asyncio.run(_dead_letters(ready, args))

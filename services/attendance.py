@@ -127,9 +127,9 @@ async def mark_attendance(
         records = list(
             await session.scalars(statement, execution_options={"populate_existing": True})
         )
-    await schedule_statistics_refresh(queue, delay_seconds=refresh_delay_seconds, now=now)
+    await schedule_statistics_refresh(queue, session, delay_seconds=refresh_delay_seconds, now=now)
     await schedule_threshold_check(
-        queue, tenant_id=tenant_id, student_ids=[mark.student_id for mark in marks]
+        queue, session, tenant_id=tenant_id, student_ids=[mark.student_id for mark in marks]
     )
     order = {mark.student_id: index for index, mark in enumerate(marks)}
     return sorted(records, key=lambda record: order[record.student_id])

@@ -1,4 +1,10 @@
-"""Enqueueing background jobs on arq. Job names are the functions' names in ``jobs.worker``."""
+"""Background jobs on arq: two queues, enqueueing with a durable fallback, and dead letters.
+
+URGENT (alerts, notifications, cache invalidation) is always drained before NORMAL (statistics
+refreshes, reports). A job that cannot be enqueued because Redis is down goes to the
+``job_outbox`` table and is moved to its queue when Redis answers again; a job that fails every
+try goes to ``dead_letter_jobs`` with its payload and last error. Nothing is dropped silently.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +12,217 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.db import SessionFactory
+from services.models import DeadLetter, OutboxJob
 
 REFRESH_STATISTICS = "refresh_statistics"
 CHECK_THRESHOLDS = "check_thresholds"
+OUTBOX_BATCH = 100
+CRON_LAST_RUN = "rollcall:cron:last-run"
 logger = logging.getLogger(__name__)
 
 
-async def schedule_statistics_refresh(redis: ArqRedis, *, delay_seconds: int, now: float) -> None:
+class Queue(StrEnum):
+    URGENT = "rollcall:queue:urgent"
+    NORMAL = "rollcall:queue:normal"
+
+
+async def enqueue(
+    redis: ArqRedis,
+    session: AsyncSession,
+    function: str,
+    *args: Any,
+    queue: Queue,
+    job_id: str | None = None,
+    defer_seconds: float = 0,
+) -> None:
+    """Queue ``function(*args)``; with ``job_id``, a job already queued under it is not repeated.
+
+    When Redis fails the job is written to the outbox instead (in a transaction of its own on
+    ``session``, which must have none open), so committed work never loses its follow-up.
+    """
+    try:
+        await redis.enqueue_job(
+            function,
+            *args,
+            _queue_name=queue.value,
+            _job_id=job_id,
+            _defer_by=defer_seconds or None,
+        )
+    except (RedisError, OSError):
+        logger.warning("Redis refused %s; keeping it in the outbox", function, exc_info=True)
+        async with session.begin():
+            session.add(
+                OutboxJob(
+                    queue=queue.value,
+                    job_id=job_id,
+                    function=function,
+                    args=list(args),
+                    defer_seconds=defer_seconds,
+                )
+            )
+
+
+async def drain_outbox(*, redis: ArqRedis, session_factory: SessionFactory) -> int:
+    """Move outbox jobs to their queues (oldest first); how many moved. Safe to run anywhere."""
+    moved = 0
+    while True:
+        async with session_factory() as session, session.begin():
+            jobs = list(
+                await session.scalars(
+                    select(OutboxJob)
+                    .order_by(OutboxJob.id)
+                    .limit(OUTBOX_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for job in jobs:
+                await redis.enqueue_job(
+                    job.function,
+                    *job.args,
+                    _queue_name=job.queue,
+                    _job_id=job.job_id,
+                    _defer_by=job.defer_seconds or None,
+                )
+                await session.delete(job)
+        moved += len(jobs)
+        if len(jobs) < OUTBOX_BATCH:
+            return moved
+
+
+async def schedule_statistics_refresh(
+    redis: ArqRedis, session: AsyncSession, *, delay_seconds: int, now: float
+) -> None:
     """Debounce: every change in one ``delay_seconds`` window shares the refresh at its end.
 
     The job id names the window, so a change made while a refresh runs falls into the next
     window and gets a refresh of its own; none is lost and many marks cost one refresh.
-    A failure to enqueue is logged, not raised: the cron refresh catches up.
     """
     window = max(delay_seconds, 1)
     window_end = (math.floor(now / window) + 1) * window
-    try:
-        await redis.enqueue_job(
-            REFRESH_STATISTICS,
-            _job_id=f"{REFRESH_STATISTICS}:{window_end}",
-            _defer_by=max(window_end - now, 0),
-        )
-    except (RedisError, OSError):
-        logger.warning("could not schedule the statistics refresh; the cron will", exc_info=True)
+    await enqueue(
+        redis,
+        session,
+        REFRESH_STATISTICS,
+        queue=Queue.NORMAL,
+        job_id=f"{REFRESH_STATISTICS}:{window_end}",
+        defer_seconds=max(window_end - now, 0),
+    )
 
 
 async def schedule_threshold_check(
-    redis: ArqRedis, *, tenant_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
+    redis: ArqRedis,
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    student_ids: Sequence[uuid.UUID],
 ) -> None:
-    """Check the students' standing soon; a lost enqueue is caught by the hourly check."""
-    try:
-        await redis.enqueue_job(CHECK_THRESHOLDS, str(tenant_id), [str(key) for key in student_ids])
-    except (RedisError, OSError):
-        logger.warning("could not schedule the threshold check; the hourly one will", exc_info=True)
+    """Check the students' standing now, on the urgent queue (MAHROOM alerts are immediate)."""
+    await enqueue(
+        redis,
+        session,
+        CHECK_THRESHOLDS,
+        str(tenant_id),
+        [str(key) for key in student_ids],
+        queue=Queue.URGENT,
+    )
 
 
-async def queue_depths(redis: ArqRedis) -> dict[str, int]:
-    """Jobs waiting (queued or deferred) per queue."""
-    return {redis.default_queue_name: await redis.zcard(redis.default_queue_name)}
+async def record_dead_letter(
+    session: AsyncSession,
+    *,
+    queue: str,
+    job_id: str,
+    function: str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    tries: int,
+    error: str,
+) -> None:
+    async with session.begin():
+        session.add(
+            DeadLetter(
+                queue=queue,
+                job_id=job_id,
+                function=function,
+                args=list(args),
+                kwargs=kwargs,
+                tries=tries,
+                error=error,
+            )
+        )
+
+
+async def dead_letters(session: AsyncSession, *, include_retried: bool = False) -> list[DeadLetter]:
+    query = select(DeadLetter).order_by(DeadLetter.id)
+    if not include_retried:
+        query = query.where(DeadLetter.retried_at.is_(None))
+    return list(await session.scalars(query))
+
+
+async def retry_dead_letters(
+    *, redis: ArqRedis, session_factory: SessionFactory, letter_id: int | None = None
+) -> list[int]:
+    """Requeue one dead letter (or all not yet retried) as new jobs; the ids requeued."""
+    async with session_factory() as session, session.begin():
+        query = select(DeadLetter).where(DeadLetter.retried_at.is_(None)).with_for_update()
+        if letter_id is not None:
+            query = query.where(DeadLetter.id == letter_id)
+        letters = list(await session.scalars(query.order_by(DeadLetter.id)))
+        for letter in letters:
+            await redis.enqueue_job(
+                letter.function, *letter.args, _queue_name=letter.queue, **letter.kwargs
+            )
+        if letters:
+            await session.execute(
+                update(DeadLetter)
+                .where(DeadLetter.id.in_([letter.id for letter in letters]))
+                .values(retried_at=func.now())
+            )
+    return [letter.id for letter in letters]
+
+
+async def queue_report(redis: ArqRedis, session: AsyncSession) -> dict[str, Any]:
+    """Per queue: jobs waiting (queued or deferred) and dead letters not yet retried; jobs
+    running now, jobs kept in the outbox, and when each cron job last finished."""
+    dead = await dead_letter_counts(session)
+    running = 0
+    async for _ in redis.scan_iter(match=f"{in_progress_key_prefix}*", count=500):
+        running += 1
+    last_runs = await redis.hgetall(CRON_LAST_RUN)
+    return {
+        "queues": {
+            queue.value: {
+                "waiting": await redis.zcard(queue.value),
+                "deadLetters": dead[queue.value],
+            }
+            for queue in Queue
+        },
+        "running": running,
+        "outbox": await outbox_size(session),
+        "cronLastRun": {name.decode(): at.decode() for name, at in sorted(last_runs.items())},
+    }
+
+
+async def dead_letter_counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(DeadLetter.queue, func.count())
+        .where(DeadLetter.retried_at.is_(None))
+        .group_by(DeadLetter.queue)
+    )
+    counts = {queue.value: 0 for queue in Queue}
+    counts.update({queue: count for queue, count in rows})
+    return counts
+
+
+async def outbox_size(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(OutboxJob)) or 0

@@ -9,8 +9,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
+from arq.worker import Worker
 from sqlalchemy import insert
 
+from jobs.worker import create_workers, run_workers, shared_context
 from services.auth import Viewer, hash_password, issue_token
 from services.db import SessionFactory
 from services.models import (
@@ -25,6 +27,7 @@ from services.models import (
     Tenant,
     User,
 )
+from services.settings import Settings
 from services.statistics import refresh_statistics
 
 PASSWORD = "correct horse battery staple"
@@ -170,6 +173,14 @@ class Factory:
 
     async def refresh(self) -> None:
         await refresh_statistics(session_factory=self.session_factory)
+
+
+async def run_jobs(settings: Settings, **options: Any) -> list[Worker]:
+    """Both workers in burst mode, without cron jobs, until the queues are empty."""
+    async with shared_context(settings, retry_backoff_seconds=0.05) as shared:
+        workers = create_workers(settings, shared, cron_jobs=(), burst=True, **options)
+        await run_workers(workers)
+    return workers
 
 
 async def gql(

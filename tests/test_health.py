@@ -17,10 +17,14 @@ async def test_readiness_reports_each_dependency(client):
     assert response.json()["checks"] == {"database": "up", "redis": "up"}
 
 
-async def test_queue_depths(client):
+async def test_queue_report(client):
     response = await client.get("/health/queues")
     assert response.status_code == 200
-    assert "arq:queue" in response.json()["queues"]
+    body = response.json()
+    assert set(body["queues"]) == {"rollcall:queue:urgent", "rollcall:queue:normal"}
+    for queue in body["queues"].values():
+        assert set(queue) == {"waiting", "deadLetters"}
+    assert {"running", "outbox", "cronLastRun"} <= set(body)
 
 
 async def test_graphiql_is_served_to_browsers(client):

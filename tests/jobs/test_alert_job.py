@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from jobs.worker import create_worker
 from services.models import AttendanceStatus
-from tests.factories import gql
+from tests.factories import gql, run_jobs
 
 MARK = (
     "mutation M($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }"
 )
 INBOX = "{ notifications(unreadOnly: true) { totalCount edges { node { type severity title message } } } }"
-
-
-async def run_worker(settings) -> None:
-    worker = create_worker(settings, handle_signals=False, burst=True)
-    worker.cron_jobs = []
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
 
 
 async def test_mahroom_alert_after_a_mark(client, factory, redis, settings):
@@ -51,7 +41,7 @@ async def test_mahroom_alert_after_a_mark(client, factory, redis, settings):
             token=school.token(school.teachers[0]),
         )
         assert "errors" not in body
-        await run_worker(settings)
+        await run_jobs(settings)
     # then the student was warned at 76.2 %, then alerted at 72.7 %, once each
     inbox = (await gql(client, INBOX, token=token))["data"]["notifications"]
     assert [edge["node"]["type"] for edge in inbox["edges"]] == [

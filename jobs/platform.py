@@ -1,0 +1,87 @@
+"""What every Rollcall job gets: a timeout, up to 3 tries with exponential backoff, and a dead
+letter holding its payload when the last try fails; and a NORMAL-queue worker that yields to
+URGENT work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from arq.utils import timestamp_ms
+from arq.worker import Function, Retry, Worker, func
+
+from services.queue import CRON_LAST_RUN, record_dead_letter
+
+MAX_TRIES = 3
+Job = Callable[..., Awaitable[Any]]
+
+
+def backoff_seconds(job_try: int, base: float) -> float:
+    """1, 2, 4 … times ``base`` after the first, second, third … failure."""
+    return base * 2 ** (job_try - 1)
+
+
+def durable(coroutine: Job, *, timeout_seconds: float) -> Function:
+    """``coroutine`` as an arq function with Rollcall's timeout, retry and dead-letter policy.
+
+    The timeout is enforced here (arq's own fails a job for good on timeout): a job that outlives
+    it counts as a failed try and is retried like any other failure.
+    """
+    name = coroutine.__name__
+
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return await coroutine(ctx, *args, **kwargs)
+        except Exception as error:
+            tries = ctx["job_try"]
+            if tries < MAX_TRIES:
+                raise Retry(defer=backoff_seconds(tries, ctx["retry_backoff_seconds"])) from error
+            async with ctx["session_factory"]() as session:
+                await record_dead_letter(
+                    session,
+                    queue=ctx["queue"],
+                    job_id=ctx["job_id"],
+                    function=name,
+                    args=args,
+                    kwargs=kwargs,
+                    tries=tries,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            raise
+
+    run.__name__ = run.__qualname__ = name
+    # arq's timeout only backs ours up; MAX_TRIES makes arq stop where we dead-letter
+    return func(run, name=name, max_tries=MAX_TRIES, timeout=timeout_seconds + 5)
+
+
+def recorded(coroutine: Job, *, timeout_seconds: float) -> Job:
+    """A cron job that notes when it last finished (for /health/queues); the next run retries."""
+
+    async def run(ctx: dict[str, Any]) -> Any:
+        async with asyncio.timeout(timeout_seconds):
+            result = await coroutine(ctx)
+        await ctx["redis"].hset(CRON_LAST_RUN, coroutine.__name__, datetime.now(UTC).isoformat())
+        return result
+
+    run.__name__ = run.__qualname__ = coroutine.__name__
+    return run
+
+
+class PreferringWorker(Worker):
+    """Takes no job from its own queue while a job of ``urgent_queue`` is ready to run.
+
+    Run beside a plain worker of the urgent queue: urgent work is always drained first, and
+    normal work proceeds whenever none is waiting.
+    """
+
+    def __init__(self, *args: Any, urgent_queue: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.urgent_queue = urgent_queue
+
+    async def _poll_iteration(self) -> None:
+        ready = await self.pool.zcount(self.urgent_queue, float("-inf"), timestamp_ms())
+        self.allow_pick_jobs = ready == 0
+        await super()._poll_iteration()

@@ -1,0 +1,168 @@
+"""The job platform against a real Redis and real arq workers (burst mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from sqlalchemy import delete, func, select
+
+from jobs.platform import MAX_TRIES, backoff_seconds, durable
+from services.access import Access
+from services.attendance import Mark, mark_attendance
+from services.auth import Viewer
+from services.models import AttendanceStatus, DeadLetter, OutboxJob
+from services.queue import Queue, dead_letters, drain_outbox, enqueue, retry_dead_letters
+from tests.factories import run_jobs
+
+
+async def note_start(ctx: dict[str, Any], tag: str) -> None:
+    await ctx["redis"].rpush("test:order", tag)
+    await asyncio.sleep(0.01)
+
+
+async def always_fails(ctx: dict[str, Any], reason: str) -> None:
+    await ctx["redis"].incr("test:attempts")
+    raise RuntimeError(reason)
+
+
+async def slow_first_time(ctx: dict[str, Any]) -> str:
+    if await ctx["redis"].incr("test:slow") == 1:
+        await asyncio.sleep(5)
+    return "done"
+
+
+JOBS = [
+    durable(note_start, timeout_seconds=5),
+    durable(always_fails, timeout_seconds=5),
+    durable(slow_first_time, timeout_seconds=0.3),
+]
+
+
+@pytest.fixture
+async def arq(settings, redis, session_factory):
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    async with session_factory() as session, session.begin():
+        await session.execute(delete(DeadLetter))
+        await session.execute(delete(OutboxJob))
+    yield pool
+    await pool.aclose()
+
+
+def test_backoff_doubles():
+    assert [backoff_seconds(n, 1.0) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+
+
+async def test_urgent_jobs_run_before_a_normal_backlog(settings, arq, redis, session_factory):
+    # given a backlog: normal jobs queued first, then urgent ones
+    async with session_factory() as session:
+        for n in range(6):
+            await enqueue(arq, session, "note_start", f"normal-{n}", queue=Queue.NORMAL)
+        for n in range(6):
+            await enqueue(arq, session, "note_start", f"urgent-{n}", queue=Queue.URGENT)
+    # when both workers start together
+    await run_jobs(settings, functions=JOBS)
+    # then every urgent job started before any normal one
+    order = [tag.decode() for tag in await redis.lrange("test:order", 0, -1)]
+    assert len(order) == 12
+    assert all(tag.startswith("urgent") for tag in order[:6]), order
+
+
+async def test_a_failing_job_is_retried_then_dead_lettered_with_its_payload(
+    settings, arq, redis, session_factory
+):
+    async with session_factory() as session:
+        await enqueue(arq, session, "always_fails", "disk on fire", queue=Queue.URGENT)
+    await run_jobs(settings, functions=JOBS)
+    assert int(await redis.get("test:attempts")) == MAX_TRIES
+    async with session_factory() as session:
+        [letter] = await dead_letters(session)
+    assert (letter.function, letter.args, letter.queue, letter.tries) == (
+        "always_fails",
+        ["disk on fire"],
+        Queue.URGENT.value,
+        MAX_TRIES,
+    )
+    assert letter.error == "RuntimeError: disk on fire"
+    # and a retry by hand runs it again (three more tries, a second dead letter)
+    assert await retry_dead_letters(redis=arq, session_factory=session_factory) == [letter.id]
+    await run_jobs(settings, functions=JOBS)
+    assert int(await redis.get("test:attempts")) == 2 * MAX_TRIES
+    async with session_factory() as session:
+        assert len(await dead_letters(session)) == 1
+        assert len(await dead_letters(session, include_retried=True)) == 2
+
+
+async def test_a_job_that_outlives_its_timeout_is_retried(settings, arq, redis, session_factory):
+    async with session_factory() as session:
+        await enqueue(arq, session, "slow_first_time", queue=Queue.NORMAL)
+    workers = await run_jobs(settings, functions=JOBS)
+    assert int(await redis.get("test:slow")) == 2
+    assert sum(w.jobs_complete for w in workers) == 1 and sum(w.jobs_retried for w in workers) == 1
+
+
+async def test_the_same_logical_job_runs_once(settings, arq, redis, session_factory):
+    async with session_factory() as session:
+        for _ in range(3):
+            await enqueue(
+                arq, session, "note_start", "once", queue=Queue.NORMAL, job_id="note:once"
+            )
+    await run_jobs(settings, functions=JOBS)
+    assert await redis.lrange("test:order", 0, -1) == [b"once"]
+
+
+async def test_jobs_wait_in_the_outbox_while_redis_is_down(settings, arq, redis, session_factory):
+    # given Redis refuses connections
+    dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    async with session_factory() as session:
+        await enqueue(dead, session, "note_start", "kept", queue=Queue.URGENT, job_id="note:kept")
+    await dead.aclose()
+    async with session_factory() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxJob)) == 1
+    # when Redis is back and the outbox drains
+    assert await drain_outbox(redis=arq, session_factory=session_factory) == 1
+    await run_jobs(settings, functions=JOBS)
+    # then the job ran, once, and the outbox is empty
+    assert await redis.lrange("test:order", 0, -1) == [b"kept"]
+    async with session_factory() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxJob)) == 0
+
+
+async def test_marks_commit_and_their_jobs_are_kept_while_redis_is_down(
+    factory, arq, session_factory
+):
+    # given a teacher and a Redis that refuses connections
+    school = await factory.school(students=2)
+    teacher = school.teachers[0]
+    access = Access(
+        viewer=Viewer(user_id=teacher.id, tenant_id=school.tenant.id, role=teacher.role),
+        session_factory=session_factory,
+    )
+    dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    today = datetime.now(UTC).date()
+    # when marking
+    async with session_factory() as session:
+        records = await mark_attendance(
+            session,
+            access=access,
+            classroom_id=school.classrooms[0].id,
+            day=today,
+            period=1,
+            subject_id=school.subjects[0].id,
+            marks=[Mark(student.id, AttendanceStatus.ABSENT) for student in school.students],
+            today=today,
+            periods_per_day=6,
+            queue=dead,
+            refresh_delay_seconds=1,
+            now=time.time(),
+        )
+    await dead.aclose()
+    # then the marks are stored and both follow-up jobs wait in the outbox
+    assert len(records) == 2
+    async with session_factory() as session:
+        kept = sorted((await session.scalars(select(OutboxJob.function))).all())
+    assert kept == ["check_thresholds", "refresh_statistics"]
