@@ -43,6 +43,7 @@ class WorkerSettings:
             name="cron:check_all_thresholds",
             minute=5,
             unique=True,
+            run_at_startup=True,
         ),
         cron(
             recorded(drain_outbox, timeout_seconds=CRON_TIMEOUT_SECONDS),

@@ -28,6 +28,7 @@ REFRESH_STATISTICS = "refresh_statistics"
 CHECK_THRESHOLDS = "check_thresholds"
 OUTBOX_BATCH = 100
 CRON_LAST_RUN = "rollcall:cron:last-run"
+RUNNING_SCAN = 200  # more than all workers together ever run at once
 logger = logging.getLogger(__name__)
 
 
@@ -192,25 +193,35 @@ async def retry_dead_letters(
 
 
 async def queue_report(redis: ArqRedis, session: AsyncSession) -> dict[str, Any]:
-    """Per queue: jobs waiting (queued or deferred) and dead letters not yet retried; jobs
-    running now, jobs kept in the outbox, and when each cron job last finished."""
+    """Per queue: jobs waiting (queued or deferred), running and dead-lettered (not yet
+    retried); jobs kept in the outbox, and when each cron job last finished."""
     dead = await dead_letter_counts(session)
-    running = 0
-    async for _ in redis.scan_iter(match=f"{in_progress_key_prefix}*", count=500):
-        running += 1
     last_runs = await redis.hgetall(CRON_LAST_RUN)
+    queues = {}
+    for queue in Queue:
+        total = await redis.zcard(queue.value)
+        running = await _running(redis, queue)
+        queues[queue.value] = {
+            "waiting": total - running,
+            "running": running,
+            "deadLetters": dead[queue.value],
+        }
     return {
-        "queues": {
-            queue.value: {
-                "waiting": await redis.zcard(queue.value),
-                "deadLetters": dead[queue.value],
-            }
-            for queue in Queue
-        },
-        "running": running,
+        "queues": queues,
         "outbox": await outbox_size(session),
         "cronLastRun": {name.decode(): at.decode() for name, at in sorted(last_runs.items())},
     }
+
+
+async def _running(redis: ArqRedis, queue: Queue) -> int:
+    """A running job stays in its queue until it ends; workers take from the front."""
+    ready = await redis.zrangebyscore(queue.value, "-inf", "+inf", start=0, num=RUNNING_SCAN)
+    if not ready:
+        return 0
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ready:
+            pipe.exists(in_progress_key_prefix + job_id.decode())
+        return sum(await pipe.execute())
 
 
 async def dead_letter_counts(session: AsyncSession) -> dict[str, int]:
