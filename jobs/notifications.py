@@ -1,43 +1,80 @@
-"""Attendance alerts: after marks, and hourly for every student as a safety net."""
+"""Attendance alerts (after marks, and hourly as a safety net) and their e-mails."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 
+from jobs.platform import MAX_TRIES
 from services.alerts import check_thresholds as check
-from services.models import Student
+from services.models import Notification, Student
+from services.notifications import deliver_email, pending_email_deliveries
+from services.queue import SEND_NOTIFICATION_EMAIL, Queue, enqueue
+from services.settings import Settings
 
 HOURLY_BATCH = 500
 
 
-async def check_thresholds(ctx: dict[str, Any], tenant_id: str, student_ids: list[str]) -> int:
-    """Alert the given students whose standing crossed a threshold; how many were notified."""
+async def _email(ctx: dict[str, Any], notifications: Sequence[Notification]) -> None:
+    """Queue the mail of every new notification that has a pending e-mail delivery."""
+    if not notifications:
+        return
+    async with ctx["session_factory"]() as session:
+        deliveries = await pending_email_deliveries(session, [n.id for n in notifications])
+        for delivery_id in deliveries:
+            await enqueue(
+                ctx["redis"],
+                session,
+                SEND_NOTIFICATION_EMAIL,
+                delivery_id,
+                queue=Queue.URGENT,
+                job_id=f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}",
+            )
+
+
+async def _check(ctx: dict[str, Any], tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> int:
+    settings: Settings = ctx["settings"]
     created = await check(
         session_factory=ctx["session_factory"],
-        tenant_id=uuid.UUID(tenant_id),
-        student_ids=[uuid.UUID(key) for key in student_ids],
+        tenant_id=tenant_id,
+        student_ids=ids,
+        email_available=settings.smtp_url is not None,
     )
+    await _email(ctx, created)
     return len(created)
+
+
+async def check_thresholds(ctx: dict[str, Any], tenant_id: str, student_ids: list[str]) -> int:
+    """Alert the given students whose standing crossed a threshold; how many were notified."""
+    return await _check(ctx, uuid.UUID(tenant_id), [uuid.UUID(key) for key in student_ids])
 
 
 async def check_all_thresholds(ctx: dict[str, Any]) -> int:
     """Every student of every tenant, in batches (catches anything a lost job missed)."""
-    session_factory = ctx["session_factory"]
-    async with session_factory() as session:
+    async with ctx["session_factory"]() as session:
         students = (await session.execute(select(Student.tenant_id, Student.id))).all()
-    notified = 0
     by_tenant: dict[uuid.UUID, list[uuid.UUID]] = {}
     for tenant_id, student_id in students:
         by_tenant.setdefault(tenant_id, []).append(student_id)
+    notified = 0
     for tenant_id, ids in by_tenant.items():
         for start in range(0, len(ids), HOURLY_BATCH):
-            created = await check(
-                session_factory=session_factory,
-                tenant_id=tenant_id,
-                student_ids=ids[start : start + HOURLY_BATCH],
-            )
-            notified += len(created)
+            notified += await _check(ctx, tenant_id, ids[start : start + HOURLY_BATCH])
     return notified
+
+
+async def send_notification_email(ctx: dict[str, Any], delivery_id: int) -> bool:
+    """Mail one notification; retried with backoff, marked FAILED after the last try."""
+    settings: Settings = ctx["settings"]
+    if settings.smtp_url is None:
+        raise RuntimeError("ROLLCALL_SMTP_URL is not set; the e-mail cannot be sent")
+    return await deliver_email(
+        session_factory=ctx["session_factory"],
+        delivery_id=delivery_id,
+        smtp_url=settings.smtp_url,
+        sender=settings.email_from,
+        final_try=ctx["job_try"] >= MAX_TRIES,
+    )

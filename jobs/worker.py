@@ -12,7 +12,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker
 
-from jobs.notifications import check_all_thresholds, check_thresholds
+from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
@@ -29,6 +29,7 @@ class WorkerSettings:
     functions: Sequence[Function] = (
         durable(refresh_statistics, timeout_seconds=120),
         durable(check_thresholds, timeout_seconds=30),
+        durable(send_notification_email, timeout_seconds=30),
     )
     cron_jobs: Sequence[CronJob] = (
         cron(

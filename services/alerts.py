@@ -23,7 +23,7 @@ from services.models import (
     Student,
     Tenant,
 )
-from services.notifications import create_notification, preferences
+from services.notifications import notify
 from services.tenants import tenant_thresholds
 
 
@@ -91,12 +91,17 @@ async def _counts(
 
 
 async def check_thresholds(
-    *, session_factory: SessionFactory, tenant_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
+    *,
+    session_factory: SessionFactory,
+    tenant_id: uuid.UUID,
+    student_ids: Sequence[uuid.UUID],
+    email_available: bool = False,
 ) -> list[Notification]:
     """Compare each student's standing with the last one seen; alert on every new crossing.
 
     Safe to repeat and to run concurrently: alert states are locked, and the notification of
-    the n-th crossing has a dedupe key, so no crossing is ever notified twice.
+    the n-th crossing has a dedupe key, so no crossing is ever notified twice. Channels follow
+    the student's preferences; e-mail only when ``email_available`` (SMTP configured).
     """
     created: list[Notification] = []
     async with session_factory() as session, session.begin():
@@ -138,12 +143,9 @@ async def check_thresholds(
             state.crossings += 1
             if student.user_id is None:
                 continue
-            prefs = await preferences(session, tenant_id=tenant_id, user_id=student.user_id)
             alert = ALERTS[now]
-            if not (prefs.in_app_enabled and prefs.allows(alert.kind)):
-                continue
             rate = attendance_rate(student_counts.present, student_counts.counted)
-            notification = await create_notification(
+            notification = await notify(
                 session,
                 tenant_id=tenant_id,
                 user_id=student.user_id,
@@ -151,6 +153,7 @@ async def check_thresholds(
                 severity=alert.severity,
                 title=alert.title,
                 message=alert.message.format(rate=rate, limit=_limit(now, tenant)),
+                email_available=email_available,
                 action_url="/dashboard",
                 details={"studentId": str(student.id), "standing": now.value, "rate": rate},
                 dedupe_key=f"standing:{student.id}:{state.crossings}",

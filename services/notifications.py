@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -12,8 +12,19 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.db import SessionFactory
+from services.email import send_email
 from services.errors import Invalid, NotFound
-from services.models import Notification, NotificationPreferences, NotificationType, Severity
+from services.models import (
+    Channel,
+    DeliveryStatus,
+    Notification,
+    NotificationDelivery,
+    NotificationPreferences,
+    NotificationType,
+    Severity,
+    User,
+)
 
 # The preference that switches each type of notification on or off.
 CATEGORY = {
@@ -93,7 +104,122 @@ async def update_preferences(
                 where=NotificationPreferences.tenant_id == tenant_id,
             )
         )
-    return await preferences(session, tenant_id=tenant_id, user_id=user_id)
+        return await preferences(session, tenant_id=tenant_id, user_id=user_id)
+
+
+async def notify(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    kind: NotificationType,
+    severity: Severity,
+    title: str,
+    message: str,
+    email_available: bool,
+    action_url: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> Notification | None:
+    """Notify a user on the channels their preferences allow, in the caller's transaction.
+
+    In-app delivery happens with the row; an e-mail delivery is left PENDING for the mail job
+    (see ``pending_email_deliveries``). None when the category is off, no channel is on, or
+    the ``dedupe_key`` was used before.
+    """
+    prefs = await preferences(session, tenant_id=tenant_id, user_id=user_id)
+    in_app = prefs.in_app_enabled
+    email = prefs.email_enabled and email_available
+    if not prefs.allows(kind) or not (in_app or email):
+        return None
+    notification = await create_notification(
+        session,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        kind=kind,
+        severity=severity,
+        title=title,
+        message=message,
+        action_url=action_url,
+        details=details,
+        dedupe_key=dedupe_key,
+        in_app=in_app,
+    )
+    if notification is None:
+        return None
+    channels = [(Channel.IN_APP, DeliveryStatus.SENT)] if in_app else []
+    channels += [(Channel.EMAIL, DeliveryStatus.PENDING)] if email else []
+    session.add_all(
+        NotificationDelivery(
+            tenant_id=tenant_id, notification_id=notification.id, channel=channel, status=status
+        )
+        for channel, status in channels
+    )
+    await session.flush()
+    return notification
+
+
+async def pending_email_deliveries(
+    session: AsyncSession, notification_ids: Sequence[uuid.UUID]
+) -> list[int]:
+    return list(
+        await session.scalars(
+            select(NotificationDelivery.id).where(
+                NotificationDelivery.notification_id.in_(notification_ids),
+                NotificationDelivery.channel == Channel.EMAIL,
+                NotificationDelivery.status == DeliveryStatus.PENDING,
+            )
+        )
+    )
+
+
+async def deliver_email(
+    *,
+    session_factory: SessionFactory,
+    delivery_id: int,
+    smtp_url: str,
+    sender: str,
+    final_try: bool,
+) -> bool:
+    """Send one pending e-mail delivery and record the outcome; False if it was not pending.
+
+    A failure is recorded and raised (the job retries); on the final try the delivery is
+    marked FAILED.
+    """
+    async with session_factory() as session:
+        async with session.begin():  # not held open while talking to the mail server
+            row = (
+                await session.execute(
+                    select(NotificationDelivery, Notification, User.email)
+                    .join(Notification, Notification.id == NotificationDelivery.notification_id)
+                    .join(User, User.id == Notification.user_id)
+                    .where(NotificationDelivery.id == delivery_id)
+                )
+            ).first()
+        if row is None or row[0].status is not DeliveryStatus.PENDING:
+            return False
+        delivery, notification, address = row
+        try:
+            await send_email(
+                smtp_url=smtp_url,
+                sender=sender,
+                recipient=address,
+                subject=notification.title,
+                body=notification.message,
+            )
+        except Exception as error:
+            async with session.begin():
+                delivery.attempts += 1
+                delivery.last_error = f"{type(error).__name__}: {error}"[:2000]
+                delivery.status = DeliveryStatus.FAILED if final_try else DeliveryStatus.PENDING
+                delivery.updated_at = func.now()
+            raise
+        async with session.begin():
+            delivery.attempts += 1
+            delivery.status = DeliveryStatus.SENT
+            delivery.last_error = None
+            delivery.updated_at = func.now()
+    return True
 
 
 async def create_notification(
@@ -108,8 +234,9 @@ async def create_notification(
     action_url: str | None = None,
     details: Mapping[str, Any] | None = None,
     dedupe_key: str | None = None,
+    in_app: bool = True,
 ) -> Notification | None:
-    """Store an in-app notification in the caller's transaction.
+    """Store a notification in the caller's transaction (listed in-app when ``in_app``).
 
     Returns None, writing nothing, when a notification with the same ``dedupe_key`` exists.
     """
@@ -125,6 +252,7 @@ async def create_notification(
             action_url=action_url,
             details=dict(details or {}),
             dedupe_key=dedupe_key,
+            in_app=in_app,
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
         .returning(Notification)
@@ -142,7 +270,11 @@ async def notifications_page(
     limit: int,
 ) -> NotificationsPage:
     """The user's notifications, newest first, keyset-paginated on (created_at, id)."""
-    scope = [Notification.tenant_id == tenant_id, Notification.user_id == user_id]
+    scope = [
+        Notification.tenant_id == tenant_id,
+        Notification.user_id == user_id,
+        Notification.in_app,
+    ]
     if unread_only:
         scope.append(Notification.read_at.is_(None))
     query = (
@@ -170,6 +302,7 @@ async def mark_read(
             .where(
                 Notification.tenant_id == tenant_id,
                 Notification.user_id == user_id,
+                Notification.in_app,
                 Notification.id == notification_id,
             )
             .with_for_update()
@@ -189,6 +322,7 @@ async def mark_all_read(session: AsyncSession, *, tenant_id: uuid.UUID, user_id:
             .where(
                 Notification.tenant_id == tenant_id,
                 Notification.user_id == user_id,
+                Notification.in_app,
                 Notification.read_at.is_(None),
             )
             .values(read_at=func.now())

@@ -26,6 +26,7 @@ from services.models import DeadLetter, OutboxJob
 
 REFRESH_STATISTICS = "refresh_statistics"
 CHECK_THRESHOLDS = "check_thresholds"
+SEND_NOTIFICATION_EMAIL = "send_notification_email"
 OUTBOX_BATCH = 100
 CRON_LAST_RUN = "rollcall:cron:last-run"
 RUNNING_SCAN = 200  # more than all workers together ever run at once

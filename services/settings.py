@@ -41,6 +41,7 @@ class Settings:
     jwt_ttl_seconds: int = 8 * 3600
     clamd_url: str | None = None
     smtp_url: str | None = None
+    email_from: str = "Rollcall <no-reply@rollcall.invalid>"
     rate_limits_enabled: bool = True
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     graphiql: bool = True
@@ -124,9 +125,17 @@ class Settings:
                 f"{PREFIX}DB_POOL_MIN ({pool_min}) exceeds {PREFIX}DB_POOL_MAX ({pool_max})"
             )
 
-        for name in ("CLAMD_URL", "SMTP_URL"):
-            if (text := raw(name)) is not None:
-                values[name.lower()] = text
+        if (text := raw("CLAMD_URL")) is not None:
+            values["clamd_url"] = text
+        if (text := raw("SMTP_URL")) is not None:
+            if urlsplit(text).scheme not in {"smtp", "smtps"} or not urlsplit(text).hostname:
+                problems.append(
+                    f"{PREFIX}SMTP_URL must be smtp://[user:pass@]host:port (STARTTLS when offered)"
+                    " or smtps://… (TLS)"
+                )
+            values["smtp_url"] = text
+        if (text := raw("EMAIL_FROM")) is not None:
+            values["email_from"] = text
 
         if (limits := raw("RATE_LIMITS")) is not None:
             if limits.lower() == "off":

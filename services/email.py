@@ -1,0 +1,34 @@
+"""Sending mail through SMTP (aiosmtplib)."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+SMTP_TIMEOUT_SECONDS = 10
+
+
+async def send_email(
+    *, smtp_url: str, sender: str, recipient: str, subject: str, body: str
+) -> None:
+    """One plain-text message. ``smtps://`` uses TLS; ``smtp://`` upgrades with STARTTLS when
+    the server offers it (``?starttls=false`` to never try)."""
+    parts = urlsplit(smtp_url)
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message.set_content(body)
+    starttls = parse_qs(parts.query).get("starttls", ["auto"])[0]
+    await aiosmtplib.send(
+        message,
+        hostname=parts.hostname,
+        port=parts.port or (465 if parts.scheme == "smtps" else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        use_tls=parts.scheme == "smtps",
+        start_tls=None if starttls == "auto" else starttls == "true",
+        timeout=SMTP_TIMEOUT_SECONDS,
+    )

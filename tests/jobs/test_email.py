@@ -1,0 +1,159 @@
+"""Alert e-mails through a real SMTP server (aiosmtpd): sent, skipped by preference, or failed
+after three tries and dead-lettered."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from datetime import date, timedelta
+from email import message_from_bytes
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import delete, select
+
+from services.models import (
+    AttendanceStatus,
+    Channel,
+    DeadLetter,
+    DeliveryStatus,
+    Notification,
+    NotificationDelivery,
+)
+from services.notifications import update_preferences
+from services.queue import schedule_threshold_check
+from tests.factories import School, gql, run_jobs
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append((envelope.rcpt_tos, envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+@pytest.fixture
+async def clean_dead_letters(session_factory):
+    async with session_factory() as session, session.begin():
+        await session.execute(delete(DeadLetter))
+
+
+async def student_falls_below_80(factory, arq_redis, school: School) -> None:
+    """16 of 21 present: WARNING, checked by the real job."""
+    student = school.students[0]
+    history = [AttendanceStatus.PRESENT] * 16 + [AttendanceStatus.ABSENT] * 5
+    await factory.records(
+        school,
+        student,
+        [(date(2026, 1, 5) + timedelta(days=i), 1, s) for i, s in enumerate(history)],
+    )
+    async with factory.session_factory() as session:
+        await schedule_threshold_check(
+            arq_redis, session, tenant_id=school.tenant.id, student_ids=[student.id]
+        )
+
+
+async def deliveries(factory, school: School) -> dict[Channel, NotificationDelivery]:
+    async with factory.session_factory() as session:
+        rows = await session.scalars(
+            select(NotificationDelivery).where(NotificationDelivery.tenant_id == school.tenant.id)
+        )
+        return {row.channel: row for row in rows}
+
+
+@pytest.fixture
+async def arq_redis(settings, redis):
+    from arq.connections import RedisSettings, create_pool
+
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    yield pool
+    await pool.aclose()
+
+
+async def test_the_alert_is_mailed_to_the_student(factory, settings, arq_redis, smtp):
+    port, inbox = smtp
+    school = await factory.school(students=1)
+    account = school.accounts[school.students[0].id]
+    await student_falls_below_80(factory, arq_redis, school)
+    await run_jobs(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{port}"))
+    [(recipients, content)] = inbox.messages
+    message = message_from_bytes(content)
+    assert recipients == [account.email]
+    assert message["Subject"] == "Attendance warning"
+    assert "76.2%" in message.get_payload()
+    sent = await deliveries(factory, school)
+    assert sent[Channel.EMAIL].status is DeliveryStatus.SENT and sent[Channel.EMAIL].attempts == 1
+    assert sent[Channel.IN_APP].status is DeliveryStatus.SENT
+
+
+async def test_only_enabled_channels_are_used(client, factory, settings, arq_redis, smtp):
+    port, inbox = smtp
+    # given one student who turned e-mail off, and one who turned in-app off
+    school = await factory.school(students=1)
+    other = await factory.school(students=1)
+    async with factory.session_factory() as session:
+        await update_preferences(
+            session,
+            tenant_id=school.tenant.id,
+            user_id=school.accounts[school.students[0].id].id,
+            changes={"email_enabled": False},
+        )
+        await update_preferences(
+            session,
+            tenant_id=other.tenant.id,
+            user_id=other.accounts[other.students[0].id].id,
+            changes={"in_app_enabled": False},
+        )
+    await student_falls_below_80(factory, arq_redis, school)
+    await student_falls_below_80(factory, arq_redis, other)
+    # when the jobs run
+    await run_jobs(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{port}"))
+    # then the first is told in-app only, the second by e-mail only
+    assert set(await deliveries(factory, school)) == {Channel.IN_APP}
+    assert set(await deliveries(factory, other)) == {Channel.EMAIL}
+    assert [recipients for recipients, _ in inbox.messages] == [
+        [other.accounts[other.students[0].id].email]
+    ]
+    listed = await gql(
+        client, "{ notifications { totalCount } }", token=other.student_token(other.students[0])
+    )
+    assert listed["data"]["notifications"]["totalCount"] == 0
+
+
+async def test_a_failing_mail_server_gets_three_tries_then_a_dead_letter(
+    factory, settings, arq_redis, clean_dead_letters
+):
+    school = await factory.school(students=1)
+    await student_falls_below_80(factory, arq_redis, school)
+    await run_jobs(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"))
+    email = (await deliveries(factory, school))[Channel.EMAIL]
+    assert email.status is DeliveryStatus.FAILED and email.attempts == 3
+    assert email.last_error
+    async with factory.session_factory() as session:
+        letters = list(
+            await session.scalars(
+                select(DeadLetter).where(DeadLetter.function == "send_notification_email")
+            )
+        )
+        notification = await session.scalar(
+            select(Notification).where(Notification.tenant_id == school.tenant.id)
+        )
+    assert [letter.args for letter in letters] == [[email.id]]
+    assert notification is not None and notification.in_app
