@@ -23,7 +23,7 @@ from services.models import (
     Student,
     Tenant,
 )
-from services.notifications import notify
+from services.notifications import Draft, notify
 from services.tenants import tenant_thresholds
 
 
@@ -149,14 +149,16 @@ async def check_thresholds(
                 session,
                 tenant_id=tenant_id,
                 user_id=student.user_id,
-                kind=alert.kind,
-                severity=alert.severity,
-                title=alert.title,
-                message=alert.message.format(rate=rate, limit=_limit(now, tenant)),
+                draft=Draft(
+                    kind=alert.kind,
+                    severity=alert.severity,
+                    title=alert.title,
+                    message=alert.message.format(rate=rate, limit=_limit(now, tenant)),
+                    action_url="/dashboard",
+                    details={"studentId": str(student.id), "standing": now.value, "rate": rate},
+                    dedupe_key=f"standing:{student.id}:{state.crossings}",
+                ),
                 email_available=email_available,
-                action_url="/dashboard",
-                details={"studentId": str(student.id), "standing": now.value, "rate": rate},
-                dedupe_key=f"standing:{student.id}:{state.crossings}",
             )
             if notification is not None:
                 created.append(notification)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -107,19 +107,26 @@ async def update_preferences(
         return await preferences(session, tenant_id=tenant_id, user_id=user_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a notification says; ``dedupe_key`` makes one logical notification happen once."""
+
+    kind: NotificationType
+    severity: Severity
+    title: str
+    message: str
+    action_url: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    dedupe_key: str | None = None
+
+
 async def notify(
     session: AsyncSession,
     *,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
-    kind: NotificationType,
-    severity: Severity,
-    title: str,
-    message: str,
+    draft: Draft,
     email_available: bool,
-    action_url: str | None = None,
-    details: Mapping[str, Any] | None = None,
-    dedupe_key: str | None = None,
 ) -> Notification | None:
     """Notify a user on the channels their preferences allow, in the caller's transaction.
 
@@ -130,20 +137,10 @@ async def notify(
     prefs = await preferences(session, tenant_id=tenant_id, user_id=user_id)
     in_app = prefs.in_app_enabled
     email = prefs.email_enabled and email_available
-    if not prefs.allows(kind) or not (in_app or email):
+    if not prefs.allows(draft.kind) or not (in_app or email):
         return None
     notification = await create_notification(
-        session,
-        tenant_id=tenant_id,
-        user_id=user_id,
-        kind=kind,
-        severity=severity,
-        title=title,
-        message=message,
-        action_url=action_url,
-        details=details,
-        dedupe_key=dedupe_key,
-        in_app=in_app,
+        session, tenant_id=tenant_id, user_id=user_id, draft=draft, in_app=in_app
     )
     if notification is None:
         return None
@@ -227,13 +224,7 @@ async def create_notification(
     *,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
-    kind: NotificationType,
-    severity: Severity,
-    title: str,
-    message: str,
-    action_url: str | None = None,
-    details: Mapping[str, Any] | None = None,
-    dedupe_key: str | None = None,
+    draft: Draft,
     in_app: bool = True,
 ) -> Notification | None:
     """Store a notification in the caller's transaction (listed in-app when ``in_app``).
@@ -245,13 +236,13 @@ async def create_notification(
         .values(
             tenant_id=tenant_id,
             user_id=user_id,
-            type=kind,
-            severity=severity,
-            title=title,
-            message=message,
-            action_url=action_url,
-            details=dict(details or {}),
-            dedupe_key=dedupe_key,
+            type=draft.kind,
+            severity=draft.severity,
+            title=draft.title,
+            message=draft.message,
+            action_url=draft.action_url,
+            details=dict(draft.details),
+            dedupe_key=draft.dedupe_key,
             in_app=in_app,
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])

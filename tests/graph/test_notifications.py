@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.models import NotificationType, Severity
-from services.notifications import create_notification
+from services.notifications import Draft, create_notification
 from tests.factories import School, error_codes, gql
 
 LIST = """
@@ -38,11 +38,13 @@ async def notify(factory, school: School, user, count: int) -> list[uuid.UUID]:
                 session,
                 tenant_id=school.tenant.id,
                 user_id=user.id,
-                kind=NotificationType.ATTENDANCE_WARNING,
-                severity=Severity.WARNING,
-                title=f"Notice {n}",
-                message="Your attendance is below 80%.",
-                action_url="/dashboard",
+                draft=Draft(
+                    kind=NotificationType.ATTENDANCE_WARNING,
+                    severity=Severity.WARNING,
+                    title=f"Notice {n}",
+                    message="Your attendance is below 80%.",
+                    action_url="/dashboard",
+                ),
             )
             ids.append(row.id)
     return ids
@@ -127,11 +129,13 @@ async def test_dedupe_key_makes_a_notification_happen_once(factory):
                     session,
                     tenant_id=school.tenant.id,
                     user_id=account.id,
-                    kind=NotificationType.MAHROOM_ALERT,
-                    severity=Severity.ERROR,
-                    title="Barred",
-                    message="Attendance at or below 75%.",
-                    dedupe_key="mahroom:1",
+                    draft=Draft(
+                        kind=NotificationType.MAHROOM_ALERT,
+                        severity=Severity.ERROR,
+                        title="Barred",
+                        message="Attendance at or below 75%.",
+                        dedupe_key="mahroom:1",
+                    ),
                 )
             )
     assert created[0] is not None and created[1] is None
