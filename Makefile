@@ -51,6 +51,7 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.foundation
+	$(BIN)/python -m benchmarks.jobs
 
 clean:
 	rm -rf $(VENV) .rollcall

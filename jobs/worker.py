@@ -55,6 +55,14 @@ class WorkerSettings:
         ),
     )
     max_jobs = 10
+    # arq waits this long between polls when idle: it bounds how soon an alert job starts
+    # (benchmarks/jobs.py: mark -> notification p50 ~270 ms at 0.5 s, ~60 ms at 0.05 s).
+    urgent_poll_delay = 0.05
+    normal_poll_delay = 0.5
+    # arq waits this long between polls when idle: it bounds how soon an alert job starts
+    # (benchmarks/jobs.py: mark -> notification p50 ~270 ms at 0.5 s, ~60 ms at 0.05 s).
+    urgent_poll_delay = 0.05
+    normal_poll_delay = 0.5
 
 
 @contextlib.asynccontextmanager
@@ -93,11 +101,15 @@ def create_workers(
     }
     return [
         Worker(
-            queue_name=Queue.URGENT.value, ctx={**shared, "queue": Queue.URGENT.value}, **common
+            queue_name=Queue.URGENT.value,
+            ctx={**shared, "queue": Queue.URGENT.value},
+            poll_delay=WorkerSettings.urgent_poll_delay,
+            **common,
         ),
         PreferringWorker(
             queue_name=Queue.NORMAL.value,
             ctx={**shared, "queue": Queue.NORMAL.value},
+            poll_delay=WorkerSettings.normal_poll_delay,
             cron_jobs=list(cron_jobs),
             urgent_queue=Queue.URGENT.value,
             **common,
