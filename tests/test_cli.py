@@ -1,0 +1,55 @@
+"""The ``rollcall dlq`` commands against the test database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import delete
+
+from rollcall.cli import main
+from services.db import create_engine, create_session_factory
+from services.models import DeadLetter
+from services.queue import Queue, record_dead_letter
+
+
+@pytest.fixture
+def environment(settings, monkeypatch):
+    monkeypatch.setenv("ROLLCALL_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ROLLCALL_REDIS_URL", settings.redis_url)
+
+
+async def one_dead_letter(database_url: str) -> None:
+    engine = create_engine(database_url, pool_min=1, pool_max=1)
+    session_factory = create_session_factory(engine)
+    async with session_factory() as session, session.begin():
+        await session.execute(delete(DeadLetter))
+    async with session_factory() as session:
+        await record_dead_letter(
+            session,
+            queue=Queue.URGENT.value,
+            job_id="job-1",
+            function="check_thresholds",
+            args=["tenant", ["student"]],
+            kwargs={},
+            tries=3,
+            error="RuntimeError: boom",
+        )
+    await engine.dispose()
+
+
+def test_dlq_list_and_retry(environment, settings, capsys):
+    asyncio.run(one_dead_letter(settings.database_url))
+    main(["dlq", "list"])
+    listed = capsys.readouterr().out
+    assert (
+        "check_thresholds" in listed
+        and "RuntimeError: boom" in listed
+        and "1 dead letter(s)" in listed
+    )
+    main(["dlq", "retry"])
+    assert "requeued 1 dead letter(s)" in capsys.readouterr().out
+    main(["dlq", "list"])
+    assert "0 dead letter(s)" in capsys.readouterr().out
+    main(["dlq", "list", "--all"])
+    assert "retried" in capsys.readouterr().out
