@@ -132,18 +132,18 @@ async def check_thresholds(
         thresholds = tenant_thresholds(tenant)
         for student in students:
             student_counts = counts.get(student.id, AttendanceCounts())
-            now = standing(student_counts, thresholds)
+            current = standing(student_counts, thresholds)
             state = states[student.id]
-            if now.value == state.standing:
+            if current.value == state.standing:
                 continue
-            state.standing = now.value
+            state.standing = current.value
             state.updated_at = func.now()
-            if now is Standing.OK:
+            if current is Standing.OK:
                 continue
             state.crossings += 1
             if student.user_id is None:
                 continue
-            alert = ALERTS[now]
+            alert = ALERTS[current]
             rate = attendance_rate(student_counts.present, student_counts.counted)
             notification = await notify(
                 session,
@@ -153,9 +153,9 @@ async def check_thresholds(
                     kind=alert.kind,
                     severity=alert.severity,
                     title=alert.title,
-                    message=alert.message.format(rate=rate, limit=_limit(now, tenant)),
+                    message=alert.message.format(rate=rate, limit=_limit(current, tenant)),
                     action_url="/dashboard",
-                    details={"studentId": str(student.id), "standing": now.value, "rate": rate},
+                    details={"studentId": str(student.id), "standing": current.value, "rate": rate},
                     dedupe_key=f"standing:{student.id}:{state.crossings}",
                 ),
                 email_available=email_available,
