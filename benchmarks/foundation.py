@@ -239,6 +239,43 @@ async def execute_autocommit(url: str, statement: str) -> None:
         await engine.dispose()
 
 
+@dataclass(frozen=True)
+class ScratchDatabase:
+    name: str
+    settings: Settings
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str, *, redis_default: str, keep: bool) -> Iterator[ScratchDatabase]:
+    """A new, migrated database on the server of ``ROLLCALL_DATABASE_URL`` (dropped afterwards
+    unless ``keep``), with settings and an environment for a ``rollcall`` subprocess."""
+    server_url = os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("ROLLCALL_REDIS_URL") or redis_default
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    database_url = database_url_named(server_url, name)
+    env = {
+        **os.environ,
+        "ROLLCALL_DATABASE_URL": database_url,
+        "ROLLCALL_REDIS_URL": redis_url,
+        "ROLLCALL_RATE_LIMITS": "off",
+    }
+    settings = dataclasses.replace(
+        Settings.from_env(env), database_url=database_url, redis_url=redis_url
+    )
+    asyncio.run(execute_autocommit(server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        migrate(database_url)
+        yield ScratchDatabase(name=name, settings=settings, env=env)
+    finally:
+        if keep:
+            print(f"\nkept database {name}: {make_url(database_url)!r}")
+        else:
+            asyncio.run(
+                execute_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class School:
     slug: str
@@ -754,35 +791,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    server_url = os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("ROLLCALL_REDIS_URL") or DEFAULT_REDIS_URL
-    name = f"rollcall_bench_{secrets.token_hex(4)}"
-    database_url = database_url_named(server_url, name)
-    env = {
-        **os.environ,
-        "ROLLCALL_DATABASE_URL": database_url,
-        "ROLLCALL_REDIS_URL": redis_url,
-        "ROLLCALL_RATE_LIMITS": "off",
-    }
-    settings = dataclasses.replace(
-        Settings.from_env(env), database_url=database_url, redis_url=redis_url
-    )
-    print(
-        f"rollcall foundation benchmark: {os.cpu_count()} CPUs, {args.iterations} iterations "
-        f"after {args.warmup} warm-ups, database {name}"
-    )
     started = time.perf_counter()
-    asyncio.run(execute_autocommit(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        migrate(database_url)
-        results = asyncio.run(benchmark(args, settings, env))
-    finally:
-        if args.keep:
-            print(f"\nkept database {name}: {make_url(database_url)!r}")
-        else:
-            asyncio.run(
-                execute_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            )
+    with scratch_database("rollcall_bench", redis_default=DEFAULT_REDIS_URL, keep=args.keep) as db:
+        print(
+            f"rollcall foundation benchmark: {os.cpu_count()} CPUs, {args.iterations} iterations "
+            f"after {args.warmup} warm-ups, database {db.name}"
+        )
+        results = asyncio.run(benchmark(args, db.settings, db.env))
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     failed_requests = any(m.errors for m in results)
     missed = any(m.passed is False for m in results)

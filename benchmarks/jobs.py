@@ -30,7 +30,6 @@ import dataclasses
 import logging
 import os
 import random
-import secrets
 import sys
 import time
 import uuid
@@ -50,22 +49,19 @@ from arq.constants import result_key_prefix  # noqa: E402
 from arq.worker import Function, Worker  # noqa: E402
 from asgi_lifespan import LifespanManager  # noqa: E402
 from sqlalchemy import delete, func, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from benchmarks.foundation import (  # noqa: E402
-    DEFAULT_DATABASE_URL,
     BenchmarkError,
     GraphQL,
     Measurement,
-    database_url_named,
-    execute_autocommit,
     load_school,
     percentile,
+    scratch_database,
 )
 from graph.app import create_app  # noqa: E402
 from jobs.platform import durable  # noqa: E402
 from jobs.worker import WorkerSettings, create_workers, run_workers, shared_context  # noqa: E402
-from services.db import SessionFactory, create_engine, create_session_factory, migrate  # noqa: E402
+from services.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.models import (  # noqa: E402
     AlertState,
     AttendanceStatus,
@@ -704,35 +700,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    server_url = os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("ROLLCALL_REDIS_URL") or DEFAULT_REDIS_URL
-    name = f"rollcall_bench_jobs_{secrets.token_hex(4)}"
-    database_url = database_url_named(server_url, name)
-    env = {
-        **os.environ,
-        "ROLLCALL_DATABASE_URL": database_url,
-        "ROLLCALL_REDIS_URL": redis_url,
-        "ROLLCALL_RATE_LIMITS": "off",
-    }
-    settings = dataclasses.replace(
-        Settings.from_env(env),
-        database_url=database_url,
-        redis_url=redis_url,
-        statistics_refresh_delay_seconds=args.refresh_delay,
-    )
-    print(f"rollcall jobs benchmark: {os.cpu_count()} CPUs, database {name}, Redis {redis_url}")
     started = time.perf_counter()
-    asyncio.run(execute_autocommit(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        migrate(database_url)
+    with scratch_database(
+        "rollcall_bench_jobs", redis_default=DEFAULT_REDIS_URL, keep=args.keep
+    ) as db:
+        settings = dataclasses.replace(
+            db.settings, statistics_refresh_delay_seconds=args.refresh_delay
+        )
+        print(
+            f"rollcall jobs benchmark: {os.cpu_count()} CPUs, database {db.name}, "
+            f"Redis {settings.redis_url}"
+        )
         throughput, latency = asyncio.run(benchmark(args, settings))
-    finally:
-        if args.keep:
-            print(f"\nkept database {name}: {make_url(database_url)!r}")
-        else:
-            asyncio.run(
-                execute_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            )
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     failed = any(r.failed or r.retried or r.error for r in throughput) or any(
         m.errors for m in latency
