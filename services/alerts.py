@@ -7,16 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.dashboards import counts_by_status
 from services.db import SessionFactory
-from services.metrics import AttendanceCounts, Standing, attendance_rate, standing
+from services.metrics import AttendanceCounts, Standing, Thresholds, attendance_rate, standing
 from services.models import (
     AlertState,
     AttendanceRecord,
-    AttendanceStatus,
     Notification,
     NotificationType,
     Severity,
@@ -58,8 +58,7 @@ ALERTS = {
 }
 
 
-def _limit(state: Standing, tenant: Tenant) -> Decimal:
-    thresholds = tenant_thresholds(tenant)
+def _limit(state: Standing, thresholds: Thresholds) -> Decimal:
     return {
         Standing.MAHROOM: thresholds.mahroom,
         Standing.WARNING: thresholds.warning,
@@ -70,18 +69,8 @@ def _limit(state: Standing, tenant: Tenant) -> Decimal:
 async def _counts(
     session: AsyncSession, tenant_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, AttendanceCounts]:
-    def status(value: AttendanceStatus) -> ColumnElement[int]:
-        return func.count().filter(AttendanceRecord.status == value)
-
     rows = await session.execute(
-        select(
-            AttendanceRecord.student_id,
-            func.count().filter(AttendanceRecord.status != AttendanceStatus.NOT_MARKED),
-            status(AttendanceStatus.PRESENT),
-            status(AttendanceStatus.ABSENT),
-            status(AttendanceStatus.SICK),
-            status(AttendanceStatus.LEAVE),
-        )
+        select(AttendanceRecord.student_id, *counts_by_status())
         .where(
             AttendanceRecord.tenant_id == tenant_id, AttendanceRecord.student_id.in_(student_ids)
         )
@@ -153,7 +142,7 @@ async def check_thresholds(
                     kind=alert.kind,
                     severity=alert.severity,
                     title=alert.title,
-                    message=alert.message.format(rate=rate, limit=_limit(current, tenant)),
+                    message=alert.message.format(rate=rate, limit=_limit(current, thresholds)),
                     action_url="/dashboard",
                     details={"studentId": str(student.id), "standing": current.value, "rate": rate},
                     dedupe_key=f"standing:{student.id}:{state.crossings}",

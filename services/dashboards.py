@@ -72,13 +72,24 @@ async def readable_student(
     return student
 
 
-def _counted(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
+def counts_by_status() -> tuple[ColumnElement[int], ...]:
+    """The columns of ``AttendanceCounts``, in its field order, over the selected records."""
+    return (
+        counted(),
+        with_status(AttendanceStatus.PRESENT),
+        with_status(AttendanceStatus.ABSENT),
+        with_status(AttendanceStatus.SICK),
+        with_status(AttendanceStatus.LEAVE),
+    )
+
+
+def counted(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(
         and_(AttendanceRecord.status != AttendanceStatus.NOT_MARKED, *conditions)
     )
 
 
-def _with_status(status: AttendanceStatus, *conditions: ColumnElement[bool]) -> ColumnElement[int]:
+def with_status(status: AttendanceStatus, *conditions: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(and_(AttendanceRecord.status == status, *conditions))
 
 
@@ -100,15 +111,11 @@ async def student_dashboard(
     row = (
         await session.execute(
             select(
-                _counted(),
-                _with_status(AttendanceStatus.PRESENT),
-                _with_status(AttendanceStatus.ABSENT),
-                _with_status(AttendanceStatus.SICK),
-                _with_status(AttendanceStatus.LEAVE),
-                _counted(recent),
-                _with_status(AttendanceStatus.PRESENT, recent),
-                _counted(previous),
-                _with_status(AttendanceStatus.PRESENT, previous),
+                *counts_by_status(),
+                counted(recent),
+                with_status(AttendanceStatus.PRESENT, recent),
+                counted(previous),
+                with_status(AttendanceStatus.PRESENT, previous),
             ).where(
                 AttendanceRecord.tenant_id == student.tenant_id,
                 AttendanceRecord.student_id == student.id,
