@@ -19,6 +19,8 @@ from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
 from graph.schema import schema
 from graph.view import GraphQLView
+from services.cache import Cache
+from services.cached_reads import create_cache
 from services.db import SessionFactory, create_engine, create_session_factory
 from services.settings import Settings, redact
 
@@ -32,6 +34,7 @@ class State(TypedDict):
     engine: AsyncEngine
     session_factory: SessionFactory
     redis: ArqRedis
+    cache: Cache
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -58,14 +61,19 @@ def create_app(settings: Settings) -> Starlette:
         except (OSError, RedisError) as error:
             await engine.dispose()
             raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error
+        session_factory = create_session_factory(engine)
+        cache = create_cache(settings, session_factory=session_factory)
         try:
             yield State(
                 settings=settings,
                 engine=engine,
-                session_factory=create_session_factory(engine),
+                session_factory=session_factory,
                 redis=redis,
+                cache=cache,
             )
         finally:
+            await cache.aclose()
+            await cache.redis.aclose()
             await redis.aclose()
             await engine.dispose()
 

@@ -28,10 +28,10 @@ class AttendanceRecord:
     status: AttendanceStatus
     marked_by: strawberry.ID = strawberry.field(description="The user who marked it.")
     marked_at: datetime
-    model: strawberry.Private[models.AttendanceRecord]
+    model: strawberry.Private[dashboards.AttendanceEntry]
 
     @classmethod
-    def from_model(cls, record: models.AttendanceRecord) -> AttendanceRecord:
+    def from_service(cls, record: dashboards.AttendanceEntry) -> AttendanceRecord:
         return cls(
             id=strawberry.ID(str(record.id)),
             student_id=strawberry.ID(str(record.student_id)),
@@ -82,7 +82,7 @@ class WeeklyAttendance:
             week_end=week.days[-1].date,
             days=[
                 AttendanceDay(
-                    date=day.date, records=[AttendanceRecord.from_model(r) for r in day.records]
+                    date=day.date, records=[AttendanceRecord.from_service(r) for r in day.records]
                 )
                 for day in week.days
             ],
@@ -143,4 +143,4 @@ class AttendanceMutation:
             subject_id=input.subject_id,
             marks=[(mark.student_id, mark.status) for mark in input.marks],
         )
-        return MarkAttendancePayload(records=[AttendanceRecord.from_model(r) for r in records])
+        return MarkAttendancePayload(records=[AttendanceRecord.from_service(r) for r in records])

@@ -29,21 +29,37 @@ async def _probe(check: Awaitable[object]) -> str:
 
 
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: 200 when PostgreSQL and Redis answer, else 503, with each one's state."""
+    """Readiness: 503 when PostgreSQL does not answer. Redis is needed for speed, not for
+    answers (the cache falls back to the database, jobs to the outbox), so Redis down or the
+    cache's breaker open is ``degraded`` with 200."""
     state: Any = request.state
+    cache = state.cache
 
     async def database() -> None:
         async with state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    database_state, redis_state = await asyncio.gather(
-        _probe(database()), _probe(state.redis.ping())
+    database_state, redis_state, cache_redis_state = await asyncio.gather(
+        _probe(database()), _probe(state.redis.ping()), _probe(cache.redis.ping())
     )
-    checks = {"database": database_state, "redis": redis_state}
-    healthy = all(value == "up" for value in checks.values())
+    checks = {
+        "database": database_state,
+        "redis": redis_state,
+        "cache": "up" if cache_redis_state == "up" and not cache.degraded else "down",
+    }
+    if database_state != "up":
+        status, code = "unavailable", 503
+    elif "down" in checks.values():
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
     return JSONResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status_code=200 if healthy else 503,
+        {
+            "status": status,
+            "checks": checks,
+            "cache": {"breaker": cache.breaker.state.value, **cache.stats.as_dict()},
+        },
+        status_code=code,
     )
 
 

@@ -16,8 +16,10 @@ from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.auth import AuthMutation, AuthQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
+from graph.freshness import apply_freshness
 from graph.notifications import NotificationMutation, NotificationQuery
 from graph.school import SchoolQuery
+from resolvers.context import Context
 
 Query = merge_types(
     "Query", (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery, NotificationQuery)
@@ -50,6 +52,8 @@ class Schema(strawberry.Schema):
             allowed_operation_types=allowed_operation_types,
             operation_extensions=operation_extensions,
         )
+        if isinstance(context_value, Context):
+            apply_freshness(result, context_value)
         if result.errors:
             request_id = getattr(context_value, "request_id", "unknown")
             settings = getattr(context_value, "settings", None)

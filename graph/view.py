@@ -38,7 +38,9 @@ class GraphQLView(GraphQL[Context, None]):
             settings=settings,
             session_factory=state.session_factory,
             redis=state.redis,
+            cache=state.cache,
             request_id=state.request_id,
+            response=response,
             viewer_or_error=viewer_from_header(
                 request.headers.get("authorization"), secret=settings.jwt_secret
             ),

@@ -12,10 +12,12 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker
 
+from jobs.cache import invalidate_cache
 from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
+from services.cached_reads import create_cache
 from services.db import create_engine, create_session_factory
 from services.queue import Queue
 from services.settings import Settings
@@ -30,6 +32,7 @@ class WorkerSettings:
         durable(refresh_statistics, timeout_seconds=120),
         durable(check_thresholds, timeout_seconds=30),
         durable(send_notification_email, timeout_seconds=30),
+        durable(invalidate_cache, timeout_seconds=30),
     )
     cron_jobs: Sequence[CronJob] = (
         cron(
@@ -59,10 +62,6 @@ class WorkerSettings:
     # (benchmarks/jobs.py: mark -> notification p50 ~270 ms at 0.5 s, ~60 ms at 0.05 s).
     urgent_poll_delay = 0.05
     normal_poll_delay = 0.5
-    # arq waits this long between polls when idle: it bounds how soon an alert job starts
-    # (benchmarks/jobs.py: mark -> notification p50 ~270 ms at 0.5 s, ~60 ms at 0.05 s).
-    urgent_poll_delay = 0.05
-    normal_poll_delay = 0.5
 
 
 @contextlib.asynccontextmanager
@@ -72,13 +71,18 @@ async def shared_context(
     """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends."""
     assert settings.database_url is not None, "the worker needs a database"
     engine = create_engine(settings.database_url, pool_min=2, pool_max=WorkerSettings.max_jobs * 2)
+    session_factory = create_session_factory(engine)
+    cache = create_cache(settings, session_factory=session_factory)
     try:
         yield {
             "settings": settings,
-            "session_factory": create_session_factory(engine),
+            "session_factory": session_factory,
+            "cache": cache,
             "retry_backoff_seconds": retry_backoff_seconds,
         }
     finally:
+        await cache.aclose()
+        await cache.redis.aclose()
         await engine.dispose()
 
 

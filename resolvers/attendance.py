@@ -8,7 +8,8 @@ from datetime import date
 from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
 from services import attendance, directory
-from services.models import AttendanceRecord, AttendanceStatus, Classroom, Student
+from services.dashboards import AttendanceEntry
+from services.models import AttendanceStatus, Classroom, Student
 from services.tenants import tenant_today
 
 STUDENT_CURSOR = "student"
@@ -22,7 +23,7 @@ async def mark_attendance(
     period: int,
     subject_id: str,
     marks: Sequence[tuple[str, AttendanceStatus]],
-) -> list[AttendanceRecord]:
+) -> list[AttendanceEntry]:
     context = info.context
     classroom = parse_id(classroom_id, "classroomId")
     subject = parse_id(subject_id, "subjectId")
@@ -44,6 +45,7 @@ async def mark_attendance(
             today=tenant_today(tenant, now),
             periods_per_day=tenant.periods_per_day,
             queue=context.redis,
+            cache=context.cache,
             refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
             now=now.timestamp(),
         )

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
 import strawberry
 from arq.connections import ArqRedis
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 
+from resolvers.freshness import FreshnessReport
 from resolvers.loaders import Loaders, load_existing
 from services.access import Access
 from services.auth import Viewer
+from services.cache import Cache
+from services.cached_reads import Reader
 from services.db import SessionFactory
 from services.errors import Invalid, ServiceError, Unauthenticated
 from services.models import Tenant
@@ -24,8 +29,11 @@ class Context:
     settings: Settings
     session_factory: SessionFactory
     redis: ArqRedis
+    cache: Cache
     request_id: str
+    response: Response | WebSocket | None = None
     viewer_or_error: Viewer | ServiceError | None = None
+    freshness: FreshnessReport = field(default_factory=FreshnessReport)
 
     @property
     def viewer(self) -> Viewer:
@@ -43,6 +51,17 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders.create(self.session_factory, self.viewer.tenant_id)
+
+    @cached_property
+    def reads(self) -> Reader:
+        """Dashboards, statistics and rankings through the cache, with the viewer's rights."""
+        return Reader(
+            cache=self.cache,
+            session_factory=self.session_factory,
+            access=self.access,
+            tenant=self.tenant,
+            clock=self.now,
+        )
 
     async def tenant(self) -> Tenant:
         return await load_existing(self.loaders.tenants, self.viewer.tenant_id, "tenant")

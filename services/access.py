@@ -50,17 +50,23 @@ class Access:
     def sees_whole_tenant(self) -> bool:
         return self.viewer.role in {Role.ADMIN, Role.PARTNER}
 
-    async def ensure_can_read_student(self, student: Student) -> None:
-        """A student reads only themself; a teacher their classrooms' students."""
-        if student.tenant_id != self.viewer.tenant_id:
-            raise Forbidden("You may not read this student's data.")
+    def ensure_student_reads_own(self, student_id: uuid.UUID) -> None:
+        """The part of ``ensure_can_read_student`` that needs no data: students read only
+        themselves. Checked before anything is fetched or computed on their behalf."""
+        if self.viewer.role is Role.STUDENT and student_id != self.viewer.student_id:
+            raise Forbidden("Students may read only their own data.")
+
+    async def ensure_can_read_student(
+        self, *, student_id: uuid.UUID, classroom_id: uuid.UUID
+    ) -> None:
+        """A student of this tenant: students read only themself; teachers their classrooms'
+        students; admins and partners anyone."""
         if self.sees_whole_tenant():
             return
+        self.ensure_student_reads_own(student_id)
         if self.viewer.role is Role.STUDENT:
-            if student.id != self.viewer.student_id:
-                raise Forbidden("Students may read only their own data.")
             return
-        if student.classroom_id not in await self.own_classroom_ids():
+        if classroom_id not in await self.own_classroom_ids():
             raise Forbidden("You do not teach this student's classroom.")
 
     async def ensure_can_read_classroom(self, classroom_id: uuid.UUID) -> None:

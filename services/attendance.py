@@ -13,9 +13,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import Access
+from services.cache import Cache, CacheUnavailable
+from services.cached_reads import invalidate_marks, mark_tags
+from services.dashboards import AttendanceEntry
 from services.errors import Invalid, NotFound
 from services.models import AttendanceRecord, AttendanceStatus, Classroom, ClassroomSubject, Student
-from services.queue import schedule_statistics_refresh, schedule_threshold_check
+from services.queue import (
+    schedule_cache_invalidation,
+    schedule_statistics_refresh,
+    schedule_threshold_check,
+)
 
 MAX_MARKS_PER_CALL = 1000
 
@@ -57,13 +64,16 @@ async def mark_attendance(
     today: date,
     periods_per_day: int,
     queue: ArqRedis,
+    cache: Cache,
     refresh_delay_seconds: int,
     now: float,
-) -> list[AttendanceRecord]:
+) -> list[AttendanceEntry]:
     """Record one period's marks for a classroom, replacing earlier marks for that period.
 
     All or nothing: any invalid mark rejects the whole call and nothing is written. After the
-    commit, the statistics refresh (debounced) and the marked students' alert check are queued.
+    commit the cached reads of the students and classroom are invalidated (queued durably
+    when Redis is down), and the statistics refresh (debounced) and the marked students'
+    alert check are queued.
     """
     validate_marks_shape(
         day=day, period=period, marks=marks, today=today, periods_per_day=periods_per_day
@@ -124,12 +134,19 @@ async def mark_attendance(
                 "marked_at": func.now(),
             },
         ).returning(AttendanceRecord)
-        records = list(
-            await session.scalars(statement, execution_options={"populate_existing": True})
-        )
+        records = [
+            AttendanceEntry.of(record)
+            for record in await session.scalars(
+                statement, execution_options={"populate_existing": True}
+            )
+        ]
+    student_ids = [mark.student_id for mark in marks]
+    tags = mark_tags(classroom_id, student_ids)
+    try:
+        await invalidate_marks(cache, tenant_id=tenant_id, tags=tags)
+    except CacheUnavailable:
+        await schedule_cache_invalidation(queue, session, tenant_id=tenant_id, tags=tags)
     await schedule_statistics_refresh(queue, session, delay_seconds=refresh_delay_seconds, now=now)
-    await schedule_threshold_check(
-        queue, session, tenant_id=tenant_id, student_ids=[mark.student_id for mark in marks]
-    )
+    await schedule_threshold_check(queue, session, tenant_id=tenant_id, student_ids=student_ids)
     order = {mark.student_id: index for index, mark in enumerate(marks)}
     return sorted(records, key=lambda record: order[record.student_id])

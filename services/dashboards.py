@@ -44,14 +44,44 @@ class StudentDashboard:
 
 
 @dataclass(frozen=True, slots=True)
+class AttendanceEntry:
+    """One attendance record as plain data, so that it can be cached."""
+
+    id: uuid.UUID
+    student_id: uuid.UUID
+    classroom_id: uuid.UUID
+    subject_id: uuid.UUID
+    date: date
+    period: int
+    status: AttendanceStatus
+    marked_by: uuid.UUID
+    marked_at: datetime
+
+    @classmethod
+    def of(cls, record: AttendanceRecord) -> AttendanceEntry:
+        return cls(
+            id=record.id,
+            student_id=record.student_id,
+            classroom_id=record.classroom_id,
+            subject_id=record.subject_id,
+            date=record.date,
+            period=record.period,
+            status=record.status,
+            marked_by=record.marked_by,
+            marked_at=record.marked_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DayAttendance:
     date: date
-    records: list[AttendanceRecord]
+    records: list[AttendanceEntry]
 
 
 @dataclass(frozen=True, slots=True)
 class WeeklyAttendance:
     student_id: uuid.UUID
+    classroom_id: uuid.UUID
     week_start: date
     days: list[DayAttendance]
     counts: AttendanceCounts
@@ -68,7 +98,7 @@ async def readable_student(
     (student,) = await rows_by_ids(session, Student, access.tenant_id, [student_id])
     if student is None:
         raise NotFound("No such student.")
-    await access.ensure_can_read_student(student)
+    await access.ensure_can_read_student(student_id=student.id, classroom_id=student.classroom_id)
     return student
 
 
@@ -164,10 +194,10 @@ async def weekly_attendance(
             .order_by(AttendanceRecord.date, AttendanceRecord.period)
         )
     )
-    by_day: dict[date, list[AttendanceRecord]] = defaultdict(list)
+    by_day: dict[date, list[AttendanceEntry]] = defaultdict(list)
     tally: dict[AttendanceStatus, int] = defaultdict(int)
     for record in records:
-        by_day[record.date].append(record)
+        by_day[record.date].append(AttendanceEntry.of(record))
         tally[record.status] += 1
     counts = AttendanceCounts(
         counted=len(records) - tally[AttendanceStatus.NOT_MARKED],
@@ -180,4 +210,10 @@ async def weekly_attendance(
         DayAttendance(date=day, records=by_day.get(day, []))
         for day in (week_start + timedelta(days=offset) for offset in range(WEEK_DAYS))
     ]
-    return WeeklyAttendance(student_id=student.id, week_start=week_start, days=days, counts=counts)
+    return WeeklyAttendance(
+        student_id=student.id,
+        classroom_id=student.classroom_id,
+        week_start=week_start,
+        days=days,
+        counts=counts,
+    )

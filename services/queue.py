@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +27,7 @@ from services.models import DeadLetter, OutboxJob
 REFRESH_STATISTICS = "refresh_statistics"
 CHECK_THRESHOLDS = "check_thresholds"
 SEND_NOTIFICATION_EMAIL = "send_notification_email"
+INVALIDATE_CACHE = "invalidate_cache"
 OUTBOX_BATCH = 100
 CRON_LAST_RUN = "rollcall:cron:last-run"
 RUNNING_SCAN = 200  # more than all workers together ever run at once
@@ -137,6 +138,38 @@ async def schedule_threshold_check(
         [str(key) for key in student_ids],
         queue=Queue.URGENT,
     )
+
+
+async def schedule_cache_invalidation(
+    redis: ArqRedis, session: AsyncSession, *, tenant_id: uuid.UUID, tags: Sequence[str]
+) -> None:
+    """Retry an invalidation Redis refused: while Redis is down this lands in the outbox, which
+    API processes replay before they trust the cache again (``replay_invalidations``)."""
+    await enqueue(redis, session, INVALIDATE_CACHE, str(tenant_id), list(tags), queue=Queue.URGENT)
+
+
+async def replay_invalidations(
+    *, session_factory: SessionFactory, apply: Callable[[uuid.UUID, list[str]], Awaitable[None]]
+) -> int:
+    """Apply the invalidations waiting in the outbox (and drop them); how many were applied.
+
+    A row is deleted only in the transaction that applied it, so a failure leaves it for the
+    next try or for the worker's outbox drain.
+    """
+    async with session_factory() as session, session.begin():
+        jobs = list(
+            await session.scalars(
+                select(OutboxJob)
+                .where(OutboxJob.function == INVALIDATE_CACHE)
+                .order_by(OutboxJob.id)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for job in jobs:
+            tenant_id, tags = job.args
+            await apply(uuid.UUID(tenant_id), list(tags))
+            await session.delete(job)
+    return len(jobs)
 
 
 async def record_dead_letter(

@@ -14,6 +14,16 @@ DEFAULT_POOL_MIN = 10
 DEFAULT_POOL_MAX = 50
 DEVELOPMENT_JWT_SECRET = "rollcall-development-secret-not-for-production-use"
 _RATE_LIMIT_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<count>\d+)/(?P<seconds>\d+)s$")
+# Soft TTLs in seconds of each cached read (the design's table: student metrics 2 min, class
+# figures and weekly attendance 5 min); an entry may be served stale for as long again.
+DEFAULT_CACHE_TTLS: Mapping[str, int] = {
+    "dashboard": 120,
+    "weekly": 300,
+    "student_ranking": 300,
+    "class_statistics": 300,
+    "class_rankings": 300,
+}
+_CACHE_TTL_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<seconds>\d+)s?$")
 
 
 class Environment(StrEnum):
@@ -36,6 +46,10 @@ class Settings:
     env: Environment = Environment.DEVELOPMENT
     database_url: str | None = None
     redis_url: str | None = None
+    cache_redis_url: str | None = None
+    cache_ttls: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CACHE_TTLS))
+    cache_l1_size: int = 1000
+    cache_breaker_reset_seconds: int = 30
     storage_url: str = "file://.rollcall/storage"
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_ttl_seconds: int = 8 * 3600
@@ -92,6 +106,33 @@ class Settings:
         elif env is Environment.PRODUCTION:
             problems.append(f"{PREFIX}REDIS_URL is required when {PREFIX}ENV=production")
 
+        if (cache_redis_url := raw("CACHE_REDIS_URL")) is not None:
+            if urlsplit(cache_redis_url).scheme not in {"redis", "rediss", "unix"}:
+                problems.append(
+                    f"{PREFIX}CACHE_REDIS_URL must be a redis://, rediss:// or unix:// URL, got "
+                    f"{redact(cache_redis_url)!r}"
+                )
+            values["cache_redis_url"] = cache_redis_url
+
+        if (ttls := raw("CACHE_TTLS")) is not None:
+            parsed_ttls = dict(DEFAULT_CACHE_TTLS)
+            for item in ttls.split(","):
+                match = _CACHE_TTL_ITEM.match(item.strip())
+                if match is None or int(match["seconds"]) == 0:
+                    problems.append(
+                        f"{PREFIX}CACHE_TTLS item {item.strip()!r} is not like dashboard=120s"
+                    )
+                    continue
+                if match["name"] not in DEFAULT_CACHE_TTLS:
+                    problems.append(
+                        f"{PREFIX}CACHE_TTLS names an unknown entry {match['name']!r} (known: "
+                        + ", ".join(DEFAULT_CACHE_TTLS)
+                        + ")"
+                    )
+                    continue
+                parsed_ttls[match["name"]] = int(match["seconds"])
+            values["cache_ttls"] = parsed_ttls
+
         if (storage_url := raw("STORAGE_URL")) is not None:
             if urlsplit(storage_url).scheme not in {"file", "s3"}:
                 problems.append(
@@ -111,6 +152,8 @@ class Settings:
             ("DB_POOL_MIN", "db_pool_min", 1, 500),
             ("DB_POOL_MAX", "db_pool_max", 1, 1000),
             ("STATISTICS_REFRESH_DELAY_SECONDS", "statistics_refresh_delay_seconds", 0, 300),
+            ("CACHE_L1_SIZE", "cache_l1_size", 0, 1_000_000),
+            ("CACHE_BREAKER_RESET_SECONDS", "cache_breaker_reset_seconds", 1, 3600),
         ):
             if (text := raw(name)) is None:
                 continue

@@ -14,7 +14,10 @@ async def test_liveness_does_no_io(client):
 async def test_readiness_reports_each_dependency(client):
     response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "up", "redis": "up"}
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "up", "redis": "up", "cache": "up"}
+    assert body["cache"]["breaker"] == "closed"
 
 
 async def test_queue_report(client):

@@ -15,8 +15,10 @@ from jobs.platform import MAX_TRIES, backoff_seconds, durable
 from services.access import Access
 from services.attendance import Mark, mark_attendance
 from services.auth import Viewer
+from services.cache import Cache
 from services.models import AttendanceStatus, DeadLetter, OutboxJob
 from services.queue import Queue, dead_letters, drain_outbox, enqueue, retry_dead_letters
+from services.settings import DEFAULT_CACHE_TTLS
 from tests.factories import run_jobs
 
 
@@ -157,12 +159,13 @@ async def test_marks_commit_and_their_jobs_are_kept_while_redis_is_down(
             today=today,
             periods_per_day=6,
             queue=dead,
+            cache=Cache(redis=dead, ttls=DEFAULT_CACHE_TTLS),
             refresh_delay_seconds=1,
             now=time.time(),
         )
     await dead.aclose()
-    # then the marks are stored and both follow-up jobs wait in the outbox
+    # then the marks are stored and every follow-up job waits in the outbox
     assert len(records) == 2
     async with session_factory() as session:
         kept = sorted((await session.scalars(select(OutboxJob.function))).all())
-    assert kept == ["check_thresholds", "refresh_statistics"]
+    assert kept == ["check_thresholds", "invalidate_cache", "refresh_statistics"]

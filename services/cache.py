@@ -1,0 +1,456 @@
+"""Read-through cache: L1 in this process, L2 in Redis, PostgreSQL behind both.
+
+Every entry depends on tags (``student:<id>``, ``classroom:<id>``, ``statistics``). A tag's
+version is a random token in Redis; invalidating a tag gives it a new token. An entry records
+the tag versions read *before* its value was computed, and is served only while they are all
+still current. One script reads the entry and the current versions in a single round trip, so
+a write that has invalidated its tags is seen by the very next read in every process, L1
+included. Versions are random rather than counted: a tag evicted or expired comes back with a
+fresh token, so an old entry can never become valid again.
+
+Keys are ``tenant:{<tenant id>}:…``. The braces are a Redis Cluster hash tag: a tenant's
+entries, tags and locks share one slot, so the scripts below stay valid on a cluster.
+
+Past its soft TTL an entry is still served (stale-while-revalidate) and refreshed in the
+background; Redis drops it at twice the soft TTL. Concurrent misses compute once per process
+(one task per key and versions) and once across processes (a short Redis lock). When Redis
+fails, a circuit breaker sends reads straight to the database and writes' invalidations to
+the caller, which queues them durably.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.circuit import BreakerState, CircuitBreaker
+from services.codec import decode, encode
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+TAG_TTL_SECONDS = 24 * 3600  # longer than any entry lives; an expired tag only causes misses
+LOCK_TTL_MS = 5_000
+LOCK_POLL_SECONDS = 0.01
+HARD_TTL_FACTOR = 2
+SAME = b"same"
+
+# KEYS: entry, tags…, watched…; ARGV: tag count, the caller's L1 stamp, a fresh token, tag TTL.
+# Returns {current versions, watched values, 'same' | stamp, soft expiry, payload}.
+READ_SCRIPT = """
+local ntags = tonumber(ARGV[1])
+local versions = {}
+for i = 2, ntags + 1 do
+  local version = redis.call('GET', KEYS[i])
+  if not version then
+    version = ARGV[3] .. '.' .. i
+    redis.call('SET', KEYS[i], version, 'EX', ARGV[4])
+  end
+  versions[#versions + 1] = version
+end
+local current = table.concat(versions, ',')
+local watched = {}
+for i = ntags + 2, #KEYS do
+  watched[#watched + 1] = redis.call('GET', KEYS[i]) or ''
+end
+local reply = {current, watched}
+local entry = redis.call('HMGET', KEYS[1], 'v', 'c', 's', 'd')
+if entry[1] == current then
+  if entry[2] == ARGV[2] then
+    reply[3] = 'same'
+  else
+    reply[3] = entry[2]
+    reply[4] = entry[3]
+    reply[5] = entry[4]
+  end
+end
+return reply
+"""
+
+# KEYS: entry, tags…; ARGV: versions read before computing, stamp, soft expiry, payload, TTL ms.
+# Stores nothing when a tag changed meanwhile: that value may predate the write.
+STORE_SCRIPT = """
+local versions = {}
+for i = 2, #KEYS do
+  versions[#versions + 1] = redis.call('GET', KEYS[i]) or ''
+end
+if table.concat(versions, ',') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'c', ARGV[2], 's', ARGV[3], 'd', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS: tags…, touched…; ARGV: tag count, a fresh token, tag TTL. Touched keys get Redis's clock.
+INVALIDATE_SCRIPT = """
+local ntags = tonumber(ARGV[1])
+for i = 1, ntags do
+  redis.call('SET', KEYS[i], ARGV[2] .. '.' .. i, 'EX', ARGV[3])
+end
+local now = redis.call('TIME')
+for i = ntags + 1, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%d.%06d', now[1], now[2]))
+end
+return ntags
+"""
+
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Source(StrEnum):
+    L1 = "l1"
+    L2 = "l2"
+    DATABASE = "database"  # a miss: computed and stored
+    BYPASS = "bypass"  # Redis unavailable: computed, not cached
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup(Generic[T]):
+    """A value and where it came from; ``watched`` holds the watched keys' values (None when
+    Redis was not asked)."""
+
+    value: T
+    source: Source
+    stale: bool
+    cached_at: float
+    watched: tuple[str | None, ...] = ()
+
+
+@dataclass
+class CacheStats:
+    """Counters since start; the /metrics issue exports them."""
+
+    l1_hits: int = 0
+    l2_hits: int = 0
+    misses: int = 0
+    stale_serves: int = 0
+    invalidations: int = 0
+    stores_skipped: int = 0
+    redis_errors: int = 0
+    bypassed: int = 0
+    background_refreshes: int = 0
+
+    @property
+    def hits(self) -> int:
+        return self.l1_hits + self.l2_hits
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "hits": self.hits,
+            "l1_hits": self.l1_hits,
+            "l2_hits": self.l2_hits,
+            "misses": self.misses,
+            "stale_serves": self.stale_serves,
+            "invalidations": self.invalidations,
+            "stores_skipped": self.stores_skipped,
+            "redis_errors": self.redis_errors,
+            "bypassed": self.bypassed,
+            "background_refreshes": self.background_refreshes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[T]):
+    value: T
+    versions: str
+    stamp: str
+    soft_expiry: float
+    hard_expiry: float
+
+
+@dataclass(frozen=True, slots=True)
+class Spec(Generic[T]):
+    """What to read: the entry's key, its tags, how to decode and how to compute it."""
+
+    tenant_id: uuid.UUID
+    kind: str
+    key: str
+    tags: tuple[str, ...]
+    value_type: type[T]
+    compute: Callable[[], Awaitable[T]]
+    watch: tuple[str, ...] = ()
+
+    @property
+    def entry_key(self) -> str:
+        return tenant_key(self.tenant_id, self.kind, self.key)
+
+    def redis_keys(self) -> list[str]:
+        return [
+            self.entry_key,
+            *(tenant_key(self.tenant_id, "tag", tag) for tag in self.tags),
+            *(tenant_key(self.tenant_id, name) for name in self.watch),
+        ]
+
+
+class CacheUnavailable(RuntimeError):
+    """Redis could not be reached (or the breaker is open): the caller must fall back."""
+
+
+def tenant_key(tenant_id: uuid.UUID, *parts: str) -> str:
+    return ":".join((f"tenant:{{{tenant_id}}}", *parts))
+
+
+class Cache:
+    """The two-tier cache. One per process; ``ttls`` maps each kind to its soft TTL (s)."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        ttls: Mapping[str, float],
+        l1_size: int = 1000,
+        breaker: CircuitBreaker | None = None,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.ttls = dict(ttls)
+        self.breaker = breaker or CircuitBreaker()
+        self.stats = CacheStats()
+        self._l1: OrderedDict[str, Entry[Any]] = OrderedDict()
+        self._l1_size = l1_size
+        self._on_reconnect = on_reconnect
+        self._clock = clock
+        self._flights: dict[tuple[str, str], asyncio.Task[Entry[Any]]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._read = redis.register_script(READ_SCRIPT)
+        self._store = redis.register_script(STORE_SCRIPT)
+        self._release = redis.register_script(RELEASE_SCRIPT)
+        self._invalidate = redis.register_script(INVALIDATE_SCRIPT)
+
+    @property
+    def degraded(self) -> bool:
+        """True while the breaker keeps reads away from Redis."""
+        return self.breaker.state is not BreakerState.CLOSED
+
+    async def fetch(self, spec: Spec[T]) -> Lookup[T]:
+        """The value from L1, L2 or ``spec.compute``; never fails because Redis does."""
+        try:
+            async with self._guard():
+                return await self._fetch(spec)
+        except CacheUnavailable:
+            self.stats.bypassed += 1
+            value = await spec.compute()
+            return Lookup(value, Source.BYPASS, stale=False, cached_at=self._clock())
+
+    async def invalidate(
+        self, *, tenant_id: uuid.UUID, tags: Sequence[str], touch: Sequence[str] = ()
+    ) -> None:
+        """Give each tag a new version and set each ``touch`` key to Redis's clock (seconds);
+        CacheUnavailable if Redis did not take them (the caller must retry them later)."""
+        async with self._guard():
+            await self.apply_invalidation(tenant_id=tenant_id, tags=tags, touch=touch)
+
+    async def apply_invalidation(
+        self, *, tenant_id: uuid.UUID, tags: Sequence[str], touch: Sequence[str] = ()
+    ) -> None:
+        """``invalidate`` without the breaker, for replaying invalidations Redis missed."""
+        if not tags and not touch:
+            return
+        await self._invalidate(
+            keys=[
+                *(tenant_key(tenant_id, "tag", tag) for tag in tags),
+                *(tenant_key(tenant_id, name) for name in touch),
+            ],
+            args=[len(tags), secrets.token_hex(8), TAG_TTL_SECONDS],
+        )
+        self.stats.invalidations += len(tags)
+
+    async def aclose(self) -> None:
+        """Cancel background refreshes (their results would only be cached)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Run Redis operations under the breaker; Redis errors become CacheUnavailable.
+
+        The half-open probe first replays invalidations that could not reach Redis.
+        """
+        if not self.breaker.allow():
+            raise CacheUnavailable("the Redis circuit breaker is open")
+        try:
+            if self.breaker.probing and self._on_reconnect is not None:
+                await self._on_reconnect()
+            yield
+        except CacheUnavailable:
+            raise
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(error)
+            raise CacheUnavailable(str(error)) from error
+        except BaseException:
+            self.breaker.record_success()  # Redis answered; the error is the caller's
+            raise
+        self.breaker.record_success()
+
+    def _failed(self, error: BaseException) -> None:
+        self.stats.redis_errors += 1
+        self.breaker.record_failure()
+        logger.warning("cache: Redis failed (%s); reading from the database", error)
+
+    async def _fetch(self, spec: Spec[T]) -> Lookup[T]:
+        now = self._clock()
+        key = spec.entry_key
+        local = self._l1.get(key)
+        if local is not None and local.hard_expiry <= now:
+            del self._l1[key]
+            local = None
+        reply = await self._read(
+            keys=spec.redis_keys(),
+            args=[
+                len(spec.tags),
+                local.stamp if local else "",
+                secrets.token_hex(8),
+                TAG_TTL_SECONDS,
+            ],
+        )
+        versions = reply[0].decode()
+        watched = tuple(value.decode() or None for value in reply[1])
+        if len(reply) > 2 and reply[2] == SAME and local is not None:
+            self._l1.move_to_end(key)
+            self.stats.l1_hits += 1
+            entry: Entry[T] = local
+            source = Source.L1
+        elif len(reply) > 2:
+            stamp, soft_expiry = reply[2].decode(), float(reply[3])
+            entry = Entry(
+                value=decode(spec.value_type, reply[4]),
+                versions=versions,
+                stamp=stamp,
+                soft_expiry=soft_expiry,
+                hard_expiry=float(stamp) + HARD_TTL_FACTOR * self.ttls[spec.kind],
+            )
+            self._remember(key, entry)
+            self.stats.l2_hits += 1
+            source = Source.L2
+        else:
+            self.stats.misses += 1
+            computed = await self._single_flight(spec, versions)
+            return Lookup(
+                computed.value,
+                Source.DATABASE,
+                stale=False,
+                cached_at=float(computed.stamp),
+                watched=watched,
+            )
+        stale = entry.soft_expiry <= now
+        if stale:
+            self.stats.stale_serves += 1
+            self._refresh_in_background(spec, versions)
+        return Lookup(
+            entry.value, source, stale=stale, cached_at=float(entry.stamp), watched=watched
+        )
+
+    def _remember(self, key: str, entry: Entry[Any]) -> None:
+        self._l1[key] = entry
+        self._l1.move_to_end(key)
+        while len(self._l1) > self._l1_size:
+            self._l1.popitem(last=False)
+
+    def _single_flight(self, spec: Spec[T], versions: str) -> asyncio.Task[Entry[T]]:
+        """One computation per key and tag versions in this process (a later version, i.e. a
+        read after a write, never joins a computation that may predate the write)."""
+        flight = (spec.entry_key, versions)
+        task = self._flights.get(flight)
+        if task is None:
+            task = asyncio.ensure_future(self._fill(spec, versions))
+            self._flights[flight] = task
+            task.add_done_callback(lambda _: self._flights.pop(flight, None))
+        return task
+
+    def _refresh_in_background(self, spec: Spec[Any], versions: str) -> None:
+        if (spec.entry_key, versions) in self._flights:
+            return
+        self.stats.background_refreshes += 1
+        task = asyncio.ensure_future(self._background_fill(spec, versions))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _background_fill(self, spec: Spec[Any], versions: str) -> None:
+        try:
+            await self._single_flight(spec, versions)
+        except Exception:
+            logger.warning("cache: background refresh of %s failed", spec.entry_key, exc_info=True)
+
+    async def _fill(self, spec: Spec[T], versions: str) -> Entry[T]:
+        """Compute and store under a cross-process lock; while another process holds it, wait
+        for its entry (computing anyway if it takes longer than the lock lives)."""
+        lock = tenant_key(spec.tenant_id, "lock", spec.kind, spec.key)
+        token = secrets.token_hex(8)
+        deadline = self._clock() + LOCK_TTL_MS / 1000
+        try:
+            while not await self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+                reply = await self._read(
+                    keys=spec.redis_keys(),
+                    args=[len(spec.tags), "", secrets.token_hex(8), TAG_TTL_SECONDS],
+                )
+                if len(reply) > 2 and reply[0].decode() == versions:
+                    return self._entry_from_reply(spec, versions, reply)
+                if self._clock() >= deadline:
+                    break
+            try:
+                return await self._compute_and_store(spec, versions)
+            finally:
+                await self._release(keys=[lock], args=[token])
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(error)
+            raise CacheUnavailable(str(error)) from error
+
+    def _entry_from_reply(self, spec: Spec[T], versions: str, reply: list[Any]) -> Entry[T]:
+        stamp = reply[2].decode()
+        entry = Entry(
+            value=decode(spec.value_type, reply[4]),
+            versions=versions,
+            stamp=stamp,
+            soft_expiry=float(reply[3]),
+            hard_expiry=float(stamp) + HARD_TTL_FACTOR * self.ttls[spec.kind],
+        )
+        self._remember(spec.entry_key, entry)
+        return entry
+
+    async def _compute_and_store(self, spec: Spec[T], versions: str) -> Entry[T]:
+        value = await spec.compute()
+        now = self._clock()
+        ttl = self.ttls[spec.kind]
+        entry = Entry(
+            value=value,
+            versions=versions,
+            stamp=repr(now),
+            soft_expiry=now + ttl,
+            hard_expiry=now + HARD_TTL_FACTOR * ttl,
+        )
+        stored = await self._store(
+            keys=spec.redis_keys()[: 1 + len(spec.tags)],
+            args=[
+                versions,
+                entry.stamp,
+                repr(entry.soft_expiry),
+                encode(value),
+                int(HARD_TTL_FACTOR * ttl * 1000),
+            ],
+        )
+        if stored:
+            self._remember(spec.entry_key, entry)
+        else:
+            self.stats.stores_skipped += 1
+        return entry

@@ -1,0 +1,375 @@
+"""Dashboards, weekly attendance, statistics and rankings read through the cache.
+
+What each entry depends on (its tags), and what invalidates them:
+
+| entry              | key                          | tags                       | soft TTL |
+| ------------------ | ---------------------------- | -------------------------- | -------- |
+| dashboard          | student                      | student, statistics        | 120 s    |
+| weekly             | student, week start          | student                    | 300 s    |
+| student_ranking    | student                      | student, statistics        | 300 s    |
+| class_statistics   | classroom                    | classroom, statistics      | 300 s    |
+| class_rankings     | classroom, cursor, page size | classroom, statistics      | 300 s    |
+
+A mark invalidates its students and classroom at once: the student's own figures are right on
+the very next read. Class aggregates (class average, rank, statistics, rankings) come from the
+materialized views, so they change when a refresh lands; the refresh then invalidates its
+tenants' ``statistics`` tag. Until it does, the ``statistics:pending`` marker a mark leaves
+makes responses say the aggregates are stale.
+
+Rights are checked before anything is computed for the viewer, and again against a cached
+value's student and classroom, since a hit skips the database where the full check lives.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import NoReturn
+
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from services import dashboards, statistics
+from services.access import Access
+from services.cache import TAG_TTL_SECONDS, Cache, Lookup, Spec, tenant_key
+from services.circuit import CircuitBreaker
+from services.db import SessionFactory
+from services.directory import rows_by_ids
+from services.errors import Forbidden, NotFound
+from services.models import Classroom, Student, Tenant
+from services.queue import replay_invalidations
+from services.settings import Settings
+from services.tenants import tenant_thresholds, tenant_today
+
+REDIS_TIMEOUT_SECONDS = 0.5
+STATISTICS_TAG = "statistics"
+STATISTICS_PENDING = "statistics:pending"
+# The refresh cron runs every 10 minutes; a snapshot older than that and a grace is overdue.
+STATISTICS_REFRESH_INTERVAL = timedelta(minutes=10)
+STATISTICS_OVERDUE_AFTER = STATISTICS_REFRESH_INTERVAL + timedelta(minutes=2)
+
+# KEYS: the pending marker, the statistics tag; ARGV: refresh start (Redis clock), fresh token,
+# tag TTL. A refresh that started after the last mark clears the marker; one that started
+# before it leaves the marker (that mark is not in the snapshot yet). Either way the snapshot
+# changed, so the tag gets a new version.
+SETTLE_SCRIPT = """
+local pending = redis.call('GET', KEYS[1])
+if not pending then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if tonumber(pending) <= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
+class Kind(StrEnum):
+    """The cached reads; their TTLs are ``Settings.cache_ttls`` (same names)."""
+
+    DASHBOARD = "dashboard"
+    WEEKLY = "weekly"
+    STUDENT_RANKING = "student_ranking"
+    CLASS_STATISTICS = "class_statistics"
+    CLASS_RANKINGS = "class_rankings"
+
+
+def student_tag(student_id: uuid.UUID) -> str:
+    return f"student:{student_id}"
+
+
+def classroom_tag(classroom_id: uuid.UUID) -> str:
+    return f"classroom:{classroom_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RankingPage:
+    ranks: list[statistics.StudentRank]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsFreshness:
+    """How current the class aggregates in a response are."""
+
+    calculated_at: datetime
+    age_seconds: float
+    stale: bool
+    reason: str | None
+
+
+def statistics_freshness(
+    calculated_at: datetime, pending_marker: str | None, now: datetime
+) -> StatisticsFreshness:
+    """Stale while marks wait for the next refresh, or when the refresh schedule slipped."""
+    age = now - calculated_at
+    if pending_marker is not None:
+        reason: str | None = "marks-pending"
+    elif age > STATISTICS_OVERDUE_AFTER:
+        reason = "refresh-overdue"
+    else:
+        reason = None
+    return StatisticsFreshness(
+        calculated_at=calculated_at,
+        age_seconds=max(age.total_seconds(), 0.0),
+        stale=reason is not None,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """The cached reads for one request: the cache, the database and the viewer's rights."""
+
+    cache: Cache
+    session_factory: SessionFactory
+    access: Access
+    tenant: Callable[[], Awaitable[Tenant]]
+    clock: Callable[[], datetime]
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.access.tenant_id
+
+    async def _precheck_student(self, student_id: uuid.UUID) -> None:
+        try:
+            self.access.ensure_student_reads_own(student_id)
+        except Forbidden as refused:
+            await self._refuse(refused, Student, student_id)
+
+    async def _refuse(
+        self, refused: Forbidden, model: type[Student | Classroom], key: uuid.UUID
+    ) -> NoReturn:
+        """NOT_FOUND for ids unknown in this tenant (as a full read would say), else FORBIDDEN."""
+        async with self.session_factory() as session:
+            (row,) = await rows_by_ids(session, model, self.tenant_id, [key])
+        if row is None:
+            raise NotFound(f"No such {model.__name__.lower()}.") from None
+        raise refused
+
+    async def student_dashboard(self, student_id: uuid.UUID) -> Lookup[dashboards.StudentDashboard]:
+        await self._precheck_student(student_id)
+
+        async def compute() -> dashboards.StudentDashboard:
+            tenant = await self.tenant()
+            now = self.clock()
+            async with self.session_factory() as session:
+                return await dashboards.student_dashboard(
+                    session,
+                    access=self.access,
+                    student_id=student_id,
+                    thresholds=tenant_thresholds(tenant),
+                    today=tenant_today(tenant, now),
+                    now=now,
+                )
+
+        found = await self.cache.fetch(
+            Spec(
+                tenant_id=self.tenant_id,
+                kind=Kind.DASHBOARD,
+                key=str(student_id),
+                tags=(student_tag(student_id), STATISTICS_TAG),
+                value_type=dashboards.StudentDashboard,
+                compute=compute,
+                watch=(STATISTICS_PENDING,),
+            )
+        )
+        await self.access.ensure_can_read_student(
+            student_id=found.value.student_id, classroom_id=found.value.classroom_id
+        )
+        return found
+
+    async def weekly_attendance(
+        self, student_id: uuid.UUID, week_start: date
+    ) -> Lookup[dashboards.WeeklyAttendance]:
+        await self._precheck_student(student_id)
+
+        async def compute() -> dashboards.WeeklyAttendance:
+            async with self.session_factory() as session:
+                return await dashboards.weekly_attendance(
+                    session, access=self.access, student_id=student_id, week_start=week_start
+                )
+
+        found = await self.cache.fetch(
+            Spec(
+                tenant_id=self.tenant_id,
+                kind=Kind.WEEKLY,
+                key=f"{student_id}:{week_start.isoformat()}",
+                tags=(student_tag(student_id),),
+                value_type=dashboards.WeeklyAttendance,
+                compute=compute,
+            )
+        )
+        await self.access.ensure_can_read_student(
+            student_id=found.value.student_id, classroom_id=found.value.classroom_id
+        )
+        return found
+
+    async def student_ranking(self, student_id: uuid.UUID) -> Lookup[statistics.StudentRank]:
+        await self._precheck_student(student_id)
+
+        async def compute() -> statistics.StudentRank:
+            async with self.session_factory() as session:
+                student = await dashboards.readable_student(
+                    session, access=self.access, student_id=student_id
+                )
+                return await statistics.student_rank(
+                    session,
+                    tenant_id=student.tenant_id,
+                    student_id=student.id,
+                    classroom_id=student.classroom_id,
+                )
+
+        found = await self.cache.fetch(
+            Spec(
+                tenant_id=self.tenant_id,
+                kind=Kind.STUDENT_RANKING,
+                key=str(student_id),
+                tags=(student_tag(student_id), STATISTICS_TAG),
+                value_type=statistics.StudentRank,
+                compute=compute,
+                watch=(STATISTICS_PENDING,),
+            )
+        )
+        await self.access.ensure_can_read_student(
+            student_id=found.value.student_id, classroom_id=found.value.classroom_id
+        )
+        return found
+
+    async def class_statistics(self, classroom_id: uuid.UUID) -> Lookup[statistics.ClassStatistics]:
+        try:
+            await self.access.ensure_can_read_classroom(classroom_id)
+        except Forbidden as refused:
+            await self._refuse(refused, Classroom, classroom_id)
+
+        async def compute() -> statistics.ClassStatistics:
+            async with self.session_factory() as session:
+                found = await statistics.class_statistics(
+                    session, tenant_id=self.tenant_id, classroom_id=classroom_id
+                )
+            if found is None:
+                raise NotFound("No such classroom.")
+            return found
+
+        return await self.cache.fetch(
+            Spec(
+                tenant_id=self.tenant_id,
+                kind=Kind.CLASS_STATISTICS,
+                key=str(classroom_id),
+                tags=(classroom_tag(classroom_id), STATISTICS_TAG),
+                value_type=statistics.ClassStatistics,
+                compute=compute,
+                watch=(STATISTICS_PENDING,),
+            )
+        )
+
+    async def class_rankings(
+        self, classroom_id: uuid.UUID, *, after: tuple[int, uuid.UUID] | None, limit: int
+    ) -> Lookup[RankingPage]:
+        try:
+            await self.access.ensure_can_read_rankings(classroom_id)
+        except Forbidden as refused:
+            await self._refuse(refused, Classroom, classroom_id)
+
+        async def compute() -> RankingPage:
+            async with self.session_factory() as session:
+                ranks = await statistics.rankings_page(
+                    session,
+                    tenant_id=self.tenant_id,
+                    classroom_id=classroom_id,
+                    after=after,
+                    limit=limit,
+                )
+                if ranks:
+                    return RankingPage(ranks=ranks, total=ranks[0].total_students)
+                found = await statistics.class_statistics(
+                    session, tenant_id=self.tenant_id, classroom_id=classroom_id
+                )
+            if found is None:
+                raise NotFound("No such classroom.")
+            return RankingPage(ranks=[], total=found.total_students)
+
+        cursor = "first" if after is None else f"{after[0]}:{after[1]}"
+        return await self.cache.fetch(
+            Spec(
+                tenant_id=self.tenant_id,
+                kind=Kind.CLASS_RANKINGS,
+                key=f"{classroom_id}:{cursor}:{limit}",
+                tags=(classroom_tag(classroom_id), STATISTICS_TAG),
+                value_type=RankingPage,
+                compute=compute,
+                watch=(STATISTICS_PENDING,),
+            )
+        )
+
+
+def create_cache(settings: Settings, *, session_factory: SessionFactory) -> Cache:
+    """The process's cache on ``cache_redis_url`` (else the queue's Redis), with short socket
+    timeouts so that a hung Redis costs a read half a second, not a request."""
+    url = settings.cache_redis_url or settings.redis_url
+    if url is None:
+        raise ValueError("the cache needs a Redis URL")
+    redis = Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )
+
+    async def replay() -> None:
+        await replay_invalidations(session_factory=session_factory, apply=apply)
+
+    async def apply(tenant_id: uuid.UUID, tags: list[str]) -> None:
+        await cache.apply_invalidation(tenant_id=tenant_id, tags=tags, touch=(STATISTICS_PENDING,))
+
+    cache = Cache(
+        redis=redis,
+        ttls=settings.cache_ttls,
+        l1_size=settings.cache_l1_size,
+        breaker=CircuitBreaker(reset_seconds=settings.cache_breaker_reset_seconds),
+        on_reconnect=replay,
+    )
+    return cache
+
+
+def mark_tags(classroom_id: uuid.UUID, student_ids: Sequence[uuid.UUID]) -> list[str]:
+    """What a mark in ``classroom_id`` for ``student_ids`` makes out of date."""
+    return [*(student_tag(key) for key in student_ids), classroom_tag(classroom_id)]
+
+
+async def invalidate_marks(cache: Cache, *, tenant_id: uuid.UUID, tags: Sequence[str]) -> None:
+    """Invalidate a mark's tags and note that the statistics snapshot lacks it."""
+    await cache.invalidate(tenant_id=tenant_id, tags=tags, touch=(STATISTICS_PENDING,))
+
+
+async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -> int:
+    """Refresh the statistics snapshot, then settle every tenant's pending marks (how many
+    tenants had some). The start time is read first, from Redis's clock, the one marks use."""
+    seconds, microseconds = await cache.redis.time()
+    await statistics.refresh_statistics(session_factory=session_factory)
+    async with session_factory() as session:
+        tenant_ids = list(await session.scalars(select(Tenant.id)))
+    return await settle_statistics(
+        cache.redis, tenant_ids=tenant_ids, refresh_started=seconds + microseconds / 1_000_000
+    )
+
+
+async def settle_statistics(
+    redis: Redis, *, tenant_ids: Sequence[uuid.UUID], refresh_started: float
+) -> int:
+    """After a refresh: renew the statistics tag of every tenant with pending marks and clear
+    markers the refresh covered. How many tenants had pending marks."""
+    settle = redis.register_script(SETTLE_SCRIPT)
+    async with redis.pipeline(transaction=False) as pipe:
+        for tenant_id in tenant_ids:
+            await settle(
+                keys=[
+                    tenant_key(tenant_id, STATISTICS_PENDING),
+                    tenant_key(tenant_id, "tag", STATISTICS_TAG),
+                ],
+                args=[repr(refresh_started), secrets.token_hex(8), TAG_TTL_SECONDS],
+                client=pipe,
+            )
+        return sum(await pipe.execute())
