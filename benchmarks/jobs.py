@@ -493,7 +493,7 @@ async def alert_latency(
     rng: random.Random,
 ) -> list[Measurement]:
     mode = poll_label(poll_delay)
-    factory = Factory(session_factory=session_factory, secret=settings.jwt_secret)
+    factory = Factory(session_factory=session_factory, settings=settings)
     # one extra student warms the whole path (API, enqueue, job, notification) unrecorded
     school = await factory.school(students=args.alert_students + 1)
     today = datetime.now(UTC).date()  # factory tenants keep the default time zone, UTC

@@ -132,4 +132,4 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def factory(session_factory: SessionFactory, settings: Settings) -> Factory:
-    return Factory(session_factory=session_factory, secret=settings.jwt_secret)
+    return Factory(session_factory=session_factory, settings=settings)

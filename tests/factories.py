@@ -14,6 +14,7 @@ from sqlalchemy import insert
 
 from jobs.worker import create_workers, run_workers, shared_context
 from services.auth import Viewer, hash_password, issue_token
+from services.cached_reads import create_cache, refresh_statistics
 from services.db import SessionFactory
 from services.models import (
     AttendanceRecord,
@@ -28,7 +29,6 @@ from services.models import (
     User,
 )
 from services.settings import Settings
-from services.statistics import refresh_statistics
 
 PASSWORD = "correct horse battery staple"
 PASSWORD_HASH = hash_password(PASSWORD)
@@ -56,9 +56,10 @@ class School:
 
 
 class Factory:
-    def __init__(self, *, session_factory: SessionFactory, secret: str) -> None:
+    def __init__(self, *, session_factory: SessionFactory, settings: Settings) -> None:
         self.session_factory = session_factory
-        self.secret = secret
+        self.settings = settings
+        self.secret = settings.jwt_secret
 
     def issue(self, user: User, student_id: uuid.UUID | None = None, ttl: int = 3600) -> str:
         viewer = Viewer(
@@ -172,7 +173,12 @@ class Factory:
             )
 
     async def refresh(self) -> None:
-        await refresh_statistics(session_factory=self.session_factory)
+        """What the refresh job does: new snapshots, then the cached aggregates renewed."""
+        cache = create_cache(self.settings, session_factory=self.session_factory)
+        try:
+            await refresh_statistics(session_factory=self.session_factory, cache=cache)
+        finally:
+            await cache.redis.aclose()
 
 
 async def run_jobs(settings: Settings, **options: Any) -> list[Worker]:

@@ -1,0 +1,564 @@
+"""Cache throughput benchmark: the cached ``studentDashboard`` against ``{ __typename }`` over HTTP.
+
+Creates a throwaway database seeded with the demo tenant (``services.seed.seed_demo``: 40
+students, 30 days x 6 periods), flushes a Redis database of its own, starts ``rollcall serve``
+(one uvicorn worker, ``ROLLCALL_RATE_LIMITS=off``) and logs in as all 40 students. Then, in one
+run against that one server, it loads the server with a fixed number of HTTP/1.1 keep-alive
+connections (50 by default), each sending its next request as soon as the previous answer is in,
+for a fixed time after an untimed warm-up:
+
+a. ``{ __typename }`` with student1's token (it pays the token check, like the dashboard);
+b. the ``studentDashboard`` query a frontend sends, student1's own dashboard on every connection;
+c. the same query with 40 students' tokens, connection ``i`` using student ``i % 40 + 1``.
+
+For each it prints requests/s, p50/p99/max latency, errors, the cache's hit rate over the timed
+window (from the counters ``/health/ready`` reports), and the CPU the server and this script
+used; then the dashboard's throughput against the trivial query's (target: at least 0.75x).
+
+The load generator is a small raw-asyncio HTTP/1.1 client in this file: httpx costs too much
+CPU per request to keep one uvicorn worker busy from the same machine.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.cache [--duration 10] [--connections 50] [--keep]
+
+A script, not a test: it prints figures and exits 1 only when a request failed (or, with
+``--strict``, when a target was missed). It FLUSHES its Redis database (``ROLLCALL_REDIS_URL``,
+or ``redis://127.0.0.1:6379/11``) at the start and, unless ``--keep``, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # ``python benchmarks/cache.py`` finds the project packages
+
+import httpx  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+
+from benchmarks.foundation import (  # noqa: E402
+    SERVER_START_TIMEOUT,
+    BenchmarkError,
+    GraphQL,
+    discard_log,
+    free_port,
+    log_tail,
+    percentile,
+    scratch_database,
+    server_command,
+    server_log,
+)
+from services.db import create_engine, create_session_factory  # noqa: E402
+from services.seed import DEMO_SLUG, seed_demo  # noqa: E402
+from services.settings import Settings  # noqa: E402
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
+DEMO_STUDENTS = 40
+TARGET_RATIO = 0.75
+REQUEST_TIMEOUT = 30.0  # a connection with no answer this long after the window is an error
+STOP_TIMEOUT = 15.0  # SIGINT, then SIGKILL after this long
+
+TRIVIAL = "{ __typename }"
+DASHBOARD = (
+    "query Dashboard { studentDashboard { studentId totalClasses presentDays absentDays sickDays "
+    "leaveDays attendanceRate classAverage ranking classSize percentile trend standing "
+    "lastUpdated statisticsCalculatedAt } }"
+)
+
+logger = logging.getLogger("benchmarks.cache")
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection sending the same pre-built request over and over."""
+
+    def __init__(self, host: str, port: int, request: bytes, expect: bytes) -> None:
+        self.host = host
+        self.port = port
+        self.request = request
+        self.expect = expect  # bytes a correct body contains
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def close(self) -> None:
+        writer, self.reader, self.writer = self.writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def exchange(self) -> str | None:
+        """Send the request and read the whole answer; an error message, or None when fine."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(self.request)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).lower()
+        status = int(head[9:12])
+        start = head.find(b"\r\ncontent-length:")
+        if start < 0:
+            await self.close()
+            return f"HTTP {status} without content-length: {head[:200]!r}"
+        start += len(b"\r\ncontent-length:")
+        body = await self.reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+        if b"\r\nconnection: close" in head:
+            await self.close()
+        if status != 200:
+            return f"HTTP {status}: {body[:200]!r}"
+        if b'"errors"' in body:
+            return f"GraphQL errors: {body[:300]!r}"
+        if self.expect not in body:
+            return f"unexpected body (no {self.expect!r}): {body[:200]!r}"
+        return None
+
+
+@dataclass
+class Phase:
+    """What one stretch of load did: latencies (ms) of the requests started in it."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
+
+    def fail(self, error: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or error
+
+
+async def drive(connections: Sequence[Connection], seconds: float) -> Phase:
+    """Every connection sends request after request until ``seconds`` have passed; requests
+    started before then are finished and counted, so throughput is requests / ``Phase.seconds``
+    (from the start to the last answer)."""
+    phase = Phase()
+    clock = time.perf_counter
+    started = clock()
+    stop = started + seconds
+
+    async def run(connection: Connection) -> None:
+        latencies = phase.latencies
+        while (sent := clock()) < stop:
+            try:
+                error = await connection.exchange()
+            except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                await connection.close()
+                await asyncio.sleep(0.01)  # do not spin on a server that refuses connections
+            latencies.append((clock() - sent) * 1000)
+            if error is not None:
+                phase.fail(error)
+
+    tasks = [asyncio.ensure_future(run(connection)) for connection in connections]
+    _, pending = await asyncio.wait(tasks, timeout=seconds + REQUEST_TIMEOUT)
+    for task in pending:
+        task.cancel()
+        phase.fail(f"no answer within {REQUEST_TIMEOUT:.0f} s of the end")
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            phase.fail(f"load generator failed: {task.exception()!r}")
+    phase.seconds = clock() - started
+    return phase
+
+
+def graphql_request(host: str, port: int, query: str, token: str, operation: str | None) -> bytes:
+    payload: dict[str, Any] = {"query": query}
+    if operation is not None:
+        payload.update(operationName=operation, variables={})
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    head = (
+        f"POST /graphql HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"Accept: application/json\r\n"
+        f"Content-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"\r\n"
+    )
+    return head.encode() + body
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    host: str
+    port: int
+    pid: int
+
+
+@contextlib.asynccontextmanager
+async def serve(env: dict[str, str]) -> AsyncIterator[Server]:
+    """``rollcall serve`` (one uvicorn worker, no job worker) on a free port until the block
+    ends; stopped with SIGINT, then SIGKILL if it lingers."""
+    host, port = "127.0.0.1", free_port()
+    base_url = f"http://{host}:{port}"
+    log = server_log()
+    process = await asyncio.create_subprocess_exec(
+        *server_command(port), env=env, cwd=str(ROOT), stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as probe:
+            while True:
+                if process.returncode is not None:
+                    raise BenchmarkError(f"server exited early:\n{log_tail(log)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await probe.get("/health")).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(f"server not healthy in time:\n{log_tail(log)}")
+                await asyncio.sleep(0.1)
+        yield Server(base_url=base_url, host=host, port=port, pid=process.pid)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        discard_log(log)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+async def cache_counters(client: httpx.AsyncClient) -> dict[str, int] | None:
+    """The server's process-wide cache counters from /health/ready; None when not reported."""
+    try:
+        response = await client.get("/health/ready")
+        counters = response.json().get("cache")
+    except (httpx.HTTPError, ValueError) as error:
+        logger.warning("cannot read /health/ready: %s", error)
+        return None
+    if not isinstance(counters, dict) or "hits" not in counters:
+        return None
+    return {name: value for name, value in counters.items() if isinstance(value, int)}
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Result:
+    name: str
+    phase: Phase
+    before: dict[str, int] | None
+    after: dict[str, int] | None
+    server_cpu: float  # share of one core over the timed window
+    client_cpu: float
+
+    @property
+    def throughput(self) -> float:
+        return len(self.phase.latencies) / self.phase.seconds if self.phase.seconds else 0.0
+
+    def counter(self, name: str) -> int | None:
+        if self.before is None or self.after is None or name not in self.after:
+            return None
+        return self.after[name] - self.before.get(name, 0)
+
+    @property
+    def lookups(self) -> int | None:
+        parts = [self.counter(name) for name in ("hits", "misses", "bypassed")]
+        return None if None in parts else sum(p for p in parts if p is not None)
+
+
+async def run_scenario(
+    name: str,
+    server: Server,
+    client: httpx.AsyncClient,
+    requests: Sequence[tuple[bytes, bytes]],
+    args: argparse.Namespace,
+) -> Result:
+    """Warm up, then time ``args.duration`` seconds of load; ``requests[i]`` is connection i's
+    request and the bytes its answer must contain."""
+    connections = [Connection(server.host, server.port, *request) for request in requests]
+    try:
+        warmup = await drive(connections, args.warmup) if args.warmup > 0 else Phase()
+        before = await cache_counters(client)
+        server_before, client_before = cpu_seconds(server.pid), time.process_time()
+        phase = await drive(connections, args.duration)
+        server_after, client_after = cpu_seconds(server.pid), time.process_time()
+        after = await cache_counters(client)
+    finally:
+        await asyncio.gather(*(connection.close() for connection in connections))
+    if warmup.errors:  # failures in the warm-up count too; only their latencies do not
+        phase.errors += warmup.errors
+        phase.first_error = phase.first_error or warmup.first_error
+    wall = phase.seconds or math.nan
+    result = Result(
+        name=name,
+        phase=phase,
+        before=before,
+        after=after,
+        server_cpu=(server_after - server_before) / wall * 100,
+        client_cpu=(client_after - client_before) / wall * 100,
+    )
+    print(f"  {name}: {result.throughput:,.0f} req/s, {result.phase.errors} errors", flush=True)
+    return result
+
+
+async def login_students(client: httpx.AsyncClient) -> list[tuple[str, str]]:
+    """(token, student id) of student1 … student40, each checked against its own dashboard."""
+    graphql = GraphQL(client)
+    accounts: list[tuple[str, str]] = []
+    for number in range(1, DEMO_STUDENTS + 1):
+        token = await graphql.login(DEMO_SLUG, f"student{number}@demo.school")
+        _, data, error = await graphql.timed(DASHBOARD, {}, token)
+        if error is not None or data is None:
+            raise BenchmarkError(f"student{number}'s dashboard failed: {error}")
+        accounts.append((token, str(data["studentDashboard"]["studentId"])))
+    if len({student for _, student in accounts}) != DEMO_STUDENTS:
+        raise BenchmarkError("the students' dashboards do not have distinct student ids")
+    return accounts
+
+
+# --------------------------------------------------------------------------- report
+
+
+def hit_rate(result: Result) -> str:
+    lookups, hits = result.lookups, result.counter("hits")
+    if lookups is None or hits is None:
+        return "n/a"
+    return f"{hits / lookups * 100:.1f} %" if lookups else "-"
+
+
+def split(result: Result) -> str:
+    l1, l2 = result.counter("l1_hits"), result.counter("l2_hits")
+    if l1 is None or l2 is None:
+        return "n/a"
+    return f"{l1}/{l2}"
+
+
+def per_request(result: Result) -> str:
+    lookups = result.lookups
+    if lookups is None:
+        return "n/a"
+    requests = len(result.phase.latencies)
+    return f"{lookups / requests:.2f}" if requests else "-"
+
+
+def render_table(results: Sequence[Result]) -> str:
+    header = (
+        "scenario",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "hit rate",
+        "L1/L2 hits",
+        "lookups/req",
+        "misses",
+        "server CPU",
+        "client CPU",
+    )
+    rows: list[tuple[str, ...]] = []
+    for r in results:
+        samples = r.phase.latencies or [math.nan]
+        misses = r.counter("misses")
+        rows.append(
+            (
+                r.name,
+                str(len(r.phase.latencies)),
+                f"{r.throughput:,.0f}",
+                f"{percentile(samples, 50):.2f}",
+                f"{percentile(samples, 99):.2f}",
+                f"{max(samples):.2f}",
+                str(r.phase.errors),
+                hit_rate(r),
+                split(r),
+                per_request(r),
+                "n/a" if misses is None else str(misses),
+                f"{r.server_cpu:.0f} %",
+                f"{r.client_cpu:.0f} %",
+            )
+        )
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+            for i, cell in enumerate(cells)
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def ratio_lines(trivial: Result, dashboards: Sequence[Result]) -> tuple[list[str], bool]:
+    """One line per dashboard scenario against the trivial query; and whether all passed."""
+    lines: list[str] = []
+    passed = True
+    for result in dashboards:
+        ratio = result.throughput / trivial.throughput if trivial.throughput else math.nan
+        ok = ratio >= TARGET_RATIO
+        passed = passed and ok
+        lines.append(
+            f"  {result.name} / trivial = {ratio:.2f}x "
+            f"(target >= {TARGET_RATIO:.2f}x): {'PASS' if ok else 'FAIL'}"
+        )
+    return lines, passed
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def seed(settings: Settings) -> float:
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    started = time.perf_counter()
+    try:
+        await seed_demo(
+            session_factory=create_session_factory(engine), today=datetime.now(UTC).date()
+        )
+    finally:
+        await engine.dispose()
+    return time.perf_counter() - started
+
+
+async def flush_redis(redis_url: str) -> None:
+    async with aioredis.Redis.from_url(redis_url) as redis:
+        await redis.flushdb()
+
+
+async def benchmark(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str]
+) -> tuple[list[Result], bool]:
+    """Every scenario against one server; the results and whether the ratio targets were met."""
+    assert settings.redis_url is not None
+    seconds = await seed(settings)
+    print(f"seeded the demo tenant in {seconds:.1f} s", flush=True)
+    await flush_redis(settings.redis_url)
+    try:
+        async with (
+            serve(env) as server,
+            httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client,
+        ):
+            started = time.perf_counter()
+            accounts = await login_students(client)
+            print(
+                f"logged in {len(accounts)} students in {time.perf_counter() - started:.1f} s; "
+                f"server pid {server.pid} at {server.base_url}",
+                flush=True,
+            )
+            host, port = server.host, server.port
+
+            def dashboard(account: tuple[str, str]) -> tuple[bytes, bytes]:
+                token, student = account
+                request = graphql_request(host, port, DASHBOARD, token, "Dashboard")
+                return request, f'"{student}"'.encode()
+
+            n = args.connections
+            trivial = (graphql_request(host, port, TRIVIAL, accounts[0][0], None), b"__typename")
+            scenarios = [
+                ("trivial { __typename }", [trivial] * n),
+                ("dashboard, 1 student", [dashboard(accounts[0])] * n),
+                (
+                    f"dashboard, {DEMO_STUDENTS} students",
+                    [dashboard(accounts[i % DEMO_STUDENTS]) for i in range(n)],
+                ),
+            ]
+            print(
+                f"measuring {len(scenarios)} scenarios, {args.warmup:g} s warm-up + "
+                f"{args.duration:g} s each…",
+                flush=True,
+            )
+            results = [
+                await run_scenario(name, server, client, requests, args)
+                for name, requests in scenarios
+            ]
+    finally:
+        if not args.keep:
+            await flush_redis(settings.redis_url)
+    print()
+    print(render_table(results))
+    print()
+    print("dashboard throughput against the trivial query's:")
+    lines, passed = ratio_lines(results[0], results[1:])
+    print("\n".join(lines))
+    for result in results:
+        if result.phase.first_error:
+            print(f"first error in {result.name}: {result.phase.first_error}")
+    return results, passed
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run`` on uvloop when it is installed (uvicorn[standard] brings it), so the
+    load generator spends as little CPU per request as the server's own loop does."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.cache",
+        description="Throughput of the cached studentDashboard against { __typename } over HTTP.",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per scenario")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="untimed seconds of load before each scenario"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=50, help="concurrent keep-alive connections"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database (and Redis data)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.warmup < 0 or args.connections < 1:
+        parser.error("--duration must be positive, --warmup not negative, --connections >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    with scratch_database(
+        "rollcall_bench_cache", redis_default=DEFAULT_REDIS_URL, keep=args.keep
+    ) as db:
+        redis = urlsplit(db.settings.redis_url or "")
+        print(
+            f"rollcall cache benchmark: {os.cpu_count()} CPUs, {args.connections} connections, "
+            f"{args.duration:g} s after {args.warmup:g} s warm-up per scenario, "
+            f"database {db.name}, Redis {redis.hostname}:{redis.port}{redis.path} (flushed)"
+        )
+        results, passed = run(benchmark(args, db.settings, db.env))
+    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+    failed_requests = any(result.phase.errors for result in results)
+    if failed_requests:
+        print("some requests FAILED (see errors above)")
+    return 1 if failed_requests or (args.strict and not passed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

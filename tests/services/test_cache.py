@@ -1,0 +1,268 @@
+"""The two-tier cache against a real Redis: hits, tag invalidation across instances, single
+flight, stale-while-revalidate, and falling back to the database when Redis fails."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from dataclasses import dataclass
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.cache import Cache, Source, Spec
+from services.circuit import BreakerState, CircuitBreaker
+from services.errors import NotFound
+
+TTLS = {"figure": 10}
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    value: int
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeDatabase:
+    """What a cached read computes from: counts computations, returns the current value."""
+
+    def __init__(self, value: int = 1, delay: float = 0.0) -> None:
+        self.value = value
+        self.delay = delay
+        self.computed = 0
+
+    async def compute(self) -> Figure:
+        self.computed += 1
+        await asyncio.sleep(self.delay)
+        return Figure(self.value)
+
+
+def spec(
+    tenant: uuid.UUID, source: FakeDatabase, key: str = "k", tags=("student:1",)
+) -> Spec[Figure]:
+    return Spec(
+        tenant_id=tenant,
+        kind="figure",
+        key=key,
+        tags=tuple(tags),
+        value_type=Figure,
+        compute=source.compute,
+    )
+
+
+@pytest.fixture
+def tenant():
+    return uuid.uuid4()
+
+
+def cache_on(redis, **options) -> Cache:
+    return Cache(redis=redis, ttls=TTLS, **options)
+
+
+async def test_a_second_read_is_an_l1_hit_without_computing(redis, tenant):
+    cache, source = cache_on(redis), FakeDatabase()
+    first = await cache.fetch(spec(tenant, source))
+    second = await cache.fetch(spec(tenant, source))
+    assert (first.source, second.source) == (Source.DATABASE, Source.L1)
+    assert second.value == Figure(1) and source.computed == 1
+    assert cache.stats.l1_hits == 1 and cache.stats.misses == 1
+
+
+async def test_another_process_reads_the_entry_from_redis(redis, tenant):
+    writer, reader, source = cache_on(redis), cache_on(redis), FakeDatabase()
+    await writer.fetch(spec(tenant, source))
+    found = await reader.fetch(spec(tenant, source))
+    assert found.source is Source.L2 and found.value == Figure(1) and source.computed == 1
+
+
+async def test_keys_are_scoped_to_the_tenant(redis, tenant):
+    await cache_on(redis).fetch(spec(tenant, FakeDatabase()))
+    keys = [key.decode() async for key in redis.scan_iter()]
+    assert keys and all(key.startswith(f"tenant:{{{tenant}}}:") for key in keys)
+
+
+async def test_invalidating_a_tag_reaches_l1_in_every_instance(redis, tenant):
+    # given two processes holding the entry in L1
+    one, two, source = cache_on(redis), cache_on(redis), FakeDatabase()
+    await one.fetch(spec(tenant, source))
+    await two.fetch(spec(tenant, source))
+    # when the value changes and one process invalidates its tag
+    source.value = 2
+    await one.invalidate(tenant_id=tenant, tags=["student:1"])
+    # then the other's very next read recomputes
+    found = await two.fetch(spec(tenant, source))
+    assert found.value == Figure(2) and found.source is Source.DATABASE
+
+
+async def test_an_unrelated_tag_leaves_the_entry_alone(redis, tenant):
+    cache, source = cache_on(redis), FakeDatabase()
+    await cache.fetch(spec(tenant, source))
+    await cache.invalidate(tenant_id=tenant, tags=["student:2"])
+    await cache.invalidate(tenant_id=uuid.uuid4(), tags=["student:1"])
+    assert (await cache.fetch(spec(tenant, source))).source is Source.L1
+
+
+async def test_a_value_computed_across_a_write_is_not_stored(redis, tenant):
+    # given a computation that reads the old value while a write invalidates its tag
+    cache = cache_on(redis)
+
+    async def racing() -> Figure:
+        await cache.invalidate(tenant_id=tenant, tags=["student:1"])
+        return Figure(1)
+
+    racy = Spec(
+        tenant_id=tenant,
+        kind="figure",
+        key="k",
+        tags=("student:1",),
+        value_type=Figure,
+        compute=racing,
+    )
+    await cache.fetch(racy)
+    # then it was not kept: the next read computes again
+    assert cache.stats.stores_skipped == 1
+    source = FakeDatabase(value=2)
+    assert (await cache.fetch(spec(tenant, source))).value == Figure(2)
+
+
+async def test_a_lost_tag_never_revives_an_old_entry(redis, tenant):
+    # given an entry, then its tag evicted (allkeys-lru may drop any key)
+    cache, source = cache_on(redis), FakeDatabase()
+    await cache.fetch(spec(tenant, source))
+    await redis.delete(f"tenant:{{{tenant}}}:tag:student:1")
+    source.value = 2
+    # then the entry is gone for every reader
+    assert (await cache_on(redis).fetch(spec(tenant, source))).value == Figure(2)
+    assert (await cache.fetch(spec(tenant, source))).value == Figure(2)
+
+
+async def test_concurrent_misses_compute_once_per_process(redis, tenant):
+    cache, source = cache_on(redis), FakeDatabase(delay=0.05)
+    found = await asyncio.gather(*(cache.fetch(spec(tenant, source)) for _ in range(20)))
+    assert source.computed == 1 and {lookup.value for lookup in found} == {Figure(1)}
+
+
+async def test_concurrent_misses_compute_once_across_processes(redis, tenant):
+    caches, source = [cache_on(redis) for _ in range(4)], FakeDatabase(delay=0.05)
+    found = await asyncio.gather(*(cache.fetch(spec(tenant, source)) for cache in caches * 5))
+    assert source.computed == 1 and {lookup.value for lookup in found} == {Figure(1)}
+
+
+async def test_a_read_after_a_write_does_not_join_an_older_computation(redis, tenant):
+    # given a slow computation in flight with the old value
+    cache, source = cache_on(redis), FakeDatabase(delay=0.1)
+    before = asyncio.ensure_future(cache.fetch(spec(tenant, source)))
+    await asyncio.sleep(0.02)
+    # when a write changes the value and invalidates
+    source.value = 2
+    await cache.invalidate(tenant_id=tenant, tags=["student:1"])
+    # then a read that starts after it sees the new value
+    after = await cache.fetch(spec(tenant, source))
+    assert after.value == Figure(2)
+    await before
+
+
+async def test_a_stale_entry_is_served_and_refreshed_in_the_background(redis, tenant):
+    clock = Clock()
+    cache, source = cache_on(redis, clock=clock), FakeDatabase()
+    await cache.fetch(spec(tenant, source))
+    # when the soft TTL has passed and the value changed
+    clock.now += TTLS["figure"] + 1
+    source.value = 2
+    stale = await cache.fetch(spec(tenant, source))
+    # then the old value is served at once, marked stale, and refreshed behind it
+    assert stale.value == Figure(1) and stale.stale
+    await asyncio.sleep(0.05)
+    fresh = await cache.fetch(spec(tenant, source))
+    assert fresh.value == Figure(2) and not fresh.stale
+    assert cache.stats.stale_serves == 1 and cache.stats.background_refreshes == 1
+
+
+async def test_errors_are_not_cached(redis, tenant):
+    cache, calls = cache_on(redis), itertools.count()
+
+    async def missing() -> Figure:
+        next(calls)
+        raise NotFound("No such figure.")
+
+    failing = Spec(
+        tenant_id=tenant, kind="figure", key="k", tags=(), value_type=Figure, compute=missing
+    )
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            await cache.fetch(failing)
+    assert next(calls) == 2
+    assert cache.breaker.state is BreakerState.CLOSED
+
+
+async def test_redis_down_reads_from_the_database_and_the_breaker_opens(tenant):
+    # given a Redis that refuses connections
+    dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    clock = Clock()
+    breaker = CircuitBreaker(clock=clock)
+    cache, source = cache_on(dead, breaker=breaker), FakeDatabase()
+    # then every read still answers, from the database
+    found = [await cache.fetch(spec(tenant, source)) for _ in range(8)]
+    assert {lookup.source for lookup in found} == {Source.BYPASS}
+    assert {lookup.value for lookup in found} == {Figure(1)}
+    # and after five failures Redis is no longer tried
+    assert breaker.state is BreakerState.OPEN and cache.stats.redis_errors == 5
+    assert cache.degraded
+    await dead.aclose()
+
+
+async def test_the_half_open_probe_replays_missed_invalidations_first(redis, tenant):
+    # given an open breaker and an invalidation that could not reach Redis
+    replayed: list[str] = []
+    clock = Clock()
+    breaker = CircuitBreaker(clock=clock, failures=1)
+    cache = None
+
+    async def replay() -> None:
+        replayed.append("now")
+        await cache.apply_invalidation(tenant_id=tenant, tags=["student:1"])
+
+    cache, source = cache_on(redis, breaker=breaker, on_reconnect=replay), FakeDatabase()
+    await cache.fetch(spec(tenant, source))
+    breaker.record_failure()
+    source.value = 2
+    # when the reset time has passed
+    clock.now += 30
+    found = await cache.fetch(spec(tenant, source))
+    # then the replay ran before the read, which therefore saw the new value
+    assert replayed == ["now"] and found.value == Figure(2)
+    assert breaker.state is BreakerState.CLOSED
+
+
+@settings(max_examples=25)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["read", "write"]), st.integers(0, 2), st.integers(0, 1)),
+        max_size=25,
+    )
+)
+async def test_no_read_after_a_write_misses_it(redis_url, operations):
+    """Property: three processes, two keys; a read returns the value of the last write."""
+    client = aioredis.Redis.from_url(redis_url)
+    tenant = uuid.uuid4()
+    caches = [cache_on(client) for _ in range(3)]
+    sources = [FakeDatabase(value=0), FakeDatabase(value=0)]
+    for action, process, key in operations:
+        cache, source = caches[process], sources[key]
+        read = spec(tenant, source, key=str(key), tags=(f"student:{key}",))
+        if action == "write":
+            source.value += 1
+            await cache.invalidate(tenant_id=tenant, tags=[f"student:{key}"])
+        else:
+            assert (await cache.fetch(read)).value == Figure(source.value)
+    await client.aclose()
