@@ -22,6 +22,7 @@ value's student and classroom, since a hit skips the database where the full che
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ from enum import StrEnum
 from typing import NoReturn
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from services import dashboards, statistics
@@ -45,6 +47,7 @@ from services.queue import replay_invalidations
 from services.settings import Settings
 from services.tenants import tenant_thresholds, tenant_today
 
+logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 0.5
 STATISTICS_TAG = "statistics"
 STATISTICS_PENDING = "statistics:pending"
@@ -346,8 +349,17 @@ async def invalidate_marks(cache: Cache, *, tenant_id: uuid.UUID, tags: Sequence
 
 async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -> int:
     """Refresh the statistics snapshot, then settle every tenant's pending marks (how many
-    tenants had some). The start time is read first, from Redis's clock, the one marks use."""
-    seconds, microseconds = await cache.redis.time()
+    tenants had some). The start time is read first, from Redis's clock, the one marks use.
+
+    The refresh never waits for the cache: without Redis it still runs, and the cached
+    aggregates age out by their TTL (their pending markers settle at the next refresh).
+    """
+    try:
+        seconds, microseconds = await cache.redis.time()
+    except (RedisError, OSError, TimeoutError):
+        logger.warning("cache Redis unavailable: refreshing without settling", exc_info=True)
+        await statistics.refresh_statistics(session_factory=session_factory)
+        return 0
     await statistics.refresh_statistics(session_factory=session_factory)
     async with session_factory() as session:
         tenant_ids = list(await session.scalars(select(Tenant.id)))
