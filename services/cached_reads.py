@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -47,6 +47,7 @@ from services.queue import replay_invalidations
 from services.settings import Settings
 from services.tenants import tenant_thresholds, tenant_today
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 0.5
 STATISTICS_TAG = "statistics"
@@ -139,6 +140,28 @@ class Reader:
     def tenant_id(self) -> uuid.UUID:
         return self.access.tenant_id
 
+    async def _fetch(
+        self,
+        *,
+        kind: Kind,
+        key: str,
+        tags: tuple[str, ...],
+        value_type: type[T],
+        compute: Callable[[], Awaitable[T]],
+        watch: tuple[str, ...] = (),
+    ) -> Lookup[T]:
+        return await self.cache.fetch(
+            Spec(
+                tenant_id=self.tenant_id,
+                kind=kind,
+                key=key,
+                tags=tags,
+                value_type=value_type,
+                compute=compute,
+                watch=watch,
+            )
+        )
+
     async def _precheck_student(self, student_id: uuid.UUID) -> None:
         try:
             self.access.ensure_student_reads_own(student_id)
@@ -171,16 +194,13 @@ class Reader:
                     now=now,
                 )
 
-        found = await self.cache.fetch(
-            Spec(
-                tenant_id=self.tenant_id,
-                kind=Kind.DASHBOARD,
-                key=str(student_id),
-                tags=(student_tag(student_id), STATISTICS_TAG),
-                value_type=dashboards.StudentDashboard,
-                compute=compute,
-                watch=(STATISTICS_PENDING,),
-            )
+        found = await self._fetch(
+            kind=Kind.DASHBOARD,
+            key=str(student_id),
+            tags=(student_tag(student_id), STATISTICS_TAG),
+            value_type=dashboards.StudentDashboard,
+            compute=compute,
+            watch=(STATISTICS_PENDING,),
         )
         await self.access.ensure_can_read_student(
             student_id=found.value.student_id, classroom_id=found.value.classroom_id
@@ -198,15 +218,12 @@ class Reader:
                     session, access=self.access, student_id=student_id, week_start=week_start
                 )
 
-        found = await self.cache.fetch(
-            Spec(
-                tenant_id=self.tenant_id,
-                kind=Kind.WEEKLY,
-                key=f"{student_id}:{week_start.isoformat()}",
-                tags=(student_tag(student_id),),
-                value_type=dashboards.WeeklyAttendance,
-                compute=compute,
-            )
+        found = await self._fetch(
+            kind=Kind.WEEKLY,
+            key=f"{student_id}:{week_start.isoformat()}",
+            tags=(student_tag(student_id),),
+            value_type=dashboards.WeeklyAttendance,
+            compute=compute,
         )
         await self.access.ensure_can_read_student(
             student_id=found.value.student_id, classroom_id=found.value.classroom_id
@@ -228,16 +245,13 @@ class Reader:
                     classroom_id=student.classroom_id,
                 )
 
-        found = await self.cache.fetch(
-            Spec(
-                tenant_id=self.tenant_id,
-                kind=Kind.STUDENT_RANKING,
-                key=str(student_id),
-                tags=(student_tag(student_id), STATISTICS_TAG),
-                value_type=statistics.StudentRank,
-                compute=compute,
-                watch=(STATISTICS_PENDING,),
-            )
+        found = await self._fetch(
+            kind=Kind.STUDENT_RANKING,
+            key=str(student_id),
+            tags=(student_tag(student_id), STATISTICS_TAG),
+            value_type=statistics.StudentRank,
+            compute=compute,
+            watch=(STATISTICS_PENDING,),
         )
         await self.access.ensure_can_read_student(
             student_id=found.value.student_id, classroom_id=found.value.classroom_id
@@ -259,16 +273,13 @@ class Reader:
                 raise NotFound("No such classroom.")
             return found
 
-        return await self.cache.fetch(
-            Spec(
-                tenant_id=self.tenant_id,
-                kind=Kind.CLASS_STATISTICS,
-                key=str(classroom_id),
-                tags=(classroom_tag(classroom_id), STATISTICS_TAG),
-                value_type=statistics.ClassStatistics,
-                compute=compute,
-                watch=(STATISTICS_PENDING,),
-            )
+        return await self._fetch(
+            kind=Kind.CLASS_STATISTICS,
+            key=str(classroom_id),
+            tags=(classroom_tag(classroom_id), STATISTICS_TAG),
+            value_type=statistics.ClassStatistics,
+            compute=compute,
+            watch=(STATISTICS_PENDING,),
         )
 
     async def class_rankings(
@@ -298,16 +309,13 @@ class Reader:
             return RankingPage(ranks=[], total=found.total_students)
 
         cursor = "first" if after is None else f"{after[0]}:{after[1]}"
-        return await self.cache.fetch(
-            Spec(
-                tenant_id=self.tenant_id,
-                kind=Kind.CLASS_RANKINGS,
-                key=f"{classroom_id}:{cursor}:{limit}",
-                tags=(classroom_tag(classroom_id), STATISTICS_TAG),
-                value_type=RankingPage,
-                compute=compute,
-                watch=(STATISTICS_PENDING,),
-            )
+        return await self._fetch(
+            kind=Kind.CLASS_RANKINGS,
+            key=f"{classroom_id}:{cursor}:{limit}",
+            tags=(classroom_tag(classroom_id), STATISTICS_TAG),
+            value_type=RankingPage,
+            compute=compute,
+            watch=(STATISTICS_PENDING,),
         )
 
 

@@ -96,23 +96,16 @@ class Settings:
         elif env is Environment.PRODUCTION:
             problems.append(f"{PREFIX}DATABASE_URL is required when {PREFIX}ENV=production")
 
-        if (redis_url := raw("REDIS_URL")) is not None:
-            if urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
-                problems.append(
-                    f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL, got "
-                    f"{redact(redis_url)!r}"
-                )
-            values["redis_url"] = redis_url
-        elif env is Environment.PRODUCTION:
+        for name, attribute in (("REDIS_URL", "redis_url"), ("CACHE_REDIS_URL", "cache_redis_url")):
+            if (url := raw(name)) is not None:
+                if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+                    problems.append(
+                        f"{PREFIX}{name} must be a redis://, rediss:// or unix:// URL, got "
+                        f"{redact(url)!r}"
+                    )
+                values[attribute] = url
+        if "redis_url" not in values and env is Environment.PRODUCTION:
             problems.append(f"{PREFIX}REDIS_URL is required when {PREFIX}ENV=production")
-
-        if (cache_redis_url := raw("CACHE_REDIS_URL")) is not None:
-            if urlsplit(cache_redis_url).scheme not in {"redis", "rediss", "unix"}:
-                problems.append(
-                    f"{PREFIX}CACHE_REDIS_URL must be a redis://, rediss:// or unix:// URL, got "
-                    f"{redact(cache_redis_url)!r}"
-                )
-            values["cache_redis_url"] = cache_redis_url
 
         if (ttls := raw("CACHE_TTLS")) is not None:
             parsed_ttls = dict(DEFAULT_CACHE_TTLS)

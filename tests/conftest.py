@@ -18,15 +18,13 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from graph.app import create_app
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, start_postgres, tcp_answers
 from services.settings import Settings
-from tests.factories import Factory
+from tests.factories import Factory, api_process
 
 hypothesis_settings.register_profile(
     "rollcall",
@@ -121,12 +119,7 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture(scope="session")
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app, whose lifespan runs for the whole session."""
-    async with (
-        LifespanManager(create_app(settings)) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://rollcall.test"
-        ) as http,
-    ):
+    async with api_process(settings) as http:
         yield http
 
 

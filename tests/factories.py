@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 from arq.worker import Worker
-from sqlalchemy import insert
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event, insert
+from sqlalchemy.engine import Engine
 
+from graph.app import create_app
 from jobs.worker import create_workers, run_workers, shared_context
 from services.auth import Viewer, hash_password, issue_token
 from services.cached_reads import create_cache, refresh_statistics
@@ -179,6 +183,33 @@ class Factory:
             await refresh_statistics(session_factory=self.session_factory, cache=cache)
         finally:
             await cache.redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def api_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An API process of its own (app, lifespan, L1 cache, pools) and a client for it."""
+    async with (
+        LifespanManager(create_app(settings)) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://rollcall.test"
+        ) as http,
+    ):
+        yield http
+
+
+@contextlib.contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine in this process sends while the block runs."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def run_jobs(settings: Settings, **options: Any) -> list[Worker]:

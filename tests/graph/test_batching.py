@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-
-from tests.factories import gql
+from tests.factories import counted_statements, gql
 
 ROSTER = """
 query Roster($id: ID!) {
@@ -23,20 +17,6 @@ query Rankings($id: ID!) {
     edges { node { rank student { name classroom { name teachers { email } } } } }
   }
 }"""
-
-
-@contextmanager
-def counted_statements() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def statements_for(client, query: str, classroom_id: str, token: str) -> int:

@@ -4,22 +4,17 @@ processes, freshness of class aggregates, and Redis failing under the cache."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
-from graph.app import create_app
 from services.models import AttendanceStatus
-from tests.factories import gql
+from tests.factories import api_process, counted_statements, gql
 
 DASHBOARD = """
 query Dashboard($id: ID) {
@@ -37,32 +32,6 @@ mutation Mark($input: MarkAttendanceInput!) {
   markAttendance(input: $input) { records { id } }
 }"""
 COUNTED = ("totalClasses", "presentDays", "absentDays", "sickDays", "leaveDays")
-
-
-@contextlib.asynccontextmanager
-async def api_process(settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Another API process: its own app, L1 cache and pools, sharing PostgreSQL and Redis."""
-    async with (
-        LifespanManager(create_app(settings)) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://rollcall.test"
-        ) as http,
-    ):
-        yield http
-
-
-@contextlib.contextmanager
-def counting_statements():
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def mark_input(school, students, status, *, day, period):
@@ -87,7 +56,7 @@ async def test_a_second_read_within_the_ttl_runs_no_sql(client, factory):
     )
     assert first.headers["cache-status"] == "rollcall; fwd=miss; stored"
     # when they read it again
-    with counting_statements() as statements:
+    with counted_statements() as statements:
         second = await client.post(
             "/graphql", json={"query": DASHBOARD}, headers={"authorization": f"Bearer {token}"}
         )
