@@ -47,9 +47,14 @@ async def test_marks_schedule_one_refresh_that_the_worker_runs(client, factory, 
         if key.decode().startswith(REFRESH_STATISTICS)
     ]
     assert 1 <= len(queued) <= 2
-    # and running the worker brings the class figures up to date
+    # and until the refresh runs, the class figures say they lag behind marks
+    pending = await gql(client, STATS, {"id": room}, token=teacher)
+    assert pending["extensions"]["freshness"]["statistics"]["reason"] == "marks-pending"
+    # and running the worker brings the class figures up to date, no longer stale
     workers = await run_jobs(settings)
-    after = (await gql(client, STATS, {"id": room}, token=teacher))["data"]["classStatistics"]
+    refreshed = await gql(client, STATS, {"id": room}, token=teacher)
+    assert refreshed["extensions"]["freshness"]["statistics"]["stale"] is False
+    after = refreshed["data"]["classStatistics"]
     assert before["averageAttendance"] == 100.0
     assert after["averageAttendance"] == 0.0
     assert after["lastCalculated"] > before["lastCalculated"]
