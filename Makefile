@@ -52,6 +52,7 @@ schema: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.jobs
+	$(BIN)/python -m benchmarks.cache
 
 clean:
 	rm -rf $(VENV) .rollcall

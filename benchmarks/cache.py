@@ -248,6 +248,64 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def queued_seconds(pid: int) -> float | None:
+    """How long the process's main thread (the event loop) has waited, runnable, for a core;
+    None when the kernel does not keep scheduler statistics."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores so far, from /proc/stat."""
+    user, nice, system, idle, iowait, *rest = map(int, Path("/proc/stat").read_text().split()[1:9])
+    busy = user + nice + system + sum(rest)  # irq, softirq, steal
+    return busy, busy + idle + iowait
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    server: float
+    server_queued: float | None
+    client: float
+    machine: tuple[int, int]
+
+    @classmethod
+    def take(cls, pid: int) -> CpuSnapshot:
+        return cls(
+            server=cpu_seconds(pid),
+            server_queued=queued_seconds(pid),
+            client=time.process_time(),
+            machine=machine_ticks(),
+        )
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU over a window: shares of one core for the server and this script, the share of the
+    window the server's event loop spent runnable but not running, the machine's busy share."""
+
+    server: float
+    server_queued: float | None
+    client: float
+    machine: float
+
+    @classmethod
+    def between(cls, before: CpuSnapshot, after: CpuSnapshot, wall: float) -> CpuUse:
+        queued = None
+        if before.server_queued is not None and after.server_queued is not None:
+            queued = (after.server_queued - before.server_queued) / wall * 100
+        busy = after.machine[0] - before.machine[0]
+        total = after.machine[1] - before.machine[1]
+        return cls(
+            server=(after.server - before.server) / wall * 100,
+            server_queued=queued,
+            client=(after.client - before.client) / wall * 100,
+            machine=busy / total * 100 if total else math.nan,
+        )
+
+
 async def cache_counters(client: httpx.AsyncClient) -> dict[str, int] | None:
     """The server's process-wide cache counters from /health/ready; None when not reported."""
     try:
@@ -270,8 +328,7 @@ class Result:
     phase: Phase
     before: dict[str, int] | None
     after: dict[str, int] | None
-    server_cpu: float  # share of one core over the timed window
-    client_cpu: float
+    cpu: CpuUse
 
     @property
     def throughput(self) -> float:
@@ -301,23 +358,21 @@ async def run_scenario(
     try:
         warmup = await drive(connections, args.warmup) if args.warmup > 0 else Phase()
         before = await cache_counters(client)
-        server_before, client_before = cpu_seconds(server.pid), time.process_time()
+        cpu_before = CpuSnapshot.take(server.pid)
         phase = await drive(connections, args.duration)
-        server_after, client_after = cpu_seconds(server.pid), time.process_time()
+        cpu_after = CpuSnapshot.take(server.pid)
         after = await cache_counters(client)
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
     if warmup.errors:  # failures in the warm-up count too; only their latencies do not
         phase.errors += warmup.errors
         phase.first_error = phase.first_error or warmup.first_error
-    wall = phase.seconds or math.nan
     result = Result(
         name=name,
         phase=phase,
         before=before,
         after=after,
-        server_cpu=(server_after - server_before) / wall * 100,
-        client_cpu=(client_after - client_before) / wall * 100,
+        cpu=CpuUse.between(cpu_before, cpu_after, phase.seconds or math.nan),
     )
     print(f"  {name}: {result.throughput:,.0f} req/s, {result.phase.errors} errors", flush=True)
     return result
@@ -377,7 +432,9 @@ def render_table(results: Sequence[Result]) -> str:
         "lookups/req",
         "misses",
         "server CPU",
+        "server queued",
         "client CPU",
+        "machine CPU",
     )
     rows: list[tuple[str, ...]] = []
     for r in results:
@@ -396,8 +453,10 @@ def render_table(results: Sequence[Result]) -> str:
                 split(r),
                 per_request(r),
                 "n/a" if misses is None else str(misses),
-                f"{r.server_cpu:.0f} %",
-                f"{r.client_cpu:.0f} %",
+                f"{r.cpu.server:.0f} %",
+                "n/a" if r.cpu.server_queued is None else f"{r.cpu.server_queued:.0f} %",
+                f"{r.cpu.client:.0f} %",
+                f"{r.cpu.machine:.0f} % of {os.cpu_count()}",
             )
         )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -499,6 +558,10 @@ async def benchmark(
             await flush_redis(settings.redis_url)
     print()
     print(render_table(results))
+    print(
+        "(server/client CPU: 100 % = one core; server queued: share of the window the server's "
+        "event loop waited, runnable, for a core; machine CPU: all cores, every process)"
+    )
     print()
     print("dashboard throughput against the trivial query's:")
     lines, passed = ratio_lines(results[0], results[1:])

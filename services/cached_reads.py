@@ -16,8 +16,9 @@ materialized views, so they change when a refresh lands; the refresh then invali
 tenants' ``statistics`` tag. Until it does, the ``statistics:pending`` marker a mark leaves
 makes responses say the aggregates are stale.
 
-Rights are checked before anything is computed for the viewer, and again against a cached
-value's student and classroom, since a hit skips the database where the full check lives.
+One computation serves every viewer (single flight), so computations check no rights: the
+viewer's are checked before (what needs no data: a student reads only themself) and after,
+against the value's own student and classroom, on hits and misses alike.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ class Reader:
             async with self.session_factory() as session:
                 return await dashboards.student_dashboard(
                     session,
-                    access=self.access,
+                    tenant_id=self.tenant_id,
                     student_id=student_id,
                     thresholds=tenant_thresholds(tenant),
                     today=tenant_today(tenant, now),
@@ -215,7 +216,7 @@ class Reader:
         async def compute() -> dashboards.WeeklyAttendance:
             async with self.session_factory() as session:
                 return await dashboards.weekly_attendance(
-                    session, access=self.access, student_id=student_id, week_start=week_start
+                    session, tenant_id=self.tenant_id, student_id=student_id, week_start=week_start
                 )
 
         found = await self._fetch(
@@ -235,8 +236,8 @@ class Reader:
 
         async def compute() -> statistics.StudentRank:
             async with self.session_factory() as session:
-                student = await dashboards.readable_student(
-                    session, access=self.access, student_id=student_id
+                student = await dashboards.existing_student(
+                    session, tenant_id=self.tenant_id, student_id=student_id
                 )
                 return await statistics.student_rank(
                     session,

@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.access import Access
 from services.directory import rows_by_ids
 from services.errors import NotFound
 from services.metrics import (
@@ -91,14 +90,14 @@ class WeeklyAttendance:
         return attendance_rate(self.counts.present, self.counts.counted)
 
 
-async def readable_student(
-    session: AsyncSession, *, access: Access, student_id: uuid.UUID
+async def existing_student(
+    session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID
 ) -> Student:
-    """The student, if it exists in the viewer's tenant and the viewer may read it."""
-    (student,) = await rows_by_ids(session, Student, access.tenant_id, [student_id])
+    """The tenant's student, or NOT_FOUND. Callers check the viewer's rights (cached reads
+    do it before and after computing, since one computation serves every viewer)."""
+    (student,) = await rows_by_ids(session, Student, tenant_id, [student_id])
     if student is None:
         raise NotFound("No such student.")
-    await access.ensure_can_read_student(student_id=student.id, classroom_id=student.classroom_id)
     return student
 
 
@@ -126,14 +125,14 @@ def with_status(status: AttendanceStatus, *conditions: ColumnElement[bool]) -> C
 async def student_dashboard(
     session: AsyncSession,
     *,
-    access: Access,
+    tenant_id: uuid.UUID,
     student_id: uuid.UUID,
     thresholds: Thresholds,
     today: date,
     now: datetime,
 ) -> StudentDashboard:
     """Own figures are live; class average and rank come from the last statistics refresh."""
-    student = await readable_student(session, access=access, student_id=student_id)
+    student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
     recent_start = today - timedelta(days=TREND_WINDOW_DAYS - 1)
     previous_start = recent_start - timedelta(days=TREND_WINDOW_DAYS)
     recent = AttendanceRecord.date.between(recent_start, today)
@@ -178,10 +177,10 @@ async def student_dashboard(
 
 
 async def weekly_attendance(
-    session: AsyncSession, *, access: Access, student_id: uuid.UUID, week_start: date
+    session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, week_start: date
 ) -> WeeklyAttendance:
     """The seven days from ``week_start``, each with its records by period."""
-    student = await readable_student(session, access=access, student_id=student_id)
+    student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
     week_end = week_start + timedelta(days=WEEK_DAYS - 1)
     records = list(
         await session.scalars(
