@@ -36,10 +36,9 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,16 +52,12 @@ import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from benchmarks.foundation import (  # noqa: E402
-    SERVER_START_TIMEOUT,
     BenchmarkError,
     GraphQL,
-    discard_log,
-    free_port,
-    log_tail,
+    Server,
+    http_server,
     percentile,
     scratch_database,
-    server_command,
-    server_log,
 )
 from services.db import create_engine, create_session_factory  # noqa: E402
 from services.seed import DEMO_SLUG, seed_demo  # noqa: E402
@@ -72,7 +67,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 DEMO_STUDENTS = 40
 TARGET_RATIO = 0.75
 REQUEST_TIMEOUT = 30.0  # a connection with no answer this long after the window is an error
-STOP_TIMEOUT = 15.0  # SIGINT, then SIGKILL after this long
 
 TRIVIAL = "{ __typename }"
 DASHBOARD = (
@@ -197,48 +191,6 @@ def graphql_request(host: str, port: int, query: str, token: str, operation: str
 
 
 # --------------------------------------------------------------------------- server
-
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    host: str
-    port: int
-    pid: int
-
-
-@contextlib.asynccontextmanager
-async def serve(env: dict[str, str]) -> AsyncIterator[Server]:
-    """``rollcall serve`` (one uvicorn worker, no job worker) on a free port until the block
-    ends; stopped with SIGINT, then SIGKILL if it lingers."""
-    host, port = "127.0.0.1", free_port()
-    base_url = f"http://{host}:{port}"
-    log = server_log()
-    process = await asyncio.create_subprocess_exec(
-        *server_command(port), env=env, cwd=str(ROOT), stdout=log, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as probe:
-            while True:
-                if process.returncode is not None:
-                    raise BenchmarkError(f"server exited early:\n{log_tail(log)}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await probe.get("/health")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"server not healthy in time:\n{log_tail(log)}")
-                await asyncio.sleep(0.1)
-        yield Server(base_url=base_url, host=host, port=port, pid=process.pid)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        discard_log(log)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -517,7 +469,7 @@ async def benchmark(
     await flush_redis(settings.redis_url)
     try:
         async with (
-            serve(env) as server,
+            http_server(env) as server,
             httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client,
         ):
             started = time.perf_counter()

@@ -25,6 +25,7 @@ import math
 import os
 import random
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -65,6 +66,7 @@ MARKS_PER_CALL = 40
 PAGE_SIZE = 50
 DEEP_PAGE_FROM = 10  # "deep" pages start after the 10th page's cursor
 SERVER_START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0  # SIGINT, then SIGKILL after this long
 IN_PROCESS = "in-process"
 HTTP = "http"
 
@@ -662,11 +664,20 @@ def discard_log(log: IO[bytes]) -> None:
     Path(log.name).unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    host: str
+    port: int
+    pid: int
+
+
 @contextlib.asynccontextmanager
-async def http_server(env: dict[str, str]) -> AsyncIterator[str]:
-    """``rollcall serve`` on a free port until the block ends; its base URL once healthy."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+async def http_server(env: dict[str, str]) -> AsyncIterator[Server]:
+    """``rollcall serve`` (one uvicorn worker, no job worker) on a free port until the block
+    ends; stopped with SIGINT, then SIGKILL if it lingers."""
+    host, port = "127.0.0.1", free_port()
+    base_url = f"http://{host}:{port}"
     log = server_log()
     process = await asyncio.create_subprocess_exec(
         *server_command(port), env=env, cwd=str(ROOT), stdout=log, stderr=asyncio.subprocess.STDOUT
@@ -683,12 +694,12 @@ async def http_server(env: dict[str, str]) -> AsyncIterator[str]:
                 if time.monotonic() > deadline:
                     raise BenchmarkError(f"server not healthy in time:\n{log_tail(log)}")
                 await asyncio.sleep(0.1)
-        yield base_url
+        yield Server(base_url=base_url, host=host, port=port, pid=process.pid)
     finally:
         if process.returncode is None:
-            process.terminate()
+            process.send_signal(signal.SIGINT)
             try:
-                await asyncio.wait_for(process.wait(), 15)
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
             except TimeoutError:
                 process.kill()
                 await process.wait()
@@ -697,9 +708,9 @@ async def http_server(env: dict[str, str]) -> AsyncIterator[str]:
 
 async def over_http(env: dict[str, str], plan: Plan, args: argparse.Namespace) -> list[Measurement]:
     async with (
-        http_server(env) as base_url,
+        http_server(env) as server,
         httpx.AsyncClient(
-            base_url=base_url,
+            base_url=server.base_url,
             timeout=30.0,
             limits=httpx.Limits(max_connections=max(args.concurrency, 1) + 5),
         ) as client,
