@@ -130,7 +130,6 @@ class Lookup(Generic[T]):
     value: T
     source: Source
     stale: bool
-    cached_at: float
     watched: tuple[str | None, ...] = ()
 
 
@@ -249,7 +248,7 @@ class Cache:
         except CacheUnavailable:
             self.stats.bypassed += 1
             value = await spec.compute()
-            return Lookup(value, Source.BYPASS, stale=False, cached_at=self._clock())
+            return Lookup(value, Source.BYPASS, stale=False)
 
     async def invalidate(
         self, *, tenant_id: uuid.UUID, tags: Sequence[str], touch: Sequence[str] = ()
@@ -314,15 +313,7 @@ class Cache:
         if local is not None and local.hard_expiry <= now:
             del self._l1[key]
             local = None
-        reply = await self._read(
-            keys=spec.redis_keys(),
-            args=[
-                len(spec.tags),
-                local.stamp if local else "",
-                secrets.token_hex(8),
-                TAG_TTL_SECONDS,
-            ],
-        )
+        reply = await self._read_entry(spec, local.stamp if local else "")
         versions = reply[0].decode()
         watched = tuple(value.decode() or None for value in reply[1])
         if len(reply) > 2 and reply[2] == SAME and local is not None:
@@ -331,34 +322,27 @@ class Cache:
             entry: Entry[T] = local
             source = Source.L1
         elif len(reply) > 2:
-            stamp, soft_expiry = reply[2].decode(), float(reply[3])
-            entry = Entry(
-                value=decode(spec.value_type, reply[4]),
-                versions=versions,
-                stamp=stamp,
-                soft_expiry=soft_expiry,
-                hard_expiry=float(stamp) + HARD_TTL_FACTOR * self.ttls[spec.kind],
-            )
-            self._remember(key, entry)
+            entry = self._entry_from_reply(spec, versions, reply)
             self.stats.l2_hits += 1
             source = Source.L2
         else:
             self.stats.misses += 1
             computed = await self._single_flight(spec, versions)
-            return Lookup(
-                computed.value,
-                Source.DATABASE,
-                stale=False,
-                cached_at=float(computed.stamp),
-                watched=watched,
-            )
+            return Lookup(computed.value, Source.DATABASE, stale=False, watched=watched)
         stale = entry.soft_expiry <= now
         if stale:
             self.stats.stale_serves += 1
             self._refresh_in_background(spec, versions)
-        return Lookup(
-            entry.value, source, stale=stale, cached_at=float(entry.stamp), watched=watched
+        return Lookup(entry.value, source, stale=stale, watched=watched)
+
+    async def _read_entry(self, spec: Spec[Any], l1_stamp: str) -> list[Any]:
+        """READ_SCRIPT for ``spec``: current versions, watched values and the entry (or
+        'same' when L2 still holds the entry stamped ``l1_stamp``)."""
+        reply: list[Any] = await self._read(
+            keys=spec.redis_keys(),
+            args=[len(spec.tags), l1_stamp, secrets.token_hex(8), TAG_TTL_SECONDS],
         )
+        return reply
 
     def _remember(self, key: str, entry: Entry[Any]) -> None:
         self._l1[key] = entry
@@ -400,10 +384,7 @@ class Cache:
         try:
             while not await self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
                 await asyncio.sleep(LOCK_POLL_SECONDS)
-                reply = await self._read(
-                    keys=spec.redis_keys(),
-                    args=[len(spec.tags), "", secrets.token_hex(8), TAG_TTL_SECONDS],
-                )
+                reply = await self._read_entry(spec, "")
                 if len(reply) > 2 and reply[0].decode() == versions:
                     return self._entry_from_reply(spec, versions, reply)
                 if self._clock() >= deadline:

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -48,7 +48,16 @@ from services.queue import replay_invalidations
 from services.settings import Settings
 from services.tenants import tenant_thresholds, tenant_today
 
+
+class AboutStudent(Protocol):
+    @property
+    def student_id(self) -> uuid.UUID: ...
+    @property
+    def classroom_id(self) -> uuid.UUID: ...
+
+
 T = TypeVar("T")
+S = TypeVar("S", bound=AboutStudent)
 logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 0.5
 STATISTICS_TAG = "statistics"
@@ -163,11 +172,30 @@ class Reader:
             )
         )
 
-    async def _precheck_student(self, student_id: uuid.UUID) -> None:
+    async def _student_read(
+        self,
+        student_id: uuid.UUID,
+        *,
+        kind: Kind,
+        key: str,
+        tags: tuple[str, ...],
+        value_type: type[S],
+        compute: Callable[[], Awaitable[S]],
+        watch: tuple[str, ...] = (),
+    ) -> Lookup[S]:
+        """A read about one student: the rights needing no data first, the rest against the
+        value's own student and classroom (on hits as on misses)."""
         try:
             self.access.ensure_student_reads_own(student_id)
         except Forbidden as refused:
             await self._refuse(refused, Student, student_id)
+        found = await self._fetch(
+            kind=kind, key=key, tags=tags, value_type=value_type, compute=compute, watch=watch
+        )
+        await self.access.ensure_can_read_student(
+            student_id=found.value.student_id, classroom_id=found.value.classroom_id
+        )
+        return found
 
     async def _refuse(
         self, refused: Forbidden, model: type[Student | Classroom], key: uuid.UUID
@@ -180,8 +208,6 @@ class Reader:
         raise refused
 
     async def student_dashboard(self, student_id: uuid.UUID) -> Lookup[dashboards.StudentDashboard]:
-        await self._precheck_student(student_id)
-
         async def compute() -> dashboards.StudentDashboard:
             tenant = await self.tenant()
             now = self.clock()
@@ -195,7 +221,8 @@ class Reader:
                     now=now,
                 )
 
-        found = await self._fetch(
+        return await self._student_read(
+            student_id,
             kind=Kind.DASHBOARD,
             key=str(student_id),
             tags=(student_tag(student_id), STATISTICS_TAG),
@@ -203,37 +230,26 @@ class Reader:
             compute=compute,
             watch=(STATISTICS_PENDING,),
         )
-        await self.access.ensure_can_read_student(
-            student_id=found.value.student_id, classroom_id=found.value.classroom_id
-        )
-        return found
 
     async def weekly_attendance(
         self, student_id: uuid.UUID, week_start: date
     ) -> Lookup[dashboards.WeeklyAttendance]:
-        await self._precheck_student(student_id)
-
         async def compute() -> dashboards.WeeklyAttendance:
             async with self.session_factory() as session:
                 return await dashboards.weekly_attendance(
                     session, tenant_id=self.tenant_id, student_id=student_id, week_start=week_start
                 )
 
-        found = await self._fetch(
+        return await self._student_read(
+            student_id,
             kind=Kind.WEEKLY,
             key=f"{student_id}:{week_start.isoformat()}",
             tags=(student_tag(student_id),),
             value_type=dashboards.WeeklyAttendance,
             compute=compute,
         )
-        await self.access.ensure_can_read_student(
-            student_id=found.value.student_id, classroom_id=found.value.classroom_id
-        )
-        return found
 
     async def student_ranking(self, student_id: uuid.UUID) -> Lookup[statistics.StudentRank]:
-        await self._precheck_student(student_id)
-
         async def compute() -> statistics.StudentRank:
             async with self.session_factory() as session:
                 student = await dashboards.existing_student(
@@ -246,7 +262,8 @@ class Reader:
                     classroom_id=student.classroom_id,
                 )
 
-        found = await self._fetch(
+        return await self._student_read(
+            student_id,
             kind=Kind.STUDENT_RANKING,
             key=str(student_id),
             tags=(student_tag(student_id), STATISTICS_TAG),
@@ -254,10 +271,6 @@ class Reader:
             compute=compute,
             watch=(STATISTICS_PENDING,),
         )
-        await self.access.ensure_can_read_student(
-            student_id=found.value.student_id, classroom_id=found.value.classroom_id
-        )
-        return found
 
     async def class_statistics(self, classroom_id: uuid.UUID) -> Lookup[statistics.ClassStatistics]:
         try:
