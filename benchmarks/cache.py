@@ -54,11 +54,10 @@ import redis.asyncio as aioredis  # noqa: E402
 from benchmarks.foundation import (  # noqa: E402
     BenchmarkError,
     GraphQL,
-    Server,
-    http_server,
     percentile,
     scratch_database,
 )
+from rollcall.processes import ServerProcess, running_server  # noqa: E402
 from services.db import create_engine, create_session_factory  # noqa: E402
 from services.seed import DEMO_SLUG, seed_demo  # noqa: E402
 from services.settings import Settings  # noqa: E402
@@ -299,7 +298,7 @@ class Result:
 
 async def run_scenario(
     name: str,
-    server: Server,
+    server: ServerProcess,
     client: httpx.AsyncClient,
     requests: Sequence[tuple[bytes, bytes]],
     args: argparse.Namespace,
@@ -469,7 +468,7 @@ async def benchmark(
     await flush_redis(settings.redis_url)
     try:
         async with (
-            http_server(env) as server,
+            running_server(env) as server,
             httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client,
         ):
             started = time.perf_counter()

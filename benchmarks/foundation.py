@@ -25,17 +25,14 @@ import math
 import os
 import random
 import secrets
-import signal
-import socket
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # ``python benchmarks/foundation.py`` finds the project packages
@@ -50,6 +47,7 @@ from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from graph.app import create_app  # noqa: E402
+from rollcall.processes import running_server  # noqa: E402
 from services.db import SessionFactory, create_engine, create_session_factory, migrate  # noqa: E402
 from services.models import Classroom, ClassroomSubject, Student, Tenant  # noqa: E402
 from services.seed import DEMO_PASSWORD, DEMO_PERIODS, school_days, seed_bulk  # noqa: E402
@@ -65,8 +63,6 @@ SEED_DAYS = 30
 MARKS_PER_CALL = 40
 PAGE_SIZE = 50
 DEEP_PAGE_FROM = 10  # "deep" pages start after the 10th page's cursor
-SERVER_START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0  # SIGINT, then SIGKILL after this long
 IN_PROCESS = "in-process"
 HTTP = "http"
 
@@ -637,78 +633,9 @@ async def in_process(settings: Settings, plan: Plan, args: argparse.Namespace) -
             return await run_mode(IN_PROCESS, client, plan, args)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def server_command(port: int) -> list[str]:
-    """``rollcall serve`` from the interpreter's own environment."""
-    script = Path(sys.executable).with_name("rollcall")
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "rollcall"]
-    return [*prefix, "serve", "--host", "127.0.0.1", "--port", str(port)]
-
-
-def server_log() -> IO[bytes]:
-    return tempfile.NamedTemporaryFile(prefix="rollcall-bench-server-", suffix=".log", delete=False)
-
-
-def log_tail(log: IO[bytes], lines: int = 30) -> str:
-    log.flush()
-    return "\n".join(Path(log.name).read_text(errors="replace").splitlines()[-lines:])
-
-
-def discard_log(log: IO[bytes]) -> None:
-    log.close()
-    Path(log.name).unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    host: str
-    port: int
-    pid: int
-
-
-@contextlib.asynccontextmanager
-async def http_server(env: dict[str, str]) -> AsyncIterator[Server]:
-    """``rollcall serve`` (one uvicorn worker, no job worker) on a free port until the block
-    ends; stopped with SIGINT, then SIGKILL if it lingers."""
-    host, port = "127.0.0.1", free_port()
-    base_url = f"http://{host}:{port}"
-    log = server_log()
-    process = await asyncio.create_subprocess_exec(
-        *server_command(port), env=env, cwd=str(ROOT), stdout=log, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as probe:
-            while True:
-                if process.returncode is not None:
-                    raise BenchmarkError(f"server exited early:\n{log_tail(log)}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await probe.get("/health")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"server not healthy in time:\n{log_tail(log)}")
-                await asyncio.sleep(0.1)
-        yield Server(base_url=base_url, host=host, port=port, pid=process.pid)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        discard_log(log)
-
-
 async def over_http(env: dict[str, str], plan: Plan, args: argparse.Namespace) -> list[Measurement]:
     async with (
-        http_server(env) as server,
+        running_server(env) as server,
         httpx.AsyncClient(
             base_url=server.base_url,
             timeout=30.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
@@ -22,6 +24,8 @@ from graph.view import GraphQLView
 from services.cache import Cache
 from services.cached_reads import create_cache
 from services.db import SessionFactory, create_engine, create_session_factory
+from services.live import Hub
+from services.presence import Presence
 from services.settings import Settings, redact
 
 
@@ -35,6 +39,8 @@ class State(TypedDict):
     session_factory: SessionFactory
     redis: ArqRedis
     cache: Cache
+    hub: Hub
+    presence: Presence
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -63,6 +69,15 @@ def create_app(settings: Settings) -> Starlette:
             raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error
         session_factory = create_session_factory(engine)
         cache = create_cache(settings, session_factory=session_factory)
+        # Live connections share the cache's Redis client; the hub's SUBSCRIBE connection
+        # comes from its pool too.
+        hub = Hub(redis=cache.redis)
+        presence = Presence(
+            redis=cache.redis,
+            per_user=settings.ws_connections_per_user,
+            rate=settings.rate_limit("subscription"),
+        )
+        presence.start()
         try:
             yield State(
                 settings=settings,
@@ -70,14 +85,25 @@ def create_app(settings: Settings) -> Starlette:
                 session_factory=session_factory,
                 redis=redis,
                 cache=cache,
+                hub=hub,
+                presence=presence,
             )
         finally:
+            await presence.aclose()
+            await hub.aclose()
             await cache.aclose()
             await cache.redis.aclose()
             await redis.aclose()
             await engine.dispose()
 
-    graphql = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql else None)
+    graphql = GraphQLView(
+        schema,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        # graphql-transport-ws only: the legacy graphql-ws protocol is refused (4406), see
+        # strawberry's advisory GHSA-vpwc-v33q-mq89.
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+    )
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

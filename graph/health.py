@@ -58,6 +58,7 @@ async def ready(request: Request) -> JSONResponse:
             "status": status,
             "checks": checks,
             "cache": {"breaker": cache.breaker.state.value, **cache.stats.as_dict()},
+            "live": {"connections": len(state.presence.leases), **state.hub.report()},
         },
         status_code=code,
     )

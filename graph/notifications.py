@@ -11,6 +11,7 @@ from resolvers import notifications as notification_resolvers
 from resolvers.context import Info
 from services import models
 from services import notifications as notification_services
+from services.live import NotificationEvent
 
 NotificationType = strawberry.enum(models.NotificationType)
 Severity = strawberry.enum(models.Severity)
@@ -29,7 +30,7 @@ class Notification:
     action_url: str | None
 
     @classmethod
-    def from_model(cls, notification: models.Notification) -> Notification:
+    def from_model(cls, notification: models.Notification | NotificationEvent) -> Notification:
         return cls(
             id=strawberry.ID(str(notification.id)),
             type=notification.type,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
@@ -17,6 +18,7 @@ from graph.auth import AuthMutation, AuthQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
 from graph.freshness import apply_freshness
+from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
 from graph.school import SchoolQuery
 from resolvers.context import Context
@@ -25,6 +27,7 @@ Query = merge_types(
     "Query", (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery, NotificationQuery)
 )
 Mutation = merge_types("Mutation", (AuthMutation, AttendanceMutation, NotificationMutation))
+Subscription = merge_types("Subscription", (LiveSubscription,))
 
 
 class Schema(strawberry.Schema):
@@ -54,15 +57,31 @@ class Schema(strawberry.Schema):
         )
         if isinstance(context_value, Context):
             apply_freshness(result, context_value)
-        if result.errors:
-            request_id = getattr(context_value, "request_id", "unknown")
-            settings = getattr(context_value, "settings", None)
-            production = settings.production if settings is not None else True
-            result.errors = [
-                format_error(error, request_id=request_id, production=production)
-                for error in result.errors
-            ]
+        _format_errors(result, context_value)
         return result
+
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> Any:
+        """Operations over the websocket (subscriptions mostly): each result's errors get
+        their code, request id and timestamp, as over HTTP."""
+        results = await super().stream(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            operation_extensions=operation_extensions,
+            allowed_operation_types=allowed_operation_types,
+        )
+        return _formatted(results, context_value)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -71,10 +90,32 @@ class Schema(strawberry.Schema):
         log_unexpected(errors, execution_context.context if execution_context else None)
 
 
+def _format_errors(result: Any, context_value: Any) -> None:
+    errors = getattr(result, "errors", None)
+    if not errors:
+        return
+    request_id = getattr(context_value, "request_id", "unknown")
+    settings = getattr(context_value, "settings", None)
+    production = settings.production if settings is not None else True
+    result.errors = [
+        format_error(error, request_id=request_id, production=production) for error in errors
+    ]
+
+
+async def _formatted(
+    results: AsyncGenerator[Any, None], context_value: Any
+) -> AsyncGenerator[Any, None]:
+    async with aclosing(results):
+        async for result in results:
+            _format_errors(result, context_value)
+            yield result
+
+
 def create_schema(**overrides: Any) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from jobs.platform import MAX_TRIES
 from services.alerts import check_thresholds as check
+from services.live import publish_notifications
 from services.models import Notification, Student
 from services.notifications import deliver_email, pending_email_deliveries
 from services.queue import SEND_NOTIFICATION_EMAIL, Queue, enqueue
@@ -43,6 +44,7 @@ async def _check(ctx: dict[str, Any], tenant_id: uuid.UUID, ids: Sequence[uuid.U
         student_ids=ids,
         email_available=settings.smtp_url is not None,
     )
+    await publish_notifications(ctx["cache"].redis, tenant_id=tenant_id, notifications=created)
     await _email(ctx, created)
     return len(created)
 

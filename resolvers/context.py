@@ -20,7 +20,9 @@ from services.cache import Cache
 from services.cached_reads import Reader
 from services.db import SessionFactory
 from services.errors import Invalid, ServiceError, Unauthenticated
+from services.live import Hub
 from services.models import Tenant
+from services.presence import Lease, Presence
 from services.settings import Settings
 
 
@@ -30,10 +32,15 @@ class Context:
     session_factory: SessionFactory
     redis: ArqRedis
     cache: Cache
+    hub: Hub
+    presence: Presence
     request_id: str
     response: Response | WebSocket | None = None
     viewer_or_error: Viewer | ServiceError | None = None
     freshness: FreshnessReport = field(default_factory=FreshnessReport)
+    # A live connection's connection_init payload (strawberry sets it) and its lease.
+    connection_params: dict[str, object] | None = None
+    lease: Lease | None = None
 
     @property
     def viewer(self) -> Viewer:

@@ -17,7 +17,15 @@ from services.cache import Cache, CacheUnavailable
 from services.cached_reads import invalidate_marks, mark_tags
 from services.dashboards import AttendanceEntry
 from services.errors import Invalid, NotFound
-from services.models import AttendanceRecord, AttendanceStatus, Classroom, ClassroomSubject, Student
+from services.live import MarksEvent, classroom_channel, publish
+from services.models import (
+    AttendanceRecord,
+    AttendanceStatus,
+    Classroom,
+    ClassroomSubject,
+    Student,
+    Subject,
+)
 from services.queue import (
     schedule_cache_invalidation,
     schedule_statistics_refresh,
@@ -72,8 +80,8 @@ async def mark_attendance(
 
     All or nothing: any invalid mark rejects the whole call and nothing is written. After the
     commit the cached reads of the students and classroom are invalidated (queued durably
-    when Redis is down), and the statistics refresh (debounced) and the marked students'
-    alert check are queued.
+    when Redis is down), the marks are published to the classroom's live subscribers, and
+    the statistics refresh (debounced) and the marked students' alert check are queued.
     """
     validate_marks_shape(
         day=day, period=period, marks=marks, today=today, periods_per_day=periods_per_day
@@ -88,14 +96,16 @@ async def mark_attendance(
         if classroom is None:
             raise NotFound("No such classroom.")
         await access.ensure_can_mark(classroom_id)
-        taught = await session.scalar(
-            select(func.count()).where(
+        subject_name = await session.scalar(
+            select(Subject.name)
+            .join(ClassroomSubject, ClassroomSubject.subject_id == Subject.id)
+            .where(
                 ClassroomSubject.tenant_id == tenant_id,
                 ClassroomSubject.classroom_id == classroom_id,
                 ClassroomSubject.subject_id == subject_id,
             )
         )
-        if not taught:
+        if subject_name is None:
             raise Invalid("subjectId", "This subject is not taught in this classroom.")
         enrolled = set(
             await session.scalars(
@@ -146,6 +156,17 @@ async def mark_attendance(
         await invalidate_marks(cache, tenant_id=tenant_id, tags=tags)
     except CacheUnavailable:
         await schedule_cache_invalidation(queue, session, tenant_id=tenant_id, tags=tags)
+    # After the invalidation: a dashboard recomputed on this event already includes the marks.
+    await publish(
+        cache.redis,
+        classroom_channel(tenant_id, classroom_id),
+        MarksEvent(
+            classroom_id=classroom_id,
+            subject_id=subject_id,
+            subject_name=subject_name,
+            records=records,
+        ),
+    )
     await schedule_statistics_refresh(queue, session, delay_seconds=refresh_delay_seconds, now=now)
     await schedule_threshold_check(queue, session, tenant_id=tenant_id, student_ids=student_ids)
     order = {mark.student_id: index for index, mark in enumerate(marks)}

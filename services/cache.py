@@ -140,6 +140,7 @@ class CacheStats:
     l1_hits: int = 0
     l2_hits: int = 0
     misses: int = 0
+    computed: int = 0
     stale_serves: int = 0
     invalidations: int = 0
     stores_skipped: int = 0
@@ -157,6 +158,7 @@ class CacheStats:
             "l1_hits": self.l1_hits,
             "l2_hits": self.l2_hits,
             "misses": self.misses,
+            "computed": self.computed,
             "stale_serves": self.stale_serves,
             "invalidations": self.invalidations,
             "stores_skipped": self.stores_skipped,
@@ -411,6 +413,7 @@ class Cache:
 
     async def _compute_and_store(self, spec: Spec[T], versions: str) -> Entry[T]:
         value = await spec.compute()
+        self.stats.computed += 1
         now = self._clock()
         ttl = self.ttls[spec.kind]
         entry = Entry(

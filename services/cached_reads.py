@@ -28,7 +28,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import NoReturn, Protocol, TypeVar
 
@@ -43,6 +43,7 @@ from services.circuit import CircuitBreaker
 from services.db import SessionFactory
 from services.directory import rows_by_ids
 from services.errors import Forbidden, NotFound
+from services.live import StatisticsEvent, publish, statistics_channel
 from services.models import Classroom, Student, Tenant
 from services.queue import replay_invalidations
 from services.settings import Settings
@@ -336,7 +337,7 @@ class Reader:
 def create_cache(settings: Settings, *, session_factory: SessionFactory) -> Cache:
     """The process's cache on ``cache_redis_url`` (else the queue's Redis), with short socket
     timeouts so that a hung Redis costs a read half a second, not a request."""
-    url = settings.cache_redis_url or settings.redis_url
+    url = settings.live_redis_url
     if url is None:
         raise ValueError("the cache needs a Redis URL")
     redis = Redis.from_url(
@@ -369,9 +370,10 @@ async def invalidate_marks(cache: Cache, *, tenant_id: uuid.UUID, tags: Sequence
     await cache.invalidate(tenant_id=tenant_id, tags=tags, touch=(STATISTICS_PENDING,))
 
 
-async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -> int:
-    """Refresh the statistics snapshot, then settle every tenant's pending marks (how many
-    tenants had some). The start time is read first, from Redis's clock, the one marks use.
+async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -> list[uuid.UUID]:
+    """Refresh the statistics snapshot, then settle every tenant's pending marks and tell their
+    live subscribers; the tenants that had some. The start time is read first, from Redis's
+    clock, the one marks use.
 
     The refresh never waits for the cache: without Redis it still runs, and the cached
     aggregates age out by their TTL (their pending markers settle at the next refresh).
@@ -381,20 +383,24 @@ async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -
     except (RedisError, OSError, TimeoutError):
         logger.warning("cache Redis unavailable: refreshing without settling", exc_info=True)
         await statistics.refresh_statistics(session_factory=session_factory)
-        return 0
+        return []
     await statistics.refresh_statistics(session_factory=session_factory)
+    refreshed_at = datetime.now(UTC)
     async with session_factory() as session:
         tenant_ids = list(await session.scalars(select(Tenant.id)))
-    return await settle_statistics(
+    settled = await settle_statistics(
         cache.redis, tenant_ids=tenant_ids, refresh_started=seconds + microseconds / 1_000_000
     )
+    for tenant_id in settled:
+        await publish(cache.redis, statistics_channel(tenant_id), StatisticsEvent(refreshed_at))
+    return settled
 
 
 async def settle_statistics(
     redis: Redis, *, tenant_ids: Sequence[uuid.UUID], refresh_started: float
-) -> int:
+) -> list[uuid.UUID]:
     """After a refresh: renew the statistics tag of every tenant with pending marks and clear
-    markers the refresh covered. How many tenants had pending marks."""
+    markers the refresh covered. The tenants that had pending marks."""
     settle = redis.register_script(SETTLE_SCRIPT)
     async with redis.pipeline(transaction=False) as pipe:
         for tenant_id in tenant_ids:
@@ -406,4 +412,5 @@ async def settle_statistics(
                 args=[repr(refresh_started), secrets.token_hex(8), TAG_TTL_SECONDS],
                 client=pipe,
             )
-        return sum(await pipe.execute())
+        results = await pipe.execute()
+    return [tenant_id for tenant_id, had in zip(tenant_ids, results, strict=True) if had]

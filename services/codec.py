@@ -31,8 +31,13 @@ def _uuid_subclass(value: object) -> str:
 
 
 def decode(value_type: type[T], data: bytes) -> T:
-    """Rebuild ``value_type`` (a dataclass, or a list of them) from ``encode``'s bytes."""
-    built: T = _builder(value_type)(orjson.loads(data))
+    """Rebuild ``value_type`` (a dataclass, or a list of them) from ``encode``'s bytes;
+    ValueError when they do not hold one."""
+    raw = orjson.loads(data)
+    try:
+        built: T = _builder(value_type)(raw)
+    except (TypeError, KeyError, AttributeError, ValueError) as error:
+        raise ValueError(f"not a {value_type!r}: {error!r}") from error
     return built
 
 

@@ -46,7 +46,7 @@ class StudentDashboard:
 class AttendanceEntry:
     """One attendance record as plain data, so that it can be cached."""
 
-    id: uuid.UUID
+    id: int
     student_id: uuid.UUID
     classroom_id: uuid.UUID
     subject_id: uuid.UUID

@@ -41,6 +41,16 @@ class RateLimit:
     seconds: int
 
 
+# The design's per-user limits; ROLLCALL_RATE_LIMITS overrides any of them (or turns all off).
+DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = {
+    "dashboard": RateLimit(100, 60),
+    "export": RateLimit(5, 3600),
+    "upload": RateLimit(10, 3600),
+    "subscription": RateLimit(10, 60),
+    "login": RateLimit(5, 900),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     env: Environment = Environment.DEVELOPMENT
@@ -62,11 +72,25 @@ class Settings:
     db_pool_min: int = DEFAULT_POOL_MIN
     db_pool_max: int = DEFAULT_POOL_MAX
     statistics_refresh_delay_seconds: int = 60
+    ws_connections_per_user: int = 5
+    ws_init_timeout_seconds: int = 10
+    ws_ping_interval_seconds: int = 10
     data_dir: Path = Path(".rollcall")
 
     @property
     def production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def live_redis_url(self) -> str | None:
+        """The Redis of ephemeral data: cache entries, pub/sub, connection leases."""
+        return self.cache_redis_url or self.redis_url
+
+    def rate_limit(self, name: str) -> RateLimit | None:
+        """The limit called ``name`` (the default unless overridden); None when limits are off."""
+        if not self.rate_limits_enabled:
+            return None
+        return self.rate_limits.get(name, DEFAULT_RATE_LIMITS.get(name))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -147,6 +171,9 @@ class Settings:
             ("STATISTICS_REFRESH_DELAY_SECONDS", "statistics_refresh_delay_seconds", 0, 300),
             ("CACHE_L1_SIZE", "cache_l1_size", 0, 1_000_000),
             ("CACHE_BREAKER_RESET_SECONDS", "cache_breaker_reset_seconds", 1, 3600),
+            ("WS_CONNECTIONS_PER_USER", "ws_connections_per_user", 1, 1000),
+            ("WS_INIT_TIMEOUT_SECONDS", "ws_init_timeout_seconds", 1, 300),
+            ("WS_PING_INTERVAL_SECONDS", "ws_ping_interval_seconds", 1, 300),
         ):
             if (text := raw(name)) is None:
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from services.models import AttendanceStatus
-from tests.factories import gql
+from tests.factories import api_process, gql
 
 WEEK = """
 query Week($start: Date!) {
@@ -56,3 +56,22 @@ async def test_the_week_groups_records_by_day_and_period(client, factory):
         1,
     )
     assert week["attendanceRate"] == 100 / 3
+
+
+async def test_another_process_reads_the_cached_week_with_its_records(client, settings, factory):
+    """The second process finds the week in Redis (L2) and rebuilds its records from it."""
+    school = await factory.school(students=1)
+    student = school.students[0]
+    monday = date(2026, 3, 2)
+    await factory.records(school, student, [(monday, 1, AttendanceStatus.SICK)])
+    token = school.student_token(student)
+    first = await gql(client, WEEK, {"start": monday.isoformat()}, token=token)
+    async with api_process(settings) as second_process:
+        response = await second_process.post(
+            "/graphql",
+            json={"query": WEEK, "variables": {"start": monday.isoformat()}},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert response.headers["cache-status"] == "rollcall; hit"
+    assert response.json() == {**first, "extensions": response.json()["extensions"]}
+    assert response.json()["data"]["weeklyAttendance"]["days"][0]["records"][0]["status"] == "SICK"

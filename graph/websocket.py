@@ -1,0 +1,85 @@
+"""The graphql-transport-ws connection: authenticated in ``connection_init``, kept alive with
+pings, and holding a lease (per-user limit, connection rate) until it ends.
+
+Close codes: 4401 subscribe before ``connection_init`` (strawberry), 4403 no, bad or expired
+token, 4408 no ``connection_init`` in time (strawberry), 1013 over the per-user connection
+limit or the connection rate (try again later), 1001 no ``pong`` within a ping interval,
+1012 the server is restarting (uvicorn): reconnect, possibly to another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    PongMessage,
+)
+
+from resolvers.context import Context
+from services.presence import ConnectionRefused
+
+FORBIDDEN = 4403
+TRY_AGAIN_LATER = 1013
+GOING_AWAY = 1001
+MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
+
+
+class Refused(Exception):
+    """Close the connection with ``code`` instead of acknowledging it."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+    @classmethod
+    def over_limit(cls, refused: ConnectionRefused) -> Refused:
+        return cls(TRY_AGAIN_LATER, f"{refused.message} Retry in {refused.retry_after} s.")
+
+
+class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    _keepalive: asyncio.Task[None] | None = None
+    _awaiting_pong = False
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except Refused as refused:
+            await self.websocket.close(code=refused.code, reason=refused.reason)
+            return
+        if self.connection_acknowledged and self._keepalive is None:
+            self._keepalive = asyncio.create_task(self._keep_alive(), name="live-keepalive")
+
+    async def handle_pong(self, message: PongMessage) -> None:
+        self._awaiting_pong = False
+
+    async def _keep_alive(self) -> None:
+        """Ping every interval; a client that has not answered the last ping is gone."""
+        interval = self.context.settings.ws_ping_interval_seconds
+        with contextlib.suppress(WebSocketDisconnected, RuntimeError):
+            while True:
+                await asyncio.sleep(interval)
+                if self._awaiting_pong:
+                    await self.websocket.close(code=GOING_AWAY, reason="Keep-alive timeout")
+                    return
+                self._awaiting_pong = True
+                await self.send_message({"type": "ping"})
+
+    async def shutdown(self) -> None:
+        """Stop pinging, end every operation (their listeners go with them), release the lease."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+        try:
+            await super().shutdown()
+        finally:
+            lease, self.context.lease = self.context.lease, None
+            if lease is not None:
+                await self.context.presence.close(lease)

@@ -1,0 +1,113 @@
+"""``rollcall serve`` as a child process: for tests, benchmarks and drills that need real
+uvicorn processes (websockets, several API processes sharing Redis, signals)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0  # the stop signal, then SIGKILL after this long
+
+
+class ServerFailed(RuntimeError):
+    """The server exited early or never became healthy; the message ends with its log."""
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    base_url: str
+    host: str
+    port: int
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/graphql"
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def stop(self, stop_signal: signal.Signals = signal.SIGTERM) -> int:
+        """Send ``stop_signal``, wait for the exit (SIGKILL if it lingers); the exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(stop_signal)
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode or 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_command(port: int) -> list[str]:
+    """``rollcall serve`` from the interpreter's own environment."""
+    script = Path(sys.executable).with_name("rollcall")
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "rollcall"]
+    return [*prefix, "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    env: Mapping[str, str], *, stop_signal: signal.Signals = signal.SIGINT
+) -> AsyncIterator[ServerProcess]:
+    """An API process on a free port, healthy, until the block ends (then stopped)."""
+    host, port = "127.0.0.1", free_port()
+    with tempfile.NamedTemporaryFile(prefix="rollcall-server-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+        process = await asyncio.create_subprocess_exec(
+            *serve_command(port),
+            env=dict(env),
+            cwd=str(ROOT),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    server = ServerProcess(
+        base_url=f"http://{host}:{port}", host=host, port=port, process=process, log_path=log_path
+    )
+    try:
+        await _wait_healthy(server)
+        yield server
+    finally:
+        await server.stop(stop_signal)
+        _discard(log_path)
+
+
+def _discard(log_path: Path) -> None:
+    log_path.unlink(missing_ok=True)
+
+
+async def _wait_healthy(server: ServerProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=2.0) as probe:
+        while True:
+            if server.process.returncode is not None:
+                raise ServerFailed(f"server exited early:\n{server.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await probe.get("/health")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise ServerFailed(f"server not healthy in time:\n{server.log_tail()}")
+            await asyncio.sleep(0.1)
