@@ -33,7 +33,9 @@ dashboards = st.builds(
     last_updated=moments,
     statistics_calculated_at=moments,
 )
-entries = st.builds(AttendanceEntry, period=st.integers(1, 12), marked_at=moments)
+entries = st.builds(
+    AttendanceEntry, id=st.integers(1, 2**63 - 1), period=st.integers(1, 12), marked_at=moments
+)
 weeks = st.builds(
     WeeklyAttendance,
     days=st.lists(st.builds(DayAttendance, records=st.lists(entries, max_size=3)), max_size=7),
