@@ -28,6 +28,7 @@ Query = merge_types(
 )
 Mutation = merge_types("Mutation", (AuthMutation, AttendanceMutation, NotificationMutation))
 Subscription = merge_types("Subscription", (LiveSubscription,))
+HTTP_OPERATION_TYPES = (OperationType.QUERY, OperationType.MUTATION)
 
 
 class Schema(strawberry.Schema):
@@ -44,7 +45,8 @@ class Schema(strawberry.Schema):
         """Run the operation, then give every error its code, request id and timestamp.
 
         Done here rather than in an extension because a parse error raised by ParserCache
-        escapes the extensions' operation hook.
+        escapes the extensions' operation hook. Subscriptions run over the websocket only:
+        over HTTP they are refused before anything runs.
         """
         result = await super().execute(
             query,
@@ -52,7 +54,11 @@ class Schema(strawberry.Schema):
             context_value=context_value,
             root_value=root_value,
             operation_name=operation_name,
-            allowed_operation_types=allowed_operation_types,
+            allowed_operation_types=[
+                kind
+                for kind in allowed_operation_types or HTTP_OPERATION_TYPES
+                if kind is not OperationType.SUBSCRIPTION
+            ],
             operation_extensions=operation_extensions,
         )
         if isinstance(context_value, Context):

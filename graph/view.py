@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
 from services.auth import Viewer, decode_token
-from services.errors import ServiceError, Unauthenticated
+from services.errors import ErrorCode, ServiceError, Unauthenticated
 from services.presence import ConnectionRefused
 
 BEARER = "bearer "
@@ -30,8 +33,34 @@ def viewer_from_header(header: str | None, *, secret: str) -> Viewer | ServiceEr
         return error
 
 
+def request_error(message: str, scope: Scope) -> dict[str, object]:
+    state = scope.get("state", {})
+    return {
+        "message": message,
+        "extensions": {
+            "code": ErrorCode.BAD_REQUEST.value,
+            "requestId": state.get("request_id", "unknown"),
+            "timestamp": datetime.now(UTC).isoformat(),
+        },
+    }
+
+
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = LiveConnectionHandler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As strawberry's, except that a request refused whole (bad JSON, a mutation over GET,
+        a subscription over HTTP) is answered with a GraphQL error body, not plain text."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as refused:
+            response = JSONResponse(
+                {"errors": [request_error(refused.reason, scope)]}, status_code=refused.status_code
+            )
+        await response(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

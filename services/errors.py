@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
+    BAD_REQUEST = "BAD_REQUEST"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"

@@ -86,3 +86,23 @@ async def test_malformed_requests_are_refused_without_a_crash(client, body):
         "/graphql", content=body, headers={"content-type": "application/json"}
     )
     assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    ("method", "request_options"),
+    [
+        ("POST", {"json": {"query": "subscription { notificationReceived { id } }"}}),
+        ("GET", {"params": {"query": "subscription { notificationReceived { id } }"}}),
+        ("GET", {"params": {"query": "mutation { markAllNotificationsRead }"}}),
+        ("POST", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+    ],
+)
+async def test_requests_refused_whole_get_a_structured_error(client, method, request_options):
+    """Subscriptions run only over the websocket; over HTTP they, like bad JSON or a mutation
+    over GET, are refused before anything runs, with a GraphQL error body."""
+    response = await client.request(method, "/graphql", **request_options)
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"]
+    assert error["message"]
