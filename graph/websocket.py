@@ -1,16 +1,20 @@
 """The graphql-transport-ws connection: authenticated in ``connection_init``, kept alive with
 pings, and holding a lease (per-user limit, connection rate) until it ends.
 
-Close codes: 4401 subscribe before ``connection_init`` (strawberry), 4403 no, bad or expired
-token, 4408 no ``connection_init`` in time (strawberry), 1013 over the per-user connection
-limit or the connection rate (try again later), 1001 no ``pong`` within a ping interval,
-1012 the server is restarting (uvicorn): reconnect, possibly to another process.
+Close codes:
+- 4401 subscribe before ``connection_init`` was acknowledged (strawberry);
+- 4403 no, bad or expired token, also when the token expires while connected;
+- 4408 no ``connection_init`` in time (strawberry);
+- 1013 over the per-user connection limit or the connection rate (try again later);
+- 1001 no ``pong`` within a ping interval;
+- 1012 the server is restarting (uvicorn): reconnect, possibly to another process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -27,6 +31,7 @@ from services.presence import ConnectionRefused
 FORBIDDEN = 4403
 TRY_AGAIN_LATER = 1013
 GOING_AWAY = 1001
+TOKEN_EXPIRED = "Forbidden: the token has expired; log in again."
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
 
 
@@ -60,11 +65,16 @@ class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self._awaiting_pong = False
 
     async def _keep_alive(self) -> None:
-        """Ping every interval; a client that has not answered the last ping is gone."""
+        """Ping every interval; a client that has not answered the last ping is gone, and one
+        whose token has expired must log in again."""
         interval = self.context.settings.ws_ping_interval_seconds
+        expires_at = self.context.viewer.expires_at
         with contextlib.suppress(WebSocketDisconnected, RuntimeError):
             while True:
                 await asyncio.sleep(interval)
+                if expires_at is not None and datetime.now(UTC) >= expires_at:
+                    await self.websocket.close(code=FORBIDDEN, reason=TOKEN_EXPIRED)
+                    return
                 if self._awaiting_pong:
                     await self.websocket.close(code=GOING_AWAY, reason="Keep-alive timeout")
                     return

@@ -30,6 +30,7 @@ class Viewer:
     tenant_id: uuid.UUID
     role: Role
     student_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ def decode_token(token: str, *, secret: str) -> Viewer:
             tenant_id=uuid.UUID(claims["tid"]),
             role=Role(claims["role"]),
             student_id=uuid.UUID(student) if student else None,
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         )
     except jwt.ExpiredSignatureError as error:
         raise Unauthenticated("The token has expired; log in again.") from error

@@ -289,6 +289,17 @@ async def test_connections_without_a_valid_token_are_closed(
         assert (await client.wait_closed(within=5)).code == 4408  # no connection_init in 2 s
 
 
+async def test_a_connection_is_closed_when_its_token_expires(
+    servers: tuple[ServerProcess, ServerProcess], factory: Factory
+):
+    school = await factory.school(students=1)
+    short_lived = factory.issue(school.admin, ttl=2)
+    async with live(servers[0], short_lived) as client:
+        await client.subscribe(ATTENDANCE, {"classroomId": str(school.classrooms[0].id)})
+        closed = await client.wait_closed(within=6)
+    assert closed.code == 4403 and "expired" in closed.reason
+
+
 async def test_the_legacy_graphql_ws_protocol_is_refused(
     servers: tuple[ServerProcess, ServerProcess],
 ):
