@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.jobs
 	$(BIN)/python -m benchmarks.cache
+	$(BIN)/python -m benchmarks.live
 
 clean:
 	rm -rf $(VENV) .rollcall

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from arq.connections import ArqRedis
 from sqlalchemy import func, select
@@ -150,6 +150,7 @@ async def mark_attendance(
                 statement, execution_options={"populate_existing": True}
             )
         ]
+    committed_at = datetime.now(UTC)
     student_ids = [mark.student_id for mark in marks]
     tags = mark_tags(classroom_id, student_ids)
     try:
@@ -165,6 +166,7 @@ async def mark_attendance(
             subject_id=subject_id,
             subject_name=subject_name,
             records=records,
+            committed_at=committed_at,
         ),
     )
     await schedule_statistics_refresh(queue, session, delay_seconds=refresh_delay_seconds, now=now)

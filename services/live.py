@@ -55,6 +55,7 @@ class MarksEvent:
     subject_id: uuid.UUID
     subject_name: str
     records: list[AttendanceEntry]
+    committed_at: datetime
 
     @cached_property
     def by_student(self) -> dict[uuid.UUID, AttendanceEntry]:

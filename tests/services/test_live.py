@@ -31,7 +31,11 @@ from services.settings import RateLimit
 
 def marks(classroom_id: uuid.UUID) -> MarksEvent:
     return MarksEvent(
-        classroom_id=classroom_id, subject_id=uuid.uuid4(), subject_name="Maths", records=[]
+        classroom_id=classroom_id,
+        subject_id=uuid.uuid4(),
+        subject_name="Maths",
+        records=[],
+        committed_at=datetime.now(UTC),
     )
 
 
