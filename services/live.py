@@ -219,8 +219,8 @@ class Hub:
     async def listen(self, channels: Sequence[Channel[Any]]) -> AsyncIterator[Listener]:
         """A listener on ``channels`` until the block ends (however it ends)."""
         listener = Listener(channels, self.queue_size)
-        await self._add(listener)
         try:
+            await self._add(listener)
             yield listener
         finally:
             await self._remove(listener)
