@@ -141,6 +141,7 @@ class CacheStats:
     l2_hits: int = 0
     misses: int = 0
     computed: int = 0
+    undecodable: int = 0
     stale_serves: int = 0
     invalidations: int = 0
     stores_skipped: int = 0
@@ -159,6 +160,7 @@ class CacheStats:
             "l2_hits": self.l2_hits,
             "misses": self.misses,
             "computed": self.computed,
+            "undecodable": self.undecodable,
             "stale_serves": self.stale_serves,
             "invalidations": self.invalidations,
             "stores_skipped": self.stores_skipped,
@@ -323,8 +325,8 @@ class Cache:
             self.stats.l1_hits += 1
             entry: Entry[T] = local
             source = Source.L1
-        elif len(reply) > 2:
-            entry = self._entry_from_reply(spec, versions, reply)
+        elif len(reply) > 2 and (stored := self._entry_from_reply(spec, versions, reply)):
+            entry = stored
             self.stats.l2_hits += 1
             source = Source.L2
         else:
@@ -388,7 +390,9 @@ class Cache:
                 await asyncio.sleep(LOCK_POLL_SECONDS)
                 reply = await self._read_entry(spec, "")
                 if len(reply) > 2 and reply[0].decode() == versions:
-                    return self._entry_from_reply(spec, versions, reply)
+                    stored = self._entry_from_reply(spec, versions, reply)
+                    if stored is not None:
+                        return stored
                 if self._clock() >= deadline:
                     break
             try:
@@ -399,10 +403,20 @@ class Cache:
             self._failed(error)
             raise CacheUnavailable(str(error)) from error
 
-    def _entry_from_reply(self, spec: Spec[T], versions: str, reply: list[Any]) -> Entry[T]:
+    def _entry_from_reply(
+        self, spec: Spec[T], versions: str, reply: list[Any]
+    ) -> Entry[T] | None:
+        """The L2 entry, remembered in L1; None when its payload no longer decodes (written by
+        a version of the code whose value had another shape): then it is a miss."""
         stamp = reply[2].decode()
+        try:
+            value = decode(spec.value_type, reply[4])
+        except ValueError:
+            self.stats.undecodable += 1
+            logger.warning("cache: %s does not decode; recomputing", spec.entry_key)
+            return None
         entry = Entry(
-            value=decode(spec.value_type, reply[4]),
+            value=value,
             versions=versions,
             stamp=stamp,
             soft_expiry=float(reply[3]),

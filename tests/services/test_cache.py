@@ -266,3 +266,33 @@ async def test_no_read_after_a_write_misses_it(redis_url, operations):
         else:
             assert (await cache.fetch(read)).value == Figure(source.value)
     await client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Reshaped:
+    """Figure as a later version of the code might define it."""
+
+    value: int
+    unit: str
+
+
+async def test_an_entry_that_no_longer_decodes_is_a_miss(redis, tenant):
+    old, source = cache_on(redis), FakeDatabase()
+    await old.fetch(spec(tenant, source))
+    new = cache_on(redis)
+
+    async def compute() -> Reshaped:
+        return Reshaped(7, "periods")
+
+    reshaped = Spec(
+        tenant_id=tenant,
+        kind="figure",
+        key="k",
+        tags=("student:1",),
+        value_type=Reshaped,
+        compute=compute,
+    )
+    found = await new.fetch(reshaped)
+    assert (found.source, found.value) == (Source.DATABASE, Reshaped(7, "periods"))
+    assert new.stats.undecodable == 1
+    assert (await cache_on(redis).fetch(reshaped)).source is Source.L2
