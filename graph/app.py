@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TypedDict
@@ -17,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from graph.files import download
 from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
 from graph.schema import schema
@@ -27,6 +29,9 @@ from services.db import SessionFactory, create_engine, create_session_factory
 from services.live import Hub
 from services.presence import Presence
 from services.settings import Settings, redact
+from services.storage import ObjectStore, StorageUnavailable, create_store
+
+logger = logging.getLogger(__name__)
 
 
 class StartupError(RuntimeError):
@@ -41,6 +46,7 @@ class State(TypedDict):
     cache: Cache
     hub: Hub
     presence: Presence
+    store: ObjectStore
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -78,6 +84,13 @@ def create_app(settings: Settings) -> Starlette:
             rate=settings.rate_limit("subscription"),
         )
         presence.start()
+        store = create_store(settings.storage_url, secret=settings.jwt_secret)
+        try:
+            await store.ensure_ready()
+        except StorageUnavailable:
+            # Not fatal: uploads answer STORAGE_UNAVAILABLE and /health/ready says degraded
+            # until it answers; the bucket is made on the first upload that finds it missing.
+            logger.warning("object storage is unavailable at start-up", exc_info=True)
         try:
             yield State(
                 settings=settings,
@@ -87,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
                 cache=cache,
                 hub=hub,
                 presence=presence,
+                store=store,
             )
         finally:
             await presence.aclose()
@@ -102,6 +116,8 @@ def create_app(settings: Settings) -> Starlette:
         # graphql-transport-ws only: the legacy graphql-ws protocol is refused (4406), see
         # strawberry's advisory GHSA-vpwc-v33q-mq89.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        # Uploads are CSRF-safe: graph/uploads.py demands a preflight header first.
+        multipart_uploads_enabled=True,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
     )
     return Starlette(
@@ -111,6 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/health", health),
             Route("/health/ready", ready),
             Route("/health/queues", queues),
+            Route("/files/{key:path}", download, methods=["GET", "HEAD"]),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,

@@ -31,7 +31,8 @@ async def _probe(check: Awaitable[object]) -> str:
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 503 when PostgreSQL does not answer. Redis is needed for speed, not for
     answers (the cache falls back to the database, jobs to the outbox), so Redis down or the
-    cache's breaker open is ``degraded`` with 200."""
+    cache's breaker open is ``degraded`` with 200; so is object storage down (only uploads
+    and downloads stop)."""
     state: Any = request.state
     cache = state.cache
 
@@ -39,13 +40,17 @@ async def ready(request: Request) -> JSONResponse:
         async with state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    database_state, redis_state, cache_redis_state = await asyncio.gather(
-        _probe(database()), _probe(state.redis.ping()), _probe(cache.redis.ping())
+    database_state, redis_state, cache_redis_state, storage_state = await asyncio.gather(
+        _probe(database()),
+        _probe(state.redis.ping()),
+        _probe(cache.redis.ping()),
+        _probe(state.store.ensure_ready()),
     )
     checks = {
         "database": database_state,
         "redis": redis_state,
         "cache": "up" if cache_redis_state == "up" and not cache.degraded else "down",
+        "storage": storage_state,
     }
     if database_state != "up":
         status, code = "unavailable", 503

@@ -15,6 +15,7 @@ from strawberry.types.graphql import OperationType
 
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.auth import AuthMutation, AuthQuery
+from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
 from graph.freshness import apply_freshness
@@ -24,9 +25,12 @@ from graph.school import SchoolQuery
 from resolvers.context import Context
 
 Query = merge_types(
-    "Query", (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery, NotificationQuery)
+    "Query",
+    (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery, NotificationQuery, CertificateQuery),
 )
-Mutation = merge_types("Mutation", (AuthMutation, AttendanceMutation, NotificationMutation))
+Mutation = merge_types(
+    "Mutation", (AuthMutation, AttendanceMutation, NotificationMutation, CertificateMutation)
+)
 Subscription = merge_types("Subscription", (LiveSubscription,))
 HTTP_OPERATION_TYPES = (OperationType.QUERY, OperationType.MUTATION)
 

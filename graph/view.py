@@ -12,8 +12,10 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from graph.uploads import MultipartRefused, guarded, is_multipart
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
+from services.audit import Origin
 from services.auth import Viewer, decode_token
 from services.errors import ErrorCode, ServiceError, Unauthenticated
 from services.presence import ConnectionRefused
@@ -33,16 +35,18 @@ def viewer_from_header(header: str | None, *, secret: str) -> Viewer | ServiceEr
         return error
 
 
-def request_error(message: str, scope: Scope) -> dict[str, object]:
+def request_error(
+    message: str, scope: Scope, code: ErrorCode = ErrorCode.BAD_REQUEST, field: str | None = None
+) -> dict[str, object]:
+    """The error body of a request refused whole, shaped as a GraphQL error."""
     state = scope.get("state", {})
-    return {
-        "message": message,
-        "extensions": {
-            "code": ErrorCode.BAD_REQUEST.value,
-            "requestId": state.get("request_id", "unknown"),
-            "timestamp": datetime.now(UTC).isoformat(),
-        },
-    }
+    extensions: dict[str, object] = {"code": code.value}
+    if field is not None:
+        extensions["field"] = field
+    extensions.update(
+        requestId=state.get("request_id", "unknown"), timestamp=datetime.now(UTC).isoformat()
+    )
+    return {"message": message, "extensions": extensions}
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -50,16 +54,32 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As strawberry's, except that a request refused whole (bad JSON, a mutation over GET,
-        a subscription over HTTP) is answered with a GraphQL error body, not plain text."""
+        a subscription over HTTP, an upload without its CSRF header or too large) is answered
+        with a GraphQL error body, not plain text."""
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = None
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            if is_multipart(scope):
+                receive = guarded(scope, receive)
+            request = Request(scope=scope, receive=receive)
+            response = await self.run(request)
         except HTTPException as refused:
             response = JSONResponse(
                 {"errors": [request_error(refused.reason, scope)]}, status_code=refused.status_code
             )
+        except MultipartRefused as refused:
+            code = ErrorCode.VALIDATION_ERROR if refused.field else ErrorCode.BAD_REQUEST
+            response = JSONResponse(
+                {"errors": [request_error(refused.message, scope, code, refused.field)]},
+                status_code=refused.status_code,
+                # The rest of the body is not read: the connection cannot be reused.
+                headers={"connection": "close"} if refused.status_code == 413 else None,
+            )
+        finally:
+            if request is not None:
+                await request.close()  # the uploaded files' temporary copies
         await response(scope, receive, send)
 
     async def get_context(
@@ -74,8 +94,13 @@ class GraphQLView(GraphQL[Context, None]):
             cache=state.cache,
             hub=state.hub,
             presence=state.presence,
+            store=state.store,
             request_id=state.request_id,
             response=response,
+            origin=Origin.of(
+                request.client.host if request.client else None, request.headers.get("user-agent")
+            ),
+            public_url=(settings.public_url or str(request.base_url).rstrip("/")) + "/",
             viewer_or_error=viewer_from_header(
                 request.headers.get("authorization"), secret=settings.jwt_secret
             ),

@@ -11,29 +11,12 @@ from sqlalchemy import select
 from jobs.platform import MAX_TRIES
 from services.alerts import check_thresholds as check
 from services.live import publish_notifications
-from services.models import Notification, Student
-from services.notifications import deliver_email, pending_email_deliveries
-from services.queue import SEND_NOTIFICATION_EMAIL, Queue, enqueue
+from services.models import Student
+from services.notifications import deliver_email
+from services.queue import schedule_emails
 from services.settings import Settings
 
 HOURLY_BATCH = 500
-
-
-async def _email(ctx: dict[str, Any], notifications: Sequence[Notification]) -> None:
-    """Queue the mail of every new notification that has a pending e-mail delivery."""
-    if not notifications:
-        return
-    async with ctx["session_factory"]() as session:
-        deliveries = await pending_email_deliveries(session, [n.id for n in notifications])
-        for delivery_id in deliveries:
-            await enqueue(
-                ctx["redis"],
-                session,
-                SEND_NOTIFICATION_EMAIL,
-                delivery_id,
-                queue=Queue.URGENT,
-                job_id=f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}",
-            )
 
 
 async def _check(ctx: dict[str, Any], tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> int:
@@ -45,7 +28,8 @@ async def _check(ctx: dict[str, Any], tenant_id: uuid.UUID, ids: Sequence[uuid.U
         email_available=settings.smtp_url is not None,
     )
     await publish_notifications(ctx["cache"].redis, tenant_id=tenant_id, notifications=created)
-    await _email(ctx, created)
+    async with ctx["session_factory"]() as session:
+        await schedule_emails(ctx["redis"], session, notification_ids=[n.id for n in created])
     return len(created)
 
 

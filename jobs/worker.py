@@ -13,6 +13,7 @@ from arq.cron import CronJob
 from arq.worker import Function, Worker
 
 from jobs.cache import invalidate_cache
+from jobs.certificates import scan_certificate, sweep_orphan_objects
 from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
@@ -20,7 +21,9 @@ from jobs.statistics import refresh_statistics
 from services.cached_reads import create_cache
 from services.db import create_engine, create_session_factory
 from services.queue import Queue
+from services.scanning import create_scanner
 from services.settings import Settings
+from services.storage import create_store
 
 CRON_TIMEOUT_SECONDS = 300
 
@@ -33,6 +36,7 @@ class WorkerSettings:
         durable(check_thresholds, timeout_seconds=30),
         durable(send_notification_email, timeout_seconds=30),
         durable(invalidate_cache, timeout_seconds=30),
+        durable(scan_certificate, timeout_seconds=120),
     )
     cron_jobs: Sequence[CronJob] = (
         cron(
@@ -48,6 +52,12 @@ class WorkerSettings:
             minute=5,
             unique=True,
             run_at_startup=True,
+        ),
+        cron(
+            recorded(sweep_orphan_objects, timeout_seconds=CRON_TIMEOUT_SECONDS),
+            name="cron:sweep_orphan_objects",
+            minute=45,
+            unique=True,
         ),
         cron(
             recorded(drain_outbox, timeout_seconds=CRON_TIMEOUT_SECONDS),
@@ -78,6 +88,10 @@ async def shared_context(
             "settings": settings,
             "session_factory": session_factory,
             "cache": cache,
+            "store": create_store(settings.storage_url, secret=settings.jwt_secret),
+            "scanner": create_scanner(
+                clamd_url=settings.clamd_url, deny_sha256=settings.scan_deny_sha256
+            ),
             "retry_backoff_seconds": retry_backoff_seconds,
         }
     finally:

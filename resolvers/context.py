@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 from resolvers.freshness import FreshnessReport
 from resolvers.loaders import Loaders, load_existing
 from services.access import Access
+from services.audit import Origin
 from services.auth import Viewer
 from services.cache import Cache
 from services.cached_reads import Reader
@@ -24,6 +25,7 @@ from services.live import Hub
 from services.models import Tenant
 from services.presence import Lease, Presence
 from services.settings import Settings
+from services.storage import ObjectStore
 
 
 @dataclass
@@ -34,8 +36,13 @@ class Context:
     cache: Cache
     hub: Hub
     presence: Presence
+    store: ObjectStore
     request_id: str
     response: Response | WebSocket | None = None
+    # Where the request came from (for the audit log) and this API's address as its client
+    # sees it (ROLLCALL_PUBLIC_URL, else the request's), for links the API serves itself.
+    origin: Origin = field(default_factory=Origin)
+    public_url: str = "/"
     viewer_or_error: Viewer | ServiceError | None = None
     freshness: FreshnessReport = field(default_factory=FreshnessReport)
     # A live connection's connection_init payload (strawberry sets it) and its lease.

@@ -36,8 +36,7 @@ def _whole_class(event: MarksEvent) -> Iterable[AttendanceEntry]:
 
 def _one_student(student_id: uuid.UUID) -> Selection:
     def select(event: MarksEvent) -> Iterable[AttendanceEntry]:
-        record = event.by_student.get(student_id)
-        return () if record is None else (record,)
+        return event.by_student.get(student_id, ())
 
     return select
 

@@ -90,3 +90,25 @@ class Access:
             raise Forbidden("Only teachers and admins mark attendance.")
         if classroom_id not in await self.own_classroom_ids():
             raise Forbidden("You do not teach this classroom.")
+
+    def ensure_handles_certificates(self) -> None:
+        """Medical certificates are health data: partner systems never see them."""
+        if self.viewer.role is Role.PARTNER:
+            raise Forbidden("Partner systems may not read medical certificates.")
+
+    async def ensure_can_access_certificates(
+        self, *, student_id: uuid.UUID, classroom_id: uuid.UUID
+    ) -> None:
+        """Upload or read a student's certificates: the student, their teachers, admins."""
+        self.ensure_handles_certificates()
+        await self.ensure_can_read_student(student_id=student_id, classroom_id=classroom_id)
+
+    async def ensure_can_review(self, classroom_id: uuid.UUID) -> None:
+        """Admins review any certificate; a teacher those of the classrooms they teach (they
+        may mark those absences SICK themselves, so reviewing grants them nothing more)."""
+        if self.viewer.role is Role.ADMIN:
+            return
+        if self.viewer.role is not Role.TEACHER:
+            raise Forbidden("Only admins and the student's teachers review certificates.")
+        if classroom_id not in await self.own_classroom_ids():
+            raise Forbidden("You do not teach this student's classroom.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -150,26 +150,62 @@ async def mark_attendance(
                 statement, execution_options={"populate_existing": True}
             )
         ]
+    await after_marks_changed(
+        session,
+        tenant_id=tenant_id,
+        classroom_id=classroom_id,
+        records=records,
+        subject_names={subject_id: subject_name},
+        queue=queue,
+        cache=cache,
+        refresh_delay_seconds=refresh_delay_seconds,
+        now=now,
+    )
+    order = {mark.student_id: index for index, mark in enumerate(marks)}
+    return sorted(records, key=lambda record: order[record.student_id])
+
+
+async def after_marks_changed(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    classroom_id: uuid.UUID,
+    records: Sequence[AttendanceEntry],
+    subject_names: Mapping[uuid.UUID, str],
+    queue: ArqRedis,
+    cache: Cache,
+    refresh_delay_seconds: int,
+    now: float,
+) -> None:
+    """What follows committed changes to a classroom's records: the cached reads of its
+    students and the classroom are invalidated (queued durably when Redis is down), the
+    records are published to live subscribers (one event per subject), and the statistics
+    refresh (debounced) and the students' alert check are queued. ``session`` must have no
+    transaction open."""
+    if not records:
+        return
     committed_at = datetime.now(UTC)
-    student_ids = [mark.student_id for mark in marks]
+    student_ids = list(dict.fromkeys(record.student_id for record in records))
     tags = mark_tags(classroom_id, student_ids)
     try:
         await invalidate_marks(cache, tenant_id=tenant_id, tags=tags)
     except CacheUnavailable:
         await schedule_cache_invalidation(queue, session, tenant_id=tenant_id, tags=tags)
     # After the invalidation: a dashboard recomputed on this event already includes the marks.
-    await publish(
-        cache.redis,
-        classroom_channel(tenant_id, classroom_id),
-        MarksEvent(
-            classroom_id=classroom_id,
-            subject_id=subject_id,
-            subject_name=subject_name,
-            records=records,
-            committed_at=committed_at,
-        ),
-    )
+    by_subject: dict[uuid.UUID, list[AttendanceEntry]] = {}
+    for record in records:
+        by_subject.setdefault(record.subject_id, []).append(record)
+    for subject_id, subject_records in by_subject.items():
+        await publish(
+            cache.redis,
+            classroom_channel(tenant_id, classroom_id),
+            MarksEvent(
+                classroom_id=classroom_id,
+                subject_id=subject_id,
+                subject_name=subject_names[subject_id],
+                records=subject_records,
+                committed_at=committed_at,
+            ),
+        )
     await schedule_statistics_refresh(queue, session, delay_seconds=refresh_delay_seconds, now=now)
     await schedule_threshold_check(queue, session, tenant_id=tenant_id, student_ids=student_ids)
-    order = {mark.student_id: index for index, mark in enumerate(marks)}
-    return sorted(records, key=lambda record: order[record.student_id])

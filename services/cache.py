@@ -403,9 +403,7 @@ class Cache:
             self._failed(error)
             raise CacheUnavailable(str(error)) from error
 
-    def _entry_from_reply(
-        self, spec: Spec[T], versions: str, reply: list[Any]
-    ) -> Entry[T] | None:
+    def _entry_from_reply(self, spec: Spec[T], versions: str, reply: list[Any]) -> Entry[T] | None:
         """The L2 entry, remembered in L1; None when its payload no longer decodes (written by
         a version of the code whose value had another shape): then it is a miss."""
         stamp = reply[2].decode()

@@ -49,7 +49,8 @@ RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 @dataclass(frozen=True)
 class MarksEvent:
-    """One markAttendance call's records (all of one classroom, date, period and subject)."""
+    """Records of one classroom and subject that changed together: one markAttendance call,
+    or the absences an approved medical certificate excused."""
 
     classroom_id: uuid.UUID
     subject_id: uuid.UUID
@@ -58,9 +59,12 @@ class MarksEvent:
     committed_at: datetime
 
     @cached_property
-    def by_student(self) -> dict[uuid.UUID, AttendanceEntry]:
-        """Built once per process: each student's listener looks up its record."""
-        return {record.student_id: record for record in self.records}
+    def by_student(self) -> dict[uuid.UUID, list[AttendanceEntry]]:
+        """Built once per process: each student's listener looks up its records."""
+        found: dict[uuid.UUID, list[AttendanceEntry]] = {}
+        for record in self.records:
+            found.setdefault(record.student_id, []).append(record)
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Date,
     DateTime,
     Enum,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -330,3 +331,93 @@ class NotificationDelivery(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FileStatus(StrEnum):
+    """A certificate's way: PENDING (stored, queued) → SCANNING → AWAITING_REVIEW, then
+    APPROVED or REJECTED by a reviewer; QUARANTINED when the scan finds a threat."""
+
+    PENDING = "PENDING"
+    SCANNING = "SCANNING"
+    AWAITING_REVIEW = "AWAITING_REVIEW"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    QUARANTINED = "QUARANTINED"
+
+
+class MedicalCertificate(Base):
+    """An uploaded certificate; its bytes live in the object store under ``object_key``."""
+
+    __tablename__ = "medical_certificates"
+    __table_args__ = (
+        Index("ix_medical_certificates_student", "tenant_id", "student_id", "uploaded_at", "id"),
+        Index("ix_medical_certificates_status", "tenant_id", "status", "uploaded_at", "id"),
+        CheckConstraint("covers_from <= covers_to", name="ck_medical_certificates_covers"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    student_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    file_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(300), unique=True)
+    status: Mapped[FileStatus] = mapped_column(Enum(FileStatus, name="file_status"))
+    covers_from: Mapped[date] = mapped_column(Date)
+    covers_to: Mapped[date] = mapped_column(Date)
+    description: Mapped[str | None] = mapped_column(Text)
+    scan_result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    scanned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reviewed_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    excused_records: Mapped[int | None]
+    uploaded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class AuditAction(StrEnum):
+    DATA_EXPORT = "DATA_EXPORT"
+    FILE_UPLOAD = "FILE_UPLOAD"
+    FILE_DOWNLOAD = "FILE_DOWNLOAD"
+    LOGIN_SUCCESS = "LOGIN_SUCCESS"
+    LOGIN_FAILURE = "LOGIN_FAILURE"
+    PASSWORD_CHANGE = "PASSWORD_CHANGE"
+    PROFILE_UPDATE = "PROFILE_UPDATE"
+    NOTIFICATION_SENT = "NOTIFICATION_SENT"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    CERTIFICATE_REVIEW = "CERTIFICATE_REVIEW"
+
+
+class AuditLog(Base):
+    """Who did what, when, from where. Partitioned by month on ``timestamp`` (see migration
+    0006); no foreign keys, so entries outlive what they describe."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        Index("ix_audit_logs_tenant_timestamp", "tenant_id", "timestamp"),
+        Index("ix_audit_logs_tenant_user_timestamp", "tenant_id", "user_id", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    timestamp: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    action: Mapped[AuditAction] = mapped_column(Enum(AuditAction, name="audit_action"))
+    resource: Mapped[str] = mapped_column(String(100))
+    resource_id: Mapped[str | None] = mapped_column(String(200))
+    success: Mapped[bool]
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -131,7 +131,7 @@ async def notify(
     """Notify a user on the channels their preferences allow, in the caller's transaction.
 
     In-app delivery happens with the row; an e-mail delivery is left PENDING for the mail job
-    (see ``pending_email_deliveries``). None when the category is off, no channel is on, or
+    (``services.queue.schedule_emails``). None when the category is off, no channel is on, or
     the ``dedupe_key`` was used before.
     """
     prefs = await preferences(session, tenant_id=tenant_id, user_id=user_id)
@@ -154,20 +154,6 @@ async def notify(
     )
     await session.flush()
     return notification
-
-
-async def pending_email_deliveries(
-    session: AsyncSession, notification_ids: Sequence[uuid.UUID]
-) -> list[int]:
-    return list(
-        await session.scalars(
-            select(NotificationDelivery.id).where(
-                NotificationDelivery.notification_id.in_(notification_ids),
-                NotificationDelivery.channel == Channel.EMAIL,
-                NotificationDelivery.status == DeliveryStatus.PENDING,
-            )
-        )
-    )
 
 
 async def deliver_email(

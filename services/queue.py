@@ -22,12 +22,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db import SessionFactory
-from services.models import DeadLetter, OutboxJob
+from services.models import Channel, DeadLetter, DeliveryStatus, NotificationDelivery, OutboxJob
 
 REFRESH_STATISTICS = "refresh_statistics"
 CHECK_THRESHOLDS = "check_thresholds"
 SEND_NOTIFICATION_EMAIL = "send_notification_email"
 INVALIDATE_CACHE = "invalidate_cache"
+SCAN_CERTIFICATE = "scan_certificate"
 OUTBOX_BATCH = 100
 CRON_LAST_RUN = "rollcall:cron:last-run"
 RUNNING_SCAN = 200  # more than all workers together ever run at once
@@ -138,6 +139,30 @@ async def schedule_threshold_check(
         [str(key) for key in student_ids],
         queue=Queue.URGENT,
     )
+
+
+async def schedule_emails(
+    redis: ArqRedis, session: AsyncSession, *, notification_ids: Sequence[uuid.UUID]
+) -> None:
+    """Queue the mail of every pending e-mail delivery of these notifications, once each."""
+    if not notification_ids:
+        return
+    deliveries = await session.scalars(
+        select(NotificationDelivery.id).where(
+            NotificationDelivery.notification_id.in_(notification_ids),
+            NotificationDelivery.channel == Channel.EMAIL,
+            NotificationDelivery.status == DeliveryStatus.PENDING,
+        )
+    )
+    for delivery_id in list(deliveries):
+        await enqueue(
+            redis,
+            session,
+            SEND_NOTIFICATION_EMAIL,
+            delivery_id,
+            queue=Queue.URGENT,
+            job_id=f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}",
+        )
 
 
 async def schedule_cache_invalidation(

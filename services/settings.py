@@ -24,6 +24,7 @@ DEFAULT_CACHE_TTLS: Mapping[str, int] = {
     "class_rankings": 300,
 }
 _CACHE_TTL_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<seconds>\d+)s?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Environment(StrEnum):
@@ -64,6 +65,8 @@ class Settings:
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_ttl_seconds: int = 8 * 3600
     clamd_url: str | None = None
+    scan_deny_sha256: frozenset[str] = frozenset()
+    public_url: str | None = None
     smtp_url: str | None = None
     email_from: str = "Rollcall <no-reply@rollcall.invalid>"
     rate_limits_enabled: bool = True
@@ -151,7 +154,17 @@ class Settings:
             values["cache_ttls"] = parsed_ttls
 
         if (storage_url := raw("STORAGE_URL")) is not None:
-            if urlsplit(storage_url).scheme not in {"file", "s3"}:
+            parts = urlsplit(storage_url)
+            if parts.scheme not in {"file", "s3"} or (
+                parts.scheme == "s3"
+                and not (
+                    parts.username
+                    and parts.password
+                    and parts.hostname
+                    and parts.path != "/"
+                    and parts.path
+                )
+            ):
                 problems.append(
                     f"{PREFIX}STORAGE_URL must be file:///path or s3://ACCESS:SECRET@host:port/bucket"
                 )
@@ -189,7 +202,21 @@ class Settings:
             )
 
         if (text := raw("CLAMD_URL")) is not None:
+            parts = urlsplit(text)
+            if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+                problems.append(f"{PREFIX}CLAMD_URL must be tcp://host:port")
             values["clamd_url"] = text
+        if (text := raw("SCAN_DENY_SHA256")) is not None:
+            digests = {item.strip().lower() for item in text.split(",") if item.strip()}
+            if bad := sorted(d for d in digests if not _SHA256.match(d)):
+                problems.append(
+                    f"{PREFIX}SCAN_DENY_SHA256 holds what is not a SHA-256 hex digest: {bad[0]!r}"
+                )
+            values["scan_deny_sha256"] = frozenset(digests)
+        if (text := raw("PUBLIC_URL")) is not None:
+            if urlsplit(text).scheme not in {"http", "https"} or not urlsplit(text).hostname:
+                problems.append(f"{PREFIX}PUBLIC_URL must be an http:// or https:// URL")
+            values["public_url"] = text.rstrip("/")
         if (text := raw("SMTP_URL")) is not None:
             if urlsplit(text).scheme not in {"smtp", "smtps"} or not urlsplit(text).hostname:
                 problems.append(

@@ -89,11 +89,14 @@ def redis_url(
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str) -> Settings:
+def settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return dataclasses.replace(
         Settings.from_env({"ROLLCALL_RATE_LIMITS": "off"}),
         database_url=database_url,
         redis_url=redis_url,
+        storage_url=f"file://{tmp_path_factory.mktemp('storage')}",
         statistics_refresh_delay_seconds=1,
     )
 

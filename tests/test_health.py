@@ -16,7 +16,12 @@ async def test_readiness_reports_each_dependency(client):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"] == {"database": "up", "redis": "up", "cache": "up"}
+    assert body["checks"] == {
+        "database": "up",
+        "redis": "up",
+        "cache": "up",
+        "storage": "up",
+    }
     assert body["cache"]["breaker"] == "closed"
 
 

@@ -1,0 +1,72 @@
+"""What a multipart (file upload) request must satisfy before any of its body is parsed.
+
+Multipart is a "simple" content type: a browser sends one cross-site without asking, so a
+request must also carry a header no simple request can (Apollo's CSRF prevention:
+``Apollo-Require-Preflight`` or ``X-Apollo-Operation-Name``). Its body is counted as it
+arrives and refused the moment it exceeds one file's limit plus room for the operation,
+so an oversized upload is never buffered whole.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope
+
+from services.certificates import MAX_FILE_SIZE
+
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+# The operation, the map and the parts' headers: generous for one upload mutation.
+OPERATION_ALLOWANCE = 64 * 1024
+MAX_MULTIPART_BODY = MAX_FILE_SIZE + OPERATION_ALLOWANCE
+
+
+class MultipartRefused(Exception):
+    """Not a ValueError, so that strawberry's form parsing does not swallow it."""
+
+    def __init__(self, status_code: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.field = field
+
+
+def too_large() -> MultipartRefused:
+    return MultipartRefused(
+        413,
+        f"The upload is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB; send one file per "
+        "request.",
+        field="file",
+    )
+
+
+def is_multipart(scope: Scope) -> bool:
+    content_type = Headers(scope=scope).get("content-type", "")
+    return scope["method"] == "POST" and content_type.lower().startswith("multipart/form-data")
+
+
+def guarded(scope: Scope, receive: Receive) -> Receive:
+    """``receive`` for a multipart request: MultipartRefused for a missing preflight header
+    or a declared length over the limit (before reading), or once more than the limit has
+    arrived (for chunked bodies that declare none)."""
+    headers = Headers(scope=scope)
+    if not any(headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
+        raise MultipartRefused(
+            400,
+            "Multipart requests must send the header Apollo-Require-Preflight: true "
+            "(CSRF protection).",
+        )
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_MULTIPART_BODY:
+        raise too_large()
+    received = 0
+
+    async def counting() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_MULTIPART_BODY:
+                raise too_large()
+        return message
+
+    return counting

@@ -1,0 +1,121 @@
+"""Medical certificates: upload, review, listing and download links."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from urllib.parse import urljoin
+
+from starlette.datastructures import UploadFile
+
+from resolvers.context import Info, parse_id
+from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from services import certificates
+from services.errors import Invalid
+from services.models import FileStatus, MedicalCertificate
+from services.tenants import tenant_today
+
+CERTIFICATE_CURSOR = "certificate"
+
+
+async def upload(
+    info: Info,
+    file: UploadFile,
+    *,
+    student_id: str | None,
+    covers_from: date,
+    covers_to: date,
+    description: str | None,
+) -> MedicalCertificate:
+    context = info.context
+    viewer = context.viewer
+    if student_id is not None:
+        student = parse_id(student_id, "input.studentId")
+    elif viewer.student_id is not None:
+        student = viewer.student_id
+    else:
+        raise Invalid("input.studentId", "Name the student the certificate is for.")
+    cover = certificates.Cover(
+        covers_from=covers_from, covers_to=covers_to, description=description or None
+    )
+    # Reading (and hashing) up to 10 MB is blocking file I/O: off the event loop.
+    inspected = await asyncio.to_thread(
+        certificates.inspect_file,
+        file.file,
+        file_name=file.filename,
+        declared_type=file.content_type,
+    )
+    tenant = await context.tenant()
+    return await certificates.upload_certificate(
+        session_factory=context.session_factory,
+        store=context.store,
+        queue=context.redis,
+        access=context.access,
+        student_id=student,
+        source=file.file,
+        inspected=inspected,
+        cover=cover,
+        today=tenant_today(tenant, context.now()),
+        origin=context.origin,
+    )
+
+
+async def review(
+    info: Info, certificate_id: str, decision: certificates.Decision, reason: str | None
+) -> MedicalCertificate:
+    context = info.context
+    return await certificates.review_certificate(
+        session_factory=context.session_factory,
+        access=context.access,
+        certificate_id=parse_id(certificate_id, "id"),
+        decision=decision,
+        reason=reason,
+        queue=context.redis,
+        cache=context.cache,
+        refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
+        now=context.now().timestamp(),
+        email_available=context.settings.smtp_url is not None,
+        origin=context.origin,
+    )
+
+
+async def certificates_page(
+    info: Info,
+    student_id: str | None,
+    status: FileStatus | None,
+    first: int | None,
+    after: str | None,
+) -> Page[MedicalCertificate]:
+    context = info.context
+    size = page_size(first, 20)
+    student = parse_id(student_id, "studentId") if student_id is not None else None
+    keyset = decode_cursor(after, CERTIFICATE_CURSOR, str)
+    try:
+        position = (datetime.fromisoformat(keyset[0]), keyset[1]) if keyset else None
+    except ValueError as error:
+        raise Invalid("after", "after is not a cursor from this connection.") from error
+    async with context.session_factory() as session:
+        page = await certificates.certificates_page(
+            session,
+            access=context.access,
+            student_id=student,
+            status=status,
+            after=position,
+            limit=size,
+        )
+    return Page(
+        items=[
+            (encode_cursor(CERTIFICATE_CURSOR, c.uploaded_at.isoformat(), c.id), c)
+            for c in page.certificates
+        ],
+        has_next_page=page.has_next_page,
+        has_previous_page=keyset is not None,
+        total_count=page.total,
+    )
+
+
+def download_url(info: Info, certificate: MedicalCertificate) -> str | None:
+    """An absolute link: the local store's are served by this API, under its public URL."""
+    context = info.context
+    link = certificates.download_url(context.store, certificate, viewer_id=context.viewer.user_id)
+    return None if link is None else urljoin(context.public_url, link)
