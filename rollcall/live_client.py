@@ -58,7 +58,10 @@ class LiveClient:
         cls, url: str, *, subprotocols: tuple[str, ...] = (PROTOCOL,), answer_pings: bool = True
     ) -> AsyncIterator[LiveClient]:
         async with connect(
-            url, subprotocols=list(subprotocols), open_timeout=10, compression=None  # type: ignore[arg-type]
+            url,
+            subprotocols=list(subprotocols),
+            open_timeout=10,
+            compression=None,  # type: ignore[arg-type]
         ) as connection:
             client = cls(connection, answer_pings=answer_pings)
             try:
