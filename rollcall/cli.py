@@ -18,6 +18,7 @@ from services.db import create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, ensure_database, start_postgres
 from services.seed import seed_bulk, seed_demo
 from services.settings import Settings, SettingsError
+from services.storage import create_store
 
 EMBEDDED_DATABASE = "rollcall"
 logger = logging.getLogger("rollcall")
@@ -130,7 +131,10 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
     try:
         if args.demo:
             created = await seed_demo(
-                session_factory=session_factory, today=today, reset=args.reset
+                session_factory=session_factory,
+                today=today,
+                reset=args.reset,
+                store=create_store(settings.storage_url, secret=settings.jwt_secret),
             )
             print(
                 "demo tenant created"

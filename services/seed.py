@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -9,15 +11,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import hash_password
 from services.db import SessionFactory
 from services.models import (
+    AttendanceRecord,
     AttendanceStatus,
     Classroom,
     ClassroomSubject,
+    FileStatus,
+    MedicalCertificate,
     Role,
     Student,
     Subject,
@@ -26,6 +31,7 @@ from services.models import (
     User,
 )
 from services.statistics import refresh_statistics
+from services.storage import ObjectStore, new_key
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "demo-password"
@@ -181,8 +187,15 @@ def _marks(
         )
 
 
-async def seed_demo(*, session_factory: SessionFactory, today: date, reset: bool = False) -> bool:
-    """Create the demo tenant; False when it already exists and ``reset`` is not asked for."""
+async def seed_demo(
+    *,
+    session_factory: SessionFactory,
+    today: date,
+    reset: bool = False,
+    store: ObjectStore | None = None,
+) -> bool:
+    """Create the demo tenant; False when it already exists and ``reset`` is not asked for.
+    With a ``store``, two certificates (scanned clean) wait for review."""
     async with session_factory() as session, session.begin():
         existing = await session.scalar(select(Tenant).where(Tenant.slug == DEMO_SLUG))
         if existing is not None:
@@ -246,8 +259,82 @@ async def seed_demo(*, session_factory: SessionFactory, today: date, reset: bool
                 )
 
         await _copy_attendance(session, rows())
+    if store is not None:
+        await _demo_certificates(session_factory, store, tenant.id, accounts[:2])
     await refresh_statistics(session_factory=session_factory)
     return True
+
+
+def demo_certificate_pdf(title: str) -> bytes:
+    """A one-page PDF that says ``title`` (ASCII)."""
+    text = title.replace("\\", "").replace("(", "").replace(")", "")
+    content = f"BT /F1 14 Tf 40 120 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 420 200] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer << /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        table,
+    )
+    return bytes(out)
+
+
+async def _demo_certificates(
+    session_factory: SessionFactory,
+    store: ObjectStore,
+    tenant_id: uuid.UUID,
+    accounts: Sequence[User],
+) -> None:
+    """For each account's student: a certificate covering their latest absence, scanned
+    clean and awaiting review, so a reviewer has something to approve in GraphiQL."""
+    for account in accounts:
+        async with session_factory() as session:
+            student_id, absent_on = (
+                await session.execute(
+                    select(Student.id, func.max(AttendanceRecord.date))
+                    .join(AttendanceRecord, AttendanceRecord.student_id == Student.id)
+                    .where(
+                        Student.user_id == account.id,
+                        AttendanceRecord.status == AttendanceStatus.ABSENT,
+                    )
+                    .group_by(Student.id)
+                )
+            ).one()
+        content = demo_certificate_pdf(f"Medical certificate - {account.email} - {absent_on}")
+        key = new_key(tenant_id, "certificates")
+        await store.put(key, io.BytesIO(content), size=len(content), content_type="application/pdf")
+        async with session_factory() as session, session.begin():
+            session.add(
+                MedicalCertificate(
+                    tenant_id=tenant_id,
+                    student_id=student_id,
+                    uploaded_by=account.id,
+                    file_name=f"certificate-{absent_on}.pdf",
+                    content_type="application/pdf",
+                    size=len(content),
+                    sha256=hashlib.sha256(content).hexdigest(),
+                    object_key=key,
+                    status=FileStatus.AWAITING_REVIEW,
+                    covers_from=absent_on,
+                    covers_to=absent_on,
+                    description="Seeded demo certificate",
+                    scan_result={"clean": True, "threats": [], "engine": "demo-seed"},
+                    scanned_at=func.now(),
+                )
+            )
 
 
 async def seed_bulk(

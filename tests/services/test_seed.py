@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from services.models import Classroom, TeacherAssignment, Tenant, User
 from services.seed import DEMO_PASSWORD, seed_demo
+from services.storage import create_store
 from tests.factories import gql
 
 LOGIN = 'mutation L($e: String!, $p: String!) { login(tenant: "demo", email: $e, password: $p) { token user { role } } }'
@@ -16,11 +17,28 @@ ROSTER = "query R($id: ID!) { classroom(id: $id) { name students(first: 100) { t
 
 
 @pytest.fixture(scope="module")
-async def demo(session_factory):
-    created = await seed_demo(session_factory=session_factory, today=datetime.now(UTC).date())
+async def demo(session_factory, settings):
+    store = create_store(settings.storage_url, secret=settings.jwt_secret)
+    today = datetime.now(UTC).date()
+    created = await seed_demo(session_factory=session_factory, today=today, store=store)
     assert created
-    again = await seed_demo(session_factory=session_factory, today=datetime.now(UTC).date())
+    again = await seed_demo(session_factory=session_factory, today=today, store=store)
     assert again is False  # idempotent without --reset
+
+
+CERTIFICATES = """{ medicalCertificates(status: AWAITING_REVIEW) {
+  totalCount edges { node { id fileName downloadUrl } } } }"""
+
+
+async def test_demo_certificates_await_review_and_download(client, demo):
+    token, _ = await login(client, "admin@demo.school")
+    body = await gql(client, CERTIFICATES, token=token)
+    listed = body["data"]["medicalCertificates"]
+    assert listed["totalCount"] == 2
+    for edge in listed["edges"]:
+        served = await client.get(edge["node"]["downloadUrl"])
+        assert served.status_code == 200
+        assert served.content.startswith(b"%PDF-1.4")
 
 
 async def login(client, email: str) -> tuple[str, str]:
