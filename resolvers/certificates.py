@@ -20,7 +20,7 @@ CERTIFICATE_CURSOR = "certificate"
 
 async def upload(
     info: Info,
-    file: UploadFile,
+    file: object,
     *,
     student_id: str | None,
     covers_from: date,
@@ -29,6 +29,9 @@ async def upload(
 ) -> MedicalCertificate:
     context = info.context
     viewer = context.viewer
+    if not isinstance(file, UploadFile):
+        # The Upload scalar passes any JSON value through: only a multipart part is a file.
+        raise Invalid("file", "Send the file as a GraphQL multipart request (see the README).")
     if student_id is not None:
         student = parse_id(student_id, "input.studentId")
     elif viewer.student_id is not None:

@@ -144,17 +144,21 @@ async def schedule_threshold_check(
 async def schedule_emails(
     redis: ArqRedis, session: AsyncSession, *, notification_ids: Sequence[uuid.UUID]
 ) -> None:
-    """Queue the mail of every pending e-mail delivery of these notifications, once each."""
+    """Queue the mail of every pending e-mail delivery of these notifications, once each.
+    ``session`` must have no transaction open (a job Redis refuses goes to the outbox)."""
     if not notification_ids:
         return
-    deliveries = await session.scalars(
-        select(NotificationDelivery.id).where(
-            NotificationDelivery.notification_id.in_(notification_ids),
-            NotificationDelivery.channel == Channel.EMAIL,
-            NotificationDelivery.status == DeliveryStatus.PENDING,
+    async with session.begin():
+        deliveries = list(
+            await session.scalars(
+                select(NotificationDelivery.id).where(
+                    NotificationDelivery.notification_id.in_(notification_ids),
+                    NotificationDelivery.channel == Channel.EMAIL,
+                    NotificationDelivery.status == DeliveryStatus.PENDING,
+                )
+            )
         )
-    )
-    for delivery_id in list(deliveries):
+    for delivery_id in deliveries:
         await enqueue(
             redis,
             session,

@@ -281,6 +281,16 @@ async def test_a_chunked_body_is_cut_off_once_over_the_limit(client, factory):
     assert sent <= MAX_MULTIPART_BODY + 2 * 1024 * 1024
 
 
+async def test_a_file_variable_sent_as_json_is_a_validation_error(client, factory):
+    school = await factory.school(students=1)
+    token = school.student_token(school.students[0])
+    for value in ["JVBERi0=", 1, {"name": "a.pdf"}, ["x"]]:
+        body = await gql(client, UPLOAD, {"file": value, "input": COVER}, token=token)
+        assert error_codes(body) == ["VALIDATION_ERROR"], value
+        assert body["errors"][0]["extensions"]["field"] == "file"
+    assert await rows(factory, school) == []
+
+
 async def test_uploads_need_the_preflight_header(client, factory):
     school = await factory.school(students=1)
     response = await upload(

@@ -169,3 +169,29 @@ async def test_marks_commit_and_their_jobs_are_kept_while_redis_is_down(
     async with session_factory() as session:
         kept = sorted((await session.scalars(select(OutboxJob.function))).all())
     assert kept == ["check_thresholds", "invalidate_cache", "refresh_statistics"]
+
+
+async def test_email_jobs_wait_in_the_outbox_while_redis_is_down(factory, arq, session_factory):
+    # given a notification with a pending e-mail delivery, and a Redis that refuses connections
+    from services.models import NotificationType, Severity
+    from services.notifications import Draft, notify
+    from services.queue import SEND_NOTIFICATION_EMAIL, schedule_emails
+
+    school = await factory.school(students=1)
+    async with session_factory() as session, session.begin():
+        note = await notify(
+            session,
+            tenant_id=school.tenant.id,
+            user_id=school.admin.id,
+            draft=Draft(NotificationType.SYSTEM_ANNOUNCEMENT, Severity.INFO, "Hello", "World"),
+            email_available=True,
+        )
+    dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    # when its mail is queued
+    async with session_factory() as session:
+        await schedule_emails(dead, session, notification_ids=[note.id])
+    await dead.aclose()
+    # then the job waits in the outbox
+    async with session_factory() as session:
+        kept = list(await session.scalars(select(OutboxJob)))
+    assert [job.function for job in kept] == [SEND_NOTIFICATION_EMAIL]

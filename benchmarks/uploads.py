@@ -1,0 +1,959 @@
+"""Upload benchmark: ``uploadMedicalCertificate`` over HTTP against one ``rollcall serve``.
+
+Creates a throwaway database with one classroom of students (tokens signed by this script),
+flushes a Redis database of its own, and starts one ``rollcall serve`` process
+(``ROLLCALL_RATE_LIMITS=off``) storing files on local disk in a temporary directory
+(``ROLLCALL_STORAGE_URL=file:///tmp/...``). Every upload is a GraphQL multipart request, as
+Apollo's upload client sends it: the ``Apollo-Require-Preflight`` header and the parts
+``operations``, ``map`` and ``0``; the file is a valid PDF header (``tests.files.pdf``) padded
+with random bytes to the size. The script measures:
+
+1. latency p50/p95/p99/max and throughput (MB/s, uploads/s) for each ``--size-mb`` (default
+   0.1, 1 and 10) at each ``--concurrency`` (default 1 and 8), with the server's CPU and its peak
+   RSS over each row;
+2. the server's memory while ``--memory-concurrency`` (default 8) 10 MB uploads run at once:
+   its RSS at idle, its peak (VmHWM, reset first through ``/proc/<pid>/clear_refs``, and VmRSS
+   sampled every 20 ms), the growth per concurrent upload, and how many of its open files were
+   spooled uploads (deleted files in the temporary directory). A server that buffered whole
+   uploads would grow by at least 10 MB per upload;
+3. how fast an oversized body (``--oversize-mb``, default 50) is refused, with a declared
+   Content-Length and chunked: once through httpx streaming the body from an async generator
+   (as a client would), once through a raw socket that writes while it watches for the answer,
+   with the time to the 413 and the bytes sent by then;
+4. scan throughput: after each size's uploads, the two workers of ``jobs.worker.create_workers``
+   in burst mode (no cron jobs, the built-in signature scanner) scan them; scans/s and MB/s.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.uploads [--files 40] [--concurrency 1 8] [--size-mb 0.1 1 10]
+
+A script, not a test: it prints figures and exits 1 when an upload that should pass failed, an
+oversized one was not refused, or a scan did not end clean. It FLUSHES its Redis database
+(``--redis-url``, default ``ROLLCALL_REDIS_URL`` or ``redis://127.0.0.1:6379/12``) at the start
+and, unless ``--keep``, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # ``python benchmarks/uploads.py`` finds the project packages
+
+import httpx  # noqa: E402
+from arq.connections import ArqRedis, RedisSettings, create_pool  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from benchmarks.cache import cpu_seconds, flush_redis, run  # noqa: E402
+from benchmarks.foundation import (  # noqa: E402
+    DEFAULT_DATABASE_URL,
+    BenchmarkError,
+    percentile,
+    scratch_database,
+)
+from benchmarks.jobs import Throughput, drain, forget_results, job_timings, render  # noqa: E402
+from benchmarks.live import Roster, log_problems, seed_class, server_env  # noqa: E402
+from graph.uploads import MAX_MULTIPART_BODY  # noqa: E402
+from rollcall.processes import ServerProcess, running_server  # noqa: E402
+from services.certificates import MAX_FILE_SIZE  # noqa: E402
+from services.db import create_engine, create_session_factory  # noqa: E402
+from services.models import FileStatus, MedicalCertificate  # noqa: E402
+from services.queue import SCAN_CERTIFICATE, Queue  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from tests import files  # noqa: E402
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
+MB = 1024 * 1024
+STUDENTS = 16
+CHUNK = 64 * 1024  # how the oversized bodies are written
+RSS_INTERVAL = 0.02  # seconds between samples of the server's VmRSS
+REQUEST_TIMEOUT = 120.0
+
+UPLOAD = """
+mutation Upload($file: Upload!, $input: MedicalCertificateInput!) {
+  uploadMedicalCertificate(file: $file, input: $input) { id size status }
+}
+"""
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+def pdf_of_size(size: int, rng: random.Random) -> bytes:
+    """A PDF (``tests.files.pdf``) whose comment holds random bytes: exactly ``size`` bytes."""
+    overhead = len(files.pdf(b"x")) - 1
+    content = files.pdf(rng.randbytes(size - overhead))
+    assert len(content) == size
+    return content
+
+
+@dataclass(frozen=True)
+class Multipart:
+    """A GraphQL multipart request's body around one file: ``head + file + tail``."""
+
+    boundary: str
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def build(cls, cover: dict[str, str]) -> Multipart:
+        boundary = f"rollcall-bench-{secrets.token_hex(12)}"
+        operations = json.dumps({"query": UPLOAD, "variables": {"file": None, "input": cover}})
+        mapping = json.dumps({"0": ["variables.file"]})
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n'
+            f"{operations}\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{mapping}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="0"; '
+            f'filename="certificate.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+        ).encode()
+        return cls(boundary, head, f"\r\n--{boundary}--\r\n".encode())
+
+    def body(self, content: bytes) -> bytes:
+        return self.head + content + self.tail
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {
+            "content-type": f"multipart/form-data; boundary={self.boundary}",
+            "apollo-require-preflight": "true",
+            "authorization": f"Bearer {token}",
+        }
+
+
+def cover_dates() -> dict[str, str]:
+    today = datetime.now(UTC).date()
+    return {
+        "coversFrom": (today - timedelta(days=3)).isoformat(),
+        "coversTo": (today - timedelta(days=1)).isoformat(),
+        "description": "Benchmark",
+    }
+
+
+def size_label(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size < MB else f"{size / MB:g} MB"
+
+
+# --------------------------------------------------------------------------- server memory
+
+
+def status_kb(pid: int) -> dict[str, int]:
+    """The ``Vm*`` lines of ``/proc/<pid>/status``, in KiB."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Vm"):
+            name, _, value = line.partition(":")
+            found[name] = int(value.split()[0])
+    return found
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux 4.0+); whether it worked."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def spooled_files(pid: int, spool_dir: str) -> int:
+    """Open files of the process that are deleted files in ``spool_dir``: Starlette's
+    SpooledTemporaryFile copies of uploads once they went to disk."""
+    count = 0
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith(spool_dir) and target.endswith("(deleted)"):
+                    count += 1
+    return count
+
+
+class MemoryWatch:
+    """Samples the server's VmRSS (and its spooled uploads) every 20 ms while the block runs."""
+
+    def __init__(self, pid: int, spool_dir: str) -> None:
+        self.pid = pid
+        self.spool_dir = spool_dir
+        self.peak_kb = 0
+        self.max_spooled = 0
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        self.peak_kb = max(self.peak_kb, status_kb(self.pid)["VmRSS"])
+        self.max_spooled = max(self.max_spooled, spooled_files(self.pid, self.spool_dir))
+        self.samples += 1
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(RSS_INTERVAL)
+
+    async def __aenter__(self) -> MemoryWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.sample()
+
+
+async def idle_rss_kb(pid: int, *, seconds: float = 1.0) -> int:
+    """The server's VmRSS after ``seconds`` of quiet (the median of a few readings)."""
+    await asyncio.sleep(seconds)
+    readings = []
+    for _ in range(5):
+        readings.append(status_kb(pid)["VmRSS"])
+        await asyncio.sleep(0.05)
+    return sorted(readings)[len(readings) // 2]
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+@dataclass
+class Row:
+    """One size at one concurrency."""
+
+    size: int
+    concurrency: int
+    latencies: list[float] = field(default_factory=list)  # ms
+    errors: int = 0
+    first_error: str | None = None
+    wall_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
+    peak_rss_kb: int = 0
+    max_spooled: int = 0
+
+    def record(self, elapsed_ms: float, error: str | None) -> None:
+        self.latencies.append(elapsed_ms)
+        if error is not None:
+            self.errors += 1
+            self.first_error = self.first_error or error
+
+    @property
+    def done(self) -> int:
+        return len(self.latencies) - self.errors
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.done * self.size / MB / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.done / self.wall_seconds if self.wall_seconds else 0.0
+
+
+class Uploader:
+    """Sends uploads to one server as the seeded students, in turn."""
+
+    def __init__(self, client: httpx.AsyncClient, roster: Roster, multipart: Multipart) -> None:
+        self.client = client
+        self.multipart = multipart
+        self.tokens = itertools.cycle([token for _, token in roster.students])
+
+    async def upload(self, content: bytes) -> tuple[float, str | None]:
+        """One upload; (milliseconds, an error or None)."""
+        body = self.multipart.body(content)
+        headers = self.multipart.headers(next(self.tokens))
+        started = time.perf_counter()
+        try:
+            response = await self.client.post("/graphql", content=body, headers=headers)
+        except httpx.HTTPError as error:
+            return (time.perf_counter() - started) * 1000, f"{type(error).__name__}: {error}"
+        elapsed = (time.perf_counter() - started) * 1000
+        try:
+            answer = response.json()
+        except ValueError:
+            return elapsed, f"HTTP {response.status_code}: {response.text[:200]}"
+        certificate = (answer.get("data") or {}).get("uploadMedicalCertificate") or {}
+        if response.status_code != 200 or "errors" in answer:
+            return elapsed, f"HTTP {response.status_code}: {str(answer)[:300]}"
+        if certificate.get("size") != len(content) or certificate.get("status") != "PENDING":
+            return elapsed, f"unexpected answer: {str(answer)[:300]}"
+        return elapsed, None
+
+    async def concurrently(self, content: bytes, count: int, concurrency: int, row: Row) -> None:
+        """``count`` uploads of ``content`` over ``concurrency`` clients, recorded in ``row``."""
+        counter = itertools.count()
+
+        async def client() -> None:
+            while next(counter) < count:
+                row.record(*await self.upload(content))
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+async def measure_row(
+    uploader: Uploader, server: ServerProcess, spool_dir: str, content: bytes, count: int, n: int
+) -> Row:
+    row = Row(size=len(content), concurrency=n)
+    cpu_before = cpu_seconds(server.pid)
+    async with MemoryWatch(server.pid, spool_dir) as watch:
+        started = time.perf_counter()
+        await uploader.concurrently(content, count, n, row)
+        row.wall_seconds = time.perf_counter() - started
+    row.server_cpu_seconds = cpu_seconds(server.pid) - cpu_before
+    row.peak_rss_kb = watch.peak_kb
+    row.max_spooled = watch.max_spooled
+    return row
+
+
+def describe_row(row: Row) -> str:
+    samples = row.latencies or [math.nan]
+    line = (
+        f"  {size_label(row.size)} x{row.concurrency}: {row.done} uploads in "
+        f"{row.wall_seconds:.2f} s, p50 {percentile(samples, 50):.1f} ms, p99 "
+        f"{percentile(samples, 99):.1f} ms, {row.mb_per_second:.1f} MB/s"
+    )
+    if row.errors:
+        line += f" ERRORS={row.errors} ({row.first_error})"
+    return line
+
+
+@dataclass
+class Memory:
+    concurrency: int
+    rounds: int
+    idle_kb: int
+    sampled_peak_kb: int = 0
+    hwm_kb: int | None = None  # VmHWM after a reset; None when the reset failed
+    after_kb: int = 0
+    max_spooled: int = 0
+    samples: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+    @property
+    def peak_kb(self) -> int:
+        return max(self.sampled_peak_kb, self.hwm_kb or 0)
+
+    @property
+    def growth_mb_per_upload(self) -> float:
+        return (self.peak_kb - self.idle_kb) / 1024 / self.concurrency
+
+
+async def measure_memory(
+    uploader: Uploader, server: ServerProcess, spool_dir: str, content: bytes, args: Any
+) -> Memory:
+    """``--memory-rounds`` bursts of ``--memory-concurrency`` simultaneous uploads."""
+    memory = Memory(
+        concurrency=args.memory_concurrency,
+        rounds=args.memory_rounds,
+        idle_kb=await idle_rss_kb(server.pid),
+    )
+    reset = reset_peak(server.pid)
+    async with MemoryWatch(server.pid, spool_dir) as watch:
+        for _ in range(args.memory_rounds):
+            results = await asyncio.gather(
+                *(uploader.upload(content) for _ in range(args.memory_concurrency))
+            )
+            for _, error in results:
+                if error is not None:
+                    memory.errors += 1
+                    memory.first_error = memory.first_error or error
+    memory.sampled_peak_kb = watch.peak_kb
+    memory.max_spooled = watch.max_spooled
+    memory.samples = watch.samples
+    memory.hwm_kb = status_kb(server.pid)["VmHWM"] if reset else None
+    memory.after_kb = await idle_rss_kb(server.pid)
+    return memory
+
+
+# --------------------------------------------------------------------------- oversized bodies
+
+
+@dataclass
+class Refusal:
+    """One oversized request: what came back, how soon, and how much had been sent by then."""
+
+    client: str  # "httpx" or "socket"
+    declared: bool  # Content-Length sent (else chunked)
+    status: int | None = None
+    seconds: float = math.nan  # request start -> response (httpx) / first response byte (socket)
+    sent: int = 0  # body bytes written when the response came
+    error: str | None = None  # the exception instead of a response
+
+    @property
+    def refused(self) -> bool:
+        return self.status == 413
+
+
+def oversized_content() -> bytes:
+    """One chunk of the oversized file: it starts as a PDF, then zeros (never all of it)."""
+    return files.pdf() + bytes(CHUNK - len(files.pdf()))
+
+
+async def refuse_httpx(
+    base_url: str, multipart: Multipart, token: str, total: int, declared: bool
+) -> Refusal:
+    """The body streamed from an async generator through httpx; ``sent`` counts each chunk
+    once httpx came back for the next, i.e. once it was written to the socket."""
+    result = Refusal("httpx", declared)
+    first = oversized_content()
+    length = len(multipart.head) + total + len(multipart.tail)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield multipart.head
+        result.sent += len(multipart.head)
+        written = 0
+        while written < total:
+            piece = first if written == 0 else bytes(min(CHUNK, total - written))
+            piece = piece[: total - written]
+            yield piece
+            written += len(piece)
+            result.sent += len(piece)
+        yield multipart.tail
+        result.sent += len(multipart.tail)
+
+    headers = multipart.headers(token)
+    if declared:
+        headers["content-length"] = str(length)
+    async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT) as client:
+        started = time.perf_counter()
+        try:
+            response = await client.post("/graphql", content=body(), headers=headers)
+            result.status = response.status_code
+        except httpx.HTTPError as error:
+            result.error = f"{type(error).__name__}: {error}"
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+async def refuse_socket(
+    host: str, port: int, multipart: Multipart, token: str, total: int, declared: bool
+) -> Refusal:
+    """The request written over a raw socket in 64 KiB chunks while a reader waits for the
+    answer; ``sent`` counts the body bytes the socket had accepted when its first byte came."""
+    result = Refusal("socket", declared)
+    reader, writer = await asyncio.open_connection(host, port)
+    length = len(multipart.head) + total + len(multipart.tail)
+    framing = f"content-length: {length}" if declared else "transfer-encoding: chunked"
+    head = (
+        f"POST /graphql HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in multipart.headers(token).items())
+        + f"{framing}\r\n\r\n"
+    ).encode()
+    written = 0
+
+    def frame(data: bytes) -> bytes:
+        return data if declared else f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+    async def write() -> None:
+        nonlocal written
+        writer.write(head)
+        writer.write(frame(multipart.head))
+        await writer.drain()
+        written = len(multipart.head)
+        first = oversized_content()
+        filed = 0
+        while filed < total:
+            piece = (first if filed == 0 else bytes(CHUNK))[: total - filed]
+            writer.write(frame(piece))
+            await writer.drain()
+            filed += len(piece)
+            written += len(piece)
+        writer.write(frame(multipart.tail) + (b"" if declared else b"0\r\n\r\n"))
+        await writer.drain()
+        written += len(multipart.tail)
+
+    started = time.perf_counter()
+    writing = asyncio.create_task(write())
+    try:
+        status_line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+        result.seconds = time.perf_counter() - started
+        result.sent = written
+        if status_line.startswith(b"HTTP/1.1 "):
+            result.status = int(status_line.split()[1])
+        else:
+            result.error = f"no response (read {status_line[:80]!r})"
+    except (OSError, TimeoutError) as error:
+        result.seconds = time.perf_counter() - started
+        result.sent = written
+        result.error = f"{type(error).__name__}: {error}"
+    finally:
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await writing
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return result
+
+
+async def measure_refusals(
+    server: ServerProcess, multipart: Multipart, roster: Roster, args: Any
+) -> list[Refusal]:
+    total = int(args.oversize_mb * MB)
+    token = roster.students[0][1]
+    results: list[Refusal] = []
+    for declared in (True, False):
+        for _ in range(args.oversize_trials):
+            results.append(await refuse_httpx(server.base_url, multipart, token, total, declared))
+            results.append(
+                await refuse_socket(server.host, server.port, multipart, token, total, declared)
+            )
+    return results
+
+
+# --------------------------------------------------------------------------- scans
+
+
+@dataclass
+class Scans:
+    size: int
+    result: Throughput
+    run_ms: list[float]  # each job's own run time, from arq's kept results
+    statuses: dict[str, int]  # the tenant's certificates of this size, by status
+
+    @property
+    def mb_per_second(self) -> float:
+        seconds = self.result.drain_seconds
+        return self.result.jobs * self.size / MB / seconds if seconds else 0.0
+
+
+async def scan_all(settings: Settings, arq: ArqRedis, size: int, label: str) -> Scans:
+    """Both workers in burst mode over every queued scan; timed from their start."""
+    queued = await arq.zcard(Queue.NORMAL.value)
+    await forget_results(arq)
+    result = Throughput(
+        workload=f"scan {label}", poll="shipped", jobs=queued, students=0, enqueue_seconds=0.0
+    )
+    await drain(settings, result, poll_delay=None, expected={Queue.NORMAL.value: queued})
+    _, runs = await job_timings(arq, SCAN_CERTIFICATE)
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=1)
+    try:
+        async with create_session_factory(engine)() as session:
+            counted = await session.execute(
+                select(MedicalCertificate.status, func.count())
+                .where(MedicalCertificate.size == size)
+                .group_by(MedicalCertificate.status)
+            )
+            statuses = {FileStatus(status).value: count for status, count in counted.all()}
+    finally:
+        await engine.dispose()
+    return Scans(size=size, result=result, run_ms=runs, statuses=statuses)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def rows_table(rows: Sequence[Row]) -> str:
+    header = (
+        "file",
+        "clients",
+        "uploads",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "uploads/s",
+        "MB/s",
+        "server CPU",
+        "CPU ms/upload",
+        "peak RSS MB",
+        "spooled",
+    )
+    table = []
+    for r in rows:
+        samples = r.latencies or [math.nan]
+        table.append(
+            (
+                size_label(r.size),
+                str(r.concurrency),
+                str(r.done),
+                str(r.errors),
+                f"{percentile(samples, 50):.1f}",
+                f"{percentile(samples, 95):.1f}",
+                f"{percentile(samples, 99):.1f}",
+                f"{max(samples):.1f}",
+                f"{r.per_second:.1f}",
+                f"{r.mb_per_second:.1f}",
+                f"{100 * r.server_cpu_seconds / r.wall_seconds:.0f} %" if r.wall_seconds else "-",
+                f"{1000 * r.server_cpu_seconds / r.done:.1f}" if r.done else "-",
+                f"{r.peak_rss_kb / 1024:.1f}",
+                str(r.max_spooled),
+            )
+        )
+    return render(header, table, left=1)
+
+
+def memory_lines(memory: Memory, size: int) -> list[str]:
+    hwm = f"{memory.hwm_kb / 1024:.1f} MB" if memory.hwm_kb is not None else "n/a (no reset)"
+    buffered = memory.concurrency * size / MB
+    return [
+        f"  RSS at idle                                   {memory.idle_kb / 1024:8.1f} MB",
+        f"  peak, sampled every {RSS_INTERVAL * 1000:.0f} ms ({memory.samples} samples)"
+        f"{'':8}{memory.sampled_peak_kb / 1024:8.1f} MB",
+        f"  peak, VmHWM since the reset                   {hwm:>11}",
+        f"  growth at the peak                            "
+        f"{(memory.peak_kb - memory.idle_kb) / 1024:8.1f} MB "
+        f"(whole uploads held in memory would be >= {buffered:.0f} MB)",
+        f"  growth per concurrent {size_label(size)} upload"
+        f"{'':18}{memory.growth_mb_per_upload:8.2f} MB",
+        f"  RSS 1 s after the last upload                 {memory.after_kb / 1024:8.1f} MB "
+        f"({(memory.after_kb - memory.idle_kb) / 1024:+.1f} MB kept)",
+        f"  uploads spooled to disk at once (max)         {memory.max_spooled:8d}",
+    ]
+
+
+def refusals_table(refusals: Sequence[Refusal], total: int) -> str:
+    header = ("client", "body", "trials", "413s", "time to answer ms", "body sent MB", "errors")
+    table = []
+    for client, declared in itertools.product(("httpx", "socket"), (True, False)):
+        group = [r for r in refusals if r.client == client and r.declared == declared]
+        if not group:
+            continue
+        times = [r.seconds * 1000 for r in group]
+        sent = [r.sent / MB for r in group]
+        errors = [r.error for r in group if r.error]
+        table.append(
+            (
+                client,
+                f"{total / MB:g} MB, " + ("Content-Length" if declared else "chunked"),
+                str(len(group)),
+                str(sum(r.refused for r in group)),
+                " / ".join(f"{t:.0f}" for t in times),
+                " / ".join(f"{s:.2f}" for s in sent),
+                f"{len(errors)}: {errors[0][:60]}" if errors else "0",
+            )
+        )
+    return render(header, table, left=2)
+
+
+def scans_table(scans: Sequence[Scans]) -> str:
+    header = (
+        "files",
+        "scans",
+        "drain s",
+        "scans/s",
+        "MB/s",
+        "job p50 ms",
+        "job p95 ms",
+        "worker CPU",
+        "failed",
+        "statuses",
+    )
+    table = []
+    for s in scans:
+        runs = s.run_ms or [math.nan]
+        r = s.result
+        table.append(
+            (
+                size_label(s.size),
+                str(r.jobs),
+                f"{r.drain_seconds:.2f}",
+                f"{r.jobs_per_second:.1f}",
+                f"{s.mb_per_second:.1f}",
+                f"{percentile(runs, 50):.1f}",
+                f"{percentile(runs, 95):.1f}",
+                f"{100 * r.cpu_seconds / r.run_seconds:.0f} %" if r.run_seconds else "-",
+                str(r.failed + r.retried + (1 if r.error else 0)),
+                ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())),
+            )
+        )
+    return render(header, table, left=1)
+
+
+# --------------------------------------------------------------------------- main
+
+
+@dataclass
+class Outcome:
+    rows: list[Row]
+    memory: Memory
+    refusals: list[Refusal]
+    scans: list[Scans]
+    stored_bytes: int
+    accepted_bytes: int
+    log_problems: list[str]
+
+    @property
+    def failed(self) -> bool:
+        return (
+            any(r.errors for r in self.rows)
+            or self.memory.errors > 0
+            or not all(r.refused for r in self.refusals if r.client == "socket")
+            or any(
+                s.result.failed
+                or s.result.retried
+                or s.result.error
+                or set(s.statuses) != {"AWAITING_REVIEW"}
+                for s in self.scans
+            )
+        )
+
+
+def stored_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+async def benchmark(args: argparse.Namespace, settings: Settings, storage: Path) -> Outcome:
+    assert settings.redis_url is not None
+    started = time.perf_counter()
+    roster = await seed_class(settings, STUDENTS)
+    print(f"seeded one classroom of {STUDENTS} students in {time.perf_counter() - started:.1f} s")
+    await flush_redis(settings.redis_url)
+    env = server_env(settings)
+    env["ROLLCALL_STORAGE_URL"] = settings.storage_url
+    rng = random.Random(args.seed)
+    sizes = [int(mb * MB) for mb in args.size_mb]
+    contents = {size: pdf_of_size(size, rng) for size in sorted(set(sizes))}
+    biggest = pdf_of_size(MAX_FILE_SIZE, rng)
+    multipart = Multipart.build(cover_dates())
+    arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    try:
+        async with (
+            running_server(env) as server,
+            httpx.AsyncClient(
+                base_url=server.base_url,
+                timeout=REQUEST_TIMEOUT,
+                limits=httpx.Limits(max_connections=max(args.concurrency) + 2),
+            ) as client,
+        ):
+            print(f"server pid {server.pid} at {server.base_url}, files in {storage}", flush=True)
+            try:
+                return await measure(
+                    args, settings, server, client, arq, roster, multipart, contents, biggest
+                )
+            except BaseException:
+                print(f"\n--- server (pid {server.pid}) log tail ---\n{server.log_tail(40)}")
+                raise
+    finally:
+        await arq.aclose()
+        if not args.keep:
+            await flush_redis(settings.redis_url)
+
+
+async def measure(
+    args: argparse.Namespace,
+    settings: Settings,
+    server: ServerProcess,
+    client: httpx.AsyncClient,
+    arq: ArqRedis,
+    roster: Roster,
+    multipart: Multipart,
+    contents: dict[int, bytes],
+    biggest: bytes,
+) -> Outcome:
+    uploader = Uploader(client, roster, multipart)
+    spool_dir = tempfile.gettempdir()
+    accepted = 0
+    # Warm-up: imports, pools, the thread pool and first-call costs of every size.
+    for content in [*contents.values(), biggest] * args.warmup:
+        _, error = await uploader.upload(content)
+        if error is not None:
+            raise BenchmarkError(f"warm-up upload failed: {error}")
+        accepted += len(content)
+
+    print(
+        f"memory: {args.memory_rounds} x {args.memory_concurrency} concurrent "
+        f"{size_label(len(biggest))} uploads…",
+        flush=True,
+    )
+    memory = await measure_memory(uploader, server, spool_dir, biggest, args)
+    accepted += (memory.rounds * memory.concurrency - memory.errors) * len(biggest)
+    print("\n".join(memory_lines(memory, len(biggest))), flush=True)
+    print("scanning the warm-up's and the memory run's files (untimed)…", flush=True)
+    await scan_all(settings, arq, len(biggest), "warm-up")
+
+    rows: list[Row] = []
+    scans: list[Scans] = []
+    for size, content in contents.items():
+        for concurrency in args.concurrency:
+            row = await measure_row(uploader, server, spool_dir, content, args.files, concurrency)
+            rows.append(row)
+            accepted += row.done * size
+            print(describe_row(row), flush=True)
+        scan = await scan_all(settings, arq, size, size_label(size))
+        scans.append(scan)
+        print(
+            f"  scanned {scan.result.jobs} {size_label(size)} files in "
+            f"{scan.result.drain_seconds:.2f} s: {scan.result.jobs_per_second:.1f} scans/s, "
+            f"{scan.mb_per_second:.1f} MB/s; statuses {scan.statuses}",
+            flush=True,
+        )
+
+    total = int(args.oversize_mb * MB)
+    print(f"oversized: {args.oversize_trials} trials per way of a {total / MB:g} MB body…")
+    refusals = await measure_refusals(server, multipart, roster, args)
+    for refusal in refusals:
+        print(
+            f"  {refusal.client:6} {'declared' if refusal.declared else 'chunked '}: "
+            f"status {refusal.status} after {refusal.seconds * 1000:.0f} ms, "
+            f"{refusal.sent / MB:.2f} MB sent{'; ' + refusal.error if refusal.error else ''}",
+            flush=True,
+        )
+    # The server still answers, and kept nothing of the refused bodies.
+    _, error = await uploader.upload(contents[min(contents)])
+    if error is not None:
+        raise BenchmarkError(f"an upload after the oversized ones failed: {error}")
+    accepted += min(contents)
+    await scan_all(settings, arq, min(contents), "after")
+
+    storage = Path(urlsplit(settings.storage_url).path)
+    return Outcome(
+        rows=rows,
+        memory=memory,
+        refusals=refusals,
+        scans=scans,
+        stored_bytes=stored_size(storage),
+        accepted_bytes=accepted,
+        log_problems=log_problems(server),
+    )
+
+
+def report(outcome: Outcome, args: argparse.Namespace) -> None:
+    print()
+    print("uploads (latency: request start to the whole answer; MB/s of file content):")
+    print(rows_table(outcome.rows))
+    print()
+    print(
+        f"server memory, {outcome.memory.rounds} rounds of {outcome.memory.concurrency} "
+        f"concurrent {size_label(MAX_FILE_SIZE)} uploads:"
+    )
+    print("\n".join(memory_lines(outcome.memory, MAX_FILE_SIZE)))
+    print()
+    total = int(args.oversize_mb * MB)
+    print(
+        f"oversized body (limit {MAX_MULTIPART_BODY / MB:.2f} MB; time and bytes sent per trial):"
+    )
+    print(refusals_table(outcome.refusals, total))
+    print()
+    print("scans (both workers in burst mode, shipped poll delays, built-in signature scanner):")
+    print(scans_table(outcome.scans))
+    print()
+    print(
+        f"stored on disk {outcome.stored_bytes / MB:.1f} MB; accepted uploads "
+        f"{outcome.accepted_bytes / MB:.1f} MB"
+        + ("" if outcome.stored_bytes == outcome.accepted_bytes else "  (MISMATCH)")
+    )
+    if outcome.log_problems:
+        print(f"\nthe server logged {len(outcome.log_problems)} warnings/errors; the first:")
+        print("\n".join(f"  {line}" for line in outcome.log_problems[:10]))
+    print(
+        "(MB = 1,048,576 bytes. server CPU: 100 % = one core, over the row's wall time. peak "
+        "RSS: the server's VmRSS sampled every 20 ms. spooled: most uploads the server held at "
+        "once as deleted temporary files. job p50/p95: each scan job's own run time.)"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.uploads",
+        description="Latency, memory and refusals of uploadMedicalCertificate, and scan speed.",
+    )
+    parser.add_argument("--files", type=int, default=40, help="uploads per size and concurrency")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 8], help="concurrent clients per row"
+    )
+    parser.add_argument(
+        "--size-mb",
+        type=float,
+        nargs="+",
+        default=[0.1, 1.0, 10.0],
+        help="file sizes in MB (1,048,576 bytes), at most 10",
+    )
+    parser.add_argument(
+        "--memory-concurrency", type=int, default=8, help="simultaneous 10 MB uploads"
+    )
+    parser.add_argument(
+        "--memory-rounds", type=int, default=3, help="bursts in the memory measurement"
+    )
+    parser.add_argument("--oversize-mb", type=float, default=50.0, help="the oversized body")
+    parser.add_argument(
+        "--oversize-trials", type=int, default=3, help="trials per client and framing"
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="untimed uploads of each size")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        help="the PostgreSQL server (a scratch database is created on it and dropped after)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("ROLLCALL_REDIS_URL") or DEFAULT_REDIS_URL,
+        help="a Redis database the benchmark may FLUSH (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed for the files")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database, Redis data and stored files"
+    )
+    args = parser.parse_args(argv)
+    smallest = len(files.pdf(b"x"))
+    if any(not smallest <= mb * MB <= MAX_FILE_SIZE for mb in args.size_mb):
+        parser.error(f"--size-mb must be from {smallest} bytes to {MAX_FILE_SIZE // MB} MB")
+    if args.files < 1 or min(args.concurrency) < 1 or args.memory_concurrency < 1:
+        parser.error("--files, --concurrency and --memory-concurrency must be at least 1")
+    if args.memory_rounds < 1 or args.oversize_trials < 0 or args.warmup < 0:
+        parser.error("--memory-rounds must be at least 1; the others not negative")
+    if args.oversize_mb * MB <= MAX_MULTIPART_BODY:
+        parser.error(f"--oversize-mb must be over the limit, {MAX_MULTIPART_BODY / MB:.2f} MB")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # scratch_database reads the servers' addresses from the environment.
+    os.environ["ROLLCALL_DATABASE_URL"] = args.database_url
+    os.environ["ROLLCALL_REDIS_URL"] = args.redis_url
+    storage = Path(tempfile.mkdtemp(prefix="rollcall-bench-uploads-"))
+    started = time.perf_counter()
+    try:
+        with scratch_database(
+            "rollcall_bench_uploads", redis_default=DEFAULT_REDIS_URL, keep=args.keep
+        ) as db:
+            settings = dataclasses.replace(
+                db.settings,
+                storage_url=f"file://{storage}",
+                clamd_url=None,
+                scan_deny_sha256=frozenset(),
+            )
+            redis = urlsplit(settings.redis_url or "")
+            print(
+                f"rollcall upload benchmark: {os.cpu_count()} CPUs, {args.files} uploads per "
+                f"row, sizes {', '.join(size_label(int(mb * MB)) for mb in args.size_mb)}, "
+                f"clients {', '.join(map(str, args.concurrency))}, database {db.name}, Redis "
+                f"{redis.hostname}:{redis.port}{redis.path} (flushed), temporary files in "
+                f"{tempfile.gettempdir()}",
+                flush=True,
+            )
+            outcome: Outcome = run(benchmark(args, settings, storage))
+    finally:
+        if args.keep:
+            print(f"kept the stored files in {storage}")
+        else:
+            shutil.rmtree(storage, ignore_errors=True)
+    report(outcome, args)
+    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+    if outcome.failed:
+        print("some uploads, refusals or scans FAILED (see above)")
+    return 1 if outcome.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
