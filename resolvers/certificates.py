@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
+from datetime import date
 from urllib.parse import urljoin
 
 from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
 from services import certificates
 from services.errors import Invalid
 from services.models import FileStatus, MedicalCertificate
@@ -92,11 +92,7 @@ async def certificates_page(
     context = info.context
     size = page_size(first, 20)
     student = parse_id(student_id, "studentId") if student_id is not None else None
-    keyset = decode_cursor(after, CERTIFICATE_CURSOR, str)
-    try:
-        position = (datetime.fromisoformat(keyset[0]), keyset[1]) if keyset else None
-    except ValueError as error:
-        raise Invalid("after", "after is not a cursor from this connection.") from error
+    position = decode_time_cursor(after, CERTIFICATE_CURSOR)
     async with context.session_factory() as session:
         page = await certificates.certificates_page(
             session,
@@ -108,11 +104,11 @@ async def certificates_page(
         )
     return Page(
         items=[
-            (encode_cursor(CERTIFICATE_CURSOR, c.uploaded_at.isoformat(), c.id), c)
+            (encode_time_cursor(CERTIFICATE_CURSOR, c.uploaded_at, c.id), c)
             for c in page.certificates
         ],
         has_next_page=page.has_next_page,
-        has_previous_page=keyset is not None,
+        has_previous_page=position is not None,
         total_count=page.total,
     )
 

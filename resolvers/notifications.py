@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
 from services import notifications
-from services.errors import Invalid
 from services.models import Notification
 
 NOTIFICATION_CURSOR = "notification"
@@ -20,11 +18,7 @@ async def notifications_page(
     context = info.context
     viewer = context.viewer
     size = page_size(first, 20)
-    keyset = decode_cursor(after, NOTIFICATION_CURSOR, str)
-    try:
-        position = (datetime.fromisoformat(keyset[0]), keyset[1]) if keyset else None
-    except ValueError as error:
-        raise Invalid("after", "after is not a cursor from this connection.") from error
+    position = decode_time_cursor(after, NOTIFICATION_CURSOR)
     async with context.session_factory() as session:
         page = await notifications.notifications_page(
             session,
@@ -36,11 +30,11 @@ async def notifications_page(
         )
     return Page(
         items=[
-            (encode_cursor(NOTIFICATION_CURSOR, n.created_at.isoformat(), n.id), n)
+            (encode_time_cursor(NOTIFICATION_CURSOR, n.created_at, n.id), n)
             for n in page.notifications
         ],
         has_next_page=page.has_next_page,
-        has_previous_page=keyset is not None,
+        has_previous_page=position is not None,
         total_count=page.total,
     )
 

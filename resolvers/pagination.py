@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 import orjson
@@ -49,4 +50,20 @@ def decode_cursor(
             raise ValueError(kind)
         return value, uuid.UUID(key)
     except (ValueError, TypeError, orjson.JSONDecodeError) as error:
+        raise Invalid("after", "after is not a cursor from this connection.") from error
+
+
+def encode_time_cursor(kind: str, at: datetime, key: uuid.UUID) -> str:
+    """A cursor of a list ordered newest first on (timestamp, id)."""
+    return encode_cursor(kind, at.isoformat(), key)
+
+
+def decode_time_cursor(cursor: str | None, kind: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (timestamp, id) keyset of an ``encode_time_cursor`` cursor; VALIDATION_ERROR else."""
+    keyset = decode_cursor(cursor, kind, str)
+    if keyset is None:
+        return None
+    try:
+        return datetime.fromisoformat(keyset[0]), keyset[1]
+    except ValueError as error:
         raise Invalid("after", "after is not a cursor from this connection.") from error
