@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.jobs
 	$(BIN)/python -m benchmarks.cache
 	$(BIN)/python -m benchmarks.live
+	$(BIN)/python -m benchmarks.uploads
 
 clean:
 	rm -rf $(VENV) .rollcall
