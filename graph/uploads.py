@@ -9,6 +9,8 @@ so an oversized upload is never buffered whole.
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope
 
@@ -18,6 +20,11 @@ PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
 # The operation, the map and the parts' headers: generous for one upload mutation.
 OPERATION_ALLOWANCE = 64 * 1024
 MAX_MULTIPART_BODY = MAX_FILE_SIZE + OPERATION_ALLOWANCE
+# A refused body is read (and dropped) up to this much before answering: a client still
+# writing its body when the connection closes often never reads the 413 (asyncio clients see
+# a reset). Larger bodies are cut off at once, the connection closed.
+DRAIN_LIMIT = 2 * MAX_MULTIPART_BODY
+DRAIN_SECONDS = 5.0
 
 
 class MultipartRefused(Exception):
@@ -70,3 +77,24 @@ def guarded(scope: Scope, receive: Receive) -> Receive:
         return message
 
     return counting
+
+
+async def drain(scope: Scope, receive: Receive) -> bool:
+    """Read and drop the rest of a refused body when it is small enough to be worth it;
+    whether it was read to the end (the connection may then be kept)."""
+    declared = Headers(scope=scope).get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_LIMIT:
+        return False
+    budget = DRAIN_LIMIT
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
+    return False

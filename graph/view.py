@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
-from graph.uploads import MultipartRefused, guarded, is_multipart
+from graph.uploads import MultipartRefused, drain, guarded, is_multipart
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
 from services.audit import Origin
@@ -61,9 +61,9 @@ class GraphQLView(GraphQL[Context, None]):
             return
         request = None
         try:
-            if is_multipart(scope):
-                receive = guarded(scope, receive)
-            request = Request(scope=scope, receive=receive)
+            request = Request(
+                scope=scope, receive=guarded(scope, receive) if is_multipart(scope) else receive
+            )
             response = await self.run(request)
         except HTTPException as refused:
             response = JSONResponse(
@@ -71,11 +71,12 @@ class GraphQLView(GraphQL[Context, None]):
             )
         except MultipartRefused as refused:
             code = ErrorCode.VALIDATION_ERROR if refused.field else ErrorCode.BAD_REQUEST
+            read_to_end = await drain(scope, receive)
             response = JSONResponse(
                 {"errors": [request_error(refused.message, scope, code, refused.field)]},
                 status_code=refused.status_code,
-                # The rest of the body is not read: the connection cannot be reused.
-                headers={"connection": "close"} if refused.status_code == 413 else None,
+                # The rest of the body was not read: the connection cannot be reused.
+                headers=None if read_to_end else {"connection": "close"},
             )
         finally:
             if request is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from graph.uploads import MAX_MULTIPART_BODY
+from rollcall.processes import running_server
 from services.certificates import MAX_FILE_SIZE, sweep_orphans
 from services.models import (
     AttendanceRecord,
@@ -652,3 +654,30 @@ async def test_on_s3_with_clamd_clean_files_download_and_eicar_is_quarantined(
         served = await outside.get(by_id[clean["id"]]["downloadUrl"])
         assert served.status_code == 200 and served.content == files.png()
         assert (await outside.get(early_link)).status_code in {403, 404}
+
+
+async def test_over_a_real_socket_a_client_reads_the_413_of_a_body_slightly_too_large(
+    factory, settings
+):
+    """A client still writing its body when the server answers often never reads that answer;
+    a refused body up to twice the limit is read to the end first."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
+    env.update(
+        ROLLCALL_DATABASE_URL=settings.database_url,
+        ROLLCALL_REDIS_URL=settings.redis_url,
+        ROLLCALL_JWT_SECRET=settings.jwt_secret,
+        ROLLCALL_STORAGE_URL=settings.storage_url,
+    )
+    school = await factory.school(students=1)
+    token = school.student_token(school.students[0])
+    async with running_server(env) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+        for extra in (1024 * 1024, MAX_MULTIPART_BODY - 64 * 1024):
+            response = await upload(http, token, files.pdf() + bytes(MAX_MULTIPART_BODY + extra))
+            assert response.status_code == 413
+            assert response.json()["errors"][0]["extensions"]["field"] == "file"
+        # far larger: cut off at once, whether or not this client gets to read the answer
+        with contextlib.suppress(httpx.TransportError):
+            response = await upload(http, token, bytes(3 * MAX_MULTIPART_BODY))
+            assert response.status_code == 413
+        assert (await upload(http, token, files.pdf())).status_code == 200
+    assert await rows(factory, school) != []
