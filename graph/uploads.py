@@ -30,19 +30,23 @@ DRAIN_SECONDS = 5.0
 class MultipartRefused(Exception):
     """Not a ValueError, so that strawberry's form parsing does not swallow it."""
 
-    def __init__(self, status_code: int, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status_code: int, message: str, field: str | None = None, received: int = 0
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.field = field
+        self.received = received  # bytes of the body read before the refusal
 
 
-def too_large() -> MultipartRefused:
+def too_large(received: int = 0) -> MultipartRefused:
     return MultipartRefused(
         413,
         f"The upload is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB; send one file per "
         "request.",
         field="file",
+        received=received,
     )
 
 
@@ -73,19 +77,20 @@ def guarded(scope: Scope, receive: Receive) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > MAX_MULTIPART_BODY:
-                raise too_large()
+                raise too_large(received)
         return message
 
     return counting
 
 
-async def drain(scope: Scope, receive: Receive) -> bool:
-    """Read and drop the rest of a refused body when it is small enough to be worth it;
-    whether it was read to the end (the connection may then be kept)."""
+async def drain(scope: Scope, receive: Receive, *, received: int) -> bool:
+    """Read and drop the rest of a refused body (``received`` bytes of it read already) when
+    the whole is at most DRAIN_LIMIT; whether it was read to the end (the connection may then
+    be kept)."""
     declared = Headers(scope=scope).get("content-length", "")
     if declared.isdigit() and int(declared) > DRAIN_LIMIT:
         return False
-    budget = DRAIN_LIMIT
+    budget = DRAIN_LIMIT - received
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
             while budget > 0:

@@ -71,7 +71,7 @@ class GraphQLView(GraphQL[Context, None]):
             )
         except MultipartRefused as refused:
             code = ErrorCode.VALIDATION_ERROR if refused.field else ErrorCode.BAD_REQUEST
-            read_to_end = await drain(scope, receive)
+            read_to_end = await drain(scope, receive, received=refused.received)
             response = JSONResponse(
                 {"errors": [request_error(refused.message, scope, code, refused.field)]},
                 status_code=refused.status_code,

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from graph.uploads import MAX_MULTIPART_BODY
+from graph.uploads import DRAIN_LIMIT, MAX_MULTIPART_BODY
 from rollcall.processes import running_server
 from services.certificates import MAX_FILE_SIZE, sweep_orphans
 from services.models import (
@@ -280,7 +280,7 @@ async def test_a_chunked_body_is_cut_off_once_over_the_limit(client, factory):
         },
     )
     assert response.status_code == 413
-    assert sent <= MAX_MULTIPART_BODY + 2 * 1024 * 1024
+    assert sent <= DRAIN_LIMIT + 2 * 1024 * 1024
 
 
 async def test_a_file_variable_sent_as_json_is_a_validation_error(client, factory):
