@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 LISTENER_QUEUE_SIZE = 256
 READ_TIMEOUT_SECONDS = 1.0
+# How long ``listen`` waits for Redis to confirm a new SUBSCRIBE; past it the listener is
+# handed out anyway (it gets RESYNC if the connection turns out to be lost).
+CONFIRM_TIMEOUT_SECONDS = 5.0
 RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -215,13 +218,18 @@ class Hub:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task[None] | None = None
     _resubscribe: bool = False
+    # SUBSCRIBEs sent and not yet confirmed: until Redis confirms one, a message published
+    # to its channel may not reach this process.
+    _unconfirmed: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._pubsub: PubSub = self.redis.pubsub()
 
     @contextlib.asynccontextmanager
     async def listen(self, channels: Sequence[Channel[Any]]) -> AsyncIterator[Listener]:
-        """A listener on ``channels`` until the block ends (however it ends)."""
+        """A listener on ``channels`` until the block ends (however it ends). Its channels are
+        subscribed when it is handed out: what is published from then on reaches it, so state
+        read after ``listen`` returns misses no change."""
         listener = Listener(channels, self.queue_size)
         try:
             await self._add(listener)
@@ -256,7 +264,11 @@ class Hub:
                     new.append(channel.name)
                     self._types[channel.name] = channel.event_type
                 self._listeners.setdefault(channel.name, set()).add(listener)
+            confirmations = []
             if new and not self._resubscribe:
+                loop = asyncio.get_running_loop()
+                for name in new:
+                    confirmations.append(self._unconfirmed.setdefault(name, loop.create_future()))
                 try:
                     await self._pubsub.subscribe(*new)
                 except (RedisError, OSError) as error:
@@ -265,6 +277,12 @@ class Hub:
             self._wake.set()
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
+        if confirmations:
+            try:
+                async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
+                    await asyncio.gather(*(asyncio.shield(f) for f in confirmations))
+            except TimeoutError:
+                logger.warning("live: Redis has not confirmed a subscription; going on")
 
     async def _remove(self, listener: Listener) -> None:
         # Local state first and without awaiting: it is released even if this is cancelled.
@@ -292,6 +310,17 @@ class Hub:
     def _lost(self) -> None:
         self.connected = False
         self._resubscribe = True
+        self._confirm_all()
+
+    def _confirm(self, channel: str) -> None:
+        confirmation = self._unconfirmed.pop(channel, None)
+        if confirmation is not None and not confirmation.done():
+            confirmation.set_result(None)
+
+    def _confirm_all(self) -> None:
+        """Release every waiter: after a loss the resubscription's RESYNC covers them."""
+        for channel in list(self._unconfirmed):
+            self._confirm(channel)
 
     async def _read(self) -> None:
         """Read messages while anything is subscribed; reconnect and resync after failures."""
@@ -304,10 +333,8 @@ class Hub:
             try:
                 if self._resubscribe:
                     await self._reconnect()
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=READ_TIMEOUT_SECONDS
-                )
-            except (RedisError, OSError) as error:
+                message = await self._pubsub.get_message(timeout=READ_TIMEOUT_SECONDS)
+            except (RedisError, OSError, TimeoutError) as error:
                 self._lost()
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1
@@ -315,14 +342,30 @@ class Hub:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            if message is not None and message["type"] == "message":
-                self._deliver(message["channel"].decode(), message["data"])
+            self._handle(message)
+
+    def _handle(self, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        if message["type"] == "message":
+            self._deliver(message["channel"].decode(), message["data"])
+        elif message["type"] == "subscribe":
+            self._confirm(message["channel"].decode())
 
     async def _reconnect(self) -> None:
+        """Subscribe again to every channel and, once Redis confirms them all, send RESYNC:
+        state re-read on RESYNC then misses no later change."""
         async with self._lock:
             await self._pubsub.aclose()
             if self._listeners:
-                await self._pubsub.subscribe(*self._listeners)
+                waiting = set(self._listeners)
+                await self._pubsub.subscribe(*waiting)
+                async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
+                    while waiting:
+                        message = await self._pubsub.get_message(timeout=READ_TIMEOUT_SECONDS)
+                        self._handle(message)
+                        if message is not None and message["type"] == "subscribe":
+                            waiting.discard(message["channel"].decode())
             self._resubscribe = False
             self.connected = True
             self.stats.reconnects += 1

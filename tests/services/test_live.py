@@ -201,3 +201,20 @@ async def test_connections_beyond_the_rate_are_refused_with_a_retry_time(redis):
     with pytest.raises(ConnectionRefused) as refused:
         await presence.open(user)
     assert 0 < refused.value.retry_after <= 60
+
+
+async def test_what_is_published_once_listen_returns_is_never_missed(redis):
+    """``listen`` returns once Redis has confirmed the subscription, so state read right after
+    it misses no change (the dashboard stream relies on this)."""
+    hub = Hub(redis=redis)
+    publisher = aioredis.Redis(connection_pool=redis.connection_pool)
+    try:
+        for _ in range(100):
+            classroom = uuid.uuid4()
+            channel = classroom_channel(uuid.uuid4(), classroom)
+            async with hub.listen([channel]) as listener:
+                event = marks(classroom)
+                assert await publish(publisher, channel, event) == 1
+                assert await asyncio.wait_for(listener.next(), 2) == event
+    finally:
+        await hub.aclose()
