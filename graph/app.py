@@ -21,7 +21,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from graph.files import download
 from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
-from graph.schema import schema
+from graph.schema import create_schema
 from graph.view import GraphQLView
 from services.cache import Cache
 from services.cached_reads import create_cache
@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> Starlette:
             await engine.dispose()
 
     graphql = GraphQLView(
-        schema,
+        create_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
         # graphql-transport-ws only: the legacy graphql-ws protocol is refused (4406), see
         # strawberry's advisory GHSA-vpwc-v33q-mq89.

@@ -20,6 +20,7 @@ _VARIABLE = re.compile(
     r"^Variable '\$(?P<name>\w+)'(?: has invalid value at \.(?P<path>[\w.\[\]]+))?"
 )
 INTERNAL_MESSAGE = "Internal server error."
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -59,6 +60,9 @@ def format_error(error: GraphQLError, *, request_id: str, production: bool) -> G
         extensions["field"] = match["path"] or match["name"]
     else:
         code = "GRAPHQL_VALIDATION_FAILED"
+        if production:
+            # Suggestions name fields, arguments and values the client did not ask for.
+            message = _SUGGESTION.sub("", message)
     extensions.update(code=code, requestId=request_id, timestamp=datetime.now(UTC).isoformat())
     return GraphQLError(
         message,

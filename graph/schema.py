@@ -9,6 +9,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -19,10 +20,12 @@ from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
 from graph.freshness import apply_freshness
+from graph.limits import query_limits
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
 from graph.school import SchoolQuery
 from resolvers.context import Context
+from services.settings import Settings
 
 Query = merge_types(
     "Query",
@@ -121,16 +124,25 @@ async def _formatted(
             yield result
 
 
-def create_schema(**overrides: Any) -> Schema:
+def create_schema(settings: Settings | None = None) -> Schema:
+    """The schema; with ``settings``, as served: query limits enforced, batches capped, and in
+    production no field suggestions ("did you mean …") that would map the schema."""
+    limits = query_limits(settings) if settings is not None else []
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             lambda: ParserCache(maxsize=512),
+            *limits,
             lambda: ValidationCache(maxsize=512),
         ],
-        **overrides,
+        config=StrawberryConfig(
+            disable_field_suggestions=settings is not None and settings.production,
+            batching_config=(
+                {"max_operations": settings.query_max_batch} if settings is not None else None
+            ),
+        ),
     )
 
 

@@ -83,6 +83,13 @@ class GraphQLView(GraphQL[Context, None]):
                 await request.close()  # the uploaded files' temporary copies
         await response(scope, receive, send)
 
+    def _validate_batch_request(self, request_data: list[Any], protocol: Any) -> None:
+        """Strawberry's check (batching on, at most ``query_max_batch`` operations), and an
+        empty batch refused rather than answered with an empty list."""
+        if not request_data:
+            raise HTTPException(400, "The batch holds no operation.")
+        super()._validate_batch_request(request_data, protocol)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:

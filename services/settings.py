@@ -72,6 +72,12 @@ class Settings:
     rate_limits_enabled: bool = True
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     graphiql: bool = True
+    introspection: bool = True
+    query_max_depth: int = 12
+    query_max_aliases: int = 30
+    query_max_tokens: int = 5000
+    query_max_cost: int = 5000
+    query_max_batch: int = 10
     db_pool_min: int = DEFAULT_POOL_MIN
     db_pool_max: int = DEFAULT_POOL_MAX
     statistics_refresh_delay_seconds: int = 60
@@ -187,6 +193,11 @@ class Settings:
             ("WS_CONNECTIONS_PER_USER", "ws_connections_per_user", 1, 1000),
             ("WS_INIT_TIMEOUT_SECONDS", "ws_init_timeout_seconds", 1, 300),
             ("WS_PING_INTERVAL_SECONDS", "ws_ping_interval_seconds", 1, 300),
+            ("QUERY_MAX_DEPTH", "query_max_depth", 2, 100),
+            ("QUERY_MAX_ALIASES", "query_max_aliases", 0, 1000),
+            ("QUERY_MAX_TOKENS", "query_max_tokens", 100, 1_000_000),
+            ("QUERY_MAX_COST", "query_max_cost", 10, 10_000_000),
+            ("QUERY_MAX_BATCH", "query_max_batch", 1, 100),
         ):
             if (text := raw(name)) is None:
                 continue
@@ -243,12 +254,13 @@ class Settings:
                     parsed[match["name"]] = RateLimit(int(match["count"]), int(match["seconds"]))
                 values["rate_limits"] = parsed
 
-        if (graphiql := raw("GRAPHIQL")) is not None:
-            if graphiql.lower() not in {"true", "false", "1", "0"}:
-                problems.append(f"{PREFIX}GRAPHIQL must be true or false")
-            values["graphiql"] = graphiql.lower() in {"true", "1"}
-        else:
-            values["graphiql"] = env is Environment.DEVELOPMENT
+        for name, attribute in (("GRAPHIQL", "graphiql"), ("INTROSPECTION", "introspection")):
+            if (flag := raw(name)) is not None:
+                if flag.lower() not in {"true", "false", "1", "0"}:
+                    problems.append(f"{PREFIX}{name} must be true or false")
+                values[attribute] = flag.lower() in {"true", "1"}
+            else:
+                values[attribute] = env is Environment.DEVELOPMENT
 
         if (data_dir := raw("DATA_DIR")) is not None:
             values["data_dir"] = Path(data_dir)

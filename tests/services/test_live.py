@@ -146,7 +146,8 @@ async def test_after_redis_restarts_listeners_resync_and_events_flow_again(tmp_p
             assert await publish(client, channel, marks(classroom)) is None  # never raises
             server = ValkeyServer(port=port, data_dir=str(tmp_path))
             server.start()
-            assert await asyncio.wait_for(listener.next(), 10) is RESYNC
+            # Worst case by the policy: the longest backoff (5 s), then the confirmation wait.
+            assert await asyncio.wait_for(listener.next(), 20) is RESYNC
             event = marks(classroom)
             await publish(client, channel, event)
             assert await asyncio.wait_for(listener.next(), 2) == event
