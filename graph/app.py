@@ -28,6 +28,7 @@ from services.cached_reads import create_cache
 from services.db import SessionFactory, create_engine, create_session_factory
 from services.live import Hub
 from services.presence import Presence
+from services.rate_limits import RateLimiter
 from services.settings import Settings, redact
 from services.storage import ObjectStore, StorageUnavailable, create_store
 
@@ -47,6 +48,7 @@ class State(TypedDict):
     hub: Hub
     presence: Presence
     store: ObjectStore
+    limiter: RateLimiter
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -78,10 +80,10 @@ def create_app(settings: Settings) -> Starlette:
         # Live connections share the cache's Redis client; the hub's SUBSCRIBE connection
         # comes from its pool too.
         hub = Hub(redis=cache.redis)
+        # Rate windows live beside the cache: losing one to eviction only loosens a limit.
+        limiter = RateLimiter(redis=cache.redis, limits=settings.rate_limit)
         presence = Presence(
-            redis=cache.redis,
-            per_user=settings.ws_connections_per_user,
-            rate=settings.rate_limit("subscription"),
+            redis=cache.redis, per_user=settings.ws_connections_per_user, limiter=limiter
         )
         presence.start()
         store = create_store(settings.storage_url, secret=settings.jwt_secret)
@@ -101,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
                 hub=hub,
                 presence=presence,
                 store=store,
+                limiter=limiter,
             )
         finally:
             await presence.aclose()

@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 
 from services.errors import ErrorCode, Invalid, ServiceError
+from services.rate_limits import RateLimited
 
 logger = logging.getLogger("rollcall.graphql")
 _VARIABLE = re.compile(
@@ -49,6 +50,8 @@ def format_error(error: GraphQLError, *, request_id: str, production: bool) -> G
         message = original.message
         if isinstance(original, Invalid):
             extensions["field"] = original.field
+        if isinstance(original, RateLimited):
+            extensions["retryAfter"] = original.retry_after
     elif is_unexpected(error):
         code = ErrorCode.INTERNAL_ERROR.value
         if production:

@@ -23,6 +23,7 @@ from graph.freshness import apply_freshness
 from graph.limits import query_limits
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
+from graph.rate_limits import apply_rate_limits
 from graph.school import SchoolQuery
 from resolvers.context import Context
 from services.settings import Settings
@@ -68,9 +69,10 @@ class Schema(strawberry.Schema):
             ],
             operation_extensions=operation_extensions,
         )
+        _format_errors(result, context_value)
         if isinstance(context_value, Context):
             apply_freshness(result, context_value)
-        _format_errors(result, context_value)
+            apply_rate_limits(result, context_value)
         return result
 
     async def stream(

@@ -103,6 +103,7 @@ class GraphQLView(GraphQL[Context, None]):
             hub=state.hub,
             presence=state.presence,
             store=state.store,
+            limiter=state.limiter,
             request_id=state.request_id,
             response=response,
             origin=Origin.of(

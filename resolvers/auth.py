@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from resolvers.context import Info
 from services import auth
+from services.logins import log_in
 
 
 async def login(info: Info, tenant: str, email: str, password: str) -> auth.LoginResult:
     context = info.context
-    async with context.session_factory() as session:
-        return await auth.login(
-            session=session,
-            tenant_slug=tenant,
-            email=email,
-            password=password,
-            secret=context.settings.jwt_secret,
-            ttl_seconds=context.settings.jwt_ttl_seconds,
-            now=context.now(),
-        )
+    return await log_in(
+        session_factory=context.session_factory,
+        limiter=context.limiter,
+        tenant_slug=tenant,
+        email=email,
+        password=password,
+        origin=context.origin,
+        secret=context.settings.jwt_secret,
+        ttl_seconds=context.settings.jwt_ttl_seconds,
+        now=context.now(),
+    )

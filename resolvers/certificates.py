@@ -16,6 +16,7 @@ from services.models import FileStatus, MedicalCertificate
 from services.tenants import tenant_today
 
 CERTIFICATE_CURSOR = "certificate"
+UPLOAD_LIMIT = "upload"
 
 
 async def upload(
@@ -29,6 +30,7 @@ async def upload(
 ) -> MedicalCertificate:
     context = info.context
     viewer = context.viewer
+    await context.limit(UPLOAD_LIMIT)
     if not isinstance(file, UploadFile):
         # The Upload scalar passes any JSON value through: only a multipart part is a file.
         raise Invalid("file", "Send the file as a GraphQL multipart request (see the README).")

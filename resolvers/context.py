@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from resolvers.freshness import FreshnessReport
 from resolvers.loaders import Loaders, load_existing
+from resolvers.rate_limits import RateLimitReport
 from services.access import Access
 from services.audit import Origin
 from services.auth import Viewer
@@ -24,6 +25,7 @@ from services.errors import Invalid, ServiceError, Unauthenticated
 from services.live import Hub
 from services.models import Tenant
 from services.presence import Lease, Presence
+from services.rate_limits import RateLimited, RateLimiter, record_refusal
 from services.settings import Settings
 from services.storage import ObjectStore
 
@@ -37,6 +39,7 @@ class Context:
     hub: Hub
     presence: Presence
     store: ObjectStore
+    limiter: RateLimiter
     request_id: str
     response: Response | WebSocket | None = None
     # Where the request came from (for the audit log) and this API's address as its client
@@ -45,6 +48,7 @@ class Context:
     public_url: str = "/"
     viewer_or_error: Viewer | ServiceError | None = None
     freshness: FreshnessReport = field(default_factory=FreshnessReport)
+    rate_limits: RateLimitReport = field(default_factory=RateLimitReport)
     # A live connection's connection_init payload (strawberry sets it) and its lease.
     connection_params: dict[str, object] | None = None
     lease: Lease | None = None
@@ -76,6 +80,24 @@ class Context:
             tenant=self.tenant,
             clock=self.now,
         )
+
+    async def limit(self, name: str) -> None:
+        """Count one ``name`` operation of the viewer; RATE_LIMIT_EXCEEDED (audited) when over."""
+        viewer = self.viewer
+        try:
+            quota = await self.limiter.hit(name, str(viewer.tenant_id), str(viewer.user_id))
+        except RateLimited as refused:
+            self.rate_limits.note(refused.quota, refused=True)
+            await record_refusal(
+                self.session_factory,
+                tenant_id=viewer.tenant_id,
+                user_id=viewer.user_id,
+                refused=refused,
+                origin=self.origin,
+            )
+            raise
+        if quota is not None:
+            self.rate_limits.note(quota)
 
     async def tenant(self) -> Tenant:
         return await load_existing(self.loaders.tenants, self.viewer.tenant_id, "tenant")

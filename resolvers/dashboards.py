@@ -11,6 +11,9 @@ from services import dashboards, statistics
 from services.errors import Invalid
 
 RANKING_CURSOR = "rank"
+# Every read here counts against the viewer's dashboard limit, each alias and batched
+# operation on its own.
+DASHBOARD_LIMIT = "dashboard"
 
 
 def student_or_own(info: Info, student_id: str | None) -> uuid.UUID:
@@ -25,6 +28,7 @@ def student_or_own(info: Info, student_id: str | None) -> uuid.UUID:
 
 async def student_dashboard(info: Info, student_id: str | None) -> dashboards.StudentDashboard:
     context = info.context
+    await context.limit(DASHBOARD_LIMIT)
     found = await context.reads.student_dashboard(student_or_own(info, student_id))
     dashboard = found.value
     context.freshness.note_statistics(found, dashboard.statistics_calculated_at, context.now())
@@ -35,6 +39,7 @@ async def weekly_attendance(
     info: Info, student_id: str | None, week_start: date
 ) -> dashboards.WeeklyAttendance:
     context = info.context
+    await context.limit(DASHBOARD_LIMIT)
     found = await context.reads.weekly_attendance(student_or_own(info, student_id), week_start)
     context.freshness.note(found)
     return found.value
@@ -42,6 +47,7 @@ async def weekly_attendance(
 
 async def student_ranking(info: Info, student_id: str | None) -> statistics.StudentRank:
     context = info.context
+    await context.limit(DASHBOARD_LIMIT)
     found = await context.reads.student_ranking(student_or_own(info, student_id))
     context.freshness.note_statistics(found, found.value.calculated_at, context.now())
     return found.value
@@ -49,6 +55,7 @@ async def student_ranking(info: Info, student_id: str | None) -> statistics.Stud
 
 async def class_statistics(info: Info, classroom_id: str) -> statistics.ClassStatistics:
     context = info.context
+    await context.limit(DASHBOARD_LIMIT)
     found = await context.reads.class_statistics(parse_id(classroom_id, "classroomId"))
     context.freshness.note_statistics(found, found.value.last_calculated, context.now())
     return found.value
@@ -58,6 +65,7 @@ async def class_rankings(
     info: Info, classroom_id: str, first: int | None, after: str | None
 ) -> Page[statistics.StudentRank]:
     context = info.context
+    await context.limit(DASHBOARD_LIMIT)
     size = page_size(first, 50)
     keyset = decode_cursor(after, RANKING_CURSOR, int)
     found = await context.reads.class_rankings(

@@ -33,6 +33,18 @@ class Viewer:
     expires_at: datetime | None = None
 
 
+class LoginFailed(Unauthenticated):
+    """Wrong credentials. The client sees one message; the audit log sees why, and whose."""
+
+    def __init__(
+        self, reason: str, *, tenant_id: uuid.UUID | None, user_id: uuid.UUID | None
+    ) -> None:
+        super().__init__("The tenant, email or password is wrong.")
+        self.reason = reason
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+
+
 @dataclass(frozen=True, slots=True)
 class LoginResult:
     token: str
@@ -114,9 +126,14 @@ async def login(
     try:
         _hasher.verify(row[0].password_hash if row else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
-        row = None
+        if row is not None:
+            raise LoginFailed("wrong_password", tenant_id=row[1].id, user_id=row[0].id) from None
     if row is None:
-        raise Unauthenticated("The tenant, email or password is wrong.")
+        tenant_id = await session.scalar(
+            select(Tenant.id).where(Tenant.slug == tenant_slug.strip().lower())
+        )
+        reason = "unknown_tenant" if tenant_id is None else "unknown_or_inactive_user"
+        raise LoginFailed(reason, tenant_id=tenant_id, user_id=None)
     user, tenant, student = row
     now = now or datetime.now(UTC)
     viewer = Viewer(

@@ -15,21 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.auth import Viewer
 from services.cache import tenant_key
-from services.settings import RateLimit
+from services.rate_limits import RateLimited, RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +87,7 @@ class Presence:
 
     redis: Redis
     per_user: int
-    rate: RateLimit | None
+    limiter: RateLimiter | None
     lease_seconds: int = LEASE_SECONDS
     leases: dict[str, Lease] = field(default_factory=dict)
     _renewer: asyncio.Task[None] | None = None
@@ -99,13 +95,6 @@ class Presence:
     def __post_init__(self) -> None:
         self._open = self.redis.register_script(OPEN_SCRIPT)
         self._renew = self.redis.register_script(RENEW_SCRIPT)
-        self._limiter = MovingWindowRateLimiter(
-            RedisStorage(
-                "async+redis://",
-                implementation="redispy",
-                connection_pool=self.redis.connection_pool,
-            )
-        )
 
     def start(self) -> None:
         """Renew this process's leases in the background until ``aclose``."""
@@ -131,17 +120,16 @@ class Presence:
         return lease
 
     async def _check_rate(self, viewer: Viewer) -> None:
-        if self.rate is None:
+        if self.limiter is None:
             return
-        item = RateLimitItemPerSecond(self.rate.count, self.rate.seconds)
-        identity = ("subscription", str(viewer.tenant_id), str(viewer.user_id))
-        if await self._limiter.hit(item, *identity):
-            return
-        window = await self._limiter.get_window_stats(item, *identity)
-        raise ConnectionRefused(
-            f"At most {self.rate.count} new live connections per {self.rate.seconds} s.",
-            retry_after=max(math.ceil(window.reset_time - time.time()), 1),
-        )
+        try:
+            await self.limiter.hit("subscription", str(viewer.tenant_id), str(viewer.user_id))
+        except RateLimited as refused:
+            raise ConnectionRefused(
+                f"At most {refused.quota.limit} new live connections per "
+                f"{refused.window_seconds} s.",
+                retry_after=refused.retry_after,
+            ) from None
 
     async def close(self, lease: Lease) -> None:
         """Release the lease here and in Redis (where it would lapse anyway)."""

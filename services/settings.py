@@ -49,6 +49,8 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = {
     "upload": RateLimit(10, 3600),
     "subscription": RateLimit(10, 60),
     "login": RateLimit(5, 900),
+    # Failed logins per IP address: looser than per account, as a whole school may share one.
+    "login_ip": RateLimit(50, 900),
 }
 
 

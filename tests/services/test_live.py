@@ -26,6 +26,7 @@ from services.live import (
 )
 from services.models import Role
 from services.presence import ConnectionRefused, Presence
+from services.rate_limits import RateLimiter
 from services.settings import RateLimit
 
 
@@ -167,7 +168,7 @@ def viewer(user_id: uuid.UUID, tenant_id: uuid.UUID) -> Viewer:
 
 
 async def test_the_per_user_limit_counts_every_process_and_frees_on_close(redis):
-    one, other = (Presence(redis=redis, per_user=2, rate=None) for _ in range(2))
+    one, other = (Presence(redis=redis, per_user=2, limiter=None) for _ in range(2))
     user = viewer(uuid.uuid4(), uuid.uuid4())
     first = await one.open(user)
     await other.open(user)
@@ -179,8 +180,8 @@ async def test_the_per_user_limit_counts_every_process_and_frees_on_close(redis)
 
 
 async def test_leases_of_a_vanished_process_lapse_and_renewed_ones_do_not(redis):
-    crashed = Presence(redis=redis, per_user=1, rate=None, lease_seconds=1)
-    alive = Presence(redis=redis, per_user=1, rate=None, lease_seconds=1)
+    crashed = Presence(redis=redis, per_user=1, limiter=None, lease_seconds=1)
+    alive = Presence(redis=redis, per_user=1, limiter=None, lease_seconds=1)
     lapsing, kept = viewer(uuid.uuid4(), uuid.uuid4()), viewer(uuid.uuid4(), uuid.uuid4())
     await crashed.open(lapsing)  # never renewed, never closed
     await alive.open(kept)
@@ -195,7 +196,11 @@ async def test_leases_of_a_vanished_process_lapse_and_renewed_ones_do_not(redis)
 
 
 async def test_connections_beyond_the_rate_are_refused_with_a_retry_time(redis):
-    presence = Presence(redis=redis, per_user=100, rate=RateLimit(3, 60))
+    presence = Presence(
+        redis=redis,
+        per_user=100,
+        limiter=RateLimiter(redis=redis, limits={"subscription": RateLimit(3, 60)}.get),
+    )
     user = viewer(uuid.uuid4(), uuid.uuid4())
     for _ in range(3):
         await presence.close(await presence.open(user))
