@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graph.attendance import AttendanceMutation, AttendanceQuery
+from graph.audit import AuditQuery
 from graph.auth import AuthMutation, AuthQuery
 from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
@@ -30,7 +31,15 @@ from services.settings import Settings
 
 Query = merge_types(
     "Query",
-    (AuthQuery, DashboardQuery, AttendanceQuery, SchoolQuery, NotificationQuery, CertificateQuery),
+    (
+        AuthQuery,
+        DashboardQuery,
+        AttendanceQuery,
+        SchoolQuery,
+        NotificationQuery,
+        CertificateQuery,
+        AuditQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation", (AuthMutation, AttendanceMutation, NotificationMutation, CertificateMutation)

@@ -53,7 +53,11 @@ async def update_preferences(info: Info, changes: Mapping[str, bool]) -> notific
     viewer = context.viewer
     async with context.session_factory() as session:
         return await notifications.update_preferences(
-            session, tenant_id=viewer.tenant_id, user_id=viewer.user_id, changes=changes
+            session,
+            tenant_id=viewer.tenant_id,
+            user_id=viewer.user_id,
+            changes=changes,
+            origin=context.origin,
         )
 
 

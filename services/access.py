@@ -112,3 +112,7 @@ class Access:
             raise Forbidden("Only admins and the student's teachers review certificates.")
         if classroom_id not in await self.own_classroom_ids():
             raise Forbidden("You do not teach this student's classroom.")
+
+    def ensure_admin(self, what: str) -> None:
+        if self.viewer.role is not Role.ADMIN:
+            raise Forbidden(f"Only admins may {what}.")

@@ -6,10 +6,13 @@ import ipaddress
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.errors import Invalid
 from services.models import AuditAction, AuditLog
 
 USER_AGENT_LIMIT = 500
@@ -58,3 +61,55 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    user_id: uuid.UUID | None = None
+    action: AuditAction | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    success: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    entries: list[AuditLog]
+    has_next_page: bool
+    total: int
+
+
+async def audit_page(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    where: AuditFilter,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> AuditPage:
+    """The tenant's entries matching ``where``, newest first, keyset-paginated on
+    (timestamp, id); a date range reads only the partitions it spans."""
+    if where.since is not None and where.until is not None and where.since > where.until:
+        raise Invalid("filter.to", "to must not be before from.")
+    scope = [AuditLog.tenant_id == tenant_id]
+    if where.user_id is not None:
+        scope.append(AuditLog.user_id == where.user_id)
+    if where.action is not None:
+        scope.append(AuditLog.action == where.action)
+    if where.since is not None:
+        scope.append(AuditLog.timestamp >= where.since)
+    if where.until is not None:
+        scope.append(AuditLog.timestamp <= where.until)
+    if where.success is not None:
+        scope.append(AuditLog.success.is_(where.success))
+    query = (
+        select(AuditLog)
+        .where(*scope)
+        .order_by(AuditLog.timestamp.desc(), AuditLog.id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(tuple_(AuditLog.timestamp, AuditLog.id) < tuple_(*after))
+    rows = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))
+    return AuditPage(entries=rows[:limit], has_next_page=len(rows) > limit, total=total or 0)

@@ -12,10 +12,12 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services import audit
 from services.db import SessionFactory
 from services.email import send_email
 from services.errors import Invalid, NotFound
 from services.models import (
+    AuditAction,
     Channel,
     DeliveryStatus,
     Notification,
@@ -84,8 +86,11 @@ async def update_preferences(
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     changes: Mapping[str, bool],
+    origin: audit.Origin | None = None,
 ) -> Preferences:
-    """Change the named preferences, keeping the others; VALIDATION_ERROR for nothing or junk."""
+    """Change the named preferences, keeping the others, with a PROFILE_UPDATE audit entry in
+    the same transaction (made by the user, from ``origin``, when given); VALIDATION_ERROR for
+    nothing or junk."""
     if not changes:
         raise Invalid("input", "Name at least one preference to change.")
     for name, value in changes.items():
@@ -104,6 +109,18 @@ async def update_preferences(
                 where=NotificationPreferences.tenant_id == tenant_id,
             )
         )
+        if origin is not None:
+            audit.record(
+                session,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                action=AuditAction.PROFILE_UPDATE,
+                resource="notification_preferences",
+                resource_id=str(user_id),
+                success=True,
+                origin=origin,
+                details={"changes": dict(changes)},
+            )
         return await preferences(session, tenant_id=tenant_id, user_id=user_id)
 
 
@@ -146,6 +163,17 @@ async def notify(
         return None
     channels = [(Channel.IN_APP, DeliveryStatus.SENT)] if in_app else []
     channels += [(Channel.EMAIL, DeliveryStatus.PENDING)] if email else []
+    audit.record(
+        session,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        action=AuditAction.NOTIFICATION_SENT,
+        resource="notification",
+        resource_id=str(notification.id),
+        success=True,
+        origin=audit.Origin(),
+        details={"type": draft.kind.value, "channels": [channel.value for channel, _ in channels]},
+    )
     session.add_all(
         NotificationDelivery(
             tenant_id=tenant_id, notification_id=notification.id, channel=channel, status=status

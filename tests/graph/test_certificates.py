@@ -428,8 +428,12 @@ async def test_approval_excuses_the_covered_absences(client, factory, settings, 
     assert after["absentDays"] == before["absentDays"] - 2
     notes = await gql(client, NOTIFICATIONS, token=token)
     assert [e["node"]["type"] for e in notes["data"]["notifications"]["edges"]] == ["FILE_APPROVED"]
-    review_entry = (await audit_entries(factory, school))[-1]
-    assert review_entry.action is AuditAction.CERTIFICATE_REVIEW
+    entries = await audit_entries(factory, school)
+    [review_entry] = [e for e in entries if e.action is AuditAction.CERTIFICATE_REVIEW]
+    [sent] = [e for e in entries if e.action is AuditAction.NOTIFICATION_SENT]
+    assert (
+        sent.details["type"] == "FILE_APPROVED" and sent.user_id == school.accounts[student.id].id
+    )
     assert review_entry.details["decision"] == "APPROVE"
     assert review_entry.details["excusedRecords"] == 2
     # a second review is refused

@@ -1,0 +1,67 @@
+"""The audit log, for admins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from resolvers.context import Info, parse_id
+from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from services import audit
+from services.errors import Invalid
+from services.models import AuditAction, AuditLog
+
+AUDIT_CURSOR = "audit"
+
+
+async def audit_page(
+    info: Info,
+    *,
+    user_id: str | None,
+    action: AuditAction | None,
+    since: datetime | None,
+    until: datetime | None,
+    success: bool | None,
+    first: int | None,
+    after: str | None,
+) -> Page[AuditLog]:
+    context = info.context
+    context.access.ensure_admin("read the audit log")
+    size = page_size(first, 50)
+    position = _position(after)
+    where = audit.AuditFilter(
+        user_id=parse_id(user_id, "filter.userId") if user_id is not None else None,
+        action=action,
+        since=since,
+        until=until,
+        success=success,
+    )
+    async with context.session_factory() as session:
+        page = await audit.audit_page(
+            session,
+            tenant_id=context.viewer.tenant_id,
+            where=where,
+            after=position,
+            limit=size,
+        )
+    return Page(
+        items=[(_cursor(entry), entry) for entry in page.entries],
+        has_next_page=page.has_next_page,
+        has_previous_page=position is not None,
+        total_count=page.total,
+    )
+
+
+def _cursor(entry: AuditLog) -> str:
+    """Entries are keyed by (timestamp, id), the id being a number rather than a UUID."""
+    return encode_cursor(AUDIT_CURSOR, f"{entry.timestamp.isoformat()}|{entry.id}", entry.tenant_id)
+
+
+def _position(after: str | None) -> tuple[datetime, int] | None:
+    keyset = decode_cursor(after, AUDIT_CURSOR, str)
+    if keyset is None:
+        return None
+    at, _, number = keyset[0].partition("|")
+    try:
+        return datetime.fromisoformat(at), int(number)
+    except ValueError as error:
+        raise Invalid("after", "after is not a cursor from this connection.") from error
