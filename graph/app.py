@@ -27,6 +27,7 @@ from services.cache import Cache
 from services.cached_reads import create_cache
 from services.db import SessionFactory, create_engine, create_session_factory
 from services.live import Hub
+from services.persisted_queries import PersistedQueries
 from services.presence import Presence
 from services.rate_limits import RateLimiter
 from services.settings import Settings, redact
@@ -49,6 +50,7 @@ class State(TypedDict):
     presence: Presence
     store: ObjectStore
     limiter: RateLimiter
+    persisted: PersistedQueries
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -104,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
                 presence=presence,
                 store=store,
                 limiter=limiter,
+                persisted=PersistedQueries(cache.redis),
             )
         finally:
             await presence.aclose()

@@ -27,6 +27,8 @@ from graph.notifications import NotificationMutation, NotificationQuery
 from graph.rate_limits import apply_rate_limits
 from graph.school import SchoolQuery
 from resolvers.context import Context
+from services.errors import ServiceError
+from services.persisted_queries import requested_hash
 from services.settings import Settings
 
 Query = merge_types(
@@ -63,8 +65,22 @@ class Schema(strawberry.Schema):
 
         Done here rather than in an extension because a parse error raised by ParserCache
         escapes the extensions' operation hook. Subscriptions run over the websocket only:
-        over HTTP they are refused before anything runs.
+        over HTTP they are refused before anything runs. An operation may name its document
+        by hash (Apollo's persisted queries, over POST or GET); a document sent with its hash
+        is kept once it has parsed and validated.
         """
+        persisted = (operation_extensions or {}).get("persistedQuery")
+        digest = sent = None
+        if persisted is not None and isinstance(context_value, Context):
+            try:
+                digest = requested_hash(persisted)
+                sent, query = query, await context_value.persisted.resolve(digest, query)
+            except ServiceError as error:
+                refused = ExecutionResult(
+                    data=None, errors=[GraphQLError(error.message, original_error=error)]
+                )
+                _format_errors(refused, context_value)
+                return refused
         result = await super().execute(
             query,
             variable_values=variable_values,
@@ -80,6 +96,8 @@ class Schema(strawberry.Schema):
         )
         _format_errors(result, context_value)
         if isinstance(context_value, Context):
+            if digest is not None and sent is not None and document_ok(result):
+                await context_value.persisted.keep(digest, sent)
             apply_freshness(result, context_value)
             apply_rate_limits(result, context_value)
         return result
@@ -112,6 +130,15 @@ class Schema(strawberry.Schema):
     ) -> None:
         """Log only what nobody expected; client mistakes are answered, not logged as errors."""
         log_unexpected(errors, execution_context.context if execution_context else None)
+
+
+def document_ok(result: ExecutionResult) -> bool:
+    """The document parsed and validated (whatever became of its execution)."""
+    return not any(
+        (error.extensions or {}).get("code")
+        in {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
+        for error in result.errors or ()
+    )
 
 
 def _format_errors(result: Any, context_value: Any) -> None:

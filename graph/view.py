@@ -83,6 +83,13 @@ class GraphQLView(GraphQL[Context, None]):
                 await request.close()  # the uploaded files' temporary copies
         await response(scope, receive, send)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """As strawberry's, except that a GET naming a persisted query (no ``query``, only
+        ``extensions``) is an operation, not a browser asking for GraphiQL."""
+        return super().should_render_graphql_ide(request) and (
+            request.query_params.get("extensions") is None
+        )
+
     def _validate_batch_request(self, request_data: list[Any], protocol: Any) -> None:
         """Strawberry's check (batching on, at most ``query_max_batch`` operations), and an
         empty batch refused rather than answered with an empty list."""
@@ -104,6 +111,7 @@ class GraphQLView(GraphQL[Context, None]):
             presence=state.presence,
             store=state.store,
             limiter=state.limiter,
+            persisted=state.persisted,
             request_id=state.request_id,
             response=response,
             origin=Origin.of(

@@ -24,6 +24,7 @@ from services.db import SessionFactory
 from services.errors import Invalid, ServiceError, Unauthenticated
 from services.live import Hub
 from services.models import Tenant
+from services.persisted_queries import PersistedQueries
 from services.presence import Lease, Presence
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 from services.settings import Settings
@@ -40,6 +41,7 @@ class Context:
     presence: Presence
     store: ObjectStore
     limiter: RateLimiter
+    persisted: PersistedQueries
     request_id: str
     response: Response | WebSocket | None = None
     # Where the request came from (for the audit log) and this API's address as its client
