@@ -9,7 +9,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from graph.view import request_error
 from services.errors import ErrorCode
-from services.storage import LocalStore
+from services.storage import LocalStore, content_disposition
 
 # A downloaded certificate is shown as what it is and never run as part of this site.
 DOWNLOAD_HEADERS = {
@@ -36,7 +36,7 @@ async def download(request: Request) -> Response:
     return FileResponse(
         path,
         media_type=grant.content_type,
-        headers={**DOWNLOAD_HEADERS, "content-disposition": store.content_disposition(grant)},
+        headers={**DOWNLOAD_HEADERS, "content-disposition": content_disposition(grant.file_name)},
     )
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -108,7 +109,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _content_disposition(file_name: str) -> str:
+def content_disposition(file_name: str) -> str:
     """``attachment`` with an ASCII fallback and the RFC 5987 UTF-8 name."""
     fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", file_name) or "file"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
@@ -204,9 +205,10 @@ class LocalStore:
 
         return await asyncio.to_thread(walk)
 
-    def _signature(self, key: str, expires: int, download: Download) -> str:
-        message = "\n".join((key, str(expires), download.file_name, download.content_type))
-        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()
+    def _signature(self, key: str, expires: int, download: Download) -> bytes:
+        # JSON, so that no choice of name and type can spell another link's message.
+        message = json.dumps([key, expires, download.file_name, download.content_type])
+        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest().encode()
 
     def signed_url(self, key: str, *, download: Download, expires_in: timedelta) -> str:
         expires = int((datetime.now(UTC) + expires_in).timestamp())
@@ -215,7 +217,7 @@ class LocalStore:
                 "expires": expires,
                 "name": download.file_name,
                 "type": download.content_type,
-                "signature": self._signature(_check_key(key), expires, download),
+                "signature": self._signature(_check_key(key), expires, download).decode(),
             }
         )
         return f"/files/{key}?{query}"
@@ -233,15 +235,12 @@ class LocalStore:
         if key.startswith(QUARANTINE_PREFIX):
             return None
         expected = self._signature(key, expires, download)
-        if not hmac.compare_digest(expected, signature):
+        # Bytes: compare_digest refuses str holding anything but ASCII.
+        if not hmac.compare_digest(expected, signature.encode()):
             return None
         if datetime.now(UTC).timestamp() > expires:
             return None
         return download
-
-    @staticmethod
-    def content_disposition(download: Download) -> str:
-        return _content_disposition(download.file_name)
 
 
 class S3Store:
@@ -393,7 +392,7 @@ class S3Store:
             expires=expires_in,
             response_headers={
                 "response-content-type": download.content_type,
-                "response-content-disposition": _content_disposition(download.file_name),
+                "response-content-disposition": content_disposition(download.file_name),
             },
         )
 

@@ -37,7 +37,7 @@ async def test_the_apollo_flow_over_post_then_get_on_another_process(
             "/graphql",
             params={
                 "extensions": orjson.dumps(extension(QUERY)).decode(),
-                "variables": "{\"n\": 1}",
+                "variables": '{"n": 1}',
                 "operationName": "Me",
             },
             headers=headers,

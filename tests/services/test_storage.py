@@ -157,3 +157,13 @@ async def test_s3_creates_a_missing_bucket_on_first_put(s3_server):
     key = new_key(uuid.uuid4(), "certificates")
     await store.put(key, io.BytesIO(b"%PDF-1"), size=6, content_type="application/pdf")
     assert await store.exists(key)
+
+
+def test_local_links_with_any_query_are_refused_not_crashed(tmp_path):
+    store = LocalStore(tmp_path, secret="s" * 32)
+    url = store.signed_url("tenants/a/b", download=DOWNLOAD, expires_in=timedelta(hours=1))
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    assert store.verify("tenants/a/b", parts.query) == DOWNLOAD
+    for name, value in [("signature", "é" * 64), ("name", "sick note é.pdf\n"), ("expires", "-1")]:
+        assert store.verify("tenants/a/b", urlencode({**query, name: value})) is None
