@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.db import SessionFactory
 from services.errors import Invalid
 from services.models import AuditAction, AuditLog
 
@@ -61,6 +62,34 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+async def record_alone(
+    session_factory: SessionFactory,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    action: AuditAction,
+    resource: str,
+    resource_id: str | None,
+    success: bool,
+    origin: Origin,
+    details: Mapping[str, Any],
+) -> None:
+    """An entry in a transaction of its own, for actions that write nothing else (a login,
+    a refusal)."""
+    async with session_factory() as session, session.begin():
+        record(
+            session,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            action=action,
+            resource=resource,
+            resource_id=resource_id,
+            success=success,
+            origin=origin,
+            details=details,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from services.rate_limits import RateLimited, RateLimiter, record_refusal
 
 EMAIL_LIMIT = "login"
 IP_LIMIT = "login_ip"
+RESOURCE = "session"
 
 
 async def log_in(
@@ -70,20 +71,26 @@ async def log_in(
             with contextlib.suppress(RateLimited):
                 await limiter.hit(name, *identity)
         if failed.tenant_id is not None:
-            await _audit(
+            await audit.record_alone(
                 session_factory,
                 tenant_id=failed.tenant_id,
                 user_id=failed.user_id,
                 action=AuditAction.LOGIN_FAILURE,
+                resource=RESOURCE,
+                resource_id=None,
+                success=False,
                 origin=origin,
                 details={"email": account[1], "reason": failed.reason},
             )
         raise
-    await _audit(
+    await audit.record_alone(
         session_factory,
         tenant_id=result.tenant.id,
         user_id=result.user.id,
         action=AuditAction.LOGIN_SUCCESS,
+        resource=RESOURCE,
+        resource_id=None,
+        success=True,
         origin=origin,
         details={"email": account[1]},
     )
@@ -93,26 +100,3 @@ async def log_in(
 async def _tenant_id(session_factory: SessionFactory, slug: str) -> uuid.UUID | None:
     async with session_factory() as session:
         return await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-
-
-async def _audit(
-    session_factory: SessionFactory,
-    *,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID | None,
-    action: AuditAction,
-    origin: audit.Origin,
-    details: dict[str, str],
-) -> None:
-    async with session_factory() as session, session.begin():
-        audit.record(
-            session,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            action=action,
-            resource="session",
-            resource_id=None,
-            success=action is AuditAction.LOGIN_SUCCESS,
-            origin=origin,
-            details=details,
-        )

@@ -120,20 +120,19 @@ async def record_refusal(
 ) -> None:
     """The RATE_LIMIT_EXCEEDED audit entry of one refused operation (its own transaction:
     the operation itself never ran)."""
-    async with session_factory() as session, session.begin():
-        audit.record(
-            session,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            action=AuditAction.RATE_LIMIT_EXCEEDED,
-            resource="rate_limit",
-            resource_id=refused.quota.name,
-            success=False,
-            origin=origin,
-            details={
-                "limit": refused.quota.limit,
-                "windowSeconds": refused.window_seconds,
-                "retryAfter": refused.retry_after,
-                **({"subject": subject} if subject else {}),
-            },
-        )
+    await audit.record_alone(
+        session_factory,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        action=AuditAction.RATE_LIMIT_EXCEEDED,
+        resource="rate_limit",
+        resource_id=refused.quota.name,
+        success=False,
+        origin=origin,
+        details={
+            "limit": refused.quota.limit,
+            "windowSeconds": refused.window_seconds,
+            "retryAfter": refused.retry_after,
+            **({"subject": subject} if subject else {}),
+        },
+    )
