@@ -14,11 +14,12 @@ from services.errors import ErrorCode
 
 def apply_rate_limits(result: ExecutionResult, context: Context) -> None:
     report = context.rate_limits
+    # Every operation counts, limited or not: one that met no limit was not refused.
+    report.operations += 1
+    report.refused_operations += refused_whole(result)
     quota = report.tightest
     if quota is None or not isinstance(context.response, Response):
         return
-    report.operations += 1
-    report.refused_operations += refused_whole(result)
     headers = context.response.headers
     headers["ratelimit-limit"] = str(quota.limit)
     headers["ratelimit-remaining"] = str(quota.remaining)

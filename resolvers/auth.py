@@ -23,5 +23,5 @@ async def login(info: Info, tenant: str, email: str, password: str) -> auth.Logi
             now=context.now(),
         )
     except RateLimited as refused:
-        context.rate_limits.note(refused.quota, refused=True)
+        context.rate_limits.note(refused.quota)
         raise

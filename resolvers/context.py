@@ -89,7 +89,7 @@ class Context:
         try:
             quota = await self.limiter.hit(name, str(viewer.tenant_id), str(viewer.user_id))
         except RateLimited as refused:
-            self.rate_limits.note(refused.quota, refused=True)
+            self.rate_limits.note(refused.quota)
             await record_refusal(
                 self.session_factory,
                 tenant_id=viewer.tenant_id,
