@@ -264,16 +264,21 @@ class Hub:
                     new.append(channel.name)
                     self._types[channel.name] = channel.event_type
                 self._listeners.setdefault(channel.name, set()).add(listener)
-            confirmations = []
             if new and not self._resubscribe:
                 loop = asyncio.get_running_loop()
                 for name in new:
-                    confirmations.append(self._unconfirmed.setdefault(name, loop.create_future()))
+                    self._unconfirmed[name] = loop.create_future()
                 try:
                     await self._pubsub.subscribe(*new)
                 except (RedisError, OSError) as error:
                     logger.warning("live: subscribe failed, will retry: %s", error)
                     self._lost()
+            # Another listener's SUBSCRIBE of the same channel may still be unconfirmed too.
+            confirmations = [
+                self._unconfirmed[channel.name]
+                for channel in listener.channels
+                if channel.name in self._unconfirmed
+            ]
             self._wake.set()
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
