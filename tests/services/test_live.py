@@ -140,13 +140,16 @@ async def test_after_redis_restarts_listeners_resync_and_events_flow_again(tmp_p
     hub = Hub(redis=client)
     classroom = uuid.uuid4()
     channel = classroom_channel(uuid.uuid4(), classroom)
+    restarted = None
     try:
         async with hub.listen([channel]) as listener:
             server.stop()
             await until(lambda: _disconnected(hub))
             assert await publish(client, channel, marks(classroom)) is None  # never raises
-            server = ValkeyServer(port=port, data_dir=str(tmp_path))
-            server.start()
+            # A server object of its own, in a directory of its own: the first one, when
+            # collected, stops whatever its pid file names.
+            restarted = ValkeyServer(port=port, data_dir=str(tmp_path / "restarted"))
+            restarted.start()
             # Worst case by the policy: the longest backoff (5 s), then the confirmation wait.
             assert await asyncio.wait_for(listener.next(), 20) is RESYNC
             # Publishing is at most once: a restarted server still settling under load may
@@ -165,6 +168,8 @@ async def test_after_redis_restarts_listeners_resync_and_events_flow_again(tmp_p
         await hub.aclose()
         await client.aclose()
         server.stop()
+        if restarted is not None:
+            restarted.stop()
 
 
 async def _disconnected(hub: Hub) -> bool:
