@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -420,4 +420,58 @@ class AuditLog(Base):
     user_agent: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+
+
+class ExportFormat(StrEnum):
+    CSV = "CSV"
+    JSON = "JSON"
+
+
+class ExportStatus(StrEnum):
+    """An export's way: PENDING (queued) → RUNNING → READY (stored, linked), or FAILED."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class Export(Base):
+    """One requested export of attendance; its file lives in the object store under
+    ``object_key`` once READY."""
+
+    __tablename__ = "exports"
+    __table_args__ = (
+        Index("ix_exports_requester_created", "tenant_id", "requested_by", "created_at", "id"),
+        CheckConstraint("date_from <= date_to", name="ck_exports_range"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    requested_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    format: Mapped[ExportFormat] = mapped_column(Enum(ExportFormat, name="export_format"))
+    date_from: Mapped[date] = mapped_column(Date)
+    date_to: Mapped[date] = mapped_column(Date)
+    status: Mapped[ExportStatus] = mapped_column(Enum(ExportStatus, name="export_status"))
+    object_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    row_count: Mapped[int | None]
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrustedDocument(Base):
+    """A GraphQL document registered as allowed (``rollcall documents register``), by the
+    SHA-256 of its text. Deployment-wide, not per tenant: it is the API's own allow-list."""
+
+    __tablename__ = "trusted_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    operation_names: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    manifest: Mapped[str] = mapped_column(String(200))
+    registered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
     )
