@@ -32,6 +32,7 @@ from services.presence import Presence
 from services.rate_limits import RateLimiter
 from services.settings import Settings, redact
 from services.storage import ObjectStore, StorageUnavailable, create_store
+from services.trusted_documents import TrustedDocuments
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class State(TypedDict):
     store: ObjectStore
     limiter: RateLimiter
     persisted: PersistedQueries
+    trusted: TrustedDocuments
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> Starlette:
                 store=store,
                 limiter=limiter,
                 persisted=PersistedQueries(cache.redis),
+                trusted=TrustedDocuments(session_factory=session_factory),
             )
         finally:
             await presence.aclose()

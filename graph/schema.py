@@ -12,6 +12,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from graph.attendance import AttendanceMutation, AttendanceQuery
@@ -27,8 +28,8 @@ from graph.notifications import NotificationMutation, NotificationQuery
 from graph.rate_limits import apply_rate_limits
 from graph.school import SchoolQuery
 from resolvers.context import Context
+from resolvers.documents import resolve_document
 from services.errors import ServiceError
-from services.persisted_queries import requested_hash
 from services.settings import Settings
 
 Query = merge_types(
@@ -67,20 +68,21 @@ class Schema(strawberry.Schema):
         escapes the extensions' operation hook. Subscriptions run over the websocket only:
         over HTTP they are refused before anything runs. An operation may name its document
         by hash (Apollo's persisted queries, over POST or GET); a document sent with its hash
-        is kept once it has parsed and validated.
+        is kept once it has parsed and validated. Callers restricted to trusted documents
+        (partner tokens, or everyone as configured) are refused anything unregistered.
         """
-        persisted = (operation_extensions or {}).get("persistedQuery")
-        digest = sent = None
-        if persisted is not None and isinstance(context_value, Context):
+        keep_as = None
+        if isinstance(context_value, Context):
             try:
-                digest = requested_hash(persisted)
-                sent, query = query, await context_value.persisted.resolve(digest, query)
-            except ServiceError as error:
-                refused = ExecutionResult(
-                    data=None, errors=[GraphQLError(error.message, original_error=error)]
+                document = await resolve_document(
+                    query, (operation_extensions or {}).get("persistedQuery"), context_value
                 )
+            except ServiceError as error:
+                refused = ExecutionResult(data=None, errors=[_error(error)])
                 _format_errors(refused, context_value)
+                apply_rate_limits(refused, context_value)
                 return refused
+            query, keep_as = document.text, document.keep_as
         result = await super().execute(
             query,
             variable_values=variable_values,
@@ -96,8 +98,8 @@ class Schema(strawberry.Schema):
         )
         _format_errors(result, context_value)
         if isinstance(context_value, Context):
-            if digest is not None and sent is not None and document_ok(result):
-                await context_value.persisted.keep(digest, sent)
+            if keep_as is not None and query is not None and document_ok(result):
+                await context_value.persisted.keep(keep_as, query)
             apply_freshness(result, context_value)
             apply_rate_limits(result, context_value)
         return result
@@ -113,7 +115,15 @@ class Schema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
     ) -> Any:
         """Operations over the websocket (subscriptions mostly): each result's errors get
-        their code, request id and timestamp, as over HTTP."""
+        their code, request id and timestamp, as over HTTP; trusted documents apply as there."""
+        if isinstance(context_value, Context):
+            try:
+                document = await resolve_document(
+                    query, (operation_extensions or {}).get("persistedQuery"), context_value
+                )
+            except ServiceError as error:
+                return _formatted(_refusal(error), context_value)
+            query = document.text
         results = await super().stream(
             query,
             variable_values=variable_values,
@@ -130,6 +140,16 @@ class Schema(strawberry.Schema):
     ) -> None:
         """Log only what nobody expected; client mistakes are answered, not logged as errors."""
         log_unexpected(errors, execution_context.context if execution_context else None)
+
+
+def _error(error: ServiceError) -> GraphQLError:
+    return GraphQLError(error.message, original_error=error)
+
+
+async def _refusal(error: ServiceError) -> AsyncGenerator[PreExecutionError, None]:
+    """An operation refused before it ran, as a stream: the websocket answers it with an
+    ``error`` message."""
+    yield PreExecutionError(data=None, errors=[_error(error)])
 
 
 def document_ok(result: ExecutionResult) -> bool:

@@ -19,6 +19,7 @@ from services.audit import Origin
 from services.auth import Viewer, decode_token
 from services.errors import ErrorCode, ServiceError, Unauthenticated
 from services.presence import ConnectionRefused
+from services.trusted_documents import CLIENT_HEADER
 
 BEARER = "bearer "
 
@@ -112,6 +113,8 @@ class GraphQLView(GraphQL[Context, None]):
             store=state.store,
             limiter=state.limiter,
             persisted=state.persisted,
+            trusted=state.trusted,
+            client_name=request.headers.get(CLIENT_HEADER),
             request_id=state.request_id,
             response=response,
             origin=Origin.of(

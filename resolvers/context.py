@@ -29,6 +29,7 @@ from services.presence import Lease, Presence
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 from services.settings import Settings
 from services.storage import ObjectStore
+from services.trusted_documents import Policy, TrustedDocuments
 
 
 @dataclass
@@ -42,12 +43,15 @@ class Context:
     store: ObjectStore
     limiter: RateLimiter
     persisted: PersistedQueries
+    trusted: TrustedDocuments
     request_id: str
     response: Response | WebSocket | None = None
     # Where the request came from (for the audit log) and this API's address as its client
     # sees it (ROLLCALL_PUBLIC_URL, else the request's), for links the API serves itself.
     origin: Origin = field(default_factory=Origin)
     public_url: str = "/"
+    # The client's own name for itself (Apollo's header): picks its trusted-documents mode.
+    client_name: str | None = None
     viewer_or_error: Viewer | ServiceError | None = None
     freshness: FreshnessReport = field(default_factory=FreshnessReport)
     rate_limits: RateLimitReport = field(default_factory=RateLimitReport)
@@ -63,6 +67,17 @@ class Context:
         if isinstance(self.viewer_or_error, ServiceError):
             raise self.viewer_or_error
         raise Unauthenticated("Log in first: send Authorization: Bearer <token>.")
+
+    @property
+    def trust_policy(self) -> Policy:
+        """Must this caller run registered documents only (partners always)?"""
+        viewer = self.viewer_or_error
+        return Policy.of(
+            role=viewer.role if isinstance(viewer, Viewer) else None,
+            client=self.client_name,
+            default=self.settings.trusted_documents,
+            per_client=self.settings.trusted_documents_clients,
+        )
 
     @cached_property
     def access(self) -> Access:

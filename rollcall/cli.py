@@ -1,4 +1,4 @@
-"""``rollcall serve | worker | migrate | seed | export-schema``."""
+"""``rollcall serve | worker | dlq | documents | migrate | seed | export-schema``."""
 
 from __future__ import annotations
 
@@ -123,6 +123,54 @@ async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+def _schema_problems(document: str) -> list[str]:
+    """What stops ``document`` from running against the served schema."""
+    from graphql import parse, validate
+
+    from graph.schema import schema
+
+    return [error.message for error in validate(schema._schema, parse(document))]
+
+
+async def _documents(settings: Settings, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from services import trusted_documents
+
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    session_factory = create_session_factory(engine)
+    try:
+        if args.action == "register":
+            registrations = []
+            try:
+                for path in args.files:
+                    text = await asyncio.to_thread(Path(path).read_text)
+                    name = args.name or Path(path).name
+                    registrations += trusted_documents.read_manifest(text, source=path, name=name)
+                added = await trusted_documents.register(
+                    session_factory=session_factory,
+                    registrations=registrations,
+                    validate=_schema_problems,
+                )
+            except (OSError, UnicodeDecodeError, trusted_documents.ManifestError) as error:
+                sys.exit(f"nothing registered: {error}")
+            print(f"{len(registrations)} document(s) read, {added} newly registered")
+        elif args.action == "list":
+            for document in await trusted_documents.registered(session_factory=session_factory):
+                print(
+                    f"{document.sha256}\t{','.join(document.operation_names)}\t"
+                    f"{document.manifest}\t{document.registered_at:%Y-%m-%d %H:%M}"
+                )
+        else:
+            removed = await trusted_documents.remove(
+                session_factory=session_factory, digests=args.hashes
+            )
+            print(f"removed {removed} document(s)")
+    finally:
+        await engine.dispose()
+
+
 async def _seed(settings: Settings, args: argparse.Namespace) -> None:
     assert settings.database_url is not None
     engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
@@ -179,6 +227,20 @@ def parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--all", action="store_true", help="include retried ones")
     dlq_retry = dlq_actions.add_parser("retry", help="requeue one dead letter, or all")
     dlq_retry.add_argument("id", nargs="?", type=int, help="the dead letter's id (default: all)")
+    documents = commands.add_parser(
+        "documents", help="the trusted documents partner tokens (or everyone) may run"
+    )
+    document_actions = documents.add_subparsers(dest="action", required=True)
+    register = document_actions.add_parser(
+        "register",
+        help="allow the documents of .graphql files or Apollo persisted query manifests "
+        "(checked against the schema; all of a file or none)",
+    )
+    register.add_argument("files", nargs="+", metavar="FILE")
+    register.add_argument("--name", help="what to record as their manifest (default: file name)")
+    document_actions.add_parser("list", help="every registered document: hash, operations")
+    remove = document_actions.add_parser("remove", help="unregister documents by SHA-256")
+    remove.add_argument("hashes", nargs="+", metavar="SHA256")
     commands.add_parser("migrate", help="upgrade the database to the newest schema")
     seed = commands.add_parser("seed", help="create demo or bulk data")
     seed.add_argument("--demo", action="store_true", help="the demo tenant of the API contract")
@@ -220,3 +282,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(_work(ready))
         elif args.command == "dlq":
             asyncio.run(_dead_letters(ready, args))
+        elif args.command == "documents":
+            asyncio.run(_documents(ready, args))

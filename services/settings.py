@@ -36,6 +36,16 @@ class SettingsError(ValueError):
     """One or more settings are invalid; the message lists every problem, one per line."""
 
 
+class TrustMode(StrEnum):
+    """Who must run registered (trusted) documents only: partner tokens (``partners``), partner
+    tokens while everyone else's unregistered documents are logged (``log``), or everyone
+    (``enforce``)."""
+
+    PARTNERS = "partners"
+    LOG = "log"
+    ENFORCE = "enforce"
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     count: int
@@ -73,6 +83,8 @@ class Settings:
     email_from: str = "Rollcall <no-reply@rollcall.invalid>"
     rate_limits_enabled: bool = True
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    trusted_documents: TrustMode = TrustMode.PARTNERS
+    trusted_documents_clients: Mapping[str, TrustMode] = field(default_factory=dict)
     graphiql: bool = True
     introspection: bool = True
     query_max_depth: int = 12
@@ -255,6 +267,25 @@ class Settings:
                         continue
                     parsed[match["name"]] = RateLimit(int(match["count"]), int(match["seconds"]))
                 values["rate_limits"] = parsed
+
+        modes = ", ".join(mode.value for mode in TrustMode)
+        if (text := raw("TRUSTED_DOCUMENTS")) is not None:
+            try:
+                values["trusted_documents"] = TrustMode(text.lower())
+            except ValueError:
+                problems.append(f"{PREFIX}TRUSTED_DOCUMENTS must be one of {modes}, got {text!r}")
+        if (text := raw("TRUSTED_DOCUMENTS_CLIENTS")) is not None:
+            clients: dict[str, TrustMode] = {}
+            for item in text.split(","):
+                client, _, mode = item.strip().rpartition("=")
+                if not client or mode.lower() not in {m.value for m in TrustMode}:
+                    problems.append(
+                        f"{PREFIX}TRUSTED_DOCUMENTS_CLIENTS item {item.strip()!r} is not like "
+                        f"web=enforce (modes: {modes})"
+                    )
+                    continue
+                clients[client] = TrustMode(mode.lower())
+            values["trusted_documents_clients"] = clients
 
         for name, attribute in (("GRAPHIQL", "graphiql"), ("INTROSPECTION", "introspection")):
             if (flag := raw(name)) is not None:

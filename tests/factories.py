@@ -33,6 +33,7 @@ from services.models import (
     User,
 )
 from services.settings import Settings
+from services.trusted_documents import read_manifest, register
 
 PASSWORD = "correct horse battery staple"
 PASSWORD_HASH = hash_password(PASSWORD)
@@ -142,6 +143,27 @@ class Factory:
         for student_id, account in accounts.items():
             school.tokens[student_id] = self.issue(account, student_id)
         return school
+
+    async def partner(self, school: School) -> str:
+        """A partner system's account in ``school``'s tenant; its token."""
+        async with self.session_factory() as session, session.begin():
+            partner = self._user(
+                school.tenant, f"partner-{uuid.uuid4().hex[:8]}@school.test", Role.PARTNER
+            )
+            session.add(partner)
+        return self.issue(partner)
+
+    async def trust(self, *documents: str) -> None:
+        """Register ``documents`` as trusted (deployment-wide: give each test its own)."""
+        await register(
+            session_factory=self.session_factory,
+            registrations=[
+                registration
+                for document in documents
+                for registration in read_manifest(document, source="test", name="tests")
+            ],
+            validate=lambda document: [],
+        )
 
     @staticmethod
     def _user(tenant: Tenant, email: str, role: Role) -> User:

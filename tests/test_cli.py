@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import uuid
 
+import orjson
 import pytest
 from sqlalchemy import delete
 
@@ -53,3 +56,42 @@ def test_dlq_list_and_retry(environment, settings, capsys):
     assert "0 dead letter(s)" in capsys.readouterr().out
     main(["dlq", "list", "--all"])
     assert "retried" in capsys.readouterr().out
+
+
+def test_documents_register_list_and_remove(environment, tmp_path, capsys):
+    name = f"Partner{uuid.uuid4().hex}"
+    good = tmp_path / "partner.graphql"
+    good.write_text(f"query {name} {{ me {{ id role }} }}\n")
+    body = f"query {name}Rate {{ studentDashboard {{ attendanceRate }} }}"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        orjson.dumps(
+            {
+                "format": "apollo-persisted-query-manifest",
+                "version": 1,
+                "operations": [{"id": sha256(body), "name": f"{name}Rate", "body": body}],
+            }
+        ).decode()
+    )
+    bad = tmp_path / "bad.graphql"
+    bad.write_text(f"query {name}Bad {{ me {{ nope }} }}")
+    # a file that would never run makes the whole command register nothing
+    with pytest.raises(SystemExit) as refused:
+        main(["documents", "register", str(good), str(bad)])
+    assert "nothing registered" in str(refused.value) and "nope" in str(refused.value)
+    main(["documents", "list"])
+    assert name not in capsys.readouterr().out
+    main(["documents", "register", str(good), str(manifest), "--name", "sis-sync"])
+    assert "2 document(s) read, 2 newly registered" in capsys.readouterr().out
+    main(["documents", "list"])
+    listed = [line for line in capsys.readouterr().out.splitlines() if name in line]
+    digest = sha256(good.read_text())
+    assert sorted(line.split("\t")[:3] for line in listed) == sorted(
+        [[digest, name, "sis-sync"], [sha256(body), f"{name}Rate", "sis-sync"]]
+    )
+    main(["documents", "remove", digest])
+    assert "removed 1 document(s)" in capsys.readouterr().out
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

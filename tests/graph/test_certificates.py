@@ -314,13 +314,6 @@ async def test_cover_dates_are_checked(client, factory):
     assert await rows(factory, school) == []
 
 
-async def partner_token(factory: Factory, school: School) -> str:
-    async with factory.session_factory() as session, session.begin():
-        partner = factory._user(school.tenant, "partner@school.test", Role.PARTNER)
-        session.add(partner)
-    return factory.issue(partner)
-
-
 async def test_only_the_student_their_teachers_and_admins_see_certificates(
     client, factory, settings
 ):
@@ -332,8 +325,9 @@ async def test_only_the_student_their_teachers_and_admins_see_certificates(
     outsiders = {
         "classmate": school.student_token(classmate),
         "other teacher": school.token(school.teachers[1]),
-        "partner": await partner_token(factory, school),
+        "partner": await factory.partner(school),
     }
+    await factory.trust(LIST)
     # then: outsiders are refused, naming the student or not
     for who, token in outsiders.items():
         named = await gql(client, LIST, {"studentId": str(mine.id)}, token=token)

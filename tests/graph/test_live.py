@@ -272,6 +272,22 @@ async def test_subscriptions_are_authorised_as_queries_are(
             assert refused.value.errors[0]["extensions"]["requestId"]
 
 
+async def test_a_partner_subscribes_with_registered_documents_only(
+    servers: tuple[ServerProcess, ServerProcess], factory: Factory
+):
+    school = await factory.school(students=1)
+    partner = await factory.partner(school)
+    registered = f"query Partner{uuid.uuid4().hex} {{ me {{ role }} }}"
+    await factory.trust(registered)
+    async with live(servers[0], partner) as client:
+        refused = await client.subscribe(NOTIFICATIONS)
+        with pytest.raises(OperationError) as error:
+            await client.next(refused)
+        assert error.value.code == "PERSISTED_QUERY_NOT_IN_LIST", error.value.errors
+        allowed = await client.subscribe(registered)
+        assert (await client.next(allowed))["data"]["me"]["role"] == "PARTNER"
+
+
 async def test_connections_without_a_valid_token_are_closed(
     servers: tuple[ServerProcess, ServerProcess], factory: Factory
 ):
