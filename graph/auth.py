@@ -68,3 +68,12 @@ class AuthMutation:
                 student_model=result.student,
             ),
         )
+
+    @strawberry.mutation(
+        description="Replace your password (12 to 128 characters), proving the current one. "
+        "Wrong current passwords count toward the failed-login limit. Tokens already issued "
+        "stay valid until they expire."
+    )
+    async def change_password(self, info: Info, current_password: str, new_password: str) -> bool:
+        await auth_resolvers.change_password(info, current_password, new_password)
+        return True

@@ -1,9 +1,10 @@
-"""Logging in."""
+"""Logging in and changing one's password."""
 
 from __future__ import annotations
 
 from resolvers.context import Info
 from services import auth
+from services.logins import change_password as change
 from services.logins import log_in
 from services.rate_limits import RateLimited
 
@@ -21,6 +22,22 @@ async def login(info: Info, tenant: str, email: str, password: str) -> auth.Logi
             secret=context.settings.jwt_secret,
             ttl_seconds=context.settings.jwt_ttl_seconds,
             now=context.now(),
+        )
+    except RateLimited as refused:
+        context.rate_limits.note(refused.quota)
+        raise
+
+
+async def change_password(info: Info, current_password: str, new_password: str) -> None:
+    context = info.context
+    try:
+        await change(
+            session_factory=context.session_factory,
+            limiter=context.limiter,
+            viewer=context.viewer,
+            current_password=current_password,
+            new_password=new_password,
+            origin=context.origin,
         )
     except RateLimited as refused:
         context.rate_limits.note(refused.quota)

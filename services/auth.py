@@ -58,6 +58,13 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def issue_token(viewer: Viewer, *, secret: str, ttl_seconds: int, now: datetime) -> str:
     claims = {
         "sub": str(viewer.user_id),

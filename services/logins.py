@@ -1,9 +1,11 @@
-"""Logging in, with its limits and its audit trail.
+"""Logging in and changing passwords, with their limits and their audit trail.
 
 Failures are limited per (tenant, email) (``login``, the design's 5 per 15 min) and per IP
 address (``login_ip``, looser: a whole school may sit behind one address). Over either, even
 the right password is refused until the window has room. Every attempt is audited:
-LOGIN_SUCCESS, or LOGIN_FAILURE with its reason, IP address and user agent.
+LOGIN_SUCCESS, or LOGIN_FAILURE with its reason, IP address and user agent. A password change
+proves the current password, counted against the same per-account limit (a stolen token must
+not become a way to guess it), and is audited PASSWORD_CHANGE, succeeded or not.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from datetime import datetime
 from sqlalchemy import select
 
 from services import audit
-from services.auth import LoginFailed, LoginResult, login
+from services.auth import LoginFailed, LoginResult, Viewer, hash_password, login, verify_password
 from services.db import SessionFactory
-from services.models import AuditAction, Tenant
+from services.errors import Invalid, NotFound
+from services.models import AuditAction, Tenant, User
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 
 EMAIL_LIMIT = "login"
 IP_LIMIT = "login_ip"
 RESOURCE = "session"
+PASSWORD_LENGTH = (12, 128)
 
 
 async def log_in(
@@ -95,6 +99,83 @@ async def log_in(
         details={"email": account[1]},
     )
     return result
+
+
+def check_new_password(current: str, new: str) -> None:
+    """VALIDATION_ERROR on ``newPassword`` unless it is a usable new password."""
+    low, high = PASSWORD_LENGTH
+    if not low <= len(new) <= high:
+        raise Invalid("newPassword", f"The new password must be {low} to {high} characters long.")
+    if not new.strip():
+        raise Invalid("newPassword", "The new password must not be blank.")
+    if new == current:
+        raise Invalid("newPassword", "The new password must differ from the current one.")
+
+
+async def change_password(
+    *,
+    session_factory: SessionFactory,
+    limiter: RateLimiter,
+    viewer: Viewer,
+    current_password: str,
+    new_password: str,
+    origin: audit.Origin,
+) -> None:
+    """Replace the viewer's password once the current one is proven; the new hash and its
+    PASSWORD_CHANGE entry commit together. A wrong current password is VALIDATION_ERROR on
+    ``currentPassword``, audited and counted as a failed login of the account."""
+    check_new_password(current_password, new_password)
+    account = ("user", str(viewer.user_id))
+    try:
+        await limiter.check(EMAIL_LIMIT, *account)
+    except RateLimited as refused:
+        await record_refusal(
+            session_factory,
+            tenant_id=viewer.tenant_id,
+            user_id=viewer.user_id,
+            refused=refused,
+            origin=origin,
+            subject="changePassword",
+        )
+        raise
+    async with session_factory() as session:
+        async with session.begin():
+            user = await session.scalar(
+                select(User).where(
+                    User.tenant_id == viewer.tenant_id, User.id == viewer.user_id, User.active
+                )
+            )
+        if user is None:
+            raise NotFound("The account no longer exists.")
+        if not verify_password(user.password_hash, current_password):
+            with contextlib.suppress(RateLimited):
+                await limiter.hit(EMAIL_LIMIT, *account)
+            await audit.record_alone(
+                session_factory,
+                tenant_id=viewer.tenant_id,
+                user_id=viewer.user_id,
+                action=AuditAction.PASSWORD_CHANGE,
+                resource="user",
+                resource_id=str(viewer.user_id),
+                success=False,
+                origin=origin,
+                details={"reason": "wrong_current_password"},
+            )
+            raise Invalid("currentPassword", "The current password is wrong.")
+        new_hash = hash_password(new_password)
+        async with session.begin():
+            user.password_hash = new_hash
+            audit.record(
+                session,
+                tenant_id=viewer.tenant_id,
+                user_id=viewer.user_id,
+                action=AuditAction.PASSWORD_CHANGE,
+                resource="user",
+                resource_id=str(viewer.user_id),
+                success=True,
+                origin=origin,
+                details={},
+            )
 
 
 async def _tenant_id(session_factory: SessionFactory, slug: str) -> uuid.UUID | None:

@@ -21,6 +21,8 @@ AUDIT = """query A($filter: AuditLogFilter, $first: Int, $after: String) {
 }"""
 LOGIN = """mutation L($t: String!, $e: String!, $p: String!) {
   login(tenant: $t, email: $e, password: $p) { token } }"""
+CHANGE = """mutation C($current: String!, $new: String!) {
+  changePassword(currentPassword: $current, newPassword: $new) }"""
 PREFERENCES = """mutation P($on: Boolean!) {
   updateNotificationPreferences(input: {emailEnabled: $on}) { emailEnabled } }"""
 
@@ -48,20 +50,32 @@ async def test_only_admins_read_the_audit_log(client, factory):
     assert "errors" not in await gql(client, AUDIT, token=school.token(school.admin))
 
 
-async def do(client, school: School, action: str, actor) -> tuple[str, object, bool] | None:
-    """Perform one action as ``actor``; the (action, user, success) it must leave, if any."""
+async def do(
+    client, school: School, action: str, actor, passwords: dict
+) -> tuple[str, object, bool] | None:
+    """Perform one action as ``actor`` (whose current password ``passwords`` tracks); the
+    (action, user, success) it must leave, if any."""
+    current = passwords.get(actor.id, PASSWORD)
+    token = school.tokens[_key(school, actor)]
     if action == "login":
-        body = await gql(client, LOGIN, {"t": school.tenant.slug, "e": actor.email, "p": PASSWORD})
+        body = await gql(client, LOGIN, {"t": school.tenant.slug, "e": actor.email, "p": current})
         assert "errors" not in body
         return ("LOGIN_SUCCESS", actor.id, True)
+    if action == "password":
+        passwords[actor.id] = new = current + "!"
+        body = await gql(client, CHANGE, {"current": current, "new": new}, token=token)
+        assert "errors" not in body
+        return ("PASSWORD_CHANGE", actor.id, True)
+    if action == "bad_password":
+        body = await gql(client, CHANGE, {"current": "wrong", "new": "x" * 20}, token=token)
+        assert error_codes(body) == ["VALIDATION_ERROR"]
+        return ("PASSWORD_CHANGE", actor.id, False)
     if action == "bad_login":
         body = await gql(client, LOGIN, {"t": school.tenant.slug, "e": actor.email, "p": "wrong"})
         assert error_codes(body) == ["UNAUTHENTICATED"]
         return ("LOGIN_FAILURE", actor.id, False)
     if action == "preferences":
-        body = await gql(
-            client, PREFERENCES, {"on": False}, token=school.tokens[_key(school, actor)]
-        )
+        body = await gql(client, PREFERENCES, {"on": False}, token=token)
         assert "errors" not in body
         return ("PROFILE_UPDATE", actor.id, True)
     if action == "upload":
@@ -85,7 +99,17 @@ def _key(school: School, user) -> object:
 @given(
     plan=st.lists(
         st.tuples(
-            st.sampled_from(["login", "bad_login", "preferences", "upload", "bad_upload"]),
+            st.sampled_from(
+                [
+                    "login",
+                    "bad_login",
+                    "password",
+                    "bad_password",
+                    "preferences",
+                    "upload",
+                    "bad_upload",
+                ]
+            ),
             st.integers(min_value=0, max_value=2),
         ),
         min_size=1,
@@ -96,9 +120,9 @@ async def test_each_audited_action_has_exactly_one_entry(client, fresh_school, p
     school: School = await fresh_school()
     people = [school.admin, school.teachers[0], school.accounts[school.students[0].id]]
     started = datetime.now(UTC) - timedelta(seconds=1)
-    expected = []
+    expected, passwords = [], {}
     for action, who in plan:
-        if (outcome := await do(client, school, action, people[who])) is not None:
+        if (outcome := await do(client, school, action, people[who], passwords)) is not None:
             expected.append(outcome)
     found = await entries(client, school)
     assert sorted((e["action"], e["userId"], e["success"]) for e in found) == sorted(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
 
 from services.auth import Viewer, issue_token
-from tests.factories import PASSWORD, error_codes, gql
+from services.models import AuditAction, AuditLog
+from tests.factories import PASSWORD, api_process, error_codes, gql
 
 LOGIN = """
 mutation Login($tenant: String!, $email: String!, $password: String!) {
@@ -84,3 +89,95 @@ async def test_a_staff_account_has_no_default_student(client, factory):
         client, "{ studentDashboard { attendanceRate } }", token=school.token(school.teachers[0])
     )
     assert body["errors"][0]["extensions"]["field"] == "studentId"
+
+
+CHANGE = """mutation C($current: String!, $new: String!) {
+  changePassword(currentPassword: $current, newPassword: $new) }"""
+
+
+async def password_entries(factory, school) -> list[AuditLog]:
+    async with factory.session_factory() as session:
+        return list(
+            await session.scalars(
+                select(AuditLog).where(
+                    AuditLog.tenant_id == school.tenant.id,
+                    AuditLog.action == AuditAction.PASSWORD_CHANGE,
+                )
+            )
+        )
+
+
+async def log_in(client, school, email: str, password: str) -> dict:
+    return await gql(
+        client, LOGIN, {"tenant": school.tenant.slug, "email": email, "password": password}
+    )
+
+
+async def test_a_password_change_replaces_the_password_and_is_audited(client, factory):
+    school = await factory.school(students=1)
+    teacher = school.teachers[0]
+    new = "a much longer passphrase"
+    body = await gql(client, CHANGE, {"current": PASSWORD, "new": new}, token=school.token(teacher))
+    assert body == {"data": {"changePassword": True}}
+    assert error_codes(await log_in(client, school, teacher.email, PASSWORD)) == ["UNAUTHENTICATED"]
+    assert "errors" not in await log_in(client, school, teacher.email, new)
+    [entry] = await password_entries(factory, school)
+    assert (entry.user_id, entry.success, str(entry.ip_address)) == (teacher.id, True, "127.0.0.1")
+
+
+async def test_a_wrong_current_password_changes_nothing_and_is_audited(client, factory):
+    school = await factory.school(students=1)
+    teacher = school.teachers[0]
+    body = await gql(
+        client,
+        CHANGE,
+        {"current": "not it", "new": "a much longer passphrase"},
+        token=school.token(teacher),
+    )
+    assert error_codes(body) == ["VALIDATION_ERROR"]
+    assert body["errors"][0]["extensions"]["field"] == "currentPassword"
+    assert "errors" not in await log_in(client, school, teacher.email, PASSWORD)
+    [entry] = await password_entries(factory, school)
+    assert (entry.success, entry.details) == (False, {"reason": "wrong_current_password"})
+
+
+@settings(max_examples=25)
+@given(
+    new=st.one_of(
+        st.text(max_size=11),
+        st.text(min_size=129, max_size=200),
+        st.just(" " * 20),
+        st.just(PASSWORD),
+    )
+)
+async def test_unusable_new_passwords_are_refused_before_anything_is_checked(client, factory, new):
+    school = await factory.school(students=1)
+    body = await gql(
+        client, CHANGE, {"current": PASSWORD, "new": new}, token=school.token(school.admin)
+    )
+    assert error_codes(body) == ["VALIDATION_ERROR"]
+    assert body["errors"][0]["extensions"]["field"] == "newPassword"
+    assert await password_entries(factory, school) == []
+    assert "errors" not in await log_in(client, school, school.admin.email, PASSWORD)
+
+
+async def test_guessing_the_current_password_meets_the_login_limit(settings, factory, redis):
+    school = await factory.school(students=1)
+    token = school.token(school.admin)
+    limited = dataclasses.replace(settings, rate_limits_enabled=True, rate_limits={})
+    async with api_process(limited) as http:
+        for guess in range(5):
+            body = await gql(
+                http, CHANGE, {"current": f"guess {guess}", "new": "x" * 20}, token=token
+            )
+            assert error_codes(body) == ["VALIDATION_ERROR"]
+        body = await gql(http, CHANGE, {"current": PASSWORD, "new": "x" * 20}, token=token)
+        assert error_codes(body) == ["RATE_LIMIT_EXCEEDED"]
+        assert body["errors"][0]["extensions"]["retryAfter"] > 0
+    entries = await password_entries(factory, school)
+    assert [entry.success for entry in entries] == [False] * 5
+
+
+async def test_changing_a_password_needs_a_token(client):
+    body = await gql(client, CHANGE, {"current": PASSWORD, "new": "x" * 20})
+    assert error_codes(body) == ["UNAUTHENTICATED"]
