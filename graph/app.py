@@ -26,6 +26,7 @@ from graph.view import GraphQLView
 from services.cache import Cache
 from services.cached_reads import create_cache
 from services.db import SessionFactory, create_engine, create_session_factory
+from services.downloads import Links
 from services.live import Hub
 from services.persisted_queries import PersistedQueries
 from services.presence import Presence
@@ -50,6 +51,7 @@ class State(TypedDict):
     hub: Hub
     presence: Presence
     store: ObjectStore
+    links: Links
     limiter: RateLimiter
     persisted: PersistedQueries
     trusted: TrustedDocuments
@@ -90,7 +92,7 @@ def create_app(settings: Settings) -> Starlette:
             redis=cache.redis, per_user=settings.ws_connections_per_user, limiter=limiter
         )
         presence.start()
-        store = create_store(settings.storage_url, secret=settings.jwt_secret)
+        store = create_store(settings.storage_url)
         try:
             await store.ensure_ready()
         except StorageUnavailable:
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> Starlette:
                 hub=hub,
                 presence=presence,
                 store=store,
+                links=Links(secret=settings.jwt_secret),
                 limiter=limiter,
                 persisted=PersistedQueries(cache.redis),
                 trusted=TrustedDocuments(session_factory=session_factory),

@@ -111,6 +111,7 @@ class GraphQLView(GraphQL[Context, None]):
             hub=state.hub,
             presence=state.presence,
             store=state.store,
+            links=state.links,
             limiter=state.limiter,
             persisted=state.persisted,
             trusted=state.trusted,

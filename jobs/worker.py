@@ -88,7 +88,7 @@ async def shared_context(
             "settings": settings,
             "session_factory": session_factory,
             "cache": cache,
-            "store": create_store(settings.storage_url, secret=settings.jwt_secret),
+            "store": create_store(settings.storage_url),
             "scanner": create_scanner(
                 clamd_url=settings.clamd_url, deny_sha256=settings.scan_deny_sha256
             ),

@@ -116,7 +116,7 @@ async def certificates_page(
 
 
 def download_url(info: Info, certificate: MedicalCertificate) -> str | None:
-    """An absolute link: the local store's are served by this API, under its public URL."""
+    """An absolute link: this API serves every download, under its public URL."""
     context = info.context
-    link = certificates.download_url(context.store, certificate, viewer_id=context.viewer.user_id)
+    link = certificates.download_url(context.links, certificate, viewer_id=context.viewer.user_id)
     return None if link is None else urljoin(context.public_url, link)

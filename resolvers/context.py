@@ -21,6 +21,7 @@ from services.auth import Viewer
 from services.cache import Cache
 from services.cached_reads import Reader
 from services.db import SessionFactory
+from services.downloads import Links
 from services.errors import Invalid, ServiceError, Unauthenticated
 from services.live import Hub
 from services.models import Tenant
@@ -41,6 +42,7 @@ class Context:
     hub: Hub
     presence: Presence
     store: ObjectStore
+    links: Links
     limiter: RateLimiter
     persisted: PersistedQueries
     trusted: TrustedDocuments

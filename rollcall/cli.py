@@ -182,7 +182,7 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
                 session_factory=session_factory,
                 today=today,
                 reset=args.reset,
-                store=create_store(settings.storage_url, secret=settings.jwt_secret),
+                store=create_store(settings.storage_url),
             )
             print(
                 "demo tenant created"

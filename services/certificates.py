@@ -29,6 +29,7 @@ from services.attendance import after_marks_changed
 from services.cache import Cache
 from services.dashboards import AttendanceEntry
 from services.db import SessionFactory
+from services.downloads import Links
 from services.errors import Invalid, NotFound, ServiceError
 from services.live import publish_notifications
 from services.models import (
@@ -568,7 +569,7 @@ async def certificates_page(
 
 
 def download_url(
-    store: ObjectStore, certificate: MedicalCertificate, *, viewer_id: uuid.UUID
+    links: Links, certificate: MedicalCertificate, *, viewer_id: uuid.UUID
 ) -> str | None:
     """A link valid for 24 h, for a viewer already allowed to read the certificate: once it
     scanned clean, or for its uploader before that; never once quarantined."""
@@ -576,9 +577,10 @@ def download_url(
         return None
     if certificate.status not in SCANNED_CLEAN and certificate.uploaded_by != viewer_id:
         return None
-    return store.signed_url(
+    return links.sign(
         certificate.object_key,
         download=Download(file_name=certificate.file_name, content_type=certificate.content_type),
+        user_id=viewer_id,
         expires_in=LINK_LIFETIME,
     )
 

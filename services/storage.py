@@ -1,19 +1,16 @@
 """Object storage behind one small interface: S3-compatible (minio client) or local disk.
 
 Keys are tenant-scoped and carry 128 random bits (``new_key``). Objects are private: a client
-reads one only through a signed URL that expires (24 h for certificates). S3 signs its own
-(presigned GET); the local store's links are HMAC-signed and served by the API itself
-(``LocalStore.verify``). A quarantined object moves under ``quarantine/``, a prefix no URL is
-ever signed for, so links given out before stop working.
+reads one only through a link the API signs and serves (``services.downloads``), which sends the
+local store's file itself or redirects to a short presigned S3 URL. A quarantined object moves
+under ``quarantine/``, a prefix nothing is ever served from, so links given out before stop
+working.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import os
 import re
 import secrets
@@ -25,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import urllib3
 from minio import Minio
@@ -90,9 +87,6 @@ class ObjectStore(Protocol):
     async def listing(self, prefix: str) -> list[StoredObject]:
         """Every object whose key starts with ``prefix``."""
 
-    def signed_url(self, key: str, *, download: Download, expires_in: timedelta) -> str:
-        """A link that serves the object for ``expires_in``; relative to the API for local disk."""
-
 
 def new_key(tenant_id: uuid.UUID, kind: str) -> str:
     """A fresh tenant-scoped key nobody can guess: ``tenants/<tenant>/<kind>/<128 bits>``."""
@@ -103,7 +97,7 @@ def quarantine_key(key: str) -> str:
     return QUARANTINE_PREFIX + key
 
 
-def _check_key(key: str) -> str:
+def check_key(key: str) -> str:
     if not _KEY.match(key) or ".." in key or "//" in key:
         raise ValueError(f"not an object key: {key!r}")
     return key
@@ -120,12 +114,11 @@ class LocalStore:
 
     kind = "file"
 
-    def __init__(self, root: Path, *, secret: str) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self._secret = hmac.new(secret.encode(), b"rollcall-local-store", hashlib.sha256).digest()
 
     def path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     async def ensure_ready(self) -> None:
         try:
@@ -204,43 +197,6 @@ class LocalStore:
             return found
 
         return await asyncio.to_thread(walk)
-
-    def _signature(self, key: str, expires: int, download: Download) -> bytes:
-        # JSON, so that no choice of name and type can spell another link's message.
-        message = json.dumps([key, expires, download.file_name, download.content_type])
-        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest().encode()
-
-    def signed_url(self, key: str, *, download: Download, expires_in: timedelta) -> str:
-        expires = int((datetime.now(UTC) + expires_in).timestamp())
-        query = urlencode(
-            {
-                "expires": expires,
-                "name": download.file_name,
-                "type": download.content_type,
-                "signature": self._signature(_check_key(key), expires, download).decode(),
-            }
-        )
-        return f"/files/{key}?{query}"
-
-    def verify(self, key: str, query: str) -> Download | None:
-        """The download a link grants, or None when it was tampered with or has expired."""
-        values = {name: found[0] for name, found in parse_qs(query).items() if len(found) == 1}
-        try:
-            expires = int(values["expires"])
-            download = Download(file_name=values["name"], content_type=values["type"])
-            signature = values["signature"]
-            _check_key(key)
-        except (KeyError, ValueError):
-            return None
-        if key.startswith(QUARANTINE_PREFIX):
-            return None
-        expected = self._signature(key, expires, download)
-        # Bytes: compare_digest refuses str holding anything but ASCII.
-        if not hmac.compare_digest(expected, signature.encode()):
-            return None
-        if datetime.now(UTC).timestamp() > expires:
-            return None
-        return download
 
 
 class S3Store:
@@ -323,7 +279,7 @@ class S3Store:
         await self._call(create, "create the bucket")
 
     async def put(self, key: str, source: BinaryIO, *, size: int, content_type: str) -> None:
-        _check_key(key)
+        check_key(key)
         start = source.tell()
 
         def put() -> None:
@@ -341,7 +297,7 @@ class S3Store:
 
     async def chunks(self, key: str) -> AsyncIterator[bytes]:
         response = await self._call(
-            lambda: self._client.get_object(self.bucket, _check_key(key)), "read the file"
+            lambda: self._client.get_object(self.bucket, check_key(key)), "read the file"
         )
         try:
             while chunk := await self._call(lambda: response.read(CHUNK_SIZE), "read the file"):
@@ -354,8 +310,8 @@ class S3Store:
         await self._call(lambda: self._client.remove_object(self.bucket, key), "delete the file")
 
     async def move(self, source: str, target: str) -> None:
-        _check_key(source)
-        _check_key(target)
+        check_key(source)
+        check_key(target)
         try:
             await self._call(
                 lambda: self._client.copy_object(
@@ -386,9 +342,10 @@ class S3Store:
         return await self._call(walk, "list files")
 
     def signed_url(self, key: str, *, download: Download, expires_in: timedelta) -> str:
+        """A presigned GET serving the object as ``download`` says, for ``expires_in``."""
         return self._signer.presigned_get_object(
             self.bucket,
-            _check_key(key),
+            check_key(key),
             expires=expires_in,
             response_headers={
                 "response-content-type": download.content_type,
@@ -397,11 +354,11 @@ class S3Store:
         )
 
 
-def create_store(url: str, *, secret: str) -> ObjectStore:
+def create_store(url: str) -> ObjectStore:
     """The store a ``ROLLCALL_STORAGE_URL`` names: ``file://path`` or ``s3://…``."""
     parts = urlsplit(url)
     if parts.scheme == "s3":
         return S3Store.from_url(url)
     if parts.scheme == "file":
-        return LocalStore(Path(parts.netloc + parts.path), secret=secret)
+        return LocalStore(Path(parts.netloc + parts.path))
     raise ValueError(f"unsupported storage URL scheme {parts.scheme!r}")

@@ -257,5 +257,15 @@ async def gql(
     return body
 
 
+async def follow_link(api: httpx.AsyncClient, url: str) -> httpx.Response:
+    """Follow a download link as a browser would: to the API, then to S3 when redirected."""
+    response = await api.get(url)
+    if response.status_code != 303:
+        return response
+    assert response.headers["cache-control"] == "no-store"
+    async with httpx.AsyncClient() as http:
+        return await http.get(response.headers["location"])
+
+
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in body.get("errors", [])]

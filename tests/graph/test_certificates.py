@@ -33,7 +33,7 @@ from services.models import (
 )
 from services.storage import ObjectStore, create_store, quarantine_key
 from tests import files
-from tests.factories import Factory, School, api_process, error_codes, gql, run_jobs
+from tests.factories import Factory, School, api_process, error_codes, follow_link, gql, run_jobs
 from tests.servers import clamd, clamd_binary
 
 FIELDS = """id studentId fileName contentType size status rejectionReason uploadedAt uploadedBy
@@ -93,7 +93,7 @@ async def uploaded(client, token, content=None, **options) -> dict[str, Any]:
 
 
 def local_store(settings) -> ObjectStore:
-    return create_store(settings.storage_url, secret=settings.jwt_secret)
+    return create_store(settings.storage_url)
 
 
 async def stored_keys(store: ObjectStore, school: School) -> list[str]:
@@ -162,11 +162,17 @@ async def test_a_good_file_is_stored_audited_scanned_and_downloadable(
     assert certificate["coversFrom"] == COVER["coversFrom"]
     link = httpx.URL(certificate["downloadUrl"])
     assert int(link.params["expires"]) == pytest.approx(time.time() + 24 * 3600, abs=60)
+    assert (await client.head(certificate["downloadUrl"])).status_code == 200  # not audited
     served = await client.get(certificate["downloadUrl"])
     assert served.status_code == 200 and served.content == content
     assert served.headers["content-type"].startswith(content_type)
-    # the upload's audit entry (property 22)
-    [entry] = await audit_entries(factory, school)
+    # the upload's audit entry (property 22), then the download's
+    entry, download = await audit_entries(factory, school)
+    assert (download.action, download.user_id) == (
+        AuditAction.FILE_DOWNLOAD,
+        school.accounts[student.id].id,
+    )
+    assert download.details == {"fileName": name, "contentType": content_type}
     assert entry.action is AuditAction.FILE_UPLOAD
     assert entry.user_id == school.accounts[student.id].id
     assert entry.resource_id == certificate["id"]
@@ -634,24 +640,23 @@ async def test_on_s3_with_clamd_clean_files_download_and_eicar_is_quarantined(
     )
     school = await factory.school(students=1)
     token = school.student_token(school.students[0])
-    async with api_process(s3_settings) as http, httpx.AsyncClient() as outside:
+    async with api_process(s3_settings) as http:
         clean = await uploaded(http, token, files.png(), name="scan.png", content_type="image/png")
         infected = await uploaded(http, token, files.infected_pdf())
         early_link = infected["downloadUrl"]
-        assert (await outside.get(early_link)).status_code == 200
+        assert (await follow_link(http, early_link)).status_code == 200
         # when
         await run_jobs(s3_settings)
         listed = (await gql(http, LIST, token=token))["data"]["medicalCertificates"]["edges"]
-    # then
-    by_id = {edge["node"]["id"]: edge["node"] for edge in listed}
-    assert by_id[clean["id"]]["status"] == "AWAITING_REVIEW"
-    assert by_id[clean["id"]]["scan"]["engine"] == "clamd"
-    assert by_id[infected["id"]]["status"] == "QUARANTINED"
-    assert by_id[infected["id"]]["scan"]["threats"][0].startswith("Eicar-Test-Signature")
-    async with httpx.AsyncClient() as outside:
-        served = await outside.get(by_id[clean["id"]]["downloadUrl"])
+        # then
+        by_id = {edge["node"]["id"]: edge["node"] for edge in listed}
+        assert by_id[clean["id"]]["status"] == "AWAITING_REVIEW"
+        assert by_id[clean["id"]]["scan"]["engine"] == "clamd"
+        assert by_id[infected["id"]]["status"] == "QUARANTINED"
+        assert by_id[infected["id"]]["scan"]["threats"][0].startswith("Eicar-Test-Signature")
+        served = await follow_link(http, by_id[clean["id"]]["downloadUrl"])
         assert served.status_code == 200 and served.content == files.png()
-        assert (await outside.get(early_link)).status_code in {403, 404}
+        assert (await http.get(early_link)).status_code == 404
 
 
 async def test_over_a_real_socket_a_client_reads_the_413_of_a_body_slightly_too_large(

@@ -18,7 +18,7 @@ ROSTER = "query R($id: ID!) { classroom(id: $id) { name students(first: 100) { t
 
 @pytest.fixture(scope="module")
 async def demo(session_factory, settings):
-    store = create_store(settings.storage_url, secret=settings.jwt_secret)
+    store = create_store(settings.storage_url)
     today = datetime.now(UTC).date()
     created = await seed_demo(session_factory=session_factory, today=today, store=store)
     assert created
