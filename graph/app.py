@@ -131,6 +131,7 @@ def create_app(settings: Settings) -> Starlette:
         # Uploads are CSRF-safe: graph/uploads.py demands a preflight header first.
         multipart_uploads_enabled=True,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.ws_operations_per_connection,
     )
     return Starlette(
         routes=[

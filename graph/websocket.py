@@ -8,6 +8,9 @@ Close codes:
 - 1013 over the per-user connection limit or the connection rate (try again later);
 - 1001 no ``pong`` within a ping interval;
 - 1012 the server is restarting (uvicorn): reconnect, possibly to another process.
+
+An operation past ``WS_OPERATIONS_PER_CONNECTION`` running at once gets an ``error`` message
+(TOO_MANY_OPERATIONS) and the connection stays open.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
+from graphql import GraphQLError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -23,9 +27,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
     PongMessage,
+    SubscribeMessage,
 )
 
+from graph.errors import format_error
 from resolvers.context import Context
+from services.errors import TooManyOperations
 from services.presence import ConnectionRefused
 
 FORBIDDEN = 4403
@@ -60,6 +67,30 @@ class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         if self.connection_acknowledged and self._keepalive is None:
             self._keepalive = asyncio.create_task(self._keep_alive(), name="live-keepalive")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """As strawberry's, with its error for one operation too many given our shape."""
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and message["id"] not in self.operations
+            and len(self.operations) >= limit
+        ):
+            refused = TooManyOperations(
+                f"At most {limit} operations may run at once on one connection: complete one "
+                "first, or open another connection."
+            )
+            error = format_error(
+                GraphQLError(refused.message, original_error=refused),
+                request_id=self.context.request_id,
+                production=self.context.settings.production,
+            )
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        await super().handle_subscribe(message)
 
     async def handle_pong(self, message: PongMessage) -> None:
         self._awaiting_pong = False

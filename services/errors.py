@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
@@ -49,3 +50,9 @@ class Forbidden(ServiceError):
 
 class NotFound(ServiceError):
     code = ErrorCode.NOT_FOUND
+
+
+class TooManyOperations(ServiceError):
+    """More operations at once than one live connection may run."""
+
+    code = ErrorCode.TOO_MANY_OPERATIONS

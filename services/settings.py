@@ -96,6 +96,7 @@ class Settings:
     db_pool_max: int = DEFAULT_POOL_MAX
     statistics_refresh_delay_seconds: int = 60
     ws_connections_per_user: int = 5
+    ws_operations_per_connection: int = 20
     ws_init_timeout_seconds: int = 10
     ws_ping_interval_seconds: int = 10
     data_dir: Path = Path(".rollcall")
@@ -205,6 +206,7 @@ class Settings:
             ("CACHE_L1_SIZE", "cache_l1_size", 0, 1_000_000),
             ("CACHE_BREAKER_RESET_SECONDS", "cache_breaker_reset_seconds", 1, 3600),
             ("WS_CONNECTIONS_PER_USER", "ws_connections_per_user", 1, 1000),
+            ("WS_OPERATIONS_PER_CONNECTION", "ws_operations_per_connection", 1, 1000),
             ("WS_INIT_TIMEOUT_SECONDS", "ws_init_timeout_seconds", 1, 300),
             ("WS_PING_INTERVAL_SECONDS", "ws_ping_interval_seconds", 1, 300),
             ("QUERY_MAX_DEPTH", "query_max_depth", 2, 100),

@@ -288,6 +288,22 @@ async def test_a_partner_subscribes_with_registered_documents_only(
         assert (await client.next(allowed))["data"]["me"]["role"] == "PARTNER"
 
 
+async def test_one_connection_runs_a_bounded_number_of_operations(
+    servers: tuple[ServerProcess, ServerProcess], factory: Factory
+):
+    school = await factory.school(students=1)
+    async with live(servers[0], school.token(school.admin)) as client:
+        running = [await client.subscribe(NOTIFICATIONS) for _ in range(20)]
+        refused = await client.subscribe(NOTIFICATIONS)
+        with pytest.raises(OperationError) as error:
+            await client.next(refused)
+        assert error.value.code == "TOO_MANY_OPERATIONS", error.value.errors
+        assert error.value.errors[0]["extensions"]["requestId"]
+        await client.complete(running[0])
+        await client.subscribe(NOTIFICATIONS)
+        await wait_for(servers[0], "listeners", 20)
+
+
 async def test_connections_without_a_valid_token_are_closed(
     servers: tuple[ServerProcess, ServerProcess], factory: Factory
 ):
