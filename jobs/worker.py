@@ -14,6 +14,7 @@ from arq.worker import Function, Worker
 
 from jobs.cache import invalidate_cache
 from jobs.certificates import scan_certificate, sweep_orphan_objects
+from jobs.exports import EXPORT_TIMEOUT_SECONDS, build_export, export_failed
 from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
@@ -37,6 +38,7 @@ class WorkerSettings:
         durable(send_notification_email, timeout_seconds=30),
         durable(invalidate_cache, timeout_seconds=30),
         durable(scan_certificate, timeout_seconds=120),
+        durable(build_export, timeout_seconds=EXPORT_TIMEOUT_SECONDS, on_give_up=export_failed),
     )
     cron_jobs: Sequence[CronJob] = (
         cron(
