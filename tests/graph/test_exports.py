@@ -12,21 +12,28 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from sqlalchemy import select, update
 
+from services.access import Access
+from services.audit import Origin
+from services.auth import Viewer
+from services.exports import ExportRequest, request_export
 from services.models import (
     AttendanceStatus,
     AuditAction,
     AuditLog,
     DeadLetter,
     Export,
+    ExportFormat,
     ExportStatus,
     Notification,
     NotificationType,
+    OutboxJob,
     Role,
+    Student,
 )
-from services.queue import BUILD_EXPORT, Queue
+from services.queue import BUILD_EXPORT, Queue, drain_outbox
 from services.settings import RateLimit
 from tests.factories import Factory, School, api_process, error_codes, gql, run_jobs
 
@@ -335,3 +342,65 @@ async def test_each_viewer_follows_only_their_own_exports_newest_first(
     assert body["data"]["export"] is None
     mine = (await gql(client, EXPORT, {"id": theirs["id"]}, token=teacher))["data"]["export"]
     assert mine["status"] == "READY" and mine["downloadUrl"]
+
+
+async def test_cells_a_spreadsheet_would_run_are_defused_in_csv_only(
+    client, factory, settings, redis
+):
+    # given a student whose name reads as a formula
+    school = await factory.school(students=1)
+    student = school.students[0]
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(
+            update(Student).where(Student.id == student.id).values(name="=HYPERLINK(1)")
+        )
+    await factory.records(school, student, [(DAY, 1, AttendanceStatus.PRESENT)])
+    token = school.student_token(student)
+    # when exported in both formats
+    [in_csv] = await exported(settings, client, token, "CSV")
+    [in_json] = await exported(settings, client, token, "JSON")
+    # then the spreadsheet sees text; JSON keeps the name as it is
+    assert in_csv["studentName"] == "'=HYPERLINK(1)"
+    assert in_json["studentName"] == "=HYPERLINK(1)"
+
+
+async def test_a_request_while_redis_is_down_waits_in_the_outbox(
+    factory, settings, session_factory, redis
+):
+    # given an admin and a Redis that refuses connections
+    school = await factory.school(students=1)
+    await marked_week(factory, school)
+    admin = school.admin
+    access = Access(
+        viewer=Viewer(user_id=admin.id, tenant_id=school.tenant.id, role=admin.role),
+        session_factory=session_factory,
+    )
+    dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    # when the export is requested
+    try:
+        export = await request_export(
+            session_factory=session_factory,
+            queue=dead,
+            access=access,
+            request=ExportRequest(
+                format=ExportFormat.CSV, date_from=DAY, date_to=DAY + timedelta(days=4)
+            ),
+            origin=Origin(ip_address="192.0.2.7"),
+        )
+    finally:
+        await dead.aclose()
+    # then the export and its audit entry are committed and the job waits in the outbox
+    job_id = f"{BUILD_EXPORT}:{export.id}"
+    [kept] = await rows_of(factory, OutboxJob, job_id=job_id)
+    assert kept.function == BUILD_EXPORT and kept.queue == Queue.NORMAL.value
+    [entry] = await rows_of(factory, AuditLog, tenant_id=school.tenant.id)
+    assert entry.action is AuditAction.DATA_EXPORT and str(entry.ip_address) == "192.0.2.7"
+    # and once Redis is back and the outbox drained, it is built
+    arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    try:
+        await drain_outbox(redis=arq, session_factory=session_factory)
+    finally:
+        await arq.aclose()
+    await run_jobs(settings)
+    [done] = await rows_of(factory, Export, id=export.id)
+    assert done.status is ExportStatus.READY and done.row_count == 10
