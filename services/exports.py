@@ -29,7 +29,7 @@ from urllib.parse import urljoin
 import orjson
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, false, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -319,10 +319,15 @@ async def _locked(
 async def _scope(session: AsyncSession, export: Export) -> list[ColumnElement[bool]]:
     """What the requester may read now (rights are checked when the rows are read, so a
     teacher who no longer teaches a class does not get it): a student their own marks, a
-    teacher their classrooms', an admin or partner the whole tenant's."""
+    teacher their classrooms', an admin or partner the whole tenant's, an account deactivated
+    meanwhile nothing."""
     role = await session.scalar(
-        select(User.role).where(User.tenant_id == export.tenant_id, User.id == export.requested_by)
+        select(User.role).where(
+            User.tenant_id == export.tenant_id, User.id == export.requested_by, User.active
+        )
     )
+    if role is None:  # deactivated since the request: reads nothing
+        return [false()]
     if role in {Role.ADMIN, Role.PARTNER}:
         return []
     if role is Role.TEACHER:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from services.access import Access
 from services.audit import Origin
@@ -32,6 +32,8 @@ from services.models import (
     OutboxJob,
     Role,
     Student,
+    TeacherAssignment,
+    User,
 )
 from services.queue import BUILD_EXPORT, Queue, drain_outbox
 from services.settings import RateLimit
@@ -404,3 +406,26 @@ async def test_a_request_while_redis_is_down_waits_in_the_outbox(
     await run_jobs(settings)
     [done] = await rows_of(factory, Export, id=export.id)
     assert done.status is ExportStatus.READY and done.row_count == 10
+
+
+async def test_rights_are_those_of_the_requester_when_the_file_is_built(
+    client, factory, settings, redis
+):
+    # given a teacher's and an admin's exports, requested before the teacher lost the class
+    # and the admin account was deactivated
+    school = await factory.school(students=2)
+    await marked_week(factory, school)
+    teacher, admin = school.teachers[0], school.admin
+    by_teacher = await requested(client, school.token(teacher))
+    by_admin = await requested(client, school.token(admin))
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(
+            delete(TeacherAssignment).where(TeacherAssignment.teacher_id == teacher.id)
+        )
+        await session.execute(update(User).where(User.id == admin.id).values(active=False))
+    # when built
+    await run_jobs(settings)
+    # then both files are empty
+    for export in (by_teacher, by_admin):
+        [done] = await rows_of(factory, Export, id=uuid.UUID(export["id"]))
+        assert done.status is ExportStatus.READY and done.row_count == 0
