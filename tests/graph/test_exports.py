@@ -429,3 +429,28 @@ async def test_rights_are_those_of_the_requester_when_the_file_is_built(
     for export in (by_teacher, by_admin):
         [done] = await rows_of(factory, Export, id=uuid.UUID(export["id"]))
         assert done.status is ExportStatus.READY and done.row_count == 0
+
+
+async def test_on_s3_the_presigned_links_download_the_file(factory, settings, s3_server, redis):
+    # given an API and a worker on real S3
+    s3_settings = dataclasses.replace(
+        settings, storage_url=s3_server.storage_url(f"exports-{uuid.uuid4().hex[:8]}")
+    )
+    school = await factory.school(students=1)
+    await marked_week(factory, school)
+    token = school.student_token(school.students[0])
+    async with api_process(s3_settings) as http, httpx.AsyncClient() as outside:
+        # when an export is built
+        export = await requested(http, token, "JSON")
+        ready = await built(s3_settings, http, token, export["id"])
+        notes = (await gql(http, NOTIFICATIONS, token=token))["data"]["notifications"]["edges"]
+        # then both the export's link and the notification's serve it, named and typed
+        served = await outside.get(ready["downloadUrl"])
+        assert served.status_code == 200
+        assert (
+            'filename="attendance_2026-10-05_2026-10-09.json"'
+            in (served.headers["content-disposition"])
+        )
+        assert len(parsed(served)) == ready["rowCount"] == 10
+        from_note = await outside.get(notes[0]["node"]["actionUrl"])
+        assert from_note.status_code == 200 and from_note.content == served.content
