@@ -21,6 +21,7 @@ from graph.auth import AuthMutation, AuthQuery
 from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
+from graph.exports import ExportMutation, ExportQuery
 from graph.freshness import apply_freshness
 from graph.limits import query_limits
 from graph.live import LiveSubscription
@@ -41,11 +42,13 @@ Query = merge_types(
         SchoolQuery,
         NotificationQuery,
         CertificateQuery,
+        ExportQuery,
         AuditQuery,
     ),
 )
 Mutation = merge_types(
-    "Mutation", (AuthMutation, AttendanceMutation, NotificationMutation, CertificateMutation)
+    "Mutation",
+    (AuthMutation, AttendanceMutation, NotificationMutation, CertificateMutation, ExportMutation),
 )
 Subscription = merge_types("Subscription", (LiveSubscription,))
 HTTP_OPERATION_TYPES = (OperationType.QUERY, OperationType.MUTATION)

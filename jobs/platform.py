@@ -16,6 +16,8 @@ from services.queue import CRON_LAST_RUN, record_dead_letter
 
 MAX_TRIES = 3
 Job = Callable[..., Awaitable[Any]]
+# Called as ``give_up(ctx, error, *args, **kwargs)`` once the last try has failed.
+GiveUp = Callable[..., Awaitable[None]]
 
 
 def backoff_seconds(job_try: int, base: float) -> float:
@@ -23,11 +25,14 @@ def backoff_seconds(job_try: int, base: float) -> float:
     return base * 2 ** (job_try - 1)
 
 
-def durable(coroutine: Job, *, timeout_seconds: float) -> Function:
+def durable(
+    coroutine: Job, *, timeout_seconds: float, on_give_up: GiveUp | None = None
+) -> Function:
     """``coroutine`` as an arq function with Rollcall's timeout, retry and dead-letter policy.
 
     The timeout is enforced here (arq's own fails a job for good on timeout): a job that outlives
-    it counts as a failed try and is retried like any other failure.
+    it counts as a failed try and is retried like any other failure. After the dead letter,
+    ``on_give_up`` records the failure where the job's own data lives (an export turns FAILED).
     """
     name = coroutine.__name__
 
@@ -50,6 +55,8 @@ def durable(coroutine: Job, *, timeout_seconds: float) -> Function:
                     tries=tries,
                     error=f"{type(error).__name__}: {error}",
                 )
+            if on_give_up is not None:
+                await on_give_up(ctx, error, *args, **kwargs)
             raise
 
     run.__name__ = run.__qualname__ = name

@@ -14,12 +14,14 @@ from arq.worker import Function, Worker
 
 from jobs.cache import invalidate_cache
 from jobs.certificates import scan_certificate, sweep_orphan_objects
+from jobs.exports import EXPORT_TIMEOUT_SECONDS, build_export, export_failed
 from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
 from services.cached_reads import create_cache
 from services.db import create_engine, create_session_factory
+from services.downloads import Links
 from services.queue import Queue
 from services.scanning import create_scanner
 from services.settings import Settings
@@ -37,6 +39,7 @@ class WorkerSettings:
         durable(send_notification_email, timeout_seconds=30),
         durable(invalidate_cache, timeout_seconds=30),
         durable(scan_certificate, timeout_seconds=120),
+        durable(build_export, timeout_seconds=EXPORT_TIMEOUT_SECONDS, on_give_up=export_failed),
     )
     cron_jobs: Sequence[CronJob] = (
         cron(
@@ -89,6 +92,7 @@ async def shared_context(
             "session_factory": session_factory,
             "cache": cache,
             "store": create_store(settings.storage_url),
+            "links": Links(secret=settings.jwt_secret),
             "scanner": create_scanner(
                 clamd_url=settings.clamd_url, deny_sha256=settings.scan_deny_sha256
             ),

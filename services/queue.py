@@ -29,6 +29,7 @@ CHECK_THRESHOLDS = "check_thresholds"
 SEND_NOTIFICATION_EMAIL = "send_notification_email"
 INVALIDATE_CACHE = "invalidate_cache"
 SCAN_CERTIFICATE = "scan_certificate"
+BUILD_EXPORT = "build_export"
 OUTBOX_BATCH = 100
 CRON_LAST_RUN = "rollcall:cron:last-run"
 RUNNING_SCAN = 200  # more than all workers together ever run at once

@@ -1,0 +1,42 @@
+"""Building requested exports, and marking them FAILED when every try failed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services import exports
+from services.settings import Settings
+
+EXPORT_TIMEOUT_SECONDS = 900
+
+
+async def build_export(ctx: dict[str, Any], tenant_id: str, export_id: str) -> str | None:
+    """Build one export; the status it ends in. Retried (then dead-lettered and FAILED) while
+    the database or the object store fails."""
+    settings: Settings = ctx["settings"]
+    status = await exports.build_export(
+        session_factory=ctx["session_factory"],
+        store=ctx["store"],
+        links=ctx["links"],
+        redis=ctx["cache"].redis,
+        queue=ctx["redis"],
+        tenant_id=uuid.UUID(tenant_id),
+        export_id=uuid.UUID(export_id),
+        public_url=settings.public_url,
+        email_available=settings.smtp_url is not None,
+    )
+    return None if status is None else status.value
+
+
+async def export_failed(
+    ctx: dict[str, Any], error: BaseException, tenant_id: str, export_id: str
+) -> None:
+    """The last try of ``build_export`` failed: the export says so instead of staying RUNNING."""
+    await exports.mark_failed(
+        session_factory=ctx["session_factory"],
+        store=ctx["store"],
+        tenant_id=uuid.UUID(tenant_id),
+        export_id=uuid.UUID(export_id),
+        error=error,
+    )

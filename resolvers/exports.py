@@ -1,0 +1,57 @@
+"""Exports: requesting one (checked, then counted against the rate limit), following them."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+from resolvers.context import Info, parse_id
+from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
+from services import exports
+from services.models import Export
+
+EXPORT_CURSOR = "export"
+EXPORT_LIMIT = "export"
+
+
+async def request(info: Info, request: exports.ExportRequest) -> Export:
+    context = info.context
+    # A request that could never run is refused before it uses up the viewer's quota.
+    exports.validate_request(request, access=context.access)
+    await context.limit(EXPORT_LIMIT)
+    return await exports.request_export(
+        session_factory=context.session_factory,
+        queue=context.redis,
+        access=context.access,
+        request=request,
+        origin=context.origin,
+    )
+
+
+async def exports_page(info: Info, first: int | None, after: str | None) -> Page[Export]:
+    context = info.context
+    size = page_size(first, 20)
+    position = decode_time_cursor(after, EXPORT_CURSOR)
+    async with context.session_factory() as session:
+        page = await exports.exports_page(
+            session, access=context.access, after=position, limit=size
+        )
+    return Page(
+        items=[(encode_time_cursor(EXPORT_CURSOR, e.created_at, e.id), e) for e in page.exports],
+        has_next_page=page.has_next_page,
+        has_previous_page=position is not None,
+        total_count=page.total,
+    )
+
+
+async def own_export(info: Info, export_id: str) -> Export | None:
+    context = info.context
+    key = parse_id(export_id, "id")
+    async with context.session_factory() as session:
+        return await exports.own_export(session, access=context.access, export_id=key)
+
+
+def download_url(info: Info, export: Export) -> str | None:
+    """An absolute link: this API serves every download, under its public URL."""
+    context = info.context
+    link = exports.download_url(context.links, export, viewer_id=context.viewer.user_id)
+    return None if link is None else urljoin(context.public_url, link)
