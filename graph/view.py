@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from graph.http_cache import cache_policy
 from graph.uploads import MultipartRefused, drain, guarded, is_multipart
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
@@ -66,6 +67,8 @@ class GraphQLView(GraphQL[Context, None]):
                 scope=scope, receive=guarded(scope, receive) if is_multipart(scope) else receive
             )
             response = await self.run(request)
+            if request.method == "GET" and response.media_type == "application/json":
+                response = cache_policy(request, response)
         except HTTPException as refused:
             response = JSONResponse(
                 {"errors": [request_error(refused.reason, scope)]}, status_code=refused.status_code

@@ -69,3 +69,27 @@ async def test_a_wrong_hash_or_invalid_document_is_never_kept(client, factory, r
         "/graphql", json={"query": QUERY, "extensions": extension(QUERY, 2)}, headers=headers
     )
     assert error_codes(version.json()) == ["VALIDATION_ERROR"]
+
+
+async def test_gets_are_private_to_their_token_and_revalidate_with_an_etag(client, factory):
+    school = await factory.school(students=1)
+    headers = {"authorization": f"Bearer {school.token(school.admin)}"}
+    params = {"query": "query Me { me { id role } }"}
+    first = await client.get("/graphql", params=params, headers=headers)
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "private, no-cache"
+    assert first.headers["vary"] == "Authorization"
+    etag = first.headers["etag"]
+    # unchanged data: 304 with no body
+    again = await client.get("/graphql", params=params, headers={**headers, "if-none-match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag and again.headers["vary"] == "Authorization"
+    # another viewer's answer differs, so the copy is not theirs
+    other = {"authorization": f"Bearer {school.token(school.teachers[0])}"}
+    theirs = await client.get("/graphql", params=params, headers={**other, "if-none-match": etag})
+    assert theirs.status_code == 200 and theirs.json()["data"]["me"]["role"] == "TEACHER"
+    # errors are never stored, and POSTs are left alone
+    refused = await client.get("/graphql", params=params)
+    assert refused.headers["cache-control"] == "no-store" and "etag" not in refused.headers
+    posted = await client.post("/graphql", json=params, headers=headers)
+    assert "etag" not in posted.headers
