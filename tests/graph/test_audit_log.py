@@ -23,6 +23,7 @@ LOGIN = """mutation L($t: String!, $e: String!, $p: String!) {
   login(tenant: $t, email: $e, password: $p) { token } }"""
 CHANGE = """mutation C($current: String!, $new: String!) {
   changePassword(currentPassword: $current, newPassword: $new) }"""
+EXPORT = """mutation E($input: ExportInput!) { requestExport(input: $input) { id } }"""
 PREFERENCES = """mutation P($on: Boolean!) {
   updateNotificationPreferences(input: {emailEnabled: $on}) { emailEnabled } }"""
 
@@ -74,6 +75,19 @@ async def do(
         body = await gql(client, LOGIN, {"t": school.tenant.slug, "e": actor.email, "p": "wrong"})
         assert error_codes(body) == ["UNAUTHENTICATED"]
         return ("LOGIN_FAILURE", actor.id, False)
+    if action in {"export", "bad_export"}:
+        to = "2026-10-09" if action == "export" else "2026-10-01"
+        body = await gql(
+            client,
+            EXPORT,
+            {"input": {"format": "CSV", "from": "2026-10-05", "to": to}},
+            token=token,
+        )
+        if action == "bad_export":
+            assert error_codes(body) == ["VALIDATION_ERROR"]
+            return None
+        assert "errors" not in body
+        return ("DATA_EXPORT", actor.id, True)
     if action == "preferences":
         body = await gql(client, PREFERENCES, {"on": False}, token=token)
         assert "errors" not in body
@@ -95,7 +109,7 @@ def _key(school: School, user) -> object:
     return user.id
 
 
-@hypothesis_settings(max_examples=8)
+@hypothesis_settings(max_examples=12)
 @given(
     plan=st.lists(
         st.tuples(
@@ -105,6 +119,8 @@ def _key(school: School, user) -> object:
                     "bad_login",
                     "password",
                     "bad_password",
+                    "export",
+                    "bad_export",
                     "preferences",
                     "upload",
                     "bad_upload",
@@ -132,6 +148,8 @@ async def test_each_audited_action_has_exactly_one_entry(client, fresh_school, p
         assert entry["ipAddress"] == "127.0.0.1"
         assert datetime.fromisoformat(entry["timestamp"]) >= started
         assert entry["resource"]
+    for entry in (e for e in found if e["action"] == "DATA_EXPORT"):
+        assert {"format", "from", "to"} <= set(entry["metadata"])
     uploads = [e for e in found if e["action"] == "FILE_UPLOAD"]
     for entry in uploads:
         assert {"fileName", "size", "contentType", "status", "uploadedAt"} <= set(entry["metadata"])
