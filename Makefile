@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live
 	$(BIN)/python -m benchmarks.uploads
 	$(BIN)/python -m benchmarks.exports
+	$(BIN)/python -m benchmarks.governance
 
 clean:
 	rm -rf $(VENV) .rollcall

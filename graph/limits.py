@@ -4,11 +4,19 @@ Depth, aliases and tokens use strawberry's limiters. The cost estimate is ours: 
 costs 1, and a field taking ``first`` multiplies what is under it by that many (by the most a
 page may hold when ``first`` is a variable, whose value validation does not see); other lists
 by LIST_ESTIMATE. A document over any limit fails validation and nothing executes.
+
+The limits are checked in a pass of their own before the full validation, which is skipped for
+a document over one: some of graphql-core's rules are quadratic in the fields of a selection
+(500 aliases took 39 ms to validate, benchmarks/governance.py), and an abusive document should
+cost less to refuse than to send. Their rule classes are made once per schema: strawberry's
+limiter extensions make new ones per request, which kept the validation cache (keyed by the
+rules) from ever hitting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -27,19 +35,17 @@ from graphql import (
     get_nullable_type,
     is_list_type,
 )
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from graphql.utilities import TypeInfo
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as aliases_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.schema.schema import validate_document
 
 from resolvers.pagination import MAX_PAGE_SIZE
 from services.settings import Settings
 
 LIST_ESTIMATE = 10
+VALIDATION_CACHE_SIZE = 512
 # Deeper than any fragment nesting a real document has; stops runaway recursion on documents
 # other rules reject (fragment cycles) before they are reported.
 MAX_WALK_DEPTH = 64
@@ -47,25 +53,29 @@ MAX_WALK_DEPTH = 64
 
 def cost_rule(max_cost: int) -> type[ValidationRule]:
     class CostRule(ValidationRule):
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            context: ValidationContext = self.context
-            root = context.schema.get_root_type(node.operation)
-            if root is None:
-                return
+        """Works when made, as strawberry's limiters do: no walk of the document is needed."""
+
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            definitions = context.document.definitions
             fragments = {
                 definition.name.value: definition
-                for definition in context.document.definitions
+                for definition in definitions
                 if isinstance(definition, FragmentDefinitionNode)
             }
-            cost = selection_cost(node.selection_set, root, fragments, 0)
-            if cost > max_cost:
-                self.report_error(
-                    GraphQLError(
-                        f"The query's estimated cost is {cost}, over the limit of {max_cost}: "
-                        "ask for smaller pages or fewer nested lists.",
-                        node,
+            for node in definitions:
+                if not isinstance(node, OperationDefinitionNode):
+                    continue
+                root = context.schema.get_root_type(node.operation)
+                cost = selection_cost(node.selection_set, root, fragments, 0) if root else 0
+                if cost > max_cost:
+                    self.report_error(
+                        GraphQLError(
+                            f"The query's estimated cost is {cost}, over the limit of "
+                            f"{max_cost}: ask for smaller pages or fewer nested lists.",
+                            node,
+                        )
                     )
-                )
 
     return CostRule
 
@@ -118,15 +128,52 @@ def field_cost(
     return 1 + multiplier * inner
 
 
-def query_limits(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """The extensions that enforce ``settings``' query limits (and introspection's switch)."""
-    cost = cost_rule(settings.query_max_cost)
-    limits: list[Callable[[], SchemaExtension]] = [
+# Full validation results by (schema, document, rules): ParserCache hands back the same document
+# object for the same text, so a document seen before is not validated again.
+cached_validation = lru_cache(maxsize=VALIDATION_CACHE_SIZE)(validate_document)
+
+
+class Validation(SchemaExtension):
+    """Validation in two passes: ``limits`` (cheap, linear) first; then, for a document within
+    them, the full validation, cached. Stands in for strawberry's ValidationCache, which would
+    validate whatever the first pass found."""
+
+    def __init__(self, limits: Sequence[type[ValidationRule]]) -> None:
+        self.limits = limits
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.pre_execution_errors is None:
+            schema = context.schema._schema
+            over: list[GraphQLError] = []
+            # The limit rules do their work when made: no walk of the document with type
+            # information (graphql-core's validate), which costs more than the checks.
+            limits_context = ValidationContext(schema, document, TypeInfo(schema), over.append)
+            for rule in self.limits:
+                rule(limits_context)
+                if over:  # one refusal is enough: the rest would cost without changing it
+                    break
+            context.pre_execution_errors = over or cached_validation(
+                schema, document, context.validation_rules
+            )
+        yield
+
+
+def validation(settings: Settings | None) -> list[Callable[[], SchemaExtension]]:
+    """The extensions that validate documents: within ``settings``' query limits (none without
+    settings), and without introspection when it is off."""
+    if settings is None:
+        return [lambda: Validation(())]
+    rules = (  # cheapest first
+        aliases_validator(settings.query_max_aliases),
+        depth_validator(settings.query_max_depth, None),
+        cost_rule(settings.query_max_cost),
+    )
+    extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.query_max_tokens),
-        lambda: QueryDepthLimiter(max_depth=settings.query_max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.query_max_aliases),
-        lambda: AddValidationRules([cost]),
+        lambda: Validation(rules),
     ]
     if not settings.introspection:
-        limits.append(DisableIntrospection)
-    return limits
+        extensions.append(DisableIntrospection)
+    return extensions

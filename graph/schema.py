@@ -8,7 +8,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -23,7 +23,7 @@ from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
 from graph.exports import ExportMutation, ExportQuery
 from graph.freshness import apply_freshness
-from graph.limits import query_limits
+from graph.limits import validation
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
 from graph.rate_limits import apply_rate_limits
@@ -188,16 +188,11 @@ async def _formatted(
 def create_schema(settings: Settings | None = None) -> Schema:
     """The schema; with ``settings``, as served: query limits enforced, batches capped, and in
     production no field suggestions ("did you mean …") that would map the schema."""
-    limits = query_limits(settings) if settings is not None else []
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[
-            lambda: ParserCache(maxsize=512),
-            *limits,
-            lambda: ValidationCache(maxsize=512),
-        ],
+        extensions=[lambda: ParserCache(maxsize=512), *validation(settings)],
         config=StrawberryConfig(
             disable_field_suggestions=settings is not None and settings.production,
             batching_config=(

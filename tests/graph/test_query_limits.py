@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 
+from graph.limits import cached_validation
+from graph.schema import create_schema
 from services.settings import Settings
 from tests.factories import api_process, counted_statements, error_codes, gql
 
@@ -111,3 +113,23 @@ async def test_development_keeps_introspection_and_suggestions(client, factory):
     assert "errors" not in await gql(client, "{ __schema { queryType { name } } }", token=token)
     typo = await gql(client, "{ me { emial } }", token=token)
     assert "Did you mean 'email'?" in typo["errors"][0]["message"]
+
+
+async def test_a_document_seen_before_is_not_validated_again(client, factory):
+    school = await factory.school(students=1)
+    document = "query Again { me { id role } }"
+    await gql(client, document, token=school.token(school.admin))
+    before = cached_validation.cache_info()
+    body = await gql(client, document, token=school.token(school.admin))
+    after = cached_validation.cache_info()
+    assert body["data"]["me"]["role"] == "ADMIN"
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+
+
+def test_limits_are_checked_without_the_full_validation():
+    # 500 aliases of one field: the full validation compares every pair of them
+    aliases = "{ " + " ".join(f"a{n}: me {{ id }}" for n in range(500)) + " }"
+    before = cached_validation.cache_info()
+    result = create_schema(Settings()).execute_sync(aliases)
+    assert result.errors and "aliases" in result.errors[0].message
+    assert cached_validation.cache_info().misses == before.misses
