@@ -25,6 +25,10 @@ def backoff_seconds(job_try: int, base: float) -> float:
     return base * 2 ** (job_try - 1)
 
 
+class WorkerStopped(RuntimeError):
+    """A job's last try never finished: its worker stopped while running it."""
+
+
 def durable(
     coroutine: Job, *, timeout_seconds: float, on_give_up: GiveUp | None = None
 ) -> Function:
@@ -33,10 +37,33 @@ def durable(
     The timeout is enforced here (arq's own fails a job for good on timeout): a job that outlives
     it counts as a failed try and is retried like any other failure. After the dead letter,
     ``on_give_up`` records the failure where the job's own data lives (an export turns FAILED).
+
+    A worker that stops during the last try (killed, or shut down) leaves the job to be handed
+    out once more; arq would then drop it ("max retries exceeded") without a word, so it is let
+    through one try further and given up here, dead letter and all, without running again.
     """
     name = coroutine.__name__
 
+    async def give_up(ctx: dict[str, Any], error: Exception, args: Any, kwargs: Any) -> None:
+        async with ctx["session_factory"]() as session:
+            await record_dead_letter(
+                session,
+                queue=ctx["queue"],
+                job_id=ctx["job_id"],
+                function=name,
+                args=args,
+                kwargs=kwargs,
+                tries=min(ctx["job_try"], MAX_TRIES),
+                error=f"{type(error).__name__}: {error}",
+            )
+        if on_give_up is not None:
+            await on_give_up(ctx, error, *args, **kwargs)
+
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if ctx["job_try"] > MAX_TRIES:
+            stopped = WorkerStopped(f"the worker stopped during try {MAX_TRIES} of {MAX_TRIES}")
+            await give_up(ctx, stopped, args, kwargs)
+            return None
         try:
             async with asyncio.timeout(timeout_seconds):
                 return await coroutine(ctx, *args, **kwargs)
@@ -44,24 +71,12 @@ def durable(
             tries = ctx["job_try"]
             if tries < MAX_TRIES:
                 raise Retry(defer=backoff_seconds(tries, ctx["retry_backoff_seconds"])) from error
-            async with ctx["session_factory"]() as session:
-                await record_dead_letter(
-                    session,
-                    queue=ctx["queue"],
-                    job_id=ctx["job_id"],
-                    function=name,
-                    args=args,
-                    kwargs=kwargs,
-                    tries=tries,
-                    error=f"{type(error).__name__}: {error}",
-                )
-            if on_give_up is not None:
-                await on_give_up(ctx, error, *args, **kwargs)
+            await give_up(ctx, error, args, kwargs)
             raise
 
     run.__name__ = run.__qualname__ = name
-    # arq's timeout only backs ours up; MAX_TRIES makes arq stop where we dead-letter
-    return func(run, name=name, max_tries=MAX_TRIES, timeout=timeout_seconds + 5)
+    # arq's timeout only backs ours up; arq's try limit is one past ours (see above)
+    return func(run, name=name, max_tries=MAX_TRIES + 1, timeout=timeout_seconds + 5)
 
 
 def recorded(coroutine: Job, *, timeout_seconds: float) -> Job:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import retry_key_prefix
 from sqlalchemy import delete, func, select
 
 from jobs.platform import MAX_TRIES, backoff_seconds, durable
@@ -195,3 +196,24 @@ async def test_email_jobs_wait_in_the_outbox_while_redis_is_down(factory, arq, s
     async with session_factory() as session:
         kept = list(await session.scalars(select(OutboxJob)))
     assert [job.function for job in kept] == [SEND_NOTIFICATION_EMAIL]
+
+
+async def test_a_job_whose_worker_stopped_during_its_last_try_is_dead_lettered(
+    settings, arq, redis, session_factory
+):
+    # given a job whose last try was cut short: arq hands it out once more
+    async with session_factory() as session:
+        await enqueue(
+            arq, session, "always_fails", "cut short", queue=Queue.NORMAL, job_id="cut-short"
+        )
+    await redis.set(retry_key_prefix + "cut-short", MAX_TRIES)
+    # when a worker takes it
+    await run_jobs(settings, functions=JOBS)
+    # then it is given up, not run a fourth time, and not lost either
+    assert await redis.get("test:attempts") is None
+    async with session_factory() as session:
+        [letter] = await dead_letters(session)
+    assert (letter.job_id, letter.args, letter.tries) == ("cut-short", ["cut short"], MAX_TRIES)
+    assert (
+        letter.error == f"WorkerStopped: the worker stopped during try {MAX_TRIES} of {MAX_TRIES}"
+    )
