@@ -18,7 +18,8 @@ ExportFormat = strawberry.enum(
 )
 ExportStatus = strawberry.enum(
     models.ExportStatus,
-    description="PENDING (queued) → RUNNING → READY (stored; downloadUrl), or FAILED (see error).",
+    description="PENDING (queued) → RUNNING → READY (stored; downloadUrl), or FAILED (see "
+    "error); READY becomes EXPIRED (file deleted) after the retention time.",
 )
 
 

@@ -1,8 +1,10 @@
-"""Building requested exports, and marking them FAILED when every try failed."""
+"""Building requested exports, marking them FAILED when every try failed, and expiring old
+ones."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services import exports
@@ -39,4 +41,14 @@ async def export_failed(
         tenant_id=uuid.UUID(tenant_id),
         export_id=uuid.UUID(export_id),
         error=error,
+    )
+
+
+async def expire_old_exports(ctx: dict[str, Any]) -> int:
+    """Delete the files of exports older than the retention time; how many."""
+    settings: Settings = ctx["settings"]
+    return await exports.expire_exports(
+        session_factory=ctx["session_factory"],
+        store=ctx["store"],
+        older_than=datetime.now(UTC) - timedelta(days=settings.export_retention_days),
     )

@@ -14,7 +14,7 @@ from arq.worker import Function, Worker
 
 from jobs.cache import invalidate_cache
 from jobs.certificates import scan_certificate, sweep_orphan_objects
-from jobs.exports import EXPORT_TIMEOUT_SECONDS, build_export, export_failed
+from jobs.exports import EXPORT_TIMEOUT_SECONDS, build_export, expire_old_exports, export_failed
 from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
@@ -60,6 +60,12 @@ class WorkerSettings:
             recorded(sweep_orphan_objects, timeout_seconds=CRON_TIMEOUT_SECONDS),
             name="cron:sweep_orphan_objects",
             minute=45,
+            unique=True,
+        ),
+        cron(
+            recorded(expire_old_exports, timeout_seconds=CRON_TIMEOUT_SECONDS),
+            name="cron:expire_old_exports",
+            minute=50,
             unique=True,
         ),
         cron(

@@ -62,6 +62,7 @@ LINK_LIFETIME = timedelta(hours=24)
 OBJECT_KIND = "exports"
 RESOURCE = "export"
 STREAM_BATCH = 2000
+EXPIRY_BATCH = 100
 COLUMNS = (
     "date",
     "period",
@@ -74,7 +75,7 @@ COLUMNS = (
 )
 CONTENT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSON: "application/json"}
 EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.JSON: "json"}
-FINISHED = frozenset({ExportStatus.READY, ExportStatus.FAILED})
+FINISHED = frozenset({ExportStatus.READY, ExportStatus.FAILED, ExportStatus.EXPIRED})
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 UNEXPECTED_FAILURE = "The export could not be built. Request it again later."
@@ -318,6 +319,34 @@ async def mark_failed(
             await store.delete(key)
         except ServiceError:
             logger.warning("could not delete %s of failed export %s", key, export_id)
+
+
+async def expire_exports(
+    *, session_factory: SessionFactory, store: ObjectStore, older_than: datetime
+) -> int:
+    """Delete the files of READY exports finished before ``older_than`` and mark them EXPIRED
+    (exports hold personal data: kept no longer than needed); how many. A batch at a time,
+    each export's object deleted before its row says so (a failure leaves it for the next run)."""
+    expired = 0
+    while True:
+        async with session_factory() as session, session.begin():
+            batch = list(
+                await session.scalars(
+                    select(Export)
+                    .where(Export.status == ExportStatus.READY, Export.completed_at < older_than)
+                    .order_by(Export.completed_at)
+                    .limit(EXPIRY_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for export in batch:
+                if export.object_key is not None:
+                    await store.delete(export.object_key)
+                export.status = ExportStatus.EXPIRED
+                export.object_key = None
+        expired += len(batch)
+        if len(batch) < EXPIRY_BATCH:
+            return expired
 
 
 async def _locked(

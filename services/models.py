@@ -429,12 +429,14 @@ class ExportFormat(StrEnum):
 
 
 class ExportStatus(StrEnum):
-    """An export's way: PENDING (queued) → RUNNING → READY (stored, linked), or FAILED."""
+    """An export's way: PENDING (queued) → RUNNING → READY (stored, linked), or FAILED;
+    a READY one is EXPIRED (its file deleted) after the retention time."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     READY = "READY"
     FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
 
 
 class Export(Base):
@@ -444,6 +446,10 @@ class Export(Base):
     __tablename__ = "exports"
     __table_args__ = (
         Index("ix_exports_requester_created", "tenant_id", "requested_by", "created_at", "id"),
+        # The expiry job's scan: READY exports by age, across tenants.
+        Index(
+            "ix_exports_ready_completed", "completed_at", postgresql_where=text("status = 'READY'")
+        ),
         CheckConstraint("date_from <= date_to", name="ck_exports_range"),
     )
 

@@ -95,6 +95,7 @@ class Settings:
     db_pool_min: int = DEFAULT_POOL_MIN
     db_pool_max: int = DEFAULT_POOL_MAX
     statistics_refresh_delay_seconds: int = 60
+    export_retention_days: int = 7
     ws_connections_per_user: int = 5
     ws_operations_per_connection: int = 20
     ws_init_timeout_seconds: int = 10
@@ -203,6 +204,7 @@ class Settings:
             ("DB_POOL_MIN", "db_pool_min", 1, 500),
             ("DB_POOL_MAX", "db_pool_max", 1, 1000),
             ("STATISTICS_REFRESH_DELAY_SECONDS", "statistics_refresh_delay_seconds", 0, 300),
+            ("EXPORT_RETENTION_DAYS", "export_retention_days", 1, 365),
             ("CACHE_L1_SIZE", "cache_l1_size", 0, 1_000_000),
             ("CACHE_BREAKER_RESET_SECONDS", "cache_breaker_reset_seconds", 1, 3600),
             ("WS_CONNECTIONS_PER_USER", "ws_connections_per_user", 1, 1000),

@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("date_to", sa.Date(), nullable=False),
         sa.Column(
             "status",
-            sa.Enum("PENDING", "RUNNING", "READY", "FAILED", name="export_status"),
+            sa.Enum("PENDING", "RUNNING", "READY", "FAILED", "EXPIRED", name="export_status"),
             nullable=False,
         ),
         sa.Column("object_key", sa.String(length=300), nullable=True),
@@ -48,6 +48,12 @@ def upgrade() -> None:
         "exports",
         ["tenant_id", "requested_by", "created_at", "id"],
     )
+    op.create_index(
+        "ix_exports_ready_completed",
+        "exports",
+        ["completed_at"],
+        postgresql_where=sa.text("status = 'READY'"),
+    )
     op.create_table(
         "trusted_documents",
         sa.Column("sha256", sa.String(length=64), nullable=False),
@@ -66,6 +72,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("trusted_documents")
+    op.drop_index("ix_exports_ready_completed", table_name="exports")
     op.drop_index("ix_exports_requester_created", table_name="exports")
     op.drop_table("exports")
     op.execute("DROP TYPE export_status")

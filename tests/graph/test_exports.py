@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
+from jobs.exports import expire_old_exports
+from jobs.worker import shared_context
 from services.access import Access
 from services.audit import Origin
 from services.auth import Viewer
@@ -36,6 +38,7 @@ from services.models import (
 )
 from services.queue import BUILD_EXPORT, Queue, drain_outbox
 from services.settings import RateLimit
+from services.storage import create_store
 from tests.factories import Factory, School, api_process, error_codes, follow_link, gql, run_jobs
 
 FIELDS = "id format from to status rowCount size error createdAt completedAt downloadUrl"
@@ -447,3 +450,37 @@ async def test_on_s3_the_links_redirect_to_the_file(factory, settings, s3_server
         assert len(parsed(served)) == ready["rowCount"] == 10
         from_note = await follow_link(http, notes[0]["node"]["actionUrl"])
         assert from_note.status_code == 200 and from_note.content == served.content
+
+
+async def test_exports_past_the_retention_time_are_deleted_and_expired(
+    client, factory, settings, redis
+):
+    # given two built exports, one finished eight days ago
+    school = await factory.school(students=1)
+    await marked_week(factory, school)
+    token = school.token(school.admin)
+    old, recent = (await requested(client, token)), (await requested(client, token))
+    await run_jobs(settings)
+    old_link = (await gql(client, EXPORT, {"id": old["id"]}, token=token))["data"]["export"][
+        "downloadUrl"
+    ]
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(
+            update(Export)
+            .where(Export.id == uuid.UUID(old["id"]))
+            .values(completed_at=func.now() - timedelta(days=8))
+        )
+    [stored] = await rows_of(factory, Export, id=uuid.UUID(old["id"]))
+    store = create_store(settings.storage_url)
+    assert await store.exists(stored.object_key)
+    # when the expiry job runs (the default retention: 7 days)
+    async with shared_context(settings) as ctx:
+        assert await expire_old_exports(ctx) == 1
+    # then the old one's file is gone, its link dead, and the recent one untouched
+    after = (await gql(client, EXPORT, {"id": old["id"]}, token=token))["data"]["export"]
+    assert after["status"] == "EXPIRED" and after["downloadUrl"] is None
+    assert not await store.exists(stored.object_key)
+    assert (await client.get(old_link)).status_code == 404
+    kept = (await gql(client, EXPORT, {"id": recent["id"]}, token=token))["data"]["export"]
+    assert kept["status"] == "READY"
+    assert len(await downloaded(client, kept["downloadUrl"])) == 10
