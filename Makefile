@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.cache
 	$(BIN)/python -m benchmarks.live
 	$(BIN)/python -m benchmarks.uploads
+	$(BIN)/python -m benchmarks.audit
 
 clean:
 	rm -rf $(VENV) .rollcall
