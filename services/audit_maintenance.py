@@ -40,6 +40,8 @@ MONTHS_AHEAD = 3
 PARTITIONS_LOCK_KEY = 0x41756469  # "Audi"
 # Held by one archival run from start to end, so that two never overlap.
 ARCHIVE_LOCK_KEY = 0x41726368  # "Arch"
+# How long partition DDL waits for a table lock before failing (the next run tries again).
+DDL_LOCK_TIMEOUT = "10s"
 BATCH_ROWS = 5000
 # zlib level 6: objects within 1 % of level 9's (the default), archival a third faster.
 COMPRESS_LEVEL = 6
@@ -72,9 +74,7 @@ async def ensure_partitions(
     """
     created = []
     async with session_factory() as session, session.begin():
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITIONS_LOCK_KEY}
-        )
+        await _partitions_lock(session)
         missing = await session.execute(
             text(
                 "SELECT to_char(month, 'YYYY_MM'), month, month + interval '1 month' "
@@ -375,14 +375,14 @@ async def _remove_rows(
     table = _identifier(source.table)
     try:
         async with session_factory() as session, session.begin():
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITIONS_LOCK_KEY}
-            )
+            await _partitions_lock(session)
             if source.whole_partition:
-                await session.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {table}"))
-                # Detached, nothing writes to it any more: the count is final.
+                # Writers of this month wait; counted before the detach, which locks the whole
+                # audit log, so that lock lasts only for the detach and the drop.
+                await session.execute(text(f"LOCK TABLE {table} IN SHARE MODE"))
                 if await session.scalar(text(f"SELECT count(*) FROM {table}")) != expected:
                     raise _RowsChanged
+                await session.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {table}"))
                 await session.execute(text(f"DROP TABLE {table}"))
             else:
                 # Writers of the default partition wait, so the delete removes only what the
@@ -397,6 +397,13 @@ async def _remove_rows(
     except _RowsChanged:
         return False
     return True
+
+
+async def _partitions_lock(session: AsyncSession) -> None:
+    """Take the partition DDL lock for the transaction, and bound its waits for table locks:
+    a queued ACCESS EXCLUSIVE request stalls every later reader and writer of the table."""
+    await session.execute(text(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITIONS_LOCK_KEY})
 
 
 def _identifier(name: str) -> str:

@@ -123,8 +123,12 @@ async def as_archived(session_factory: SessionFactory, ids: Sequence[int]) -> di
         return {entry_id: json.loads(line) for entry_id, line in found}
 
 
+async def object_bytes(store: ObjectStore, key: str) -> bytes:
+    return b"".join([chunk async for chunk in store.chunks(key)])
+
+
 async def archived_rows(store: ObjectStore, key: str) -> list[dict]:
-    content = gzip.decompress(b"".join([chunk async for chunk in store.chunks(key)]))
+    content = gzip.decompress(await object_bytes(store, key))
     return [json.loads(line) for line in content.splitlines()]
 
 
@@ -284,7 +288,9 @@ async def test_an_archive_that_does_not_read_back_keeps_its_partition(session_fa
             now=at(2019, 8, 1),
         )
     assert await home_of(session_factory, entries) == dict.fromkeys(entries, "audit_logs_2019_01")
-    # and the next run, reading back what it wrote, reuses the object it left: no row twice
+    # and the next run (as after a crash between upload and drop) rewrites the object it left
+    # byte for byte, then drops the partition: no row lost, none twice
+    left = await object_bytes(store, f"{ARCHIVE_PREFIX}2019-01")
     report = await archive_audit_logs(
         session_factory=session_factory,
         store=store,
@@ -293,9 +299,39 @@ async def test_an_archive_that_does_not_read_back_keeps_its_partition(session_fa
         now=at(2019, 8, 1),
     )
     assert [done.rows for done in report.archived] == [2]
+    assert await object_bytes(store, f"{ARCHIVE_PREFIX}2019-01") == left
     rows = await archived_rows(store, f"{ARCHIVE_PREFIX}2019-01")
     assert [row["id"] for row in rows] == entries
     assert await home_of(session_factory, entries) == {}
+
+
+class RefusingUploads(AlteredReads):
+    """A store that reads as usual but refuses to store anything."""
+
+    async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        async for chunk in self.inner.chunks(key):
+            yield chunk
+
+    async def put(self, key: str, source: object, *, size: int, content_type: str) -> None:
+        raise StorageUnavailable("The object store refused to store the file.")
+
+
+async def test_a_refused_upload_keeps_every_row(session_factory, store):
+    await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
+    entries = await add_entries(session_factory, [at(2018, 6, 1), at(2019, 1, 2)])
+    with pytest.raises(StorageUnavailable):
+        await archive_audit_logs(
+            session_factory=session_factory,
+            store=RefusingUploads(store),  # type: ignore[arg-type]
+            min_rows=0,
+            retention_days=90,
+            now=at(2019, 8, 1),
+        )
+    assert sorted((await home_of(session_factory, entries)).values()) == [
+        "audit_logs_2019_01",
+        "audit_logs_default",
+    ]
+    assert await store.listing(ARCHIVE_PREFIX) == []
 
 
 async def test_an_unreachable_store_keeps_every_row(session_factory):
