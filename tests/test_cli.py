@@ -1,4 +1,4 @@
-"""The ``rollcall dlq`` commands against the test database and Redis."""
+"""The ``rollcall dlq`` and ``rollcall audit`` commands against the test database and Redis."""
 
 from __future__ import annotations
 
@@ -53,3 +53,15 @@ def test_dlq_list_and_retry(environment, settings, capsys):
     assert "0 dead letter(s)" in capsys.readouterr().out
     main(["dlq", "list", "--all"])
     assert "retried" in capsys.readouterr().out
+
+
+def test_audit_partitions_then_archive_below_the_threshold(
+    environment, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("ROLLCALL_STORAGE_URL", f"file://{tmp_path}")
+    main(["audit", "partitions"])
+    main(["audit", "partitions"])
+    assert capsys.readouterr().out.splitlines()[-1] == "made 0 partition(s)"
+    main(["audit", "archive", "--min-rows", str(10**12)])
+    assert "holds at most 1000000000000 rows" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
