@@ -3,15 +3,16 @@
 Creates a throwaway database (``ROLLCALL_DATABASE_URL``'s server), then measures:
 
 A. ``archive_audit_logs`` over one monthly partition of ``--rows`` entries (January 2019, so
-   that it is past retention) into a local-disk store in a temporary directory: the time, rows/s,
-   the object's size and the compression ratio, and the growth of this process's peak RSS (the
-   rows stream through a server-side cursor, so it should not grow with ``--rows``).
+   that it is past retention) into ``--storage-url`` (default: local disk in a temporary
+   directory; ``s3://…`` for S3): the time, rows/s, the object's size against the JSON Lines it
+   holds, and the growth of this process's peak RSS (the rows stream through a server-side
+   cursor, so it should not grow with ``--rows``).
 B. ``ensure_partitions`` making a month whose ``--rows`` entries wait in the default partition
    (March 2041): the time to move them into the new partition and attach it.
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.audit [--rows 100000] [--keep]
+    .venv/bin/python -m benchmarks.audit [--rows 100000] [--storage-url URL] [--keep]
 
 A script, not a test: it prints figures and exits 1 when a run did not archive or move every row.
 """
@@ -35,7 +36,7 @@ from sqlalchemy import text  # noqa: E402
 from benchmarks.foundation import scratch_database  # noqa: E402
 from services.audit_maintenance import archive_audit_logs, ensure_partitions  # noqa: E402
 from services.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
-from services.storage import LocalStore  # noqa: E402
+from services.storage import LocalStore, create_store  # noqa: E402
 
 INSERT_ENTRIES = """
 INSERT INTO audit_logs (timestamp, tenant_id, user_id, action, resource, resource_id, success,
@@ -57,7 +58,7 @@ async def insert_entries(session_factory: SessionFactory, *, start: datetime, ro
         await session.execute(text(INSERT_ENTRIES), {"start": start, "rows": rows})
 
 
-async def measure(database_url: str, rows: int) -> bool:
+async def measure(database_url: str, rows: int, storage_url: str | None) -> bool:
     engine = create_engine(database_url, pool_min=2, pool_max=4)
     session_factory = create_session_factory(engine)
     ok = True
@@ -70,7 +71,12 @@ async def measure(database_url: str, rows: int) -> bool:
                 text("SELECT sum(octet_length(row_to_json(a)::text) + 1) FROM audit_logs_2019_01 a")
             )
         with tempfile.TemporaryDirectory() as root:
-            store = LocalStore(Path(root), secret="benchmark")
+            store = (
+                LocalStore(Path(root), secret="benchmark")
+                if storage_url is None
+                else create_store(storage_url, secret="benchmark")
+            )
+            await store.ensure_ready()
             rss_before = peak_rss_mb()
             started = time.perf_counter()
             report = await archive_audit_logs(
@@ -104,13 +110,14 @@ async def measure(database_url: str, rows: int) -> bool:
 def main() -> None:
     arguments = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     arguments.add_argument("--rows", type=int, default=100_000)
+    arguments.add_argument("--storage-url", help="the store to archive to (default: local disk)")
     arguments.add_argument("--keep", action="store_true", help="keep the database")
     options = arguments.parse_args()
     with scratch_database(
         "rollcall_bench_audit", redis_default="redis://127.0.0.1:6379/9", keep=options.keep
     ) as scratch:
         assert scratch.settings.database_url is not None
-        ok = asyncio.run(measure(scratch.settings.database_url, options.rows))
+        ok = asyncio.run(measure(scratch.settings.database_url, options.rows, options.storage_url))
     sys.exit(0 if ok else 1)
 
 
