@@ -374,6 +374,48 @@ async def test_rows_arriving_for_an_archived_month_join_its_object(session_facto
     assert await home_of(session_factory, first + late) == {}
 
 
+class WriterDuringUpload(AlteredReads):
+    """A store during whose first upload an entry of the month being archived arrives."""
+
+    def __init__(self, inner: ObjectStore, session_factory: SessionFactory, late: datetime):
+        super().__init__(inner)
+        self.session_factory, self.late, self.arrived = session_factory, late, []
+
+    async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        async for chunk in self.inner.chunks(key):
+            yield chunk
+
+    async def put(self, key: str, source: object, *, size: int, content_type: str) -> None:
+        if not self.arrived:
+            self.arrived = await add_entries(self.session_factory, [self.late])
+        await self.inner.put(key, source, size=size, content_type=content_type)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("partitioned", [True, False])
+async def test_a_month_written_to_while_archived_is_kept_then_archived_whole(
+    session_factory, store, partitioned
+):
+    # given January 2019's entries, in their partition or in the default one
+    if partitioned:
+        await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
+    entries = await add_entries(session_factory, [at(2019, 1, 2), at(2019, 1, 3)])
+    writer = WriterDuringUpload(store, session_factory, at(2019, 1, 4))
+    arguments = {"session_factory": session_factory, "min_rows": 0, "retention_days": 90}
+    # when an entry of January arrives while it is being archived
+    first = await archive_audit_logs(store=writer, now=at(2019, 8, 1), **arguments)  # type: ignore[arg-type]
+    # then January is kept whole (its object lacks the late entry) ...
+    assert first.archived == ()
+    assert set(await home_of(session_factory, entries + writer.arrived)) == set(
+        entries + writer.arrived
+    )
+    # ... and the next run archives all of it, each entry once
+    again = await archive_audit_logs(store=store, now=at(2019, 8, 1), **arguments)
+    assert [done.rows for done in again.archived] == [3]
+    [key] = [done.key for done in again.archived]
+    assert [row["id"] for row in await archived_rows(store, key)] == entries + writer.arrived
+    assert await home_of(session_factory, entries + writer.arrived) == {}
+
+
 async def test_two_archival_runs_never_overlap(session_factory, store):
     await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, day) for day in range(1, 29)])
