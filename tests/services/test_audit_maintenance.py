@@ -263,14 +263,18 @@ async def test_old_months_are_archived_verified_then_dropped(session_factory, st
     assert len(await store.listing(ARCHIVE_PREFIX)) == 4
 
 
-class AlteredReads:
-    """A store that keeps what it is given but reads back something else."""
+class Delegating:
+    """A store that passes everything on to ``inner``; subclasses change one thing."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+class AlteredReads(Delegating):
+    """A store that keeps what it is given but reads back something else."""
 
     async def chunks(self, key: str) -> AsyncIterator[bytes]:
         yield gzip.compress(b'{"id": 1}\n', mtime=0)
@@ -305,12 +309,8 @@ async def test_an_archive_that_does_not_read_back_keeps_its_partition(session_fa
     assert await home_of(session_factory, entries) == {}
 
 
-class RefusingUploads(AlteredReads):
-    """A store that reads as usual but refuses to store anything."""
-
-    async def chunks(self, key: str) -> AsyncIterator[bytes]:
-        async for chunk in self.inner.chunks(key):
-            yield chunk
+class RefusingUploads(Delegating):
+    """A store that refuses to store anything."""
 
     async def put(self, key: str, source: object, *, size: int, content_type: str) -> None:
         raise StorageUnavailable("The object store refused to store the file.")
@@ -374,16 +374,13 @@ async def test_rows_arriving_for_an_archived_month_join_its_object(session_facto
     assert await home_of(session_factory, first + late) == {}
 
 
-class WriterDuringUpload(AlteredReads):
+class WriterDuringUpload(Delegating):
     """A store during whose first upload an entry of the month being archived arrives."""
 
     def __init__(self, inner: ObjectStore, session_factory: SessionFactory, late: datetime):
         super().__init__(inner)
-        self.session_factory, self.late, self.arrived = session_factory, late, []
-
-    async def chunks(self, key: str) -> AsyncIterator[bytes]:
-        async for chunk in self.inner.chunks(key):
-            yield chunk
+        self.session_factory, self.late = session_factory, late
+        self.arrived: list[int] = []
 
     async def put(self, key: str, source: object, *, size: int, content_type: str) -> None:
         if not self.arrived:
