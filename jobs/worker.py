@@ -27,7 +27,7 @@ from services.settings import Settings
 from services.storage import create_store
 
 CRON_TIMEOUT_SECONDS = 300
-# Archiving a month of a table past a million rows streams it out, uploads and reads it back.
+# A first archival may take many months at once: ~15 s per million rows (benchmarks/audit.py).
 ARCHIVE_TIMEOUT_SECONDS = 3 * 3600
 
 

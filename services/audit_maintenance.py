@@ -1,7 +1,7 @@
 """Upkeep of the partitioned audit log: monthly partitions made ahead of time, and old months
 archived to the object store as gzip-compressed JSON Lines.
 
-A month is archived only once its whole range ended ``retention_days`` ago, and only while the
+A month is archived only once its whole range ended ``retention_days`` ago, and only when the
 table holds more than ``min_rows`` rows. Its rows are dropped (a monthly partition) or deleted
 (rows that sat in the default partition) only after the stored object has been read back and
 matched what was written. Month bounds are midnight on the 1st in the database's time zone,
