@@ -41,7 +41,7 @@ PARTITIONS_LOCK_KEY = 0x41756469  # "Audi"
 # Held by one archival run from start to end, so that two never overlap.
 ARCHIVE_LOCK_KEY = 0x41726368  # "Arch"
 # How long partition DDL waits for a table lock before failing (the next run tries again).
-DDL_LOCK_TIMEOUT = "10s"
+DDL_LOCK_TIMEOUT = "3s"
 BATCH_ROWS = 5000
 # zlib level 6: objects within 1 % of level 9's (the default), archival a third faster.
 COMPRESS_LEVEL = 6
@@ -86,7 +86,12 @@ async def ensure_partitions(
             ),
             {"now": now or datetime.now(UTC), "ahead": months_ahead, "parent": PARENT},
         )
-        for suffix, lower, upper in missing.all():
+        months = missing.all()
+        if months:
+            # Writers of the audit log wait for the commit (readers do not): one routed to the
+            # default partition before the attach and inserting after it would fail.
+            await session.execute(text(f"LOCK TABLE {PARENT} IN SHARE ROW EXCLUSIVE MODE"))
+        for suffix, lower, upper in months:
             name = f"{PARENT}_{suffix}"
             moved = await _attach_month(session, name=name, lower=lower, upper=upper)
             created.append(CreatedPartition(name=name, moved_rows=moved))
@@ -100,9 +105,6 @@ async def _attach_month(
     it; how many rows moved. The caller's transaction makes it all or nothing."""
     table = _identifier(name)
     await session.execute(text(f"CREATE TABLE {table} (LIKE {PARENT} INCLUDING DEFAULTS)"))
-    # Writers of the default partition wait for the commit, so no row of this month can land
-    # there between the move and the attach (which would then fail).
-    await session.execute(text(f"LOCK TABLE {DEFAULT_PARTITION} IN SHARE ROW EXCLUSIVE MODE"))
     moved = await session.execute(
         text(
             f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} "
@@ -400,10 +402,10 @@ async def _remove_rows(
 
 
 async def _partitions_lock(session: AsyncSession) -> None:
-    """Take the partition DDL lock for the transaction, and bound its waits for table locks:
-    a queued ACCESS EXCLUSIVE request stalls every later reader and writer of the table."""
-    await session.execute(text(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
+    """Take the partition DDL lock for the transaction, then bound its waits for table locks:
+    while a DDL lock request waits, every later writer of the table queues behind it."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITIONS_LOCK_KEY})
+    await session.execute(text(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
 
 
 def _identifier(name: str) -> str:

@@ -199,6 +199,31 @@ async def test_rows_waiting_in_the_default_partition_move_into_their_month(sessi
         assert len(list(indexes)) == 3  # the key and both indexes of the parent
 
 
+async def test_entries_written_while_a_month_is_made_all_land_in_it(session_factory):
+    # given entries of April 2041 waiting in the default partition
+    waiting = await add_entries(session_factory, [at(2041, 4, 2)] * 20)
+
+    async def write_more() -> list[int]:
+        written = []
+        for _ in range(10):
+            written += await add_entries(session_factory, [at(2041, 4, 3)] * 5)
+        return written
+
+    # when April's partition is made while more April entries are written
+    *writers, _ = await asyncio.gather(
+        write_more(),
+        write_more(),
+        ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2041, 4, 1)),
+    )
+    # then every entry is in April's partition, once
+    ids = waiting + writers[0] + writers[1]
+    assert await home_of(session_factory, ids) == dict.fromkeys(ids, "audit_logs_2041_04")
+    async with session_factory() as session:
+        assert await session.scalar(
+            text("SELECT count(*) FROM audit_logs WHERE id = ANY(:ids)"), {"ids": ids}
+        ) == len(ids)
+
+
 async def test_archival_does_nothing_below_the_threshold(session_factory, store):
     await ensure_partitions(session_factory=session_factory, months_ahead=1, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, 3), at(2019, 3, 3)])
