@@ -438,6 +438,38 @@ async def test_a_month_written_to_while_archived_is_kept_then_archived_whole(
     assert await home_of(session_factory, entries + writer.arrived) == {}
 
 
+async def test_entries_written_during_archival_are_unharmed(session_factory, store):
+    # given old months to archive (a partition, and rows in the default one), and a current month
+    await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2041, 4, 1))
+    await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
+    old = await add_entries(session_factory, [at(2019, 1, 2), at(2019, 2, 2)])
+
+    async def write(stamp: datetime) -> list[int]:
+        written = []
+        for _ in range(10):
+            written += await add_entries(session_factory, [stamp] * 5)
+        return written
+
+    # when entries of the current month (and strays for the default one) arrive meanwhile
+    current, stray, report = await asyncio.gather(
+        write(at(2041, 4, 3)),
+        write(at(2042, 1, 1)),
+        archive_audit_logs(
+            session_factory=session_factory,
+            store=store,
+            min_rows=0,
+            retention_days=90,
+            now=at(2019, 8, 1),
+        ),
+    )
+    # then the old months are archived and every new entry was written where it belongs
+    assert report.rows == 2 and await home_of(session_factory, old) == {}
+    assert await home_of(session_factory, current + stray) == {
+        **dict.fromkeys(current, "audit_logs_2041_04"),
+        **dict.fromkeys(stray, "audit_logs_default"),
+    }
+
+
 async def test_two_archival_runs_never_overlap(session_factory, store):
     await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, day) for day in range(1, 29)])
