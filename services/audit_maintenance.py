@@ -141,8 +141,8 @@ class ArchiveSource:
 class Archived:
     key: str
     table: str
-    rows: int
-    bytes: int
+    rows: int  # rows this run moved out of the table into the object
+    bytes: int  # the object's size
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +263,14 @@ async def _archive(
     if not await _remove_rows(session_factory, source, expected=dumped):
         logger.warning("audit archive: %s changed while archived; kept for the next run", source)
         return None
-    logger.info("audit archive: %s rows of %s in %s", digest.lines, source.table, source.key)
-    return Archived(key=source.key, table=source.table, rows=digest.lines, bytes=size)
+    logger.info(
+        "audit archive: %s rows of %s moved to %s (%s in all)",
+        dumped,
+        source.table,
+        source.key,
+        digest.lines,
+    )
+    return Archived(key=source.key, table=source.table, rows=dumped, bytes=size)
 
 
 class _ArchiveWriter:

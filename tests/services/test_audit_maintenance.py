@@ -393,7 +393,7 @@ async def test_rows_arriving_for_an_archived_month_join_its_object(session_facto
     late = await add_entries(session_factory, [at(2019, 4, 1)])
     report = await archive_audit_logs(**arguments)
     # then the object holds every April row exactly once, and the table none
-    assert [done.rows for done in report.archived] == [3]
+    assert [done.rows for done in report.archived] == [1]
     rows = await archived_rows(store, f"{ARCHIVE_PREFIX}default-2019-04")
     assert [row["id"] for row in rows] == first + late
     assert await home_of(session_factory, first + late) == {}
