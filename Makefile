@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.uploads
 	$(BIN)/python -m benchmarks.exports
 	$(BIN)/python -m benchmarks.governance
+	$(BIN)/python -m benchmarks.audit
 
 clean:
 	rm -rf $(VENV) .rollcall

@@ -12,6 +12,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker
 
+from jobs.audit import archive_audit_logs, ensure_audit_partitions
 from jobs.cache import invalidate_cache
 from jobs.certificates import scan_certificate, sweep_orphan_objects
 from jobs.exports import EXPORT_TIMEOUT_SECONDS, build_export, expire_old_exports, export_failed
@@ -28,6 +29,8 @@ from services.settings import Settings
 from services.storage import create_store
 
 CRON_TIMEOUT_SECONDS = 300
+# A first archival may take many months at once: ~15 s per million rows (benchmarks/audit.py).
+ARCHIVE_TIMEOUT_SECONDS = 3 * 3600
 
 
 class WorkerSettings:
@@ -67,6 +70,23 @@ class WorkerSettings:
             name="cron:expire_old_exports",
             minute=50,
             unique=True,
+        ),
+        cron(
+            recorded(ensure_audit_partitions, timeout_seconds=CRON_TIMEOUT_SECONDS),
+            name="cron:ensure_audit_partitions",
+            hour=2,
+            minute=10,
+            unique=True,
+            run_at_startup=True,
+        ),
+        cron(
+            recorded(archive_audit_logs, timeout_seconds=ARCHIVE_TIMEOUT_SECONDS),
+            name="cron:archive_audit_logs",
+            hour=3,
+            minute=20,
+            unique=True,
+            # arq's own timeout (300 s unless told) only backs up recorded's
+            timeout=ARCHIVE_TIMEOUT_SECONDS + 60,
         ),
         cron(
             recorded(drain_outbox, timeout_seconds=CRON_TIMEOUT_SECONDS),

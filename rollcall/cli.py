@@ -1,4 +1,4 @@
-"""``rollcall serve | worker | dlq | documents | migrate | seed | export-schema``."""
+"""``rollcall serve | worker | dlq | documents | audit | migrate | seed | export-schema``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 
+from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
 from services.db import create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, ensure_database, start_postgres
 from services.seed import seed_bulk, seed_demo
@@ -204,6 +205,37 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+async def _audit(settings: Settings, args: argparse.Namespace) -> None:
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=3)
+    session_factory = create_session_factory(engine)
+    try:
+        if args.action == "partitions":
+            made = await ensure_partitions(
+                session_factory=session_factory, months_ahead=args.months_ahead
+            )
+            for partition in made:
+                print(f"{partition.name}\t{partition.moved_rows} row(s) moved from the default")
+            print(f"made {len(made)} partition(s)")
+        else:
+            report = await archive_audit_logs(
+                session_factory=session_factory,
+                store=create_store(settings.storage_url),
+                min_rows=settings.audit_archive_min_rows
+                if args.min_rows is None
+                else args.min_rows,
+                retention_days=settings.audit_retention_days,
+            )
+            for done in report.archived:
+                print(f"{done.key}\t{done.table}\t{done.rows} row(s)\t{done.bytes} bytes")
+            print(
+                report.skipped
+                or f"archived {report.rows} row(s) in {len(report.archived)} object(s)"
+            )
+    finally:
+        await engine.dispose()
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -250,6 +282,16 @@ def parser() -> argparse.ArgumentParser:
     seed.add_argument("--students", type=_positive, default=30, help="per class")
     seed.add_argument("--days", type=_positive, default=30, help="school days of attendance")
     seed.add_argument("--prefix", default="bulk", help="tenant slugs are PREFIX-1, PREFIX-2, …")
+    audit = commands.add_parser("audit", help="the audit log's upkeep, now (cron does it daily)")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    partitions = audit_actions.add_parser("partitions", help="make this month's and next ones'")
+    partitions.add_argument("--months-ahead", type=int, default=MONTHS_AHEAD)
+    archive = audit_actions.add_parser(
+        "archive", help="archive months past AUDIT_RETENTION_DAYS to the store, then drop them"
+    )
+    archive.add_argument(
+        "--min-rows", type=int, help="archive past this many rows (default AUDIT_ARCHIVE_MIN_ROWS)"
+    )
     commands.add_parser("export-schema", help="print the GraphQL SDL")
     return root
 
@@ -284,3 +326,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(_dead_letters(ready, args))
         elif args.command == "documents":
             asyncio.run(_documents(ready, args))
+        elif args.command == "audit":
+            asyncio.run(_audit(ready, args))

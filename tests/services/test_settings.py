@@ -56,3 +56,18 @@ def test_production_graphiql_is_off_unless_enabled():
     }
     assert Settings.from_env(base).graphiql is False
     assert Settings.from_env({**base, "ROLLCALL_GRAPHIQL": "true"}).graphiql is True
+
+
+def test_audit_archival_defaults_and_bounds():
+    defaults = Settings.from_env({})
+    assert (defaults.audit_archive_min_rows, defaults.audit_retention_days) == (1_000_000, 90)
+    tuned = Settings.from_env(
+        {"ROLLCALL_AUDIT_ARCHIVE_MIN_ROWS": "0", "ROLLCALL_AUDIT_RETENTION_DAYS": "365"}
+    )
+    assert (tuned.audit_archive_min_rows, tuned.audit_retention_days) == (0, 365)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {"ROLLCALL_AUDIT_ARCHIVE_MIN_ROWS": "-1", "ROLLCALL_AUDIT_RETENTION_DAYS": "0"}
+        )
+    assert "AUDIT_ARCHIVE_MIN_ROWS must be a whole number" in str(raised.value)
+    assert "AUDIT_RETENTION_DAYS must be a whole number from 1 to 36500" in str(raised.value)

@@ -20,7 +20,6 @@ from services.storage import (
     ObjectStore,
     S3Store,
     StorageUnavailable,
-    create_store,
     new_key,
     quarantine_key,
 )
@@ -28,16 +27,6 @@ from tests import files
 from tests.factories import api_process, follow_link
 
 DOWNLOAD = Download(file_name="sick note é.pdf", content_type="application/pdf")
-
-
-@pytest.fixture(params=["file", "s3"])
-async def store(request, tmp_path, s3_server, settings) -> ObjectStore:
-    if request.param == "file":
-        found: ObjectStore = create_store(f"file://{tmp_path}")
-    else:
-        found = create_store(s3_server.storage_url(f"t-{uuid.uuid4().hex[:12]}"))
-    await found.ensure_ready()
-    return found
 
 
 @pytest.fixture
