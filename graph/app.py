@@ -21,6 +21,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from graph.files import download
 from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
+from graph.observability import AccessLogMiddleware, Telemetry, metrics
 from graph.schema import create_schema
 from graph.view import GraphQLView
 from services.cache import Cache
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> Starlette:
         except (OSError, RedisError) as error:
             await engine.dispose()
             raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error
+        telemetry = Telemetry(engine=engine, settings=settings)
         session_factory = create_session_factory(engine)
         cache = create_cache(settings, session_factory=session_factory)
         # Live connections share the cache's Redis client; the hub's SUBSCRIBE connection
@@ -121,6 +123,7 @@ def create_app(settings: Settings) -> Starlette:
             await cache.redis.aclose()
             await redis.aclose()
             await engine.dispose()
+            await telemetry.aclose()
 
     graphql = GraphQLView(
         create_schema(settings),
@@ -140,8 +143,9 @@ def create_app(settings: Settings) -> Starlette:
             Route("/health", health),
             Route("/health/ready", ready),
             Route("/health/queues", queues),
+            Route("/metrics", metrics),
             Route("/files/{key:path}", download, methods=["GET", "HEAD"]),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(AccessLogMiddleware)],
         lifespan=lifespan,
     )

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 
+from graph.observability import request_fields
 from services.errors import ErrorCode, Invalid, ServiceError
 from services.rate_limits import RateLimited
+from services.telemetry import GRAPHQL_ERRORS
 
 logger = logging.getLogger("rollcall.graphql")
 _VARIABLE = re.compile(
@@ -31,13 +33,16 @@ def is_unexpected(error: GraphQLError) -> bool:
 
 
 def log_unexpected(errors: list[GraphQLError], context: object) -> None:
+    """Each unexpected error with its stack, the field it broke and the request's identity
+    (request id, tenant, user, operations)."""
     for error in errors:
         if is_unexpected(error):
+            path = ".".join(str(part) for part in error.path or ()) or "operation"
             logger.error(
                 "unexpected error in %s",
-                ".".join(str(part) for part in error.path or ()) or "operation",
+                path,
                 exc_info=error.original_error,
-                extra={"request_id": getattr(context, "request_id", None)},
+                extra={"request": {}, "fields": {**request_fields(context), "field": path}},
             )
 
 
@@ -67,6 +72,7 @@ def format_error(error: GraphQLError, *, request_id: str, production: bool) -> G
             # Suggestions name fields, arguments and values the client did not ask for.
             message = _SUGGESTION.sub("", message)
     extensions.update(code=code, requestId=request_id, timestamp=datetime.now(UTC).isoformat())
+    GRAPHQL_ERRORS.labels(code).inc()
     return GraphQLError(
         message,
         nodes=error.nodes,

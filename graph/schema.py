@@ -26,8 +26,10 @@ from graph.freshness import apply_freshness
 from graph.limits import validation
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
+from graph.observability import OperationNames
 from graph.rate_limits import apply_rate_limits
 from graph.school import SchoolQuery
+from graph.tracing import tracing_extensions
 from resolvers.context import Context
 from resolvers.documents import resolve_document
 from services.errors import ServiceError
@@ -192,7 +194,12 @@ def create_schema(settings: Settings | None = None) -> Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[lambda: ParserCache(maxsize=512), *validation(settings)],
+        extensions=[
+            lambda: ParserCache(maxsize=512),
+            OperationNames,
+            *validation(settings),
+            *tracing_extensions(settings),
+        ],
         config=StrawberryConfig(
             disable_field_suggestions=settings is not None and settings.production,
             batching_config=(

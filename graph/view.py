@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from graph.http_cache import cache_policy
+from graph.observability import note_viewer
 from graph.uploads import MultipartRefused, drain, guarded, is_multipart
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
@@ -20,6 +21,7 @@ from services.audit import Origin
 from services.auth import Viewer, decode_token
 from services.errors import ErrorCode, ServiceError, Unauthenticated
 from services.presence import ConnectionRefused
+from services.telemetry import GRAPHQL_ERRORS
 from services.trusted_documents import CLIENT_HEADER
 
 BEARER = "bearer "
@@ -48,6 +50,7 @@ def request_error(
     extensions.update(
         requestId=state.get("request_id", "unknown"), timestamp=datetime.now(UTC).isoformat()
     )
+    GRAPHQL_ERRORS.labels(code.value).inc()
     return {"message": message, "extensions": extensions}
 
 
@@ -106,6 +109,10 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Context:
         state: Any = request.state
         settings = state.settings
+        viewer = viewer_from_header(
+            request.headers.get("authorization"), secret=settings.jwt_secret
+        )
+        note_viewer(viewer)
         return Context(
             settings=settings,
             session_factory=state.session_factory,
@@ -125,9 +132,7 @@ class GraphQLView(GraphQL[Context, None]):
                 request.client.host if request.client else None, request.headers.get("user-agent")
             ),
             public_url=(settings.public_url or str(request.base_url).rstrip("/")) + "/",
-            viewer_or_error=viewer_from_header(
-                request.headers.get("authorization"), secret=settings.jwt_secret
-            ),
+            viewer_or_error=viewer,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object]:
@@ -146,4 +151,5 @@ class GraphQLView(GraphQL[Context, None]):
         except ConnectionRefused as refused:
             raise Refused.over_limit(refused) from None
         context.viewer_or_error = viewer
+        note_viewer(viewer)
         return {"pingIntervalSeconds": context.settings.ws_ping_interval_seconds}

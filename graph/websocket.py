@@ -23,6 +23,7 @@ from graphql import GraphQLError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
@@ -31,8 +32,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from graph.errors import format_error
+from graph.observability import operation_record
 from resolvers.context import Context
 from services.errors import TooManyOperations
+from services.logs import current_request
 from services.presence import ConnectionRefused
 
 FORBIDDEN = 4403
@@ -91,6 +94,11 @@ class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
             )
             return
         await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """As strawberry's, with an access record of its own, logged when it ends."""
+        async with operation_record(current_request.get()):
+            await super().run_operation(operation)
 
     async def handle_pong(self, message: PongMessage) -> None:
         self._awaiting_pong = False

@@ -27,6 +27,7 @@ from services.queue import Queue
 from services.scanning import create_scanner
 from services.settings import Settings
 from services.storage import create_store
+from services.telemetry import instrument_engine
 
 CRON_TIMEOUT_SECONDS = 300
 # A first archival may take many months at once: ~15 s per million rows (benchmarks/audit.py).
@@ -110,6 +111,7 @@ async def shared_context(
     """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends."""
     assert settings.database_url is not None, "the worker needs a database"
     engine = create_engine(settings.database_url, pool_min=2, pool_max=WorkerSettings.max_jobs * 2)
+    instrument_engine(engine, slow_query_ms=settings.slow_query_ms)
     session_factory = create_session_factory(engine)
     cache = create_cache(settings, session_factory=session_factory)
     try:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
 from services.db import create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, ensure_database, start_postgres
+from services.logs import configure_logging
 from services.seed import seed_bulk, seed_demo
 from services.settings import Settings, SettingsError
 from services.storage import create_store
@@ -47,7 +48,16 @@ async def _serve(settings: Settings, host: str, port: int, with_worker: bool) ->
     from graph.app import create_app
 
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, lifespan="on")
+        uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            lifespan="on",
+            # Logging is configured already (main); each request is logged by the app's own
+            # access log (graph/observability.py), with more in it than uvicorn's.
+            log_config=None,
+            access_log=False,
+        )
     )
     # What is loaded by now (modules, the schema, the models) lives as long as the process:
     # keep it out of the collector's full passes, whose pauses grow with the heap (150-200 ms
@@ -298,9 +308,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if args.command == "export-schema":
         from graph.schema import schema
 
@@ -310,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
         sys.exit(str(error))
+    configure_logging(json=settings.json_logs, level=settings.log_level)
     needs_redis = args.command in {"serve", "worker", "dlq"}
     with resolved(settings, redis=needs_redis) as ready:
         assert ready.database_url is not None

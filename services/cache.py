@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from services.circuit import BreakerState, CircuitBreaker
 from services.codec import decode, encode
+from services.telemetry import CACHE_LOOKUPS, CACHE_REDIS_ERRORS, CACHE_STALE_SERVES
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ class Lookup(Generic[T]):
 
 @dataclass
 class CacheStats:
-    """Counters since start; the /metrics issue exports them."""
+    """Counters since start, for /health/ready; /metrics counts the same events by kind
+    (services/telemetry.py)."""
 
     l1_hits: int = 0
     l2_hits: int = 0
@@ -251,6 +253,7 @@ class Cache:
                 return await self._fetch(spec)
         except CacheUnavailable:
             self.stats.bypassed += 1
+            CACHE_LOOKUPS.labels(spec.kind, "bypass").inc()
             value = await spec.compute()
             return Lookup(value, Source.BYPASS, stale=False)
 
@@ -307,6 +310,7 @@ class Cache:
 
     def _failed(self, error: BaseException) -> None:
         self.stats.redis_errors += 1
+        CACHE_REDIS_ERRORS.inc()
         self.breaker.record_failure()
         logger.warning("cache: Redis failed (%s); reading from the database", error)
 
@@ -323,19 +327,23 @@ class Cache:
         if len(reply) > 2 and reply[2] == SAME and local is not None:
             self._l1.move_to_end(key)
             self.stats.l1_hits += 1
+            CACHE_LOOKUPS.labels(spec.kind, "l1_hit").inc()
             entry: Entry[T] = local
             source = Source.L1
         elif len(reply) > 2 and (stored := self._entry_from_reply(spec, versions, reply)):
             entry = stored
             self.stats.l2_hits += 1
+            CACHE_LOOKUPS.labels(spec.kind, "l2_hit").inc()
             source = Source.L2
         else:
             self.stats.misses += 1
+            CACHE_LOOKUPS.labels(spec.kind, "miss").inc()
             computed = await self._single_flight(spec, versions)
             return Lookup(computed.value, Source.DATABASE, stale=False, watched=watched)
         stale = entry.soft_expiry <= now
         if stale:
             self.stats.stale_serves += 1
+            CACHE_STALE_SERVES.labels(spec.kind).inc()
             self._refresh_in_background(spec, versions)
         return Lookup(entry.value, source, stale=stale, watched=watched)
 

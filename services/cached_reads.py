@@ -47,6 +47,7 @@ from services.live import StatisticsEvent, publish, statistics_channel
 from services.models import Classroom, Student, Tenant
 from services.queue import replay_invalidations
 from services.settings import Settings
+from services.telemetry import TimedRedis
 from services.tenants import tenant_thresholds, tenant_today
 
 
@@ -340,7 +341,7 @@ def create_cache(settings: Settings, *, session_factory: SessionFactory) -> Cach
     url = settings.live_redis_url
     if url is None:
         raise ValueError("the cache needs a Redis URL")
-    redis = Redis.from_url(
+    redis = TimedRedis.from_url(
         url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
     )
 

@@ -38,6 +38,7 @@ from services.codec import decode, encode
 from services.dashboards import AttendanceEntry
 from services.errors import ErrorCode, ServiceError
 from services.models import Notification, NotificationType, Severity
+from services.telemetry import REDIS_ERRORS
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -340,6 +341,7 @@ class Hub:
                     await self._reconnect()
                 message = await self._pubsub.get_message(timeout=READ_TIMEOUT_SECONDS)
             except (RedisError, OSError, TimeoutError) as error:
+                REDIS_ERRORS.labels("subscription").inc()
                 self._lost()
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1

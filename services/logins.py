@@ -22,6 +22,7 @@ from services.db import SessionFactory
 from services.errors import Invalid, NotFound
 from services.models import AuditAction, Tenant, User
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
+from services.telemetry import LOGIN_FAILURES
 
 EMAIL_LIMIT = "login"
 IP_LIMIT = "login_ip"
@@ -70,6 +71,7 @@ async def log_in(
                 now=now,
             )
     except LoginFailed as failed:
+        LOGIN_FAILURES.labels(failed.reason).inc()
         for name, identity in ((EMAIL_LIMIT, account), (IP_LIMIT, (address,))):
             # Over the limit with this failure: the next attempt is the one refused.
             with contextlib.suppress(RateLimited):

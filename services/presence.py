@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from services.auth import Viewer
 from services.cache import tenant_key
 from services.rate_limits import RateLimited, RateLimiter
+from services.telemetry import WEBSOCKET_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Presence:
                 retry_after=self.lease_seconds,
             )
         self.leases[lease.id] = lease
+        WEBSOCKET_CONNECTIONS.inc()
         return lease
 
     async def _check_rate(self, viewer: Viewer) -> None:
@@ -133,7 +135,8 @@ class Presence:
 
     async def close(self, lease: Lease) -> None:
         """Release the lease here and in Redis (where it would lapse anyway)."""
-        self.leases.pop(lease.id, None)
+        if self.leases.pop(lease.id, None) is not None:
+            WEBSOCKET_CONNECTIONS.dec()
         try:
             await self.redis.zrem(lease.key, lease.id)
         except (RedisError, OSError) as error:

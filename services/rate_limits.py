@@ -27,6 +27,7 @@ from services.db import SessionFactory
 from services.errors import ErrorCode, ServiceError
 from services.models import AuditAction
 from services.settings import RateLimit
+from services.telemetry import RATE_LIMIT_DENIALS
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class RateLimiter:
             logger.warning("rate limit %s not applied (Redis unavailable): %s", name, error)
             return None
         if not allowed:
+            RATE_LIMIT_DENIALS.labels(name).inc()
             raise RateLimited(quota, limit.seconds)
         return quota
 
@@ -97,6 +99,7 @@ class RateLimiter:
         except (RedisError, OSError) as error:
             logger.warning("rate limit %s not checked (Redis unavailable): %s", name, error)
             return
+        RATE_LIMIT_DENIALS.labels(name).inc()
         raise RateLimited(quota, limit.seconds)
 
     async def _quota(self, name: str, item: RateLimitItem, identity: tuple[str, ...]) -> Quota:

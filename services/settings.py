@@ -32,6 +32,14 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 class SettingsError(ValueError):
     """One or more settings are invalid; the message lists every problem, one per line."""
 
@@ -103,10 +111,23 @@ class Settings:
     audit_archive_min_rows: int = 1_000_000
     audit_retention_days: int = 90
     data_dir: Path = Path(".rollcall")
+    # Observability: log format (JSON in production unless set), level, slow-query threshold,
+    # OpenTelemetry collector (tracing off when unset).
+    log_format: LogFormat | None = None
+    log_level: str = "INFO"
+    slow_query_ms: int = 200
+    otlp_endpoint: str | None = None
 
     @property
     def production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def json_logs(self) -> bool:
+        """JSON log lines: when asked for, else in production."""
+        if self.log_format is None:
+            return self.production
+        return self.log_format is LogFormat.JSON
 
     @property
     def live_redis_url(self) -> str | None:
@@ -305,6 +326,27 @@ class Settings:
 
         if (data_dir := raw("DATA_DIR")) is not None:
             values["data_dir"] = Path(data_dir)
+
+        if (text := raw("LOG_FORMAT")) is not None:
+            try:
+                values["log_format"] = LogFormat(text.lower())
+            except ValueError:
+                problems.append(f"{PREFIX}LOG_FORMAT must be json or text, got {text!r}")
+        if (text := raw("LOG_LEVEL")) is not None:
+            if text.upper() not in LOG_LEVELS:
+                problems.append(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+            values["log_level"] = text.upper()
+        if (text := raw("SLOW_QUERY_MS")) is not None:
+            if not text.isdigit() or int(text) > 600_000:
+                problems.append(f"{PREFIX}SLOW_QUERY_MS must be a whole number from 0 to 600000")
+            else:
+                values["slow_query_ms"] = int(text)
+        if (text := raw("OTLP_ENDPOINT")) is not None:
+            if urlsplit(text).scheme not in {"http", "https"} or not urlsplit(text).hostname:
+                problems.append(
+                    f"{PREFIX}OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP)"
+                )
+            values["otlp_endpoint"] = text
 
         if problems:
             raise SettingsError("invalid configuration:\n" + "\n".join(f"- {p}" for p in problems))
