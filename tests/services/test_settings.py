@@ -71,3 +71,42 @@ def test_audit_archival_defaults_and_bounds():
         )
     assert "AUDIT_ARCHIVE_MIN_ROWS must be a whole number" in str(raised.value)
     assert "AUDIT_RETENTION_DAYS must be a whole number from 1 to 36500" in str(raised.value)
+
+
+def test_logs_are_json_in_production_and_readable_in_development_unless_set():
+    production = {
+        "ROLLCALL_ENV": "production",
+        "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://u@db/rollcall",
+        "ROLLCALL_REDIS_URL": "redis://redis:6379/0",
+        "ROLLCALL_JWT_SECRET": "x" * 32,
+    }
+    assert Settings.from_env(production).json_logs is True
+    assert Settings.from_env({}).json_logs is False
+    assert Settings.from_env({"ROLLCALL_LOG_FORMAT": "JSON"}).json_logs is True
+    assert Settings.from_env({**production, "ROLLCALL_LOG_FORMAT": "text"}).json_logs is False
+    assert Settings.from_env({"ROLLCALL_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+def test_observability_settings_default_parse_and_are_checked():
+    defaults = Settings.from_env({})
+    assert (defaults.log_level, defaults.slow_query_ms, defaults.otlp_endpoint) == (
+        "INFO",
+        200,
+        None,
+    )
+    chosen = Settings.from_env(
+        {"ROLLCALL_SLOW_QUERY_MS": "0", "ROLLCALL_OTLP_ENDPOINT": "http://collector:4318"}
+    )
+    assert (chosen.slow_query_ms, chosen.otlp_endpoint) == (0, "http://collector:4318")
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {
+                "ROLLCALL_LOG_FORMAT": "xml",
+                "ROLLCALL_LOG_LEVEL": "loud",
+                "ROLLCALL_SLOW_QUERY_MS": "-1",
+                "ROLLCALL_OTLP_ENDPOINT": "collector:4317",
+            }
+        )
+    message = str(raised.value)
+    for name in ("LOG_FORMAT", "LOG_LEVEL", "SLOW_QUERY_MS", "OTLP_ENDPOINT"):
+        assert f"ROLLCALL_{name} must" in message
