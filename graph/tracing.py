@@ -10,6 +10,7 @@ and every Redis command (redis-py), exported over OTLP/HTTP. A tracer provider s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
@@ -83,7 +84,8 @@ def start_tracing(settings: Settings, *, engine: AsyncEngine) -> Callable[[], No
         endpoint = settings.otlp_endpoint.rstrip("/")
         if not endpoint.endswith(TRACES_PATH):
             endpoint += TRACES_PATH
-        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+        name = os.environ.get("OTEL_SERVICE_NAME", SERVICE_NAME)
+        provider = TracerProvider(resource=Resource.create({"service.name": name}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         trace.set_tracer_provider(provider)
         stop = provider.shutdown

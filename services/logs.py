@@ -111,14 +111,28 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{pairs}]" + (f"\n{stack}" if stack else "")
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (as logging's last resort
+    does), not to the stream of the moment it was made, which may be closed by then."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """StreamHandler sets it; the property always answers sys.stderr."""
+
+
 def configure_logging(*, json: bool, level: int | str = logging.INFO) -> logging.Handler:
-    """One handler on the root logger (stderr), replacing any; the handler."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Our handler on the root logger (stderr), replacing one set up before; the handler."""
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     handler.addFilter(RequestContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET_LOGGERS:

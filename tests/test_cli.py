@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 
 import orjson
@@ -20,6 +21,12 @@ from services.queue import Queue, record_dead_letter
 def environment(settings, monkeypatch):
     monkeypatch.setenv("ROLLCALL_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("ROLLCALL_REDIS_URL", settings.redis_url)
+    # main() sets up logging as a process would: undone, so later tests log as before
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 async def one_dead_letter(database_url: str) -> None:
