@@ -145,8 +145,9 @@ def statement_kind(statement: str) -> str:
 def instrument_engine(
     engine: AsyncEngine, *, slow_query_ms: int, pool_max: int | None = None
 ) -> None:
-    """Time every statement of ``engine``; log and count those slower than ``slow_query_ms``;
-    follow its pool's checked-out connections (and, given ``pool_max``, its capacity)."""
+    """Time every statement of ``engine``; log and count those slower than ``slow_query_ms``.
+    Given ``pool_max`` (the API's engine, not the worker's), follow its pool too: connections
+    checked out, and its capacity."""
     sync_engine = engine.sync_engine
     slow_seconds = slow_query_ms / 1000
 
@@ -189,9 +190,9 @@ def instrument_engine(
     event.listen(sync_engine, "before_cursor_execute", before)
     event.listen(sync_engine, "after_cursor_execute", after)
     event.listen(sync_engine, "handle_error", failed)
-    event.listen(sync_engine.pool, "checkout", checked_out)
-    event.listen(sync_engine.pool, "checkin", checked_in)
     if pool_max is not None:
+        event.listen(sync_engine.pool, "checkout", checked_out)
+        event.listen(sync_engine.pool, "checkin", checked_in)
         DB_POOL_MAX.set(pool_max)
 
 
