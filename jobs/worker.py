@@ -109,7 +109,14 @@ async def shared_context(
 ) -> AsyncIterator[dict[str, Any]]:
     """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends."""
     assert settings.database_url is not None, "the worker needs a database"
-    engine = create_engine(settings.database_url, pool_min=2, pool_max=WorkerSettings.max_jobs * 2)
+    # Jobs may legitimately run long statements (an export's cursor, the statistics refresh,
+    # audit archival): they get the job statement timeout, not the API's.
+    engine = create_engine(
+        settings.database_url,
+        pool_min=2,
+        pool_max=WorkerSettings.max_jobs * 2,
+        statement_timeout_ms=settings.db_job_statement_timeout_ms,
+    )
     session_factory = create_session_factory(engine)
     cache = create_cache(settings, session_factory=session_factory)
     try:

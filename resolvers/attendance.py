@@ -33,22 +33,21 @@ async def mark_attendance(
     ]
     tenant = await context.tenant()
     now = context.now()
-    async with context.session_factory() as session:
-        return await attendance.mark_attendance(
-            session,
-            access=context.access,
-            classroom_id=classroom,
-            day=day,
-            period=period,
-            subject_id=subject,
-            marks=parsed,
-            today=tenant_today(tenant, now),
-            periods_per_day=tenant.periods_per_day,
-            queue=context.redis,
-            cache=context.cache,
-            refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
-            now=now.timestamp(),
-        )
+    return await attendance.mark_attendance(
+        session_factory=context.session_factory,
+        access=context.access,
+        classroom_id=classroom,
+        day=day,
+        period=period,
+        subject_id=subject,
+        marks=parsed,
+        today=tenant_today(tenant, now),
+        periods_per_day=tenant.periods_per_day,
+        queue=context.redis,
+        cache=context.cache,
+        refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
+        now=now.timestamp(),
+    )
 
 
 async def classroom(info: Info, classroom_id: str) -> Classroom | None:

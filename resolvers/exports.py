@@ -11,6 +11,9 @@ from services.models import Export
 
 EXPORT_CURSOR = "export"
 EXPORT_LIMIT = "export"
+# While the process is short of CPU or memory an export is accepted (and audited) at once, but
+# its build waits this long: it is the heaviest thing a user can ask for.
+EXPORT_DEFER_SECONDS = 120
 
 
 async def request(info: Info, request: exports.ExportRequest) -> Export:
@@ -24,6 +27,7 @@ async def request(info: Info, request: exports.ExportRequest) -> Export:
         access=context.access,
         request=request,
         origin=context.origin,
+        build_delay_seconds=EXPORT_DEFER_SECONDS if context.resources.constrained else 0,
     )
 
 

@@ -116,10 +116,12 @@ async def request_export(
     access: Access,
     request: ExportRequest,
     origin: audit.Origin,
+    build_delay_seconds: float = 0,
 ) -> Export:
     """A PENDING export of what the viewer may read (a student their own marks, a teacher
     their classes', an admin or partner the whole school's), committed with its DATA_EXPORT
-    audit entry; its ``build_export`` job is queued after the commit (or kept in the outbox)."""
+    audit entry; its ``build_export`` job is queued after the commit (or kept in the outbox),
+    to start ``build_delay_seconds`` later."""
     validate_request(request, access=access)
     viewer = access.viewer
     async with session_factory() as session:
@@ -160,6 +162,7 @@ async def request_export(
             str(export.id),
             queue=Queue.NORMAL,
             job_id=f"{BUILD_EXPORT}:{export.id}",
+            defer_seconds=build_delay_seconds,
         )
     return export
 

@@ -71,3 +71,34 @@ def test_audit_archival_defaults_and_bounds():
         )
     assert "AUDIT_ARCHIVE_MIN_ROWS must be a whole number" in str(raised.value)
     assert "AUDIT_RETENTION_DAYS must be a whole number from 1 to 36500" in str(raised.value)
+
+
+def test_resilience_defaults():
+    settings = Settings.from_env({})
+    assert settings.db_statement_timeout_ms == 5000
+    assert settings.db_job_statement_timeout_ms == 30 * 60 * 1000
+    assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (80, 85)
+
+
+def test_resilience_settings_parse_and_are_bounded():
+    settings = Settings.from_env(
+        {
+            "ROLLCALL_DB_STATEMENT_TIMEOUT_MS": "250",
+            "ROLLCALL_DB_JOB_STATEMENT_TIMEOUT_MS": "0",
+            "ROLLCALL_DEGRADE_CPU_PERCENT": "95",
+            "ROLLCALL_DEGRADE_MEMORY_PERCENT": "70",
+        }
+    )
+    assert settings.db_statement_timeout_ms == 250 and settings.db_job_statement_timeout_ms == 0
+    assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (95, 70)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {
+                "ROLLCALL_DB_STATEMENT_TIMEOUT_MS": "-1",
+                "ROLLCALL_DEGRADE_CPU_PERCENT": "0",
+                "ROLLCALL_DEGRADE_MEMORY_PERCENT": "101",
+            }
+        )
+    message = str(raised.value)
+    for name in ("DB_STATEMENT_TIMEOUT_MS", "DEGRADE_CPU_PERCENT", "DEGRADE_MEMORY_PERCENT"):
+        assert f"ROLLCALL_{name} must be a whole number" in message
