@@ -82,7 +82,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        breaker = database_breaker()
+        breaker = database_breaker(reset_seconds=settings.db_breaker_reset_seconds)
         engine = create_engine(
             database_url,
             pool_min=settings.db_pool_min,

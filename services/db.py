@@ -48,10 +48,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def database_breaker() -> CircuitBreaker:
+def database_breaker(*, reset_seconds: float) -> CircuitBreaker:
     """The API's breaker on new connections: open after 5 failed connects within a minute,
-    one probe 10 s later (shorter than the cache's 30 s: without the database nothing works)."""
-    return CircuitBreaker(failures=5, window_seconds=60, reset_seconds=10)
+    then one probe every ``reset_seconds``."""
+    return CircuitBreaker(failures=5, window_seconds=60, reset_seconds=reset_seconds)
 
 
 class DatabaseUnavailable(ServiceError):

@@ -101,6 +101,7 @@ class Settings:
     # audit archival) get the longer job timeout. 0: no limit.
     db_statement_timeout_ms: int = 5000
     db_job_statement_timeout_ms: int = 30 * 60 * 1000
+    db_breaker_reset_seconds: int = 10
     degrade_cpu_percent: int = DEFAULT_DEGRADE_CPU_PERCENT
     degrade_memory_percent: int = DEFAULT_DEGRADE_MEMORY_PERCENT
     statistics_refresh_delay_seconds: int = 60
@@ -216,6 +217,7 @@ class Settings:
             ("DB_POOL_MAX", "db_pool_max", 1, 1000),
             ("DB_STATEMENT_TIMEOUT_MS", "db_statement_timeout_ms", 0, 24 * 3600 * 1000),
             ("DB_JOB_STATEMENT_TIMEOUT_MS", "db_job_statement_timeout_ms", 0, 24 * 3600 * 1000),
+            ("DB_BREAKER_RESET_SECONDS", "db_breaker_reset_seconds", 1, 3600),
             ("DEGRADE_CPU_PERCENT", "degrade_cpu_percent", 1, 100),
             ("DEGRADE_MEMORY_PERCENT", "degrade_memory_percent", 1, 100),
             ("STATISTICS_REFRESH_DELAY_SECONDS", "statistics_refresh_delay_seconds", 0, 300),

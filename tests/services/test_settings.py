@@ -77,6 +77,7 @@ def test_resilience_defaults():
     settings = Settings.from_env({})
     assert settings.db_statement_timeout_ms == 5000
     assert settings.db_job_statement_timeout_ms == 30 * 60 * 1000
+    assert settings.db_breaker_reset_seconds == 10
     assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (80, 85)
 
 
@@ -85,11 +86,13 @@ def test_resilience_settings_parse_and_are_bounded():
         {
             "ROLLCALL_DB_STATEMENT_TIMEOUT_MS": "250",
             "ROLLCALL_DB_JOB_STATEMENT_TIMEOUT_MS": "0",
+            "ROLLCALL_DB_BREAKER_RESET_SECONDS": "2",
             "ROLLCALL_DEGRADE_CPU_PERCENT": "95",
             "ROLLCALL_DEGRADE_MEMORY_PERCENT": "70",
         }
     )
     assert settings.db_statement_timeout_ms == 250 and settings.db_job_statement_timeout_ms == 0
+    assert settings.db_breaker_reset_seconds == 2
     assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (95, 70)
     with pytest.raises(SettingsError) as raised:
         Settings.from_env(
