@@ -27,6 +27,7 @@ from services.cache import Cache
 from services.cached_reads import create_cache
 from services.circuit import CircuitBreaker
 from services.db import (
+    DatabaseUnavailable,
     RetryPolicy,
     SessionFactory,
     create_engine,
@@ -93,10 +94,11 @@ def create_app(
         try:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except (OSError, SQLAlchemyError) as error:
+        except (OSError, SQLAlchemyError, DatabaseUnavailable) as error:
             await engine.dispose()
+            reason = error.__cause__ if isinstance(error, DatabaseUnavailable) else error
             raise StartupError(
-                f"PostgreSQL is unreachable ({redact(database_url)}): {error}"
+                f"PostgreSQL is unreachable ({redact(database_url)}): {reason}"
             ) from error
         try:
             redis = await create_pool(RedisSettings.from_dsn(redis_url))

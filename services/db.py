@@ -44,7 +44,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,  # 57P01: terminated (pg_terminate_backend, a fast shutdown)
     asyncpg.CrashShutdownError,  # 57P02
     asyncpg.TooManyConnectionsError,  # 53300
-    asyncpg.InterfaceError,  # "connection is closed" and the like, on the client's side
 )
 
 
@@ -55,9 +54,17 @@ def database_breaker(*, reset_seconds: float) -> CircuitBreaker:
 
 
 class DatabaseUnavailable(ServiceError):
-    """The database is down (or its circuit breaker open): try again shortly."""
+    """The database is down: a new connection failed (the failure is its ``__cause__``), or
+    the breaker refused to try. Either way: try again shortly."""
 
     code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+class BreakerOpen(DatabaseUnavailable):
+    """Refused without trying: the database's circuit breaker is open. Never retried."""
+
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -70,7 +77,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(current))
         yield current
-        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+        pending += [getattr(current, "orig", None), current.__cause__]
 
 
 def is_statement_timeout(error: BaseException) -> bool:
@@ -78,8 +85,8 @@ def is_statement_timeout(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """A connection failure worth retrying (never a fast-failed DatabaseUnavailable)."""
-    if isinstance(error, DatabaseUnavailable) or is_statement_timeout(error):
+    """A connection failure worth retrying (never a refusal of the open breaker)."""
+    if isinstance(error, BreakerOpen) or is_statement_timeout(error):
         return False
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
@@ -87,15 +94,16 @@ def is_transient(error: BaseException) -> bool:
 
 
 def unavailable(error: BaseException) -> DatabaseUnavailable | None:
-    """What to tell a client about a database failure, or None when it is no such thing."""
-    if isinstance(error, DatabaseUnavailable):
-        return error
+    """What to tell a client about a statement that failed (a timeout, its connection lost),
+    or None when it is no such thing. Failed connects are DatabaseUnavailable already."""
+    if not isinstance(error, DBAPIError):
+        return None
     if is_statement_timeout(error):
         return DatabaseUnavailable(
             "The database took too long to answer and the query was cancelled; try again shortly."
         )
     if is_transient(error):
-        return DatabaseUnavailable("The database is unavailable; try again shortly.")
+        return DatabaseUnavailable(UNAVAILABLE_MESSAGE)
     return None
 
 
@@ -155,8 +163,10 @@ def create_engine(
     """A pooled engine. SQLAlchemy's QueuePool opens connections on demand: up to ``pool_min``
     stay open once opened (the floor kept warm), up to ``pool_max`` exist under load, the rest
     closed when returned. Each session's statements are cancelled by the server after
-    ``statement_timeout_ms`` (0: never). With ``breaker``, every new connection goes through
-    it: while it is open, checking out fails at once with DatabaseUnavailable."""
+    ``statement_timeout_ms`` (0: never). A new connection that fails for a transient reason
+    raises DatabaseUnavailable (SERVICE_UNAVAILABLE for clients; retried). With ``breaker``,
+    every new connection goes through it: while it is open, checking out fails at once with
+    BreakerOpen."""
     server_settings = {"application_name": "rollcall"}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
@@ -168,22 +178,26 @@ def create_engine(
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "timeout": CONNECT_TIMEOUT_SECONDS},
     )
-    if breaker is not None:
-        _guard_connections(engine, breaker)
+    _guard_connections(engine, breaker)
     return engine
 
 
-def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker) -> None:
+def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> None:
     @event.listens_for(engine.sync_engine, "do_connect")
     def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
-        if not breaker.allow():
-            raise DatabaseUnavailable("The database is unavailable; try again shortly.")
+        if breaker is not None and not breaker.allow():
+            raise BreakerOpen(UNAVAILABLE_MESSAGE)
         try:
             connection = dialect.connect(*cargs, **cparams)
-        except Exception:
-            breaker.record_failure()
+        except Exception as error:
+            if breaker is not None:
+                breaker.record_failure()
+            logger.warning("database: connecting failed: %s", error)
+            if is_transient(error):
+                raise DatabaseUnavailable(UNAVAILABLE_MESSAGE) from error
             raise
-        breaker.record_success()
+        if breaker is not None:
+            breaker.record_success()
         return connection
 
 

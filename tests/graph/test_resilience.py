@@ -10,9 +10,13 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+import pytest
+from graphql import GraphQLError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
-from services.db import RetryPolicy
+from graph.errors import format_error
+from services.db import RetryPolicy, create_engine
 from services.models import AuditAction, AuditLog
 from services.queue import BUILD_EXPORT, Queue
 from services.resources import Usage
@@ -187,3 +191,25 @@ async def test_a_constrained_process_defers_non_critical_work(
     async with api_process(settings) as http:
         second = await gql(http, RANKINGS, {"id": classroom, "after": cursor}, token=teacher)
         assert "errors" not in second and len(second["data"]["classRankings"]["edges"]) == 1
+
+
+async def test_a_statement_timeout_reaches_the_client_as_service_unavailable(settings):
+    # given a statement the server cancelled for its timeout
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=1, statement_timeout_ms=50)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as raised:
+                await connection.execute(text("SELECT pg_sleep(1)"))
+    finally:
+        await engine.dispose()
+    # when it is formatted for a client in production
+    error = format_error(
+        GraphQLError("canceling statement", original_error=raised.value),
+        request_id="r-1",
+        production=True,
+    )
+    # then it says what happened, with no SQL in it
+    assert error.extensions["code"] == "SERVICE_UNAVAILABLE"
+    assert error.message == (
+        "The database took too long to answer and the query was cancelled; try again shortly."
+    )

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jobs.worker import shared_context
 from services.circuit import BreakerState, CircuitBreaker
 from services.db import (
+    BreakerOpen,
     DatabaseUnavailable,
     RetryPolicy,
     create_engine,
@@ -113,9 +114,9 @@ async def test_constraint_violations_and_refusals_are_not_retried(session_factor
         await policy.run(duplicate)
 
     async def fast_failed() -> None:
-        raise DatabaseUnavailable("The database is unavailable; try again shortly.")
+        raise BreakerOpen("The database is unavailable; try again shortly.")
 
-    with pytest.raises(DatabaseUnavailable):
+    with pytest.raises(BreakerOpen):
         await policy.run(fast_failed)
     assert sleeps.delays == []
 
@@ -157,6 +158,22 @@ async def test_jobs_get_the_longer_statement_timeout(settings):
         assert await session.scalar(text("SHOW statement_timeout")) == "30min"
 
 
+async def test_a_failed_connect_is_a_retried_database_unavailable():
+    engine = create_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none", pool_min=1, pool_max=1
+    )
+    sleeps = Sleeps()
+    sessions = create_session_factory(engine, retry=RetryPolicy(sleep=sleeps))
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await sessions.retrying(lambda session: session.scalar(text("SELECT 1")))
+    finally:
+        await engine.dispose()
+    assert isinstance(raised.value.__cause__, ConnectionRefusedError)
+    assert raised.value.message == "The database is unavailable; try again shortly."
+    assert sleeps.delays == [1.0, 2.0, 4.0]
+
+
 async def test_the_breaker_refuses_new_connections_at_once_while_open():
     # given an engine on a port nobody listens on, behind a breaker
     breaker = CircuitBreaker(failures=2, window_seconds=60, reset_seconds=60)
@@ -170,12 +187,12 @@ async def test_the_breaker_refuses_new_connections_at_once_while_open():
     sessions = create_session_factory(engine, retry=RetryPolicy(sleep=sleeps))
     try:
         # when a read fails to connect twice
-        with pytest.raises(DatabaseUnavailable):
+        with pytest.raises(BreakerOpen):
             await sessions.retrying(lambda session: session.scalar(text("SELECT 1")))
         # then the breaker opened on the second failure and the third try was refused
         assert breaker.state is BreakerState.OPEN and sleeps.delays == [1.0, 2.0]
         started = asyncio.get_running_loop().time()
-        with pytest.raises(DatabaseUnavailable):
+        with pytest.raises(BreakerOpen):
             await sessions.retrying(lambda session: session.scalar(text("SELECT 1")))
         assert asyncio.get_running_loop().time() - started < 0.5
     finally:
