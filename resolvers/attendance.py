@@ -67,14 +67,15 @@ async def classroom_students(
     size = page_size(first, 50)
     keyset = decode_cursor(after, STUDENT_CURSOR, str)
     await context.access.ensure_can_read_classroom(classroom.id)
-    async with context.session_factory() as session:
-        students, total = await directory.students_page(
+    students, total = await context.session_factory.retrying(
+        lambda session: directory.students_page(
             session,
             tenant_id=classroom.tenant_id,
             classroom_id=classroom.id,
             after=keyset,
             limit=size + 1,
         )
+    )
     return Page(
         items=[(encode_cursor(STUDENT_CURSOR, s.name, s.id), s) for s in students[:size]],
         has_next_page=len(students) > size,
