@@ -4,11 +4,8 @@ proxy in front of PostgreSQL, taken down by the test), and a process short of CP
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import pytest
 from graphql import GraphQLError
@@ -21,6 +18,7 @@ from services.models import AuditAction, AuditLog
 from services.queue import BUILD_EXPORT, Queue
 from services.resources import Usage
 from tests.factories import api_process, error_codes, gql
+from tests.proxy import Proxy, target_of, through
 
 ME = "{ me { email } }"
 RANKINGS = """
@@ -38,70 +36,14 @@ async def no_wait(seconds: float) -> None:
     """The retry policy's sleep in tests: the 1, 2, 4 s backoff is not waited out."""
 
 
-class Proxy:
-    """A TCP proxy in front of PostgreSQL. ``down()`` resets every connection through it and
-    every new one (the database as its clients see it when it is gone); ``up()`` restores it."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._serving = True
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.connections = 0
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[int]:
-        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        try:
-            yield server.sockets[0].getsockname()[1]
-        finally:
-            server.close()
-            self.down()
-
-    def down(self) -> None:
-        self._serving = False
-        for writer in list(self._writers):
-            writer.transport.abort()
-
-    def up(self) -> None:
-        self._serving = True
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        if not self._serving:
-            writer.transport.abort()
-            return
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        self._writers |= {writer, upstream_writer}
-        try:
-            await asyncio.gather(
-                self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
-            )
-        finally:
-            self._writers -= {writer, upstream_writer}
-            writer.transport.abort()
-            upstream_writer.transport.abort()
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := await source.read(65536):
-                sink.write(chunk)
-                await sink.drain()
-        sink.transport.abort()
-
-
 async def test_requests_fail_fast_while_the_database_is_down_and_recover(settings, factory):
     # given an API process reaching PostgreSQL through a proxy, its breaker probing after 1 s
     school = await factory.school(students=1)
     token = school.token(school.teachers[0])
-    target = urlsplit(settings.database_url)
-    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
-    credentials = target.netloc.rpartition("@")[0] + "@" if "@" in target.netloc else ""
+    proxy = Proxy(*target_of(settings.database_url))
     async with proxy.running() as port:
         proxied = dataclasses.replace(
-            settings,
-            database_url=target._replace(netloc=f"{credentials}127.0.0.1:{port}").geturl(),
-            db_breaker_reset_seconds=1,
+            settings, database_url=through(settings.database_url, port), db_breaker_reset_seconds=1
         )
         async with api_process(proxied, retry=RetryPolicy(sleep=no_wait)) as http:
             assert "errors" not in await gql(http, ME, token=token)
