@@ -189,11 +189,13 @@ def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> N
             raise BreakerOpen(UNAVAILABLE_MESSAGE)
         try:
             connection = dialect.connect(*cargs, **cparams)
-        except Exception as error:
+        except BaseException as error:
             if breaker is not None:
+                # A cancelled connect counts too: a half-open probe that never reported back
+                # would leave the breaker refusing everyone.
                 breaker.record_failure()
-            logger.warning("database: connecting failed: %s", error)
-            if is_transient(error):
+            logger.warning("database: connecting failed: %r", error)
+            if isinstance(error, Exception) and is_transient(error):
                 raise DatabaseUnavailable(UNAVAILABLE_MESSAGE) from error
             raise
         if breaker is not None:

@@ -197,3 +197,26 @@ async def test_the_breaker_refuses_new_connections_at_once_while_open():
         assert asyncio.get_running_loop().time() - started < 0.5
     finally:
         await engine.dispose()
+
+
+async def test_a_cancelled_probe_does_not_leave_the_breaker_waiting_on_it(settings):
+    # given a breaker that is half open, and a probe whose connect is cancelled
+    clock = [0.0]
+    breaker = CircuitBreaker(failures=1, window_seconds=60, reset_seconds=1, clock=lambda: clock[0])
+    breaker.record_failure()
+    clock[0] += 1
+    engine = create_engine(settings.database_url, pool_min=1, pool_max=1, breaker=breaker)
+    try:
+        probe = asyncio.ensure_future(engine.connect().start())
+        await asyncio.sleep(0)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        # then the breaker is open again and, after its reset time, lets the next probe through
+        assert breaker.state is BreakerState.OPEN
+        clock[0] += 1
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1
+        assert breaker.state is BreakerState.CLOSED
+    finally:
+        await engine.dispose()
