@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from arq import cron
@@ -24,6 +24,7 @@ from services.cached_reads import create_cache
 from services.db import create_engine, create_session_factory
 from services.downloads import Links
 from services.queue import Queue
+from services.resources import ResourceMonitor, SystemUsage, Usage
 from services.scanning import create_scanner
 from services.settings import Settings
 from services.storage import create_store
@@ -105,9 +106,13 @@ class WorkerSettings:
 
 @contextlib.asynccontextmanager
 async def shared_context(
-    settings: Settings, *, retry_backoff_seconds: float = 1.0
+    settings: Settings,
+    *,
+    retry_backoff_seconds: float = 1.0,
+    usage: Callable[[], Usage] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends."""
+    """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends.
+    ``usage`` samples CPU and memory (the machine's unless given: tests give their own)."""
     assert settings.database_url is not None, "the worker needs a database"
     # Jobs may legitimately run long statements (an export's cursor, the statistics refresh,
     # audit archival): they get the job statement timeout, not the API's.
@@ -130,6 +135,11 @@ async def shared_context(
                 clamd_url=settings.clamd_url, deny_sha256=settings.scan_deny_sha256
             ),
             "retry_backoff_seconds": retry_backoff_seconds,
+            "resources": ResourceMonitor(
+                cpu_percent=settings.degrade_cpu_percent,
+                memory_percent=settings.degrade_memory_percent,
+                sample=usage or SystemUsage(),
+            ),
         }
     finally:
         await cache.aclose()

@@ -11,9 +11,6 @@ from services.models import Export
 
 EXPORT_CURSOR = "export"
 EXPORT_LIMIT = "export"
-# While the process is short of CPU or memory an export is accepted (and audited) at once, but
-# its build waits this long: it is the heaviest thing a user can ask for.
-EXPORT_DEFER_SECONDS = 120
 
 
 async def request(info: Info, request: exports.ExportRequest) -> Export:
@@ -27,7 +24,9 @@ async def request(info: Info, request: exports.ExportRequest) -> Export:
         access=context.access,
         request=request,
         origin=context.origin,
-        build_delay_seconds=EXPORT_DEFER_SECONDS if context.resources.constrained else 0,
+        # Accepted and audited at once; the build waits while this process is short of CPU
+        # or memory.
+        build_delay_seconds=exports.BUILD_DEFER_SECONDS if context.resources.constrained else 0,
     )
 
 

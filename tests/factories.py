@@ -248,7 +248,7 @@ def counted_statements() -> Iterator[list[str]]:
 
 async def run_jobs(settings: Settings, **options: Any) -> list[Worker]:
     """Both workers in burst mode, without cron jobs, until the queues are empty."""
-    async with shared_context(settings, retry_backoff_seconds=0.05) as shared:
+    async with shared_context(settings, retry_backoff_seconds=0.05, usage=calm) as shared:
         workers = create_workers(settings, shared, cron_jobs=(), burst=True, **options)
         await run_workers(workers)
     return workers
