@@ -123,10 +123,10 @@ class RetryPolicy:
                 if not is_transient(error):
                     raise
                 logger.warning(
-                    "database: transient failure (%s), try %d of %d again in %.0f s",
-                    type(error).__name__,
+                    "database: try %d of %d failed (%s); trying again in %g s",
                     attempt,
                     len(self.delays) + 1,
+                    type(error).__name__,
                     delay,
                 )
             await self.sleep(delay)
