@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.governance
 	$(BIN)/python -m benchmarks.audit
 	$(BIN)/python -m benchmarks.observability
+	$(BIN)/python -m benchmarks.resilience
 
 clean:
 	rm -rf $(VENV) .rollcall

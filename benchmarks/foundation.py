@@ -257,6 +257,10 @@ def scratch_database(prefix: str, *, redis_default: str, keep: bool) -> Iterator
         "ROLLCALL_DATABASE_URL": database_url,
         "ROLLCALL_REDIS_URL": redis_url,
         "ROLLCALL_RATE_LIMITS": "off",
+        # The load generator shares the machine: its CPU would make the API defer the very
+        # work being measured (deeper ranking pages, exports).
+        "ROLLCALL_DEGRADE_CPU_PERCENT": "100",
+        "ROLLCALL_DEGRADE_MEMORY_PERCENT": "100",
     }
     settings = dataclasses.replace(
         Settings.from_env(env), database_url=database_url, redis_url=redis_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import TypedDict
 
@@ -26,12 +26,21 @@ from graph.schema import create_schema
 from graph.view import GraphQLView
 from services.cache import Cache
 from services.cached_reads import create_cache
-from services.db import SessionFactory, create_engine, create_session_factory
+from services.circuit import CircuitBreaker
+from services.db import (
+    DatabaseUnavailable,
+    RetryPolicy,
+    SessionFactory,
+    create_engine,
+    create_session_factory,
+    database_breaker,
+)
 from services.downloads import Links
 from services.live import Hub
 from services.persisted_queries import PersistedQueries
 from services.presence import Presence
 from services.rate_limits import RateLimiter
+from services.resources import ResourceMonitor, SystemUsage, Usage
 from services.settings import Settings, redact
 from services.storage import ObjectStore, StorageUnavailable, create_store
 from services.trusted_documents import TrustedDocuments
@@ -56,26 +65,41 @@ class State(TypedDict):
     limiter: RateLimiter
     persisted: PersistedQueries
     trusted: TrustedDocuments
+    database_breaker: CircuitBreaker
+    resources: ResourceMonitor
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app for ``settings``; database and Redis URLs must already be resolved."""
+def create_app(
+    settings: Settings,
+    *,
+    retry: RetryPolicy | None = None,
+    usage: Callable[[], Usage] | None = None,
+) -> Starlette:
+    """The ASGI app for ``settings``; database and Redis URLs must already be resolved.
+    ``retry`` (the database retry policy) and ``usage`` (the CPU and memory sampler) are
+    there for tests: the issue's 1, 2, 4 s backoff and the machine's usage otherwise."""
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("create_app needs settings with database_url and redis_url")
     database_url, redis_url = settings.database_url, settings.redis_url
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        breaker = database_breaker(reset_seconds=settings.db_breaker_reset_seconds)
         engine = create_engine(
-            database_url, pool_min=settings.db_pool_min, pool_max=settings.db_pool_max
+            database_url,
+            pool_min=settings.db_pool_min,
+            pool_max=settings.db_pool_max,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            breaker=breaker,
         )
         try:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except (OSError, SQLAlchemyError) as error:
+        except (OSError, SQLAlchemyError, DatabaseUnavailable) as error:
             await engine.dispose()
+            reason = error.__cause__ if isinstance(error, DatabaseUnavailable) else error
             raise StartupError(
-                f"PostgreSQL is unreachable ({redact(database_url)}): {error}"
+                f"PostgreSQL is unreachable ({redact(database_url)}): {reason}"
             ) from error
         try:
             redis = await create_pool(RedisSettings.from_dsn(redis_url))
@@ -83,8 +107,15 @@ def create_app(settings: Settings) -> Starlette:
             await engine.dispose()
             raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error
         telemetry = Telemetry(engine=engine, settings=settings)
-        session_factory = create_session_factory(engine)
-        cache = create_cache(settings, session_factory=session_factory)
+        session_factory = create_session_factory(engine, retry=retry)
+        resources = ResourceMonitor(
+            cpu_percent=settings.degrade_cpu_percent,
+            memory_percent=settings.degrade_memory_percent,
+            sample=usage or SystemUsage(),
+        )
+        cache = create_cache(
+            settings, session_factory=session_factory, constrained=lambda: resources.constrained
+        )
         # Live connections share the cache's Redis client; the hub's SUBSCRIBE connection
         # comes from its pool too.
         hub = Hub(redis=cache.redis)
@@ -115,6 +146,8 @@ def create_app(settings: Settings) -> Starlette:
                 limiter=limiter,
                 persisted=PersistedQueries(cache.redis),
                 trusted=TrustedDocuments(session_factory=session_factory),
+                database_breaker=breaker,
+                resources=resources,
             )
         finally:
             await presence.aclose()

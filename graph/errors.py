@@ -1,7 +1,8 @@
 """Every GraphQL error leaves with ``extensions.code``, ``requestId`` and ``timestamp``.
 
-Service errors keep their message and code (and ``field``); anything unexpected is logged with
-its context and, in production, reaches the client only as INTERNAL_ERROR.
+Service errors keep their message and code (and ``field``); the database down or too slow (a
+connection lost, a statement timeout) is SERVICE_UNAVAILABLE; anything unexpected is logged
+with its context and, in production, reaches the client only as INTERNAL_ERROR.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 
 from graph.observability import request_fields
+from services.db import unavailable
 from services.errors import ErrorCode, Invalid, ServiceError
 from services.rate_limits import RateLimited
 from services.telemetry import GRAPHQL_ERRORS
@@ -57,6 +59,9 @@ def format_error(error: GraphQLError, *, request_id: str, production: bool) -> G
             extensions["field"] = original.field
         if isinstance(original, RateLimited):
             extensions["retryAfter"] = original.retry_after
+    elif original is not None and (down := unavailable(original)) is not None:
+        code = down.code.value
+        message = down.message
     elif is_unexpected(error):
         code = ErrorCode.INTERNAL_ERROR.value
         if production:

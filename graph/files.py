@@ -11,6 +11,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 
 from graph.view import request_error
 from services.audit import Origin
+from services.db import DatabaseUnavailable
 from services.downloads import REDIRECT_LIFETIME, Links, record_download
 from services.errors import ErrorCode
 from services.storage import LocalStore, S3Store, StorageUnavailable, content_disposition
@@ -49,7 +50,7 @@ async def download(request: Request) -> Response:
         )
         try:
             await record_download(state.session_factory, key=key, grant=grant, origin=origin)
-        except (OSError, SQLAlchemyError):
+        except (OSError, SQLAlchemyError, DatabaseUnavailable):
             logger.warning("download of %s refused: its audit entry was not written", key)
             return _refusal(
                 request, 503, ErrorCode.SERVICE_UNAVAILABLE, "Downloads are unavailable."

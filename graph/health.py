@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.queue import queue_report
+from services.queue import dead_letter_counts, outbox_size, queue_report
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -29,10 +30,12 @@ async def _probe(check: Awaitable[object]) -> str:
 
 
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: 503 when PostgreSQL does not answer. Redis is needed for speed, not for
-    answers (the cache falls back to the database, jobs to the outbox), so Redis down or the
-    cache's breaker open is ``degraded`` with 200; so is object storage down (only uploads
-    and downloads stop)."""
+    """Readiness: 503 when PostgreSQL does not answer (or its circuit breaker is open: the
+    probe is then refused at once). Redis is needed for speed, not for answers (the cache
+    falls back to the database, jobs to the outbox), so Redis down or the cache's breaker open
+    is ``degraded`` with 200; so is object storage down (only uploads and downloads stop), and
+    so is the process short of CPU or memory (non-critical work deferred). ``reasons`` says
+    why it is not ``ok``."""
     state: Any = request.state
     cache = state.cache
 
@@ -40,28 +43,50 @@ async def ready(request: Request) -> JSONResponse:
         async with state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
+    async def backlog() -> dict[str, Any]:
+        async with state.session_factory() as session:
+            return {
+                "deadLetters": sum((await dead_letter_counts(session)).values()),
+                "outbox": await outbox_size(session),
+            }
+
     database_state, redis_state, cache_redis_state, storage_state = await asyncio.gather(
         _probe(database()),
         _probe(state.redis.ping()),
         _probe(cache.redis.ping()),
         _probe(state.store.ensure_ready()),
     )
+    pressure = state.resources.pressure()
     checks = {
         "database": database_state,
         "redis": redis_state,
         "cache": "up" if cache_redis_state == "up" and not cache.degraded else "down",
         "storage": storage_state,
+        "resources": "constrained" if pressure.constrained else "ok",
     }
+    reasons = [f"{name} {value}" for name, value in checks.items() if value == "down"]
+    reasons += pressure.reasons
     if database_state != "up":
         status, code = "unavailable", 503
-    elif "down" in checks.values():
+    elif reasons:
         status, code = "degraded", 200
     else:
         status, code = "ok", 200
+    queue: dict[str, Any] = {"reachable": redis_state == "up"}
+    if database_state == "up":
+        with contextlib.suppress(Exception):
+            queue.update(await asyncio.wait_for(backlog(), READY_TIMEOUT_SECONDS))
     return JSONResponse(
         {
             "status": status,
+            "reasons": reasons,
             "checks": checks,
+            "database": {"breaker": state.database_breaker.state.value},
+            "queue": queue,
+            "resources": {
+                "cpuPercent": round(pressure.usage.cpu_percent, 1),
+                "memoryPercent": round(pressure.usage.memory_percent, 1),
+            },
             "cache": {"breaker": cache.breaker.state.value, **cache.stats.as_dict()},
             "live": {"connections": len(state.presence.leases), **state.hub.report()},
         },

@@ -32,15 +32,12 @@ def apply_rate_limits(result: ExecutionResult, context: Context) -> None:
         del headers["retry-after"]
 
 
-def refused_whole(result: ExecutionResult) -> bool:
-    """Only rate-limit errors, and nothing answered."""
+def refused_whole(result: ExecutionResult, code: ErrorCode = ErrorCode.RATE_LIMIT_EXCEEDED) -> bool:
+    """Only errors of ``code`` (rate limits unless told), and nothing answered."""
     errors = result.errors or []
     data: Any = result.data
     return (
         bool(errors)
-        and all(
-            (error.extensions or {}).get("code") == ErrorCode.RATE_LIMIT_EXCEEDED.value
-            for error in errors
-        )
+        and all((error.extensions or {}).get("code") == code.value for error in errors)
         and (not data or all(value is None for value in data.values()))
     )

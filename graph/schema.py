@@ -18,6 +18,7 @@ from strawberry.types.graphql import OperationType
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.audit import AuditQuery
 from graph.auth import AuthMutation, AuthQuery
+from graph.availability import apply_availability
 from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
@@ -86,6 +87,7 @@ class Schema(strawberry.Schema):
                 refused = ExecutionResult(data=None, errors=[_error(error)])
                 _format_errors(refused, context_value)
                 apply_rate_limits(refused, context_value)
+                apply_availability(refused, context_value)
                 return refused
             query, keep_as = document.text, document.keep_as
         result = await super().execute(
@@ -107,6 +109,7 @@ class Schema(strawberry.Schema):
                 await context_value.persisted.keep(keep_as, query)
             apply_freshness(result, context_value)
             apply_rate_limits(result, context_value)
+            apply_availability(result, context_value)
         return result
 
     async def stream(

@@ -125,6 +125,7 @@ class GraphQLView(GraphQL[Context, None]):
             limiter=state.limiter,
             persisted=state.persisted,
             trusted=state.trusted,
+            resources=state.resources,
             client_name=request.headers.get(CLIENT_HEADER),
             request_id=state.request_id,
             response=response,

@@ -13,10 +13,22 @@ from services.settings import Settings
 EXPORT_TIMEOUT_SECONDS = 900
 
 
-async def build_export(ctx: dict[str, Any], tenant_id: str, export_id: str) -> str | None:
+async def build_export(
+    ctx: dict[str, Any], tenant_id: str, export_id: str, deferrals: int = 0
+) -> str | None:
     """Build one export; the status it ends in. Retried (then dead-lettered and FAILED) while
-    the database or the object store fails."""
+    the database or the object store fails. While the worker is short of CPU or memory the
+    build queues itself again for later (``DEFERRED``), at most ``MAX_DEFERRALS`` times."""
     settings: Settings = ctx["settings"]
+    if deferrals < exports.MAX_DEFERRALS and ctx["resources"].constrained:
+        await exports.defer_build(
+            session_factory=ctx["session_factory"],
+            queue=ctx["redis"],
+            tenant_id=uuid.UUID(tenant_id),
+            export_id=uuid.UUID(export_id),
+            deferrals=deferrals + 1,
+        )
+        return "DEFERRED"
     status = await exports.build_export(
         session_factory=ctx["session_factory"],
         store=ctx["store"],
@@ -32,7 +44,7 @@ async def build_export(ctx: dict[str, Any], tenant_id: str, export_id: str) -> s
 
 
 async def export_failed(
-    ctx: dict[str, Any], error: BaseException, tenant_id: str, export_id: str
+    ctx: dict[str, Any], error: BaseException, tenant_id: str, export_id: str, deferrals: int = 0
 ) -> None:
     """The last try of ``build_export`` failed: the export says so instead of staying RUNNING."""
     await exports.mark_failed(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from arq import cron
@@ -24,6 +24,7 @@ from services.cached_reads import create_cache
 from services.db import create_engine, create_session_factory
 from services.downloads import Links
 from services.queue import Queue
+from services.resources import ResourceMonitor, SystemUsage, Usage
 from services.scanning import create_scanner
 from services.settings import Settings
 from services.storage import create_store
@@ -106,11 +107,22 @@ class WorkerSettings:
 
 @contextlib.asynccontextmanager
 async def shared_context(
-    settings: Settings, *, retry_backoff_seconds: float = 1.0
+    settings: Settings,
+    *,
+    retry_backoff_seconds: float = 1.0,
+    usage: Callable[[], Usage] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends."""
+    """What every job finds in ``ctx`` besides arq's own keys; closed when the block ends.
+    ``usage`` samples CPU and memory (the machine's unless given: tests give their own)."""
     assert settings.database_url is not None, "the worker needs a database"
-    engine = create_engine(settings.database_url, pool_min=2, pool_max=WorkerSettings.max_jobs * 2)
+    # Jobs may legitimately run long statements (an export's cursor, the statistics refresh,
+    # audit archival): they get the job statement timeout, not the API's.
+    engine = create_engine(
+        settings.database_url,
+        pool_min=2,
+        pool_max=WorkerSettings.max_jobs * 2,
+        statement_timeout_ms=settings.db_job_statement_timeout_ms,
+    )
     instrument_engine(engine, slow_query_ms=settings.slow_query_ms)
     session_factory = create_session_factory(engine)
     cache = create_cache(settings, session_factory=session_factory)
@@ -125,6 +137,11 @@ async def shared_context(
                 clamd_url=settings.clamd_url, deny_sha256=settings.scan_deny_sha256
             ),
             "retry_backoff_seconds": retry_backoff_seconds,
+            "resources": ResourceMonitor(
+                cpu_percent=settings.degrade_cpu_percent,
+                memory_percent=settings.degrade_memory_percent,
+                sample=usage or SystemUsage(),
+            ),
         }
     finally:
         await cache.aclose()

@@ -33,22 +33,21 @@ async def mark_attendance(
     ]
     tenant = await context.tenant()
     now = context.now()
-    async with context.session_factory() as session:
-        return await attendance.mark_attendance(
-            session,
-            access=context.access,
-            classroom_id=classroom,
-            day=day,
-            period=period,
-            subject_id=subject,
-            marks=parsed,
-            today=tenant_today(tenant, now),
-            periods_per_day=tenant.periods_per_day,
-            queue=context.redis,
-            cache=context.cache,
-            refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
-            now=now.timestamp(),
-        )
+    return await attendance.mark_attendance(
+        session_factory=context.session_factory,
+        access=context.access,
+        classroom_id=classroom,
+        day=day,
+        period=period,
+        subject_id=subject,
+        marks=parsed,
+        today=tenant_today(tenant, now),
+        periods_per_day=tenant.periods_per_day,
+        queue=context.redis,
+        cache=context.cache,
+        refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
+        now=now.timestamp(),
+    )
 
 
 async def classroom(info: Info, classroom_id: str) -> Classroom | None:
@@ -68,14 +67,15 @@ async def classroom_students(
     size = page_size(first, 50)
     keyset = decode_cursor(after, STUDENT_CURSOR, str)
     await context.access.ensure_can_read_classroom(classroom.id)
-    async with context.session_factory() as session:
-        students, total = await directory.students_page(
+    students, total = await context.session_factory.retrying(
+        lambda session: directory.students_page(
             session,
             tenant_id=classroom.tenant_id,
             classroom_id=classroom.id,
             after=keyset,
             limit=size + 1,
         )
+    )
     return Page(
         items=[(encode_cursor(STUDENT_CURSOR, s.name, s.id), s) for s in students[:size]],
         has_next_page=len(students) > size,

@@ -35,14 +35,15 @@ async def audit_page(
         until=until,
         success=success,
     )
-    async with context.session_factory() as session:
-        page = await audit.audit_page(
+    page = await context.session_factory.retrying(
+        lambda session: audit.audit_page(
             session,
             tenant_id=context.viewer.tenant_id,
             where=where,
             after=position,
             limit=size,
         )
+    )
     return Page(
         items=[(_cursor(entry), entry) for entry in page.entries],
         has_next_page=page.has_next_page,

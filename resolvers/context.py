@@ -28,6 +28,7 @@ from services.models import Tenant
 from services.persisted_queries import PersistedQueries
 from services.presence import Lease, Presence
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
+from services.resources import ResourceMonitor
 from services.settings import Settings
 from services.storage import ObjectStore
 from services.trusted_documents import Policy, TrustedDocuments
@@ -46,6 +47,7 @@ class Context:
     limiter: RateLimiter
     persisted: PersistedQueries
     trusted: TrustedDocuments
+    resources: ResourceMonitor
     request_id: str
     response: Response | WebSocket | None = None
     # Where the request came from (for the audit log) and this API's address as its client
@@ -57,6 +59,8 @@ class Context:
     viewer_or_error: Viewer | ServiceError | None = None
     freshness: FreshnessReport = field(default_factory=FreshnessReport)
     rate_limits: RateLimitReport = field(default_factory=RateLimitReport)
+    # Operations of this request refused whole with SERVICE_UNAVAILABLE (graph/availability).
+    unavailable_operations: int = 0
     # A live connection's connection_init payload (strawberry sets it) and its lease.
     connection_params: dict[str, object] | None = None
     lease: Lease | None = None

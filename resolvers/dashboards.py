@@ -9,6 +9,7 @@ from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
 from services import dashboards, statistics
 from services.errors import Invalid
+from services.resources import Busy
 
 RANKING_CURSOR = "rank"
 # Every read here counts against the viewer's dashboard limit, each alias and batched
@@ -65,9 +66,15 @@ async def class_rankings(
     info: Info, classroom_id: str, first: int | None, after: str | None
 ) -> Page[statistics.StudentRank]:
     context = info.context
-    await context.limit(DASHBOARD_LIMIT)
     size = page_size(first, 50)
     keyset = decode_cursor(after, RANKING_CURSOR, int)
+    if keyset is not None and context.resources.constrained:
+        # Deeper pages are browsing, not the dashboard's answer: they wait out the pressure
+        # (before the rate limit counts them).
+        raise Busy(
+            "The server is busy: rankings beyond the first page are paused. Try again shortly."
+        )
+    await context.limit(DASHBOARD_LIMIT)
     found = await context.reads.class_rankings(
         parse_id(classroom_id, "classroomId"), after=keyset, limit=size + 1
     )

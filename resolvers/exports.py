@@ -24,6 +24,9 @@ async def request(info: Info, request: exports.ExportRequest) -> Export:
         access=context.access,
         request=request,
         origin=context.origin,
+        # Accepted and audited at once; the build waits while this process is short of CPU
+        # or memory.
+        build_delay_seconds=exports.BUILD_DEFER_SECONDS if context.resources.constrained else 0,
     )
 
 
@@ -31,10 +34,11 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
     context = info.context
     size = page_size(first, 20)
     position = decode_time_cursor(after, EXPORT_CURSOR)
-    async with context.session_factory() as session:
-        page = await exports.exports_page(
+    page = await context.session_factory.retrying(
+        lambda session: exports.exports_page(
             session, access=context.access, after=position, limit=size
         )
+    )
     return Page(
         items=[(encode_time_cursor(EXPORT_CURSOR, e.created_at, e.id), e) for e in page.exports],
         has_next_page=page.has_next_page,
@@ -46,8 +50,9 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
 async def own_export(info: Info, export_id: str) -> Export | None:
     context = info.context
     key = parse_id(export_id, "id")
-    async with context.session_factory() as session:
-        return await exports.own_export(session, access=context.access, export_id=key)
+    return await context.session_factory.retrying(
+        lambda session: exports.own_export(session, access=context.access, export_id=key)
+    )
 
 
 def download_url(info: Info, export: Export) -> str | None:

@@ -27,11 +27,11 @@ def session_loader(
     session_factory: SessionFactory,
     fetch: Callable[[AsyncSession, Sequence[Key]], Awaitable[Sequence[Value]]],
 ) -> DataLoader[Key, Value]:
-    """A DataLoader whose batch function gets a fresh session and the keys."""
+    """A DataLoader whose batch function gets a fresh session and the keys (a read: tried
+    again on a transient connection error)."""
 
     async def batch(keys: list[Key]) -> list[Value]:
-        async with session_factory() as session:
-            return list(await fetch(session, keys))
+        return list(await session_factory.retrying(lambda session: fetch(session, keys)))
 
     return DataLoader(batch)
 

@@ -19,8 +19,8 @@ async def notifications_page(
     viewer = context.viewer
     size = page_size(first, 20)
     position = decode_time_cursor(after, NOTIFICATION_CURSOR)
-    async with context.session_factory() as session:
-        page = await notifications.notifications_page(
+    page = await context.session_factory.retrying(
+        lambda session: notifications.notifications_page(
             session,
             tenant_id=viewer.tenant_id,
             user_id=viewer.user_id,
@@ -28,6 +28,7 @@ async def notifications_page(
             after=position,
             limit=size,
         )
+    )
     return Page(
         items=[
             (encode_time_cursor(NOTIFICATION_CURSOR, n.created_at, n.id), n)
@@ -42,10 +43,11 @@ async def notifications_page(
 async def preferences(info: Info) -> notifications.Preferences:
     context = info.context
     viewer = context.viewer
-    async with context.session_factory() as session:
-        return await notifications.preferences(
+    return await context.session_factory.retrying(
+        lambda session: notifications.preferences(
             session, tenant_id=viewer.tenant_id, user_id=viewer.user_id
         )
+    )
 
 
 async def update_preferences(info: Info, changes: Mapping[str, bool]) -> notifications.Preferences:
@@ -65,10 +67,12 @@ async def mark_read(info: Info, notification_id: str) -> Notification:
     context = info.context
     viewer = context.viewer
     key = parse_id(notification_id, "id")
-    async with context.session_factory() as session:
-        return await notifications.mark_read(
+    # Idempotent: marking read again changes nothing, so it is retried like a read.
+    return await context.session_factory.retrying(
+        lambda session: notifications.mark_read(
             session, tenant_id=viewer.tenant_id, user_id=viewer.user_id, notification_id=key
         )
+    )
 
 
 async def mark_all_read(info: Info) -> int:

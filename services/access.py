@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import Viewer
 from services.db import SessionFactory
@@ -44,8 +45,11 @@ class Access:
             )
         else:
             return frozenset()
-        async with self._session_factory() as session:
+
+        async def read(session: AsyncSession) -> frozenset[uuid.UUID]:
             return frozenset((await session.scalars(query)).all())
+
+        return await self._session_factory.retrying(read)
 
     def sees_whole_tenant(self) -> bool:
         return self.viewer.role in {Role.ADMIN, Role.PARTNER}

@@ -16,6 +16,7 @@ from services.access import Access
 from services.cache import Cache, CacheUnavailable
 from services.cached_reads import invalidate_marks, mark_tags
 from services.dashboards import AttendanceEntry
+from services.db import SessionFactory
 from services.errors import Invalid, NotFound
 from services.live import MarksEvent, classroom_channel, publish
 from services.models import (
@@ -61,8 +62,8 @@ def validate_marks_shape(
 
 
 async def mark_attendance(
-    session: AsyncSession,
     *,
+    session_factory: SessionFactory,
     access: Access,
     classroom_id: uuid.UUID,
     day: date,
@@ -78,89 +79,97 @@ async def mark_attendance(
 ) -> list[AttendanceEntry]:
     """Record one period's marks for a classroom, replacing earlier marks for that period.
 
-    All or nothing: any invalid mark rejects the whole call and nothing is written. After the
-    commit the cached reads of the students and classroom are invalidated (queued durably
-    when Redis is down), the marks are published to the classroom's live subscribers, and
-    the statistics refresh (debounced) and the marked students' alert check are queued.
+    All or nothing: any invalid mark rejects the whole call and nothing is written. The write
+    is an upsert of the same values, so it is repeated after a transient connection error (a
+    commit whose answer was lost only writes the same marks again). After the commit the
+    cached reads of the students and classroom are invalidated (queued durably when Redis is
+    down), the marks are published to the classroom's live subscribers, and the statistics
+    refresh (debounced) and the marked students' alert check are queued.
     """
     validate_marks_shape(
         day=day, period=period, marks=marks, today=today, periods_per_day=periods_per_day
     )
     tenant_id = access.tenant_id
-    async with session.begin():
-        classroom = await session.scalar(
-            select(Classroom.id).where(
-                Classroom.tenant_id == tenant_id, Classroom.id == classroom_id
-            )
-        )
-        if classroom is None:
-            raise NotFound("No such classroom.")
-        await access.ensure_can_mark(classroom_id)
-        subject_name = await session.scalar(
-            select(Subject.name)
-            .join(ClassroomSubject, ClassroomSubject.subject_id == Subject.id)
-            .where(
-                ClassroomSubject.tenant_id == tenant_id,
-                ClassroomSubject.classroom_id == classroom_id,
-                ClassroomSubject.subject_id == subject_id,
-            )
-        )
-        if subject_name is None:
-            raise Invalid("subjectId", "This subject is not taught in this classroom.")
-        enrolled = set(
-            await session.scalars(
-                select(Student.id).where(
-                    Student.tenant_id == tenant_id,
-                    Student.classroom_id == classroom_id,
-                    Student.id.in_([mark.student_id for mark in marks]),
+
+    async def write(session: AsyncSession) -> tuple[str, list[AttendanceEntry]]:
+        async with session.begin():
+            classroom = await session.scalar(
+                select(Classroom.id).where(
+                    Classroom.tenant_id == tenant_id, Classroom.id == classroom_id
                 )
             )
-        )
-        for index, mark in enumerate(marks):
-            if mark.student_id not in enrolled:
-                raise Invalid(f"marks[{index}].studentId", "No such student in this classroom.")
-        statement = insert(AttendanceRecord).values(
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "student_id": mark.student_id,
-                    "classroom_id": classroom_id,
-                    "subject_id": subject_id,
-                    "date": day,
-                    "period": period,
-                    "status": mark.status,
-                    "marked_by": access.viewer.user_id,
-                }
-                for mark in marks
-            ]
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["tenant_id", "student_id", "date", "period"],
-            set_={
-                "status": statement.excluded.status,
-                "subject_id": statement.excluded.subject_id,
-                "classroom_id": statement.excluded.classroom_id,
-                "marked_by": statement.excluded.marked_by,
-                "marked_at": func.now(),
-            },
-        ).returning(AttendanceRecord)
-        records = [
-            AttendanceEntry.of(record)
-            for record in await session.scalars(
-                statement, execution_options={"populate_existing": True}
+            if classroom is None:
+                raise NotFound("No such classroom.")
+            await access.ensure_can_mark(classroom_id)
+            subject_name = await session.scalar(
+                select(Subject.name)
+                .join(ClassroomSubject, ClassroomSubject.subject_id == Subject.id)
+                .where(
+                    ClassroomSubject.tenant_id == tenant_id,
+                    ClassroomSubject.classroom_id == classroom_id,
+                    ClassroomSubject.subject_id == subject_id,
+                )
             )
-        ]
-    await after_marks_changed(
-        session,
-        tenant_id=tenant_id,
-        classroom_id=classroom_id,
-        records=records,
-        subject_names={subject_id: subject_name},
-        queue=queue,
-        cache=cache,
-        refresh_delay_seconds=refresh_delay_seconds,
-        now=now,
-    )
+            if subject_name is None:
+                raise Invalid("subjectId", "This subject is not taught in this classroom.")
+            enrolled = set(
+                await session.scalars(
+                    select(Student.id).where(
+                        Student.tenant_id == tenant_id,
+                        Student.classroom_id == classroom_id,
+                        Student.id.in_([mark.student_id for mark in marks]),
+                    )
+                )
+            )
+            for index, mark in enumerate(marks):
+                if mark.student_id not in enrolled:
+                    raise Invalid(f"marks[{index}].studentId", "No such student in this classroom.")
+            statement = insert(AttendanceRecord).values(
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "student_id": mark.student_id,
+                        "classroom_id": classroom_id,
+                        "subject_id": subject_id,
+                        "date": day,
+                        "period": period,
+                        "status": mark.status,
+                        "marked_by": access.viewer.user_id,
+                    }
+                    for mark in marks
+                ]
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["tenant_id", "student_id", "date", "period"],
+                set_={
+                    "status": statement.excluded.status,
+                    "subject_id": statement.excluded.subject_id,
+                    "classroom_id": statement.excluded.classroom_id,
+                    "marked_by": statement.excluded.marked_by,
+                    "marked_at": func.now(),
+                },
+            ).returning(AttendanceRecord)
+            records = [
+                AttendanceEntry.of(record)
+                for record in await session.scalars(
+                    statement, execution_options={"populate_existing": True}
+                )
+            ]
+        return subject_name, records
+
+    subject_name, records = await session_factory.retrying(write)
+    async with session_factory() as session:
+        await after_marks_changed(
+            session,
+            tenant_id=tenant_id,
+            classroom_id=classroom_id,
+            records=records,
+            subject_names={subject_id: subject_name},
+            queue=queue,
+            cache=cache,
+            refresh_delay_seconds=refresh_delay_seconds,
+            now=now,
+        )
     order = {mark.student_id: index for index, mark in enumerate(marks)}
     return sorted(records, key=lambda record: order[record.student_id])
 

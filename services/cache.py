@@ -12,10 +12,10 @@ Keys are ``tenant:{<tenant id>}:…``. The braces are a Redis Cluster hash tag: 
 entries, tags and locks share one slot, so the scripts below stay valid on a cluster.
 
 Past its soft TTL an entry is still served (stale-while-revalidate) and refreshed in the
-background; Redis drops it at twice the soft TTL. Concurrent misses compute once per process
-(one task per key and versions) and once across processes (a short Redis lock). When Redis
-fails, a circuit breaker sends reads straight to the database and writes' invalidations to
-the caller, which queues them durably.
+background, unless the process is short of CPU or memory; Redis drops it at twice the soft
+TTL. Concurrent misses compute once per process (one task per key and versions) and once
+across processes (a short Redis lock). When Redis fails, a circuit breaker sends reads straight
+to the database and writes' invalidations to the caller, which queues them durably.
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ class CacheStats:
     redis_errors: int = 0
     bypassed: int = 0
     background_refreshes: int = 0
+    refreshes_deferred: int = 0
 
     @property
     def hits(self) -> int:
@@ -169,6 +170,7 @@ class CacheStats:
             "redis_errors": self.redis_errors,
             "bypassed": self.bypassed,
             "background_refreshes": self.background_refreshes,
+            "refreshes_deferred": self.refreshes_deferred,
         }
 
 
@@ -224,6 +226,7 @@ class Cache:
         l1_size: int = 1000,
         breaker: CircuitBreaker | None = None,
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
+        constrained: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -233,6 +236,7 @@ class Cache:
         self._l1: OrderedDict[str, Entry[Any]] = OrderedDict()
         self._l1_size = l1_size
         self._on_reconnect = on_reconnect
+        self._constrained = constrained
         self._clock = clock
         self._flights: dict[tuple[str, str], asyncio.Task[Entry[Any]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -374,7 +378,12 @@ class Cache:
         return task
 
     def _refresh_in_background(self, spec: Spec[Any], versions: str) -> None:
+        """Refresh a stale entry; not while the process is short of CPU or memory (it keeps
+        serving the stale entry until its hard TTL, when a read recomputes it)."""
         if (spec.entry_key, versions) in self._flights:
+            return
+        if self._constrained():
+            self.stats.refreshes_deferred += 1
             return
         self.stats.background_refreshes += 1
         task = asyncio.ensure_future(self._background_fill(spec, versions))

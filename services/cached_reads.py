@@ -35,6 +35,7 @@ from typing import NoReturn, Protocol, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import dashboards, statistics
 from services.access import Access
@@ -203,8 +204,9 @@ class Reader:
         self, refused: Forbidden, model: type[Student | Classroom], key: uuid.UUID
     ) -> NoReturn:
         """NOT_FOUND for ids unknown in this tenant (as a full read would say), else FORBIDDEN."""
-        async with self.session_factory() as session:
-            (row,) = await rows_by_ids(session, model, self.tenant_id, [key])
+        (row,) = await self.session_factory.retrying(
+            lambda session: rows_by_ids(session, model, self.tenant_id, [key])
+        )
         if row is None:
             raise NotFound(f"No such {model.__name__.lower()}.") from None
         raise refused
@@ -213,8 +215,8 @@ class Reader:
         async def compute() -> dashboards.StudentDashboard:
             tenant = await self.tenant()
             now = self.clock()
-            async with self.session_factory() as session:
-                return await dashboards.student_dashboard(
+            return await self.session_factory.retrying(
+                lambda session: dashboards.student_dashboard(
                     session,
                     tenant_id=self.tenant_id,
                     student_id=student_id,
@@ -222,6 +224,7 @@ class Reader:
                     today=tenant_today(tenant, now),
                     now=now,
                 )
+            )
 
         return await self._student_read(
             student_id,
@@ -237,10 +240,11 @@ class Reader:
         self, student_id: uuid.UUID, week_start: date
     ) -> Lookup[dashboards.WeeklyAttendance]:
         async def compute() -> dashboards.WeeklyAttendance:
-            async with self.session_factory() as session:
-                return await dashboards.weekly_attendance(
+            return await self.session_factory.retrying(
+                lambda session: dashboards.weekly_attendance(
                     session, tenant_id=self.tenant_id, student_id=student_id, week_start=week_start
                 )
+            )
 
         return await self._student_read(
             student_id,
@@ -252,17 +256,19 @@ class Reader:
         )
 
     async def student_ranking(self, student_id: uuid.UUID) -> Lookup[statistics.StudentRank]:
+        async def read(session: AsyncSession) -> statistics.StudentRank:
+            student = await dashboards.existing_student(
+                session, tenant_id=self.tenant_id, student_id=student_id
+            )
+            return await statistics.student_rank(
+                session,
+                tenant_id=student.tenant_id,
+                student_id=student.id,
+                classroom_id=student.classroom_id,
+            )
+
         async def compute() -> statistics.StudentRank:
-            async with self.session_factory() as session:
-                student = await dashboards.existing_student(
-                    session, tenant_id=self.tenant_id, student_id=student_id
-                )
-                return await statistics.student_rank(
-                    session,
-                    tenant_id=student.tenant_id,
-                    student_id=student.id,
-                    classroom_id=student.classroom_id,
-                )
+            return await self.session_factory.retrying(read)
 
         return await self._student_read(
             student_id,
@@ -281,10 +287,11 @@ class Reader:
             await self._refuse(refused, Classroom, classroom_id)
 
         async def compute() -> statistics.ClassStatistics:
-            async with self.session_factory() as session:
-                found = await statistics.class_statistics(
+            found = await self.session_factory.retrying(
+                lambda session: statistics.class_statistics(
                     session, tenant_id=self.tenant_id, classroom_id=classroom_id
                 )
+            )
             if found is None:
                 raise NotFound("No such classroom.")
             return found
@@ -306,23 +313,25 @@ class Reader:
         except Forbidden as refused:
             await self._refuse(refused, Classroom, classroom_id)
 
-        async def compute() -> RankingPage:
-            async with self.session_factory() as session:
-                ranks = await statistics.rankings_page(
-                    session,
-                    tenant_id=self.tenant_id,
-                    classroom_id=classroom_id,
-                    after=after,
-                    limit=limit,
-                )
-                if ranks:
-                    return RankingPage(ranks=ranks, total=ranks[0].total_students)
-                found = await statistics.class_statistics(
-                    session, tenant_id=self.tenant_id, classroom_id=classroom_id
-                )
+        async def read(session: AsyncSession) -> RankingPage:
+            ranks = await statistics.rankings_page(
+                session,
+                tenant_id=self.tenant_id,
+                classroom_id=classroom_id,
+                after=after,
+                limit=limit,
+            )
+            if ranks:
+                return RankingPage(ranks=ranks, total=ranks[0].total_students)
+            found = await statistics.class_statistics(
+                session, tenant_id=self.tenant_id, classroom_id=classroom_id
+            )
             if found is None:
                 raise NotFound("No such classroom.")
             return RankingPage(ranks=[], total=found.total_students)
+
+        async def compute() -> RankingPage:
+            return await self.session_factory.retrying(read)
 
         cursor = "first" if after is None else f"{after[0]}:{after[1]}"
         return await self._fetch(
@@ -335,9 +344,15 @@ class Reader:
         )
 
 
-def create_cache(settings: Settings, *, session_factory: SessionFactory) -> Cache:
+def create_cache(
+    settings: Settings,
+    *,
+    session_factory: SessionFactory,
+    constrained: Callable[[], bool] = lambda: False,
+) -> Cache:
     """The process's cache on ``cache_redis_url`` (else the queue's Redis), with short socket
-    timeouts so that a hung Redis costs a read half a second, not a request."""
+    timeouts so that a hung Redis costs a read half a second, not a request. Stale entries are
+    not refreshed in the background while ``constrained()``."""
     url = settings.live_redis_url
     if url is None:
         raise ValueError("the cache needs a Redis URL")
@@ -357,6 +372,7 @@ def create_cache(settings: Settings, *, session_factory: SessionFactory) -> Cach
         l1_size=settings.cache_l1_size,
         breaker=CircuitBreaker(reset_seconds=settings.cache_breaker_reset_seconds),
         on_reconnect=replay,
+        constrained=constrained,
     )
     return cache
 

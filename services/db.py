@@ -1,12 +1,21 @@
-"""Engine, session factory and migrations for PostgreSQL (asyncpg)."""
+"""Engine, session factory and migrations for PostgreSQL (asyncpg), and what keeps them going
+when the database falters: a statement timeout, retries of transient connection errors and a
+circuit breaker that fails requests fast while the database is down."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,24 +23,190 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services.circuit import CircuitBreaker
+from services.errors import ErrorCode, ServiceError
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-SessionFactory = async_sessionmaker[AsyncSession]
+# asyncpg waits 60 s for a connection unless told; a database that does not answer within this
+# is down as far as a request is concerned.
+CONNECT_TIMEOUT_SECONDS = 5.0
+# The issue's backoff: three more tries, 1 s, 2 s and 4 s after each failure.
+RETRY_DELAYS_SECONDS = (1.0, 2.0, 4.0)
+# Errors meaning "the connection, not the statement, failed": nothing was done, or a
+# transaction was rolled back by the server. Statement timeouts (QueryCanceledError) and
+# constraint violations are the statement's own and are never retried.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01: terminated (pg_terminate_backend, a fast shutdown)
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+)
 
 
-def create_engine(database_url: str, *, pool_min: int = 10, pool_max: int = 50) -> AsyncEngine:
-    """A pooled engine: ``pool_min`` connections kept, up to ``pool_max`` under load."""
-    return create_async_engine(
+def database_breaker(*, reset_seconds: float) -> CircuitBreaker:
+    """The API's breaker on new connections: open after 5 failed connects within a minute,
+    then one probe every ``reset_seconds``."""
+    return CircuitBreaker(failures=5, window_seconds=60, reset_seconds=reset_seconds)
+
+
+class DatabaseUnavailable(ServiceError):
+    """The database is down: a new connection failed (the failure is its ``__cause__``), or
+    the breaker refused to try. Either way: try again shortly."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+class BreakerOpen(DatabaseUnavailable):
+    """Refused without trying: the database's circuit breaker is open. Never retried."""
+
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps: SQLAlchemy's ``orig``, the adapter's ``__cause__``."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [getattr(current, "orig", None), current.__cause__]
+
+
+def is_statement_timeout(error: BaseException) -> bool:
+    return any(isinstance(cause, asyncpg.QueryCanceledError) for cause in _causes(error))
+
+
+def is_transient(error: BaseException) -> bool:
+    """A connection failure worth retrying (never a refusal of the open breaker)."""
+    if isinstance(error, BreakerOpen) or is_statement_timeout(error):
+        return False
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return any(isinstance(cause, TRANSIENT_ERRORS) for cause in _causes(error))
+
+
+def unavailable(error: BaseException) -> DatabaseUnavailable | None:
+    """What to tell a client about a statement that failed (a timeout, its connection lost),
+    or None when it is no such thing. Failed connects are DatabaseUnavailable already."""
+    if not isinstance(error, DBAPIError):
+        return None
+    if is_statement_timeout(error):
+        return DatabaseUnavailable(
+            "The database took too long to answer and the query was cancelled; try again shortly."
+        )
+    if is_transient(error):
+        return DatabaseUnavailable(UNAVAILABLE_MESSAGE)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Repeat a unit of work after a transient connection error, waiting ``delays`` between
+    tries; ``sleep`` is injectable so that tests do not wait."""
+
+    delays: tuple[float, ...] = RETRY_DELAYS_SECONDS
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        for attempt, delay in enumerate(self.delays, start=1):
+            try:
+                return await work()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                logger.warning(
+                    "database: try %d of %d failed (%s); trying again in %g s",
+                    attempt,
+                    len(self.delays) + 1,
+                    type(error).__name__,
+                    delay,
+                )
+            await self.sleep(delay)
+        return await work()
+
+
+class SessionFactory(async_sessionmaker[AsyncSession]):
+    """Sessions on one engine, and the retry policy of work that is safe to repeat."""
+
+    def __init__(self, engine: AsyncEngine, *, retry: RetryPolicy) -> None:
+        super().__init__(engine, expire_on_commit=False, autoflush=False)
+        self.retry = retry
+
+    async def retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """``work`` in a fresh session, repeated (in another fresh one) after a transient
+        connection error. Only for reads and idempotent writes: a commit whose answer was lost
+        may have happened, and is then done twice."""
+
+        async def attempt() -> T:
+            async with self() as session:
+                return await work(session)
+
+        return await self.retry.run(attempt)
+
+
+def create_engine(
+    database_url: str,
+    *,
+    pool_min: int = 10,
+    pool_max: int = 50,
+    statement_timeout_ms: int = 0,
+    breaker: CircuitBreaker | None = None,
+) -> AsyncEngine:
+    """A pooled engine. SQLAlchemy's QueuePool opens connections on demand: up to ``pool_min``
+    stay open once opened (the floor kept warm), up to ``pool_max`` exist under load, the rest
+    closed when returned. Each session's statements are cancelled by the server after
+    ``statement_timeout_ms`` (0: never). A new connection that fails for a transient reason
+    raises DatabaseUnavailable (SERVICE_UNAVAILABLE for clients; retried). With ``breaker``,
+    every new connection goes through it: while it is open, checking out fails at once with
+    BreakerOpen."""
+    server_settings = {"application_name": "rollcall"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
+    engine = create_async_engine(
         database_url,
         pool_size=pool_min,
         max_overflow=max(pool_max - pool_min, 0),
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "rollcall"}},
+        connect_args={"server_settings": server_settings, "timeout": CONNECT_TIMEOUT_SECONDS},
     )
+    _guard_connections(engine, breaker)
+    return engine
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        if breaker is not None and not breaker.allow():
+            raise BreakerOpen(UNAVAILABLE_MESSAGE)
+        try:
+            connection = dialect.connect(*cargs, **cparams)
+        except BaseException as error:
+            if breaker is not None:
+                # A cancelled connect counts too: a half-open probe that never reported back
+                # would leave the breaker refusing everyone.
+                breaker.record_failure()
+            logger.warning("database: connecting failed: %r", error)
+            if isinstance(error, Exception) and is_transient(error):
+                raise DatabaseUnavailable(UNAVAILABLE_MESSAGE) from error
+            raise
+        if breaker is not None:
+            breaker.record_success()
+        return connection
+
+
+def create_session_factory(
+    engine: AsyncEngine, *, retry: RetryPolicy | None = None
+) -> SessionFactory:
+    return SessionFactory(engine, retry=retry or RetryPolicy())
 
 
 def alembic_config(database_url: str) -> Config:

@@ -79,6 +79,10 @@ FINISHED = frozenset({ExportStatus.READY, ExportStatus.FAILED, ExportStatus.EXPI
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 UNEXPECTED_FAILURE = "The export could not be built. Request it again later."
+# While a process is short of CPU or memory an export's build waits this long (it is the
+# heaviest thing a user can ask for), at most MAX_DEFERRALS times: deferred, never denied.
+BUILD_DEFER_SECONDS = 120
+MAX_DEFERRALS = 30
 logger = logging.getLogger(__name__)
 
 
@@ -116,10 +120,12 @@ async def request_export(
     access: Access,
     request: ExportRequest,
     origin: audit.Origin,
+    build_delay_seconds: float = 0,
 ) -> Export:
     """A PENDING export of what the viewer may read (a student their own marks, a teacher
     their classes', an admin or partner the whole school's), committed with its DATA_EXPORT
-    audit entry; its ``build_export`` job is queued after the commit (or kept in the outbox)."""
+    audit entry; its ``build_export`` job is queued after the commit (or kept in the outbox),
+    to start ``build_delay_seconds`` later."""
     validate_request(request, access=access)
     viewer = access.viewer
     async with session_factory() as session:
@@ -160,8 +166,33 @@ async def request_export(
             str(export.id),
             queue=Queue.NORMAL,
             job_id=f"{BUILD_EXPORT}:{export.id}",
+            defer_seconds=build_delay_seconds,
         )
     return export
+
+
+async def defer_build(
+    *,
+    session_factory: SessionFactory,
+    queue: ArqRedis,
+    tenant_id: uuid.UUID,
+    export_id: uuid.UUID,
+    deferrals: int,
+) -> None:
+    """Queue the build again ``BUILD_DEFER_SECONDS`` from now, as its ``deferrals``-th deferral
+    (a job id of its own: the running one still holds the export's)."""
+    async with session_factory() as session:
+        await enqueue(
+            queue,
+            session,
+            BUILD_EXPORT,
+            str(tenant_id),
+            str(export_id),
+            deferrals,
+            queue=Queue.NORMAL,
+            job_id=f"{BUILD_EXPORT}:{export_id}:deferred-{deferrals}",
+            defer_seconds=BUILD_DEFER_SECONDS,
+        )
 
 
 async def exports_page(

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 PREFIX = "ROLLCALL_"
 DEFAULT_POOL_MIN = 10
 DEFAULT_POOL_MAX = 50
+# Degradation thresholds of design property 47: above either, non-critical work is deferred.
+DEFAULT_DEGRADE_CPU_PERCENT = 80
+DEFAULT_DEGRADE_MEMORY_PERCENT = 85
 DEVELOPMENT_JWT_SECRET = "rollcall-development-secret-not-for-production-use"
 _RATE_LIMIT_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<count>\d+)/(?P<seconds>\d+)s$")
 # Soft TTLs in seconds of each cached read (the design's table: student metrics 2 min, class
@@ -102,6 +105,13 @@ class Settings:
     query_max_batch: int = 10
     db_pool_min: int = DEFAULT_POOL_MIN
     db_pool_max: int = DEFAULT_POOL_MAX
+    # A request's statement runs at most this long; jobs (exports, the statistics refresh,
+    # audit archival) get the longer job timeout. 0: no limit.
+    db_statement_timeout_ms: int = 5000
+    db_job_statement_timeout_ms: int = 30 * 60 * 1000
+    db_breaker_reset_seconds: int = 10
+    degrade_cpu_percent: int = DEFAULT_DEGRADE_CPU_PERCENT
+    degrade_memory_percent: int = DEFAULT_DEGRADE_MEMORY_PERCENT
     statistics_refresh_delay_seconds: int = 60
     export_retention_days: int = 7
     ws_connections_per_user: int = 5
@@ -226,6 +236,11 @@ class Settings:
             ("JWT_TTL_SECONDS", "jwt_ttl_seconds", 60, 30 * 24 * 3600),
             ("DB_POOL_MIN", "db_pool_min", 1, 500),
             ("DB_POOL_MAX", "db_pool_max", 1, 1000),
+            ("DB_STATEMENT_TIMEOUT_MS", "db_statement_timeout_ms", 0, 24 * 3600 * 1000),
+            ("DB_JOB_STATEMENT_TIMEOUT_MS", "db_job_statement_timeout_ms", 0, 24 * 3600 * 1000),
+            ("DB_BREAKER_RESET_SECONDS", "db_breaker_reset_seconds", 1, 3600),
+            ("DEGRADE_CPU_PERCENT", "degrade_cpu_percent", 1, 100),
+            ("DEGRADE_MEMORY_PERCENT", "degrade_memory_percent", 1, 100),
             ("STATISTICS_REFRESH_DELAY_SECONDS", "statistics_refresh_delay_seconds", 0, 300),
             ("EXPORT_RETENTION_DAYS", "export_retention_days", 1, 365),
             ("CACHE_L1_SIZE", "cache_l1_size", 0, 1_000_000),

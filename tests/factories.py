@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -19,7 +19,7 @@ from graph.app import create_app
 from jobs.worker import create_workers, run_workers, shared_context
 from services.auth import Viewer, hash_password, issue_token
 from services.cached_reads import create_cache, refresh_statistics
-from services.db import SessionFactory
+from services.db import RetryPolicy, SessionFactory
 from services.models import (
     AttendanceRecord,
     AttendanceStatus,
@@ -32,6 +32,7 @@ from services.models import (
     Tenant,
     User,
 )
+from services.resources import Usage
 from services.settings import Settings
 from services.trusted_documents import read_manifest, register
 
@@ -207,11 +208,22 @@ class Factory:
             await cache.redis.aclose()
 
 
+def calm() -> Usage:
+    """A machine with CPU and memory to spare, so that tests never see it constrained by
+    whatever else the machine runs."""
+    return Usage(cpu_percent=0.0, memory_percent=0.0)
+
+
 @contextlib.asynccontextmanager
-async def api_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_process(
+    settings: Settings,
+    *,
+    retry: RetryPolicy | None = None,
+    usage: Callable[[], Usage] = calm,
+) -> AsyncIterator[httpx.AsyncClient]:
     """An API process of its own (app, lifespan, L1 cache, pools) and a client for it."""
     async with (
-        LifespanManager(create_app(settings)) as manager,
+        LifespanManager(create_app(settings, retry=retry, usage=usage)) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://rollcall.test"
         ) as http,
@@ -236,7 +248,7 @@ def counted_statements() -> Iterator[list[str]]:
 
 async def run_jobs(settings: Settings, **options: Any) -> list[Worker]:
     """Both workers in burst mode, without cron jobs, until the queues are empty."""
-    async with shared_context(settings, retry_backoff_seconds=0.05) as shared:
+    async with shared_context(settings, retry_backoff_seconds=0.05, usage=calm) as shared:
         workers = create_workers(settings, shared, cron_jobs=(), burst=True, **options)
         await run_workers(workers)
     return workers

@@ -21,8 +21,13 @@ async def test_readiness_reports_each_dependency(client):
         "redis": "up",
         "cache": "up",
         "storage": "up",
+        "resources": "ok",
     }
-    assert body["cache"]["breaker"] == "closed"
+    assert body["reasons"] == []
+    assert body["cache"]["breaker"] == "closed" and body["database"]["breaker"] == "closed"
+    assert body["queue"]["reachable"] is True
+    assert {"deadLetters", "outbox"} <= set(body["queue"])
+    assert {"cpuPercent", "memoryPercent"} == set(body["resources"])
 
 
 async def test_queue_report(client):

@@ -148,22 +148,21 @@ async def test_marks_commit_and_their_jobs_are_kept_while_redis_is_down(
     dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     today = datetime.now(UTC).date()
     # when marking
-    async with session_factory() as session:
-        records = await mark_attendance(
-            session,
-            access=access,
-            classroom_id=school.classrooms[0].id,
-            day=today,
-            period=1,
-            subject_id=school.subjects[0].id,
-            marks=[Mark(student.id, AttendanceStatus.ABSENT) for student in school.students],
-            today=today,
-            periods_per_day=6,
-            queue=dead,
-            cache=Cache(redis=dead, ttls=DEFAULT_CACHE_TTLS),
-            refresh_delay_seconds=1,
-            now=time.time(),
-        )
+    records = await mark_attendance(
+        session_factory=session_factory,
+        access=access,
+        classroom_id=school.classrooms[0].id,
+        day=today,
+        period=1,
+        subject_id=school.subjects[0].id,
+        marks=[Mark(student.id, AttendanceStatus.ABSENT) for student in school.students],
+        today=today,
+        periods_per_day=6,
+        queue=dead,
+        cache=Cache(redis=dead, ttls=DEFAULT_CACHE_TTLS),
+        refresh_delay_seconds=1,
+        now=time.time(),
+    )
     await dead.aclose()
     # then the marks are stored and every follow-up job waits in the outbox
     assert len(records) == 2

@@ -188,6 +188,22 @@ async def test_a_stale_entry_is_served_and_refreshed_in_the_background(redis, te
     assert cache.stats.stale_serves == 1 and cache.stats.background_refreshes == 1
 
 
+async def test_a_constrained_process_serves_stale_entries_without_refreshing_them(redis, tenant):
+    # given a process short of CPU or memory, and an entry past its soft TTL
+    clock = Clock()
+    cache, source = cache_on(redis, clock=clock, constrained=lambda: True), FakeDatabase()
+    await cache.fetch(spec(tenant, source))
+    clock.now += TTLS["figure"] + 1
+    source.value = 2
+    # when it is read twice
+    first = await cache.fetch(spec(tenant, source))
+    await asyncio.sleep(0.05)
+    second = await cache.fetch(spec(tenant, source))
+    # then the stale value is served and no background refresh runs
+    assert first.value == second.value == Figure(1) and second.stale
+    assert cache.stats.background_refreshes == 0 and cache.stats.refreshes_deferred == 2
+
+
 async def test_errors_are_not_cached(redis, tenant):
     cache, calls = cache_on(redis), itertools.count()
 

@@ -110,3 +110,37 @@ def test_observability_settings_default_parse_and_are_checked():
     message = str(raised.value)
     for name in ("LOG_FORMAT", "LOG_LEVEL", "SLOW_QUERY_MS", "OTLP_ENDPOINT"):
         assert f"ROLLCALL_{name} must" in message
+
+
+def test_resilience_defaults():
+    settings = Settings.from_env({})
+    assert settings.db_statement_timeout_ms == 5000
+    assert settings.db_job_statement_timeout_ms == 30 * 60 * 1000
+    assert settings.db_breaker_reset_seconds == 10
+    assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (80, 85)
+
+
+def test_resilience_settings_parse_and_are_bounded():
+    settings = Settings.from_env(
+        {
+            "ROLLCALL_DB_STATEMENT_TIMEOUT_MS": "250",
+            "ROLLCALL_DB_JOB_STATEMENT_TIMEOUT_MS": "0",
+            "ROLLCALL_DB_BREAKER_RESET_SECONDS": "2",
+            "ROLLCALL_DEGRADE_CPU_PERCENT": "95",
+            "ROLLCALL_DEGRADE_MEMORY_PERCENT": "70",
+        }
+    )
+    assert settings.db_statement_timeout_ms == 250 and settings.db_job_statement_timeout_ms == 0
+    assert settings.db_breaker_reset_seconds == 2
+    assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (95, 70)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {
+                "ROLLCALL_DB_STATEMENT_TIMEOUT_MS": "-1",
+                "ROLLCALL_DEGRADE_CPU_PERCENT": "0",
+                "ROLLCALL_DEGRADE_MEMORY_PERCENT": "101",
+            }
+        )
+    message = str(raised.value)
+    for name in ("DB_STATEMENT_TIMEOUT_MS", "DEGRADE_CPU_PERCENT", "DEGRADE_MEMORY_PERCENT"):
+        assert f"ROLLCALL_{name} must be a whole number" in message
