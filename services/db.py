@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 
 from services.circuit import CircuitBreaker
 from services.errors import ErrorCode, ServiceError
+from services.telemetry import DB_BREAKER_REFUSALS, DB_RETRIES
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class RetryPolicy:
             except Exception as error:
                 if not is_transient(error):
                     raise
+                DB_RETRIES.inc()
                 logger.warning(
                     "database: try %d of %d failed (%s); trying again in %g s",
                     attempt,
@@ -186,6 +188,7 @@ def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> N
     @event.listens_for(engine.sync_engine, "do_connect")
     def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
         if breaker is not None and not breaker.allow():
+            DB_BREAKER_REFUSALS.inc()
             raise BreakerOpen(UNAVAILABLE_MESSAGE)
         try:
             connection = dialect.connect(*cargs, **cparams)

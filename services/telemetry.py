@@ -77,6 +77,14 @@ DB_QUERY_DURATION = Histogram(
     ["statement"],
     buckets=FAST_BUCKETS,
 )
+DB_RETRIES = Counter(
+    "rollcall_db_retries_total",
+    "Units of work tried again after a transient connection error (reads, idempotent writes)",
+)
+DB_BREAKER_REFUSALS = Counter(
+    "rollcall_db_breaker_refusals_total",
+    "New database connections refused without trying: the database's circuit breaker is open",
+)
 DB_SLOW_QUERIES = Counter(
     "rollcall_db_slow_queries_total",
     "SQL statements slower than ROLLCALL_SLOW_QUERY_MS, by their first keyword",

@@ -8,6 +8,7 @@ import socket
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -89,6 +90,11 @@ async def test_a_read_survives_its_connection_being_terminated(settings, factory
     assert sleeps.delays == [1.0]
 
 
+def counted(metric: str) -> float:
+    """What /metrics says of ``metric`` in this process."""
+    return REGISTRY.get_sample_value(metric) or 0.0
+
+
 async def test_transient_errors_are_retried_three_times_with_backoff():
     sleeps, calls = Sleeps(), []
 
@@ -96,9 +102,11 @@ async def test_transient_errors_are_retried_three_times_with_backoff():
         calls.append(1)
         raise ConnectionRefusedError(111, "Connect call failed")
 
+    retries = counted("rollcall_db_retries_total")
     with pytest.raises(ConnectionRefusedError):
         await RetryPolicy(sleep=sleeps).run(refused)
     assert len(calls) == 4 and sleeps.delays == [1.0, 2.0, 4.0]
+    assert counted("rollcall_db_retries_total") == retries + 3  # what /metrics counts
 
 
 async def test_constraint_violations_and_refusals_are_not_retried(session_factory):
@@ -192,9 +200,11 @@ async def test_the_breaker_refuses_new_connections_at_once_while_open():
         # then the breaker opened on the second failure and the third try was refused
         assert breaker.state is BreakerState.OPEN and sleeps.delays == [1.0, 2.0]
         started = asyncio.get_running_loop().time()
+        refusals = counted("rollcall_db_breaker_refusals_total")
         with pytest.raises(BreakerOpen):
             await sessions.retrying(lambda session: session.scalar(text("SELECT 1")))
         assert asyncio.get_running_loop().time() - started < 0.5
+        assert counted("rollcall_db_breaker_refusals_total") == refusals + 1
     finally:
         await engine.dispose()
 
