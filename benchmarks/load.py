@@ -64,7 +64,14 @@ sys.path.insert(0, str(ROOT))  # ``python benchmarks/load.py`` finds the project
 import httpx  # noqa: E402
 from sqlalchemy import insert, select, update  # noqa: E402
 
-from benchmarks.cache import cache_counters, cpu_seconds, flush_redis, machine_ticks, run  # noqa: E402
+from benchmarks.cache import (  # noqa: E402
+    cache_counters,
+    cpu_seconds,
+    flush_redis,
+    machine_ticks,
+    queued_seconds,
+    run,
+)
 from benchmarks.foundation import DEFAULT_DATABASE_URL, percentile, scratch_database  # noqa: E402
 from benchmarks.live import raise_open_files_limit  # noqa: E402
 from rollcall.live_client import LiveClient  # noqa: E402
@@ -505,9 +512,11 @@ class CpuShares:
     """CPU over the run, in shares of one core, and the machine's busy share of all cores."""
 
     servers: list[float]
+    servers_queued: list[float | None]  # share of the window each event loop waited for a core
     worker: float
     client: float
     machine: float
+    load_average: float  # the machine's 1-minute load average at the end
 
 
 async def measure(
@@ -517,6 +526,7 @@ async def measure(
     before = await asyncio.gather(*(cache_counters(c) for c in plan.clients))
     pids = [server.pid for server in servers]
     cpu_before = ([cpu_seconds(pid) for pid in pids], cpu_seconds(worker_pid), time.process_time())
+    queued_before = [queued_seconds(pid) for pid in pids]
     ticks_before = machine_ticks()
     tasks = [
         login_client(plan, tally, index, plan.started + plan.seconds * index / plan.logins)
@@ -532,9 +542,14 @@ async def measure(
             (cpu_seconds(pid) - was) / wall * 100
             for pid, was in zip(pids, cpu_before[0], strict=True)
         ],
+        servers_queued=[
+            None if was is None or now is None else (now - was) / wall * 100
+            for was, now in zip(queued_before, (queued_seconds(pid) for pid in pids), strict=True)
+        ],
         worker=(cpu_seconds(worker_pid) - cpu_before[1]) / wall * 100,
         client=(time.process_time() - cpu_before[2]) / wall * 100,
         machine=(ticks_after[0] - ticks_before[0]) / max(ticks_after[1] - ticks_before[1], 1) * 100,
+        load_average=os.getloadavg()[0],
     )
     after = await asyncio.gather(*(cache_counters(c) for c in plan.clients))
     return cpu, list(before), list(after)
@@ -697,8 +712,14 @@ async def benchmark(
         + " + ".join(f"{share:.0f} %" for share in cpu.servers)
         + f", worker {cpu.worker:.0f} %, this load generator {cpu.client:.0f} %; "
         f"machine {cpu.machine:.0f} % busy of {os.cpu_count()} cores "
-        "(PostgreSQL and Redis are the rest)"
+        f"(PostgreSQL, Redis and anything else running), load average {cpu.load_average:.1f}"
     )
+    if None not in cpu.servers_queued:
+        print(
+            "API event loops waited, runnable, for a core: "
+            + " + ".join(f"{share:.0f} %" for share in cpu.servers_queued if share is not None)
+            + " of the window"
+        )
     for op in tally.operations:
         if op.first_error:
             print(f"first error of {op.name}: {op.first_error}")
