@@ -89,3 +89,13 @@ def test_proxy_config_exists_and_names_both_replicas():
 
 def test_clamd_is_optional():
     assert SERVICES["clamd"]["profiles"] == ["clamd"]
+
+
+def test_connection_pools_fit_in_postgres_max_connections():
+    default = re.search(r"\$\{ROLLCALL_DB_POOL_MAX:-(\d+)\}", COMPOSE_TEXT)
+    assert default, "the pool size is set for every Rollcall process"
+    long_running = [*API_REPLICAS, "worker"]
+    command = " ".join(SERVICES["postgres"].get("command") or [])
+    limit = re.search(r"max_connections=(\d+)", command)
+    max_connections = int(limit.group(1)) if limit else 100  # PostgreSQL's default
+    assert len(long_running) * int(default.group(1)) <= max_connections - 3
