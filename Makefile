@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.exports
 	$(BIN)/python -m benchmarks.governance
 	$(BIN)/python -m benchmarks.audit
+	$(BIN)/python -m benchmarks.load --seconds 45
 
 clean:
 	rm -rf $(VENV) .rollcall

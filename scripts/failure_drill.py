@@ -12,11 +12,12 @@ Under a steady load (every student polls their dashboard, every teacher marks th
 of the students ABSENT so that standings cross and alert jobs notify), it runs these phases:
 
 1. ``baseline``;
-2. ``redis-down``: Valkey killed (SIGKILL), restarted on the same port after ``--outage`` s;
-3. ``postgres-down``: PostgreSQL stopped in immediate mode (SIGQUIT: no checkpoint, crash
+2. ``worker-killed``: a student requests an export, whose EXPORT_READY e-mail goes to the
+   drill's own mail server, which takes ``--smtp-delay`` s to accept a message; the worker is
+   SIGKILLed while it waits for that answer (mid-job), and restarted a second later;
+3. ``redis-down``: Valkey killed (SIGKILL), restarted on the same port after ``--outage`` s;
+4. ``postgres-down``: PostgreSQL stopped in immediate mode (SIGQUIT: no checkpoint, crash
    recovery at the next start), restarted after ``--outage`` s;
-4. ``worker-killed``: the worker SIGKILLed while it runs jobs (waits for /health/queues to show
-   one running), restarted after a moment;
 5. ``after``: the load goes on, then stops, and the drill waits up to ``--settle`` s for the
    queues and the outbox to drain.
 
@@ -527,6 +528,20 @@ async def drill_with_mail(
             async with load(clients, school, tally):
                 tally.phase = "baseline"
                 await asyncio.sleep(args.phase)
+                tally.phase = "worker-killed"
+                # An export's EXPORT_READY e-mail: a job that is sure to run now, and that the
+                # slow mail server keeps running until the kill.
+                await request_export(clients[0], school)
+                mid_job = await kill_worker_mid_job(mail, worker, within=args.phase * 4)
+                print(
+                    f"worker killed {'while' if mid_job else 'but not while'} mailing", flush=True
+                )
+                await asyncio.sleep(1)
+                worker.log_path.unlink(missing_ok=True)
+                worker = await start_worker(env)
+                print("worker restarted", flush=True)
+                tally.phase = "worker-back"
+                await asyncio.sleep(args.phase)
                 tally.phase = "redis-down"
                 redis.crash()
                 print("Redis killed", flush=True)
@@ -543,18 +558,6 @@ async def drill_with_mail(
                 print("PostgreSQL restarted", flush=True)
                 tally.phase = "postgres-back"
                 await asyncio.sleep(args.phase)
-                tally.phase = "worker-killed"
-                # An export's EXPORT_READY e-mail: a job that is sure to run now, and that the
-                # slow mail server keeps running until the kill.
-                await request_export(clients[0], school)
-                mid_job = await kill_worker_mid_job(mail, worker, within=args.phase * 4)
-                print(
-                    f"worker killed {'while' if mid_job else 'but not while'} mailing", flush=True
-                )
-                await asyncio.sleep(1)
-                worker.log_path.unlink(missing_ok=True)
-                worker = await start_worker(env)
-                print("worker restarted", flush=True)
                 tally.phase = "after"
                 await asyncio.sleep(args.phase)
             tally.phase = "settle"
