@@ -319,6 +319,49 @@ def busy(report: dict[str, Any] | None) -> tuple[int, int, int]:
     )
 
 
+class Supervisor:
+    """Keeps one ``rollcall worker`` running, as ``restart: unless-stopped`` does in
+    docker-compose.yml: a worker that exits on its own is started again, and each such exit's
+    last log lines are kept. ``kill`` is the drill's own SIGKILL, restarted a second later."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.worker: WorkerProcess | None = None
+        self.exits: list[str] = []  # the last log lines of each worker that exited by itself
+        self._watch: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Supervisor:
+        self.worker = await start_worker(self.env)
+        self._watch = asyncio.create_task(self._restart_exited())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker.log_path.unlink(missing_ok=True)
+
+    async def kill(self) -> None:
+        assert self.worker is not None
+        worker, self.worker = self.worker, None
+        await worker.stop(signal.SIGKILL)
+        worker.log_path.unlink(missing_ok=True)
+        await asyncio.sleep(1)
+        self.worker = await start_worker(self.env)
+
+    async def _restart_exited(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            worker = self.worker
+            if worker is not None and worker.process.returncode is not None:
+                self.exits.append(worker.log_tail(3))
+                worker.log_path.unlink(missing_ok=True)
+                self.worker = await start_worker(self.env)
+
+
 async def request_export(client: httpx.AsyncClient, school: School) -> None:
     today = datetime.now(UTC).date()
     period = {"format": "CSV", "from": (today - timedelta(days=30)).isoformat(), "to": str(today)}
@@ -329,16 +372,16 @@ async def request_export(client: httpx.AsyncClient, school: School) -> None:
 
 
 async def kill_worker_mid_job(
-    mail: SlowMailServer, worker: WorkerProcess, *, within: float
+    mail: SlowMailServer, supervisor: Supervisor, *, within: float
 ) -> bool:
     """SIGKILL the worker while it is sending an e-mail (the job waits for the mail server's
-    answer), or after ``within`` s; whether it was mid-job."""
+    answer), or after ``within`` s, and start it again; whether it was mid-job."""
     deadline = time.monotonic() + within
     # Polled: the mail server runs its own event loop in another thread.
     while not mail.receiving and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     mid_job = mail.receiving > 0
-    await worker.stop(signal.SIGKILL)
+    await supervisor.kill()
     return mid_job
 
 
@@ -439,6 +482,7 @@ async def alert_problems(
 class Findings:
     tally: Tally
     killed_mid_job: bool
+    worker_exits: list[str]  # the last log lines of each worker that exited by itself
     in_progress_seconds: int
     settled_after: float | None
     final_queues: tuple[int, int, int]
@@ -461,6 +505,7 @@ class Findings:
             (
                 "worker killed mid-job: every job completed after the restart, none dead-lettered",
                 self.killed_mid_job
+                and not self.worker_exits
                 and self.settled_after is not None
                 and self.dead_letters == 0
                 and self.mails_pending == 0,
@@ -518,63 +563,56 @@ async def drill_with_mail(
         servers: list[ServerProcess] = [
             await stack.enter_async_context(running_server(env)) for _ in range(2)
         ]
-        worker = await start_worker(env)
+        supervisor = await stack.enter_async_context(Supervisor(env))
         clients = [
             await stack.enter_async_context(httpx.AsyncClient(base_url=s.base_url, timeout=30))
             for s in servers
         ]
-        print(f"stack up: API pids {[s.pid for s in servers]}, worker {worker.pid}", flush=True)
-        try:
-            async with load(clients, school, tally):
-                tally.phase = "baseline"
-                await asyncio.sleep(args.phase)
-                tally.phase = "worker-killed"
-                # An export's EXPORT_READY e-mail: a job that is sure to run now, and that the
-                # slow mail server keeps running until the kill.
-                await request_export(clients[0], school)
-                mid_job = await kill_worker_mid_job(mail, worker, within=args.phase * 4)
-                print(
-                    f"worker killed {'while' if mid_job else 'but not while'} mailing", flush=True
-                )
-                await asyncio.sleep(1)
-                worker.log_path.unlink(missing_ok=True)
-                worker = await start_worker(env)
-                print("worker restarted", flush=True)
-                tally.phase = "worker-back"
-                await asyncio.sleep(args.phase)
-                tally.phase = "redis-down"
-                redis.crash()
-                print("Redis killed", flush=True)
-                await asyncio.sleep(args.outage)
-                await asyncio.to_thread(redis.start)
-                print("Redis restarted", flush=True)
-                tally.phase = "redis-back"
-                await asyncio.sleep(args.phase)
-                tally.phase = "postgres-down"
-                await asyncio.to_thread(postgres.crash)
-                print("PostgreSQL stopped (immediate)", flush=True)
-                await asyncio.sleep(args.outage)
-                await asyncio.to_thread(postgres.start)
-                print("PostgreSQL restarted", flush=True)
-                tally.phase = "postgres-back"
-                await asyncio.sleep(args.phase)
-                tally.phase = "after"
-                await asyncio.sleep(args.phase)
-            tally.phase = "settle"
-            started = time.monotonic()
-            settled_after: float | None = None
-            report = None
-            while time.monotonic() - started < args.settle:
-                report = await queue_report(clients[0])
-                if busy(report) == (0, 0, 0):
-                    settled_after = time.monotonic() - started
-                    break
-                await asyncio.sleep(0.5)
-            dead = sum(q["deadLetters"] for q in report["queues"].values()) if report else -1
-            alerts = await alert_problems(settings, school, clients[0], admin)
-        finally:
-            await worker.stop()
-            worker.log_path.unlink(missing_ok=True)
+        print(f"stack up: API pids {[s.pid for s in servers]} and a worker", flush=True)
+        async with load(clients, school, tally):
+            tally.phase = "baseline"
+            await asyncio.sleep(args.phase)
+            tally.phase = "worker-killed"
+            # An export's EXPORT_READY e-mail: a job that is sure to run now, and that the
+            # slow mail server keeps running until the kill.
+            await request_export(clients[0], school)
+            mid_job = await kill_worker_mid_job(mail, supervisor, within=args.phase * 4)
+            print(
+                f"worker killed {'while' if mid_job else 'but not while'} mailing, and restarted",
+                flush=True,
+            )
+            tally.phase = "worker-back"
+            await asyncio.sleep(args.phase)
+            tally.phase = "redis-down"
+            redis.crash()
+            print("Redis killed", flush=True)
+            await asyncio.sleep(args.outage)
+            await asyncio.to_thread(redis.start)
+            print("Redis restarted", flush=True)
+            tally.phase = "redis-back"
+            await asyncio.sleep(args.phase)
+            tally.phase = "postgres-down"
+            await asyncio.to_thread(postgres.crash)
+            print("PostgreSQL stopped (immediate)", flush=True)
+            await asyncio.sleep(args.outage)
+            await asyncio.to_thread(postgres.start)
+            print("PostgreSQL restarted", flush=True)
+            tally.phase = "postgres-back"
+            await asyncio.sleep(args.phase)
+            tally.phase = "after"
+            await asyncio.sleep(args.phase)
+        tally.phase = "settle"
+        started = time.monotonic()
+        settled_after: float | None = None
+        report = None
+        while time.monotonic() - started < args.settle:
+            report = await queue_report(clients[0])
+            if busy(report) == (0, 0, 0):
+                settled_after = time.monotonic() - started
+                break
+            await asyncio.sleep(0.5)
+        dead = sum(q["deadLetters"] for q in report["queues"].values()) if report else -1
+        alerts = await alert_problems(settings, school, clients[0], admin)
     deliveries = await delivery_counts(settings)
     sent = deliveries.get(DeliveryStatus.SENT, 0)
     return Findings(
@@ -584,6 +622,7 @@ async def drill_with_mail(
         mails_unrecorded=max(len(mail.accepted) - sent, 0),
         tally=tally,
         killed_mid_job=mid_job,
+        worker_exits=supervisor.exits,
         in_progress_seconds=in_progress_seconds(settings),
         settled_after=settled_after,
         final_queues=busy(report),
@@ -651,6 +690,9 @@ def report(findings: Findings) -> bool:
             f"longest job timeout + 10 s)"
         )
     print(f"dead letters: {findings.dead_letters}")
+    print(f"the worker exited by itself {len(findings.worker_exits)} time(s) (restarted each time)")
+    for tail in findings.worker_exits[:3]:
+        print("  last lines: " + tail.replace("\n", "\n  "))
     print(f"alert problems: {len(findings.alerts)}")
     for line in findings.alerts[:5]:
         print(f"  {line}")
