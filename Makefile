@@ -20,7 +20,7 @@ install: $(STAMP)
 ## test: lint, then the whole suite on two workers against real PostgreSQL and Redis
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.audit
 	$(BIN)/python -m benchmarks.observability
 	$(BIN)/python -m benchmarks.resilience
+	$(BIN)/python -m benchmarks.load --seconds 45
 
 clean:
 	rm -rf $(VENV) .rollcall
