@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker
+from redis.exceptions import RedisError
 
 from jobs.audit import archive_audit_logs, ensure_audit_partitions
 from jobs.cache import invalidate_cache
@@ -31,18 +33,27 @@ from services.storage import create_store
 from services.telemetry import instrument_engine
 
 CRON_TIMEOUT_SECONDS = 300
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+logger = logging.getLogger(__name__)
 # A first archival may take many months at once: ~15 s per million rows (benchmarks/audit.py).
 ARCHIVE_TIMEOUT_SECONDS = 3 * 3600
 
 
 class WorkerSettings:
-    """Every job function (each runs on whichever queue it was enqueued on) and cron job."""
+    """Every job function and cron job, and which of them the URGENT worker runs."""
 
-    functions: Sequence[Function] = (
-        durable(refresh_statistics, timeout_seconds=120),
+    # What services.queue enqueues on URGENT. arq keeps a job a stopped worker was running
+    # locked for its worker's longest function timeout (plus 10 s), so the URGENT worker holds
+    # only these short ones: an alert or e-mail cut short runs again within a minute, not after
+    # the NORMAL queue's exports and archival could have finished.
+    urgent_functions: Sequence[Function] = (
         durable(check_thresholds, timeout_seconds=30),
         durable(send_notification_email, timeout_seconds=30),
         durable(invalidate_cache, timeout_seconds=30),
+    )
+    functions: Sequence[Function] = (
+        *urgent_functions,
+        durable(refresh_statistics, timeout_seconds=120),
         durable(scan_certificate, timeout_seconds=120),
         durable(build_export, timeout_seconds=EXPORT_TIMEOUT_SECONDS, on_give_up=export_failed),
     )
@@ -153,14 +164,15 @@ def create_workers(
     settings: Settings,
     shared: dict[str, Any],
     *,
-    functions: Sequence[Function] = WorkerSettings.functions,
+    functions: Sequence[Function] | None = None,
     cron_jobs: Sequence[CronJob] = WorkerSettings.cron_jobs,
     burst: bool = False,
 ) -> list[Worker]:
-    """An URGENT worker and a NORMAL one that yields to it; cron jobs run on NORMAL."""
+    """An URGENT worker and a NORMAL one that yields to it; cron jobs run on NORMAL. Given
+    ``functions`` (tests, benchmarks), both workers run all of them; else each its own."""
     assert settings.redis_url is not None, "the worker needs Redis"
+    urgent = WorkerSettings.urgent_functions if functions is None else functions
     common: dict[str, Any] = {
-        "functions": list(functions),
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "handle_signals": False,
         "burst": burst,
@@ -168,12 +180,14 @@ def create_workers(
     }
     return [
         Worker(
+            functions=list(urgent),
             queue_name=Queue.URGENT.value,
             ctx={**shared, "queue": Queue.URGENT.value},
             poll_delay=WorkerSettings.urgent_poll_delay,
             **common,
         ),
         PreferringWorker(
+            functions=list(WorkerSettings.functions if functions is None else functions),
             queue_name=Queue.NORMAL.value,
             ctx={**shared, "queue": Queue.NORMAL.value},
             poll_delay=WorkerSettings.normal_poll_delay,
@@ -182,6 +196,26 @@ def create_workers(
             **common,
         ),
     ]
+
+
+async def supervise_workers(
+    settings: Settings,
+    shared: dict[str, Any],
+    *,
+    backoff_seconds: Sequence[float] = RESTART_BACKOFF_SECONDS,
+) -> None:
+    """Run the workers until cancelled. When Redis drops them (arq's loop stops on a lost
+    connection), wait and start new ones: jobs wait in Redis, or in the outbox, meanwhile."""
+    failures = 0
+    while True:
+        try:
+            await run_workers(create_workers(settings, shared))
+            return
+        except (RedisError, OSError, TimeoutError) as error:
+            delay = backoff_seconds[min(failures, len(backoff_seconds) - 1)]
+            failures += 1
+            logger.warning("job workers stopped (%r); starting again in %g s", error, delay)
+            await asyncio.sleep(delay)
 
 
 async def run_workers(workers: Sequence[Worker]) -> None:

@@ -77,10 +77,10 @@ async def _serve(settings: Settings, host: str, port: int, with_worker: bool) ->
 @contextlib.asynccontextmanager
 async def _workers(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
     """The job workers running in the background until the block ends."""
-    from jobs.worker import create_workers, run_workers, shared_context
+    from jobs.worker import shared_context, supervise_workers
 
     async with shared_context(settings) as shared:
-        task = asyncio.ensure_future(run_workers(create_workers(settings, shared)))
+        task = asyncio.ensure_future(supervise_workers(settings, shared))
         try:
             yield task
         finally:

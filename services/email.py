@@ -11,12 +11,18 @@ SMTP_TIMEOUT_SECONDS = 10
 
 
 async def send_email(
-    *, smtp_url: str, sender: str, recipient: str, subject: str, body: str
+    *, smtp_url: str, sender: str, recipient: str, subject: str, body: str, message_id: str
 ) -> None:
     """One plain-text message. ``smtps://`` uses TLS; ``smtp://`` upgrades with STARTTLS when
-    the server offers it (``?starttls=false`` to never try)."""
+    the server offers it (``?starttls=false`` to never try).
+
+    ``message_id`` is the same on every try of one delivery: a try cut short after the server
+    accepted the message is sent again (at least once), and the copies share their
+    Message-ID, by which mail servers and clients recognise them as one message.
+    """
     parts = urlsplit(smtp_url)
     message = EmailMessage()
+    message["Message-ID"] = message_id
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = subject

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import func, select, tuple_, update
@@ -217,6 +218,7 @@ async def deliver_email(
                 recipient=address,
                 subject=notification.title,
                 body=notification.message,
+                message_id=message_id(notification.id, delivery.id, sender=sender),
             )
         except Exception as error:
             async with session.begin():
@@ -231,6 +233,12 @@ async def deliver_email(
             delivery.last_error = None
             delivery.updated_at = func.now()
     return True
+
+
+def message_id(notification_id: uuid.UUID, delivery_id: int, *, sender: str) -> str:
+    """The Message-ID of one e-mail delivery, the same on every try, in the sender's domain."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "rollcall.invalid"
+    return f"<{notification_id}.{delivery_id}@{domain}>"
 
 
 async def create_notification(

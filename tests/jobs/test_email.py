@@ -10,7 +10,7 @@ from email import message_from_bytes
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from services.models import (
     AttendanceStatus,
@@ -20,7 +20,7 @@ from services.models import (
     Notification,
     NotificationDelivery,
 )
-from services.notifications import update_preferences
+from services.notifications import deliver_email, update_preferences
 from services.queue import schedule_threshold_check
 from tests.factories import School, gql, run_jobs
 
@@ -101,6 +101,35 @@ async def test_the_alert_is_mailed_to_the_student(factory, settings, arq_redis, 
     sent = await deliveries(factory, school)
     assert sent[Channel.EMAIL].status is DeliveryStatus.SENT and sent[Channel.EMAIL].attempts == 1
     assert sent[Channel.IN_APP].status is DeliveryStatus.SENT
+    email = sent[Channel.EMAIL]
+    assert message["Message-ID"] == f"<{email.notification_id}.{email.id}@rollcall.invalid>"
+
+
+async def test_a_delivery_sent_again_keeps_its_message_id(factory, settings, arq_redis, smtp):
+    # given a delivered e-mail whose success was never recorded (its worker stopped)
+    port, inbox = smtp
+    school = await factory.school(students=1)
+    await student_falls_below_80(factory, arq_redis, school)
+    mailing = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
+    await run_jobs(mailing)
+    email = (await deliveries(factory, school))[Channel.EMAIL]
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == email.id)
+            .values(status=DeliveryStatus.PENDING)
+        )
+    # when it is sent again
+    assert await deliver_email(
+        session_factory=factory.session_factory,
+        delivery_id=email.id,
+        smtp_url=mailing.smtp_url,
+        sender=mailing.email_from,
+        final_try=False,
+    )
+    # then both copies are one message to the mail system
+    first, again = (message_from_bytes(content) for _, content in inbox.messages)
+    assert first["Message-ID"] == again["Message-ID"]
 
 
 async def test_only_enabled_channels_are_used(client, factory, settings, arq_redis, smtp):

