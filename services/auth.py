@@ -18,7 +18,11 @@ from services.models import Role, Student, Tenant, User
 
 TOKEN_ALGORITHM = "HS256"
 TOKEN_ISSUER = "rollcall"
-_hasher = PasswordHasher()
+# OWASP's recommended Argon2id settings (19 MiB, 2 passes, 1 lane): about 23 ms of CPU a hash
+# here, where argon2-cffi's default (64 MiB, 3 passes, 4 lanes) took 190 ms, so a morning's
+# logins queued behind one another on 2 cores (benchmarks/load.py). Hashes made with other
+# settings still verify, and are replaced at the next login (``needs_rehash``).
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified against when the email is unknown, so a miss costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash("rollcall-timing-equaliser")
 
@@ -57,6 +61,14 @@ class LoginResult:
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """The hash was made with other settings than today's."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
 
 
 def verify_password(password_hash: str, password: str) -> bool:

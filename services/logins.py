@@ -10,14 +10,23 @@ not become a way to guess it), and is audited PASSWORD_CHANGE, succeeded or not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services import audit
-from services.auth import LoginFailed, LoginResult, Viewer, hash_password, login, verify_password
+from services.auth import (
+    LoginFailed,
+    LoginResult,
+    Viewer,
+    hash_password,
+    login,
+    needs_rehash,
+    verify_password,
+)
 from services.db import SessionFactory
 from services.errors import Invalid, NotFound
 from services.models import AuditAction, Tenant, User
@@ -100,7 +109,20 @@ async def log_in(
         origin=origin,
         details={"email": account[1]},
     )
+    if needs_rehash(result.user.password_hash):
+        await _rehash(session_factory, user=result.user, password=password)
     return result
+
+
+async def _rehash(session_factory: SessionFactory, *, user: User, password: str) -> None:
+    """Store the proven password's hash with today's settings, unless it changed meanwhile."""
+    new_hash = await asyncio.to_thread(hash_password, password)
+    async with session_factory() as session, session.begin():
+        await session.execute(
+            update(User)
+            .where(User.id == user.id, User.password_hash == user.password_hash)
+            .values(password_hash=new_hash)
+        )
 
 
 def check_new_password(current: str, new: str) -> None:
@@ -149,7 +171,8 @@ async def change_password(
             )
         if user is None:
             raise NotFound("The account no longer exists.")
-        if not verify_password(user.password_hash, current_password):
+        # Off the event loop: a hash is tens of milliseconds of CPU.
+        if not await asyncio.to_thread(verify_password, user.password_hash, current_password):
             with contextlib.suppress(RateLimited):
                 await limiter.hit(EMAIL_LIMIT, *account)
             await audit.record_alone(
@@ -164,7 +187,7 @@ async def change_password(
                 details={"reason": "wrong_current_password"},
             )
             raise Invalid("currentPassword", "The current password is wrong.")
-        new_hash = hash_password(new_password)
+        new_hash = await asyncio.to_thread(hash_password, new_password)
         async with session.begin():
             user.password_hash = new_hash
             audit.record(

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.auth import Viewer, issue_token
-from services.models import AuditAction, AuditLog
+from services.models import AuditAction, AuditLog, User
 from tests.factories import PASSWORD, api_process, error_codes, gql
 
 LOGIN = """
@@ -181,3 +182,19 @@ async def test_guessing_the_current_password_meets_the_login_limit(settings, fac
 async def test_changing_a_password_needs_a_token(client):
     body = await gql(client, CHANGE, {"current": PASSWORD, "new": "x" * 20})
     assert error_codes(body) == ["UNAUTHENTICATED"]
+
+
+async def test_a_login_replaces_a_hash_made_with_older_settings(client, factory):
+    # given an account whose hash was made with argon2-cffi's heavier defaults
+    school = await factory.school(students=1)
+    teacher = school.teachers[0]
+    old = PasswordHasher().hash(PASSWORD)
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(update(User).where(User.id == teacher.id).values(password_hash=old))
+    # when its owner logs in
+    assert "errors" not in await log_in(client, school, teacher.email, PASSWORD)
+    # then the hash is today's, and the password still works
+    async with factory.session_factory() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == teacher.id))
+    assert stored != old and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert "errors" not in await log_in(client, school, teacher.email, PASSWORD)
