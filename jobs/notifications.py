@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,8 +14,13 @@ from services.alerts import check_thresholds as check
 from services.live import publish_notifications
 from services.models import Student
 from services.notifications import deliver_email
+from services.queue import requeue_stale_emails as requeue
 from services.queue import schedule_emails
 from services.settings import Settings
+
+# Longer than an e-mail waits for its next try when all is well: a try takes at most 30 s,
+# the backoff between tries 1 or 2 s, and each try stamps the delivery's updated_at.
+STALE_EMAIL_AFTER = timedelta(minutes=2)
 
 HOURLY_BATCH = 500
 
@@ -63,4 +69,13 @@ async def send_notification_email(ctx: dict[str, Any], delivery_id: int) -> bool
         smtp_url=settings.smtp_url,
         sender=settings.email_from,
         final_try=ctx["job_try"] >= MAX_TRIES,
+    )
+
+
+async def requeue_stale_emails(ctx: dict[str, Any]) -> int:
+    """Every minute: e-mails still waiting long after they were queued get their job again."""
+    return await requeue(
+        redis=ctx["redis"],
+        session_factory=ctx["session_factory"],
+        older_than=datetime.now(UTC) - STALE_EMAIL_AFTER,
     )

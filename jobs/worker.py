@@ -18,7 +18,12 @@ from jobs.audit import archive_audit_logs, ensure_audit_partitions
 from jobs.cache import invalidate_cache
 from jobs.certificates import scan_certificate, sweep_orphan_objects
 from jobs.exports import EXPORT_TIMEOUT_SECONDS, build_export, expire_old_exports, export_failed
-from jobs.notifications import check_all_thresholds, check_thresholds, send_notification_email
+from jobs.notifications import (
+    check_all_thresholds,
+    check_thresholds,
+    requeue_stale_emails,
+    send_notification_email,
+)
 from jobs.outbox import drain_outbox
 from jobs.platform import PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
@@ -100,6 +105,12 @@ class WorkerSettings:
             unique=True,
             # arq's own timeout (300 s unless told) only backs up recorded's
             timeout=ARCHIVE_TIMEOUT_SECONDS + 60,
+        ),
+        cron(
+            recorded(requeue_stale_emails, timeout_seconds=CRON_TIMEOUT_SECONDS),
+            name="cron:requeue_stale_emails",
+            second=45,
+            unique=True,
         ),
         cron(
             recorded(drain_outbox, timeout_seconds=CRON_TIMEOUT_SECONDS),

@@ -319,6 +319,12 @@ class NotificationDelivery(Base):
     __table_args__ = (
         UniqueConstraint("notification_id", "channel", name="uq_notification_deliveries_channel"),
         Index("ix_notification_deliveries_status", "tenant_id", "status"),
+        # The sweep of e-mails whose job was lost: few rows, across tenants.
+        Index(
+            "ix_notification_deliveries_pending_email",
+            "updated_at",
+            postgresql_where=text("status = 'PENDING' AND channel = 'EMAIL'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

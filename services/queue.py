@@ -12,11 +12,12 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,7 @@ INVALIDATE_CACHE = "invalidate_cache"
 SCAN_CERTIFICATE = "scan_certificate"
 BUILD_EXPORT = "build_export"
 OUTBOX_BATCH = 100
+STALE_EMAIL_BATCH = 1000
 CRON_LAST_RUN = "rollcall:cron:last-run"
 RUNNING_SCAN = 200  # more than all workers together ever run at once
 logger = logging.getLogger(__name__)
@@ -168,6 +170,45 @@ async def schedule_emails(
             queue=Queue.URGENT,
             job_id=f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}",
         )
+
+
+async def requeue_stale_emails(
+    *, redis: ArqRedis, session_factory: SessionFactory, older_than: datetime
+) -> int:
+    """Queue again the e-mail deliveries still PENDING since before ``older_than``: their job
+    was lost (Redis restarted without its last writes, say, or kept the job's key but not its
+    queue entry). A job still queued or running is not repeated; how many were queued anew."""
+    async with session_factory() as session:
+        async with session.begin():
+            stale = list(
+                await session.scalars(
+                    select(NotificationDelivery.id)
+                    .where(
+                        NotificationDelivery.status == DeliveryStatus.PENDING,
+                        NotificationDelivery.channel == Channel.EMAIL,
+                        NotificationDelivery.updated_at < older_than,
+                    )
+                    .order_by(NotificationDelivery.updated_at)
+                    .limit(STALE_EMAIL_BATCH)
+                )
+            )
+        queued = 0
+        for delivery_id in stale:
+            job_id = f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}"
+            waiting = await redis.zscore(Queue.URGENT.value, job_id) is not None
+            if waiting or await redis.exists(in_progress_key_prefix + job_id):
+                continue
+            # Not queued, not running: whatever arq still keeps under the id (a job key whose
+            # queue entry was lost, a result) would make it refuse the id.
+            await redis.delete(job_key_prefix + job_id, result_key_prefix + job_id)
+            job = await redis.enqueue_job(
+                SEND_NOTIFICATION_EMAIL,
+                delivery_id,
+                _queue_name=Queue.URGENT.value,
+                _job_id=job_id,
+            )
+            queued += job is not None
+    return queued
 
 
 async def schedule_cache_invalidation(

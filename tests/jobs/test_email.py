@@ -10,8 +10,11 @@ from email import message_from_bytes
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import delete, select, update
+from arq.constants import result_key_prefix
+from sqlalchemy import delete, func, select, update
 
+from jobs.notifications import requeue_stale_emails
+from jobs.worker import shared_context
 from services.models import (
     AttendanceStatus,
     Channel,
@@ -21,7 +24,7 @@ from services.models import (
     NotificationDelivery,
 )
 from services.notifications import deliver_email, update_preferences
-from services.queue import schedule_threshold_check
+from services.queue import SEND_NOTIFICATION_EMAIL, schedule_threshold_check
 from tests.factories import School, gql, run_jobs
 
 
@@ -186,3 +189,31 @@ async def test_a_failing_mail_server_gets_three_tries_then_a_dead_letter(
         )
     assert [letter.args for letter in letters] == [[email.id]]
     assert notification is not None and notification.in_app
+
+
+async def test_an_email_whose_job_was_lost_is_queued_again_once(factory, settings, arq_redis, smtp):
+    # given an e-mail delivery left PENDING 5 minutes ago, its job gone (Redis lost it)
+    port, inbox = smtp
+    school = await factory.school(students=1)
+    await student_falls_below_80(factory, arq_redis, school)
+    mailing = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
+    await run_jobs(mailing)
+    email = (await deliveries(factory, school))[Channel.EMAIL]
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == email.id)
+            .values(status=DeliveryStatus.PENDING, updated_at=func.now() - timedelta(minutes=5))
+        )
+    # the earlier run's result is still kept: arq would refuse the id, the sweep clears it
+    assert await arq_redis.exists(f"{result_key_prefix}{SEND_NOTIFICATION_EMAIL}:{email.id}")
+    # when the sweep runs twice before any worker does
+    async with shared_context(mailing) as ctx:
+        ctx["redis"] = arq_redis
+        assert await requeue_stale_emails(ctx) == 1
+        assert await requeue_stale_emails(ctx) == 0  # already queued: not twice
+    await run_jobs(mailing)
+    # then it is sent (again: the same Message-ID) and recorded
+    assert (await deliveries(factory, school))[Channel.EMAIL].status is DeliveryStatus.SENT
+    first, again = (message_from_bytes(content) for _, content in inbox.messages)
+    assert first["Message-ID"] == again["Message-ID"]
