@@ -108,9 +108,9 @@ async def test_the_alert_is_mailed_to_the_student(factory, settings, arq_redis, 
     assert message["Message-ID"] == f"<{email.notification_id}.{email.id}@rollcall.invalid>"
 
 
-async def test_a_delivery_sent_again_keeps_its_message_id(factory, settings, arq_redis, smtp):
-    # given a delivered e-mail whose success was never recorded (its worker stopped)
-    port, inbox = smtp
+async def mailed_then_pending(factory, settings, arq_redis, port: int, *, ago: timedelta):
+    """An alert e-mail sent, then its delivery set back to PENDING as of ``ago``: as if its
+    worker stopped before recording it. The settings that mail, and the delivery."""
     school = await factory.school(students=1)
     await student_falls_below_80(factory, arq_redis, school)
     mailing = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
@@ -120,8 +120,17 @@ async def test_a_delivery_sent_again_keeps_its_message_id(factory, settings, arq
         await session.execute(
             update(NotificationDelivery)
             .where(NotificationDelivery.id == email.id)
-            .values(status=DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.PENDING, updated_at=func.now() - ago)
         )
+    return school, mailing, email
+
+
+async def test_a_delivery_sent_again_keeps_its_message_id(factory, settings, arq_redis, smtp):
+    # given a delivered e-mail whose success was never recorded (its worker stopped)
+    port, inbox = smtp
+    _, mailing, email = await mailed_then_pending(
+        factory, settings, arq_redis, port, ago=timedelta(0)
+    )
     # when it is sent again
     assert await deliver_email(
         session_factory=factory.session_factory,
@@ -194,17 +203,9 @@ async def test_a_failing_mail_server_gets_three_tries_then_a_dead_letter(
 async def test_an_email_whose_job_was_lost_is_queued_again_once(factory, settings, arq_redis, smtp):
     # given an e-mail delivery left PENDING 5 minutes ago, its job gone (Redis lost it)
     port, inbox = smtp
-    school = await factory.school(students=1)
-    await student_falls_below_80(factory, arq_redis, school)
-    mailing = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
-    await run_jobs(mailing)
-    email = (await deliveries(factory, school))[Channel.EMAIL]
-    async with factory.session_factory() as session, session.begin():
-        await session.execute(
-            update(NotificationDelivery)
-            .where(NotificationDelivery.id == email.id)
-            .values(status=DeliveryStatus.PENDING, updated_at=func.now() - timedelta(minutes=5))
-        )
+    school, mailing, email = await mailed_then_pending(
+        factory, settings, arq_redis, port, ago=timedelta(minutes=5)
+    )
     # the earlier run's result is still kept: arq would refuse the id, the sweep clears it
     assert await arq_redis.exists(f"{result_key_prefix}{SEND_NOTIFICATION_EMAIL}:{email.id}")
     # when the sweep runs twice before any worker does
