@@ -59,7 +59,7 @@ async def insert_entries(session_factory: SessionFactory, *, start: datetime, ro
 
 
 async def measure(database_url: str, rows: int, storage_url: str | None) -> bool:
-    engine = create_engine(database_url, pool_min=2, pool_max=4)
+    engine = create_engine(database_url, pool_max=4)
     session_factory = create_session_factory(engine)
     ok = True
     try:

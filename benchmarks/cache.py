@@ -442,7 +442,7 @@ def ratio_lines(trivial: Result, dashboards: Sequence[Result]) -> tuple[list[str
 
 async def seed(settings: Settings) -> float:
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     started = time.perf_counter()
     try:
         await seed_demo(

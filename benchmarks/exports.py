@@ -254,7 +254,7 @@ def table(results: Sequence[Build]) -> str:
 
 async def benchmark(args: argparse.Namespace, settings: Settings, storage: Path) -> list[Build]:
     assert settings.database_url is not None and settings.redis_url is not None
-    engine = create_engine(settings.database_url, pool_min=2, pool_max=10)
+    engine = create_engine(settings.database_url, pool_max=10)
     session_factory = create_session_factory(engine)
     store = create_store(f"file://{storage}")
     redis = aioredis.Redis.from_url(settings.redis_url)

@@ -329,7 +329,7 @@ class Fixture:
 
 async def seed(database_url: str, *, vacuum: bool) -> Fixture:
     """Seed both schools (timed separately) and, unless told not to, VACUUM ANALYZE after."""
-    engine = create_engine(database_url, pool_min=1, pool_max=2)
+    engine = create_engine(database_url, pool_max=2)
     session_factory = create_session_factory(engine)
     today = datetime.now(UTC).date()
     timings: dict[str, float] = {}

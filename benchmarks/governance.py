@@ -124,7 +124,7 @@ async def prepare(settings: Settings) -> tuple[str, str, str, str]:
     """Seed a school, a partner account and a registered document; (admin token, partner
     token, a student id, the classroom id)."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=4)
+    engine = create_engine(settings.database_url, pool_max=4)
     session_factory = create_session_factory(engine)
     try:
         [tenant_id] = await seed_bulk(

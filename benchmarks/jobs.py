@@ -620,7 +620,7 @@ async def benchmark(
     delays: list[float | None] = [None]
     if not args.no_patched:
         delays.append(args.patched_poll_delay)
-    engine = create_engine(settings.database_url, pool_min=2, pool_max=10)
+    engine = create_engine(settings.database_url, pool_max=10)
     session_factory = create_session_factory(engine)
     arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     try:

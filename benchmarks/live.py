@@ -136,7 +136,7 @@ async def seed_class(settings: Settings, count: int) -> Roster:
     password_hash = hash_password(uuid.uuid4().hex)  # nobody logs in
     user_ids = [uuid.uuid4() for _ in range(count)]
     student_ids = [uuid.uuid4() for _ in range(count)]
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     try:
         async with create_session_factory(engine)() as session, session.begin():
             await session.execute(

@@ -251,7 +251,7 @@ async def seed_school(
 ) -> School:
     """One ``seed_bulk`` school with accounts for everyone (see ``add_accounts``)."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     try:
         session_factory = create_session_factory(engine)
         (tenant_id,) = await seed_bulk(
@@ -636,7 +636,11 @@ async def benchmark(
     await flush_redis(settings.redis_url)
     # The PostgreSQL server is shared (max_connections 100 by default): each process's pool
     # is kept small enough that the three of them fit beside everything else.
-    env = {**env, "ROLLCALL_DB_POOL_MIN": "2", "ROLLCALL_DB_POOL_MAX": str(args.db_pool_max)}
+    env = {
+        **env,
+        "ROLLCALL_DB_POOL_MIN": str(args.db_pool_max),
+        "ROLLCALL_DB_POOL_MAX": str(args.db_pool_max),
+    }
     limits = httpx.Limits(max_connections=len(school.students) + len(school.teachers) + 50)
     try:
         async with contextlib.AsyncExitStack() as stack:

@@ -71,7 +71,7 @@ class NoTelemetry:
 async def prepare(settings: Settings) -> tuple[str, str]:
     """Seed a school; (admin token, a student id)."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=4)
+    engine = create_engine(settings.database_url, pool_max=4)
     session_factory = create_session_factory(engine)
     try:
         [tenant_id] = await seed_bulk(

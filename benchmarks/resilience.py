@@ -47,7 +47,7 @@ ME = {"query": "{ me { id role } }"}
 
 async def admin_token(settings: Settings) -> str:
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     try:
         [tenant_id] = await seed_bulk(
             session_factory=create_session_factory(engine),

@@ -596,7 +596,7 @@ async def scan_jobs(arq: ArqRedis) -> tuple[list[float], float, list[tuple[str, 
 async def certificate_statuses(settings: Settings, size: int) -> dict[str, int]:
     """How many certificates of ``size`` bytes are in each status."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1)
+    engine = create_engine(settings.database_url, pool_max=1)
     try:
         async with create_session_factory(engine)() as session:
             counted = await session.execute(
@@ -634,7 +634,7 @@ async def requeue_scans(settings: Settings, arq: ArqRedis, scanned: list[tuple[s
     queued them: the same work for a second pass."""
     assert settings.database_url is not None
     await forget_results(arq)
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1)
+    engine = create_engine(settings.database_url, pool_max=1)
     try:
         async with create_session_factory(engine)() as session, session.begin():
             await session.execute(

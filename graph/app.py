@@ -34,6 +34,7 @@ from services.db import (
     create_engine,
     create_session_factory,
     database_breaker,
+    warm,
 )
 from services.downloads import Links
 from services.live import Hub
@@ -87,7 +88,6 @@ def create_app(
         breaker = database_breaker(reset_seconds=settings.db_breaker_reset_seconds)
         engine = create_engine(
             database_url,
-            pool_min=settings.db_pool_min,
             pool_max=settings.db_pool_max,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             breaker=breaker,
@@ -95,6 +95,7 @@ def create_app(
         try:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
+            await warm(engine, connections=settings.db_pool_min)
         except (OSError, SQLAlchemyError, DatabaseUnavailable) as error:
             await engine.dispose()
             reason = error.__cause__ if isinstance(error, DatabaseUnavailable) else error

@@ -141,7 +141,6 @@ async def shared_context(
     # audit archival): they get the job statement timeout, not the API's.
     engine = create_engine(
         settings.database_url,
-        pool_min=2,
         pool_max=WorkerSettings.max_jobs * 2,
         statement_timeout_ms=settings.db_job_statement_timeout_ms,
     )

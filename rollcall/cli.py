@@ -105,7 +105,7 @@ async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
     from services.queue import dead_letters, retry_dead_letters
 
     assert settings.database_url is not None and settings.redis_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     session_factory = create_session_factory(engine)
     try:
         if args.action == "list":
@@ -149,7 +149,7 @@ async def _documents(settings: Settings, args: argparse.Namespace) -> None:
     from services import trusted_documents
 
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     session_factory = create_session_factory(engine)
     try:
         if args.action == "register":
@@ -184,7 +184,7 @@ async def _documents(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> None:
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     session_factory = create_session_factory(engine)
     today = datetime.now(UTC).date()
     try:
@@ -217,7 +217,7 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> None:
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=3)
+    engine = create_engine(settings.database_url, pool_max=3)
     session_factory = create_session_factory(engine)
     try:
         if args.action == "partitions":

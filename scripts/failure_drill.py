@@ -388,7 +388,7 @@ async def kill_worker_mid_job(
 async def lost_marks(settings: Settings, tally: Tally) -> list[str]:
     """Each mark answered with success that the database does not hold as answered."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     lost: list[str] = []
     try:
         async with create_session_factory(engine)() as session:
@@ -414,7 +414,7 @@ async def lost_marks(settings: Settings, tally: Tally) -> list[str]:
 async def delivery_counts(settings: Settings) -> dict[DeliveryStatus, int]:
     """E-mail deliveries per status."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1)
+    engine = create_engine(settings.database_url, pool_max=1)
     try:
         async with create_session_factory(engine)() as session:
             rows = await session.execute(
@@ -433,7 +433,7 @@ async def alert_problems(
     """Students whose alert notifications differ from their crossings, or whose recorded
     standing is not their live one."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     problems: list[str] = []
     try:
         async with create_session_factory(engine)() as session:
@@ -653,7 +653,7 @@ def drill_database(admin_url: str) -> str:
 async def admin_token(settings: Settings, school: School) -> str:
     """A token of the school's admin (seeded by ``seed_bulk``), issued here."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1)
+    engine = create_engine(settings.database_url, pool_max=1)
     try:
         async with create_session_factory(engine)() as session:
             user_id = await session.scalar(

@@ -5,6 +5,7 @@ circuit breaker that fails requests fast while the database is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -157,31 +158,40 @@ class SessionFactory(async_sessionmaker[AsyncSession]):
 def create_engine(
     database_url: str,
     *,
-    pool_min: int = 10,
     pool_max: int = 50,
     statement_timeout_ms: int = 0,
     breaker: CircuitBreaker | None = None,
 ) -> AsyncEngine:
-    """A pooled engine. SQLAlchemy's QueuePool opens connections on demand: up to ``pool_min``
-    stay open once opened (the floor kept warm), up to ``pool_max`` exist under load, the rest
-    closed when returned. Each session's statements are cancelled by the server after
-    ``statement_timeout_ms`` (0: never). A new connection that fails for a transient reason
-    raises DatabaseUnavailable (SERVICE_UNAVAILABLE for clients; retried). With ``breaker``,
-    every new connection goes through it: while it is open, checking out fails at once with
-    BreakerOpen."""
+    """A pooled engine of at most ``pool_max`` connections, each kept once opened (until
+    recycled after 30 minutes): a connection closed on return costs the next request a connect,
+    jit settings and asyncpg's type introspection, which under load cost more than the queries
+    (benchmarks/load.py: dashboards p95 1.9 s with a floor of 2 kept, 75 ms with all kept).
+    The API opens its ``DB_POOL_MIN`` of them at start (``warm``).
+
+    Each session's statements are cancelled by the server after ``statement_timeout_ms`` (0:
+    never). A new connection that fails for a transient reason raises DatabaseUnavailable
+    (SERVICE_UNAVAILABLE for clients; retried). With ``breaker``, every new connection goes
+    through it: while it is open, checking out fails at once with BreakerOpen."""
     server_settings = {"application_name": "rollcall"}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
     engine = create_async_engine(
         database_url,
-        pool_size=pool_min,
-        max_overflow=max(pool_max - pool_min, 0),
+        pool_size=pool_max,
+        max_overflow=0,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "timeout": CONNECT_TIMEOUT_SECONDS},
     )
     _guard_connections(engine, breaker)
     return engine
+
+
+async def warm(engine: AsyncEngine, *, connections: int) -> None:
+    """Open ``connections`` pooled connections now, so that the first requests find them."""
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(connections):
+            await stack.enter_async_context(engine.connect())
 
 
 def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> None:

@@ -99,6 +99,8 @@ def settings(
         database_url=database_url,
         redis_url=redis_url,
         storage_url=f"file://{tmp_path_factory.mktemp('storage')}",
+        # PostgreSQL's 100 connections are shared by every app the tests start.
+        db_pool_min=2,
         statistics_refresh_delay_seconds=1,
     )
 
@@ -106,7 +108,7 @@ def settings(
 @pytest.fixture(scope="session")
 async def session_factory(settings: Settings) -> AsyncIterator[SessionFactory]:
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_min=2, pool_max=10)
+    engine = create_engine(settings.database_url, pool_max=10)
     yield create_session_factory(engine)
     await engine.dispose()
 

@@ -30,7 +30,7 @@ def environment(settings, monkeypatch):
 
 
 async def one_dead_letter(database_url: str) -> None:
-    engine = create_engine(database_url, pool_min=1, pool_max=1)
+    engine = create_engine(database_url, pool_max=1)
     session_factory = create_session_factory(engine)
     async with session_factory() as session, session.begin():
         await session.execute(delete(DeadLetter))

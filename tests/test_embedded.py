@@ -20,7 +20,7 @@ def test_embedded_servers_start_migrate_and_answer(tmp_path):
         migrate(ready.database_url)
 
         async def tables() -> int:
-            engine = create_engine(ready.database_url, pool_min=1, pool_max=1)
+            engine = create_engine(ready.database_url, pool_max=1)
             async with engine.connect() as connection:
                 count = await connection.scalar(
                     text("SELECT count(*) FROM pg_matviews WHERE matviewname = 'class_statistics'")

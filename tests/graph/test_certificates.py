@@ -670,6 +670,7 @@ async def test_over_a_real_socket_a_client_reads_the_413_of_a_body_slightly_too_
         ROLLCALL_REDIS_URL=settings.redis_url,
         ROLLCALL_JWT_SECRET=settings.jwt_secret,
         ROLLCALL_STORAGE_URL=settings.storage_url,
+        ROLLCALL_DB_POOL_MIN="2",
     )
     school = await factory.school(students=1)
     token = school.student_token(school.students[0])

@@ -53,6 +53,7 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
         ROLLCALL_REDIS_URL=settings.redis_url,
         ROLLCALL_JWT_SECRET=settings.jwt_secret,
         ROLLCALL_RATE_LIMITS=f"subscription={CONNECTION_RATE}/60s",
+        ROLLCALL_DB_POOL_MIN="2",
         ROLLCALL_WS_CONNECTIONS_PER_USER=str(PER_USER),
         ROLLCALL_WS_PING_INTERVAL_SECONDS="1",
         ROLLCALL_WS_INIT_TIMEOUT_SECONDS="2",

@@ -411,6 +411,7 @@ def server_env(settings, **extra: str) -> dict[str, str]:
         ROLLCALL_JWT_SECRET=settings.jwt_secret,
         ROLLCALL_STORAGE_URL=settings.storage_url,
         ROLLCALL_RATE_LIMITS="off",
+        ROLLCALL_DB_POOL_MIN="2",
         **extra,
     )
     return env

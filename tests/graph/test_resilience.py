@@ -137,7 +137,7 @@ async def test_a_constrained_process_defers_non_critical_work(
 
 async def test_a_statement_timeout_reaches_the_client_as_service_unavailable(settings):
     # given a statement the server cancelled for its timeout
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1, statement_timeout_ms=50)
+    engine = create_engine(settings.database_url, pool_max=1, statement_timeout_ms=50)
     try:
         async with engine.connect() as connection:
             with pytest.raises(DBAPIError) as raised:

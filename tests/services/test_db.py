@@ -67,7 +67,7 @@ async def test_a_read_survives_its_connection_being_terminated(settings, factory
     # given a student, and a read whose first try loses its connection mid-way
     school = await factory.school(students=1)
     student = school.students[0]
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=2)
+    engine = create_engine(settings.database_url, pool_max=2)
     sleeps = Sleeps()
     sessions = create_session_factory(engine, retry=RetryPolicy(sleep=sleeps))
     tries: list[int] = []
@@ -131,7 +131,7 @@ async def test_constraint_violations_and_refusals_are_not_retried(session_factor
 
 async def test_a_statement_over_the_timeout_is_cancelled_clearly(settings):
     # given an engine whose statements may run 100 ms
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1, statement_timeout_ms=100)
+    engine = create_engine(settings.database_url, pool_max=1, statement_timeout_ms=100)
     sleeps = Sleeps()
     sessions = create_session_factory(engine, retry=RetryPolicy(sleep=sleeps))
     try:
@@ -153,7 +153,6 @@ async def test_a_statement_over_the_timeout_is_cancelled_clearly(settings):
 async def test_jobs_get_the_longer_statement_timeout(settings):
     api = create_engine(
         settings.database_url,
-        pool_min=1,
         pool_max=1,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
@@ -168,7 +167,7 @@ async def test_jobs_get_the_longer_statement_timeout(settings):
 
 async def test_a_failed_connect_is_a_retried_database_unavailable():
     engine = create_engine(
-        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none", pool_min=1, pool_max=1
+        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none", pool_max=1
     )
     sleeps = Sleeps()
     sessions = create_session_factory(engine, retry=RetryPolicy(sleep=sleeps))
@@ -187,7 +186,6 @@ async def test_the_breaker_refuses_new_connections_at_once_while_open():
     breaker = CircuitBreaker(failures=2, window_seconds=60, reset_seconds=60)
     engine = create_engine(
         f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none",
-        pool_min=1,
         pool_max=1,
         breaker=breaker,
     )
@@ -215,7 +213,7 @@ async def test_a_cancelled_probe_does_not_leave_the_breaker_waiting_on_it(settin
     breaker = CircuitBreaker(failures=1, window_seconds=60, reset_seconds=1, clock=lambda: clock[0])
     breaker.record_failure()
     clock[0] += 1
-    engine = create_engine(settings.database_url, pool_min=1, pool_max=1, breaker=breaker)
+    engine = create_engine(settings.database_url, pool_max=1, breaker=breaker)
     try:
         probe = asyncio.ensure_future(engine.connect().start())
         await asyncio.sleep(0)
