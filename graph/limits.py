@@ -15,16 +15,18 @@ rules) from ever hitting.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
@@ -133,12 +135,29 @@ def field_cost(
 cached_validation = lru_cache(maxsize=VALIDATION_CACHE_SIZE)(validate_document)
 
 
+@lru_cache(maxsize=VALIDATION_CACHE_SIZE)
+def limit_errors(
+    schema: GraphQLSchema, document: DocumentNode, limits: tuple[type[ValidationRule], ...]
+) -> list[GraphQLError]:
+    """What the first limit ``document`` breaks says (nothing when within all), cached like the
+    full validation: a document seen before is not walked again."""
+    over: list[GraphQLError] = []
+    # The limit rules do their work when made: no walk of the document with type information
+    # (graphql-core's validate), which costs more than the checks.
+    limits_context = ValidationContext(schema, document, TypeInfo(schema), over.append)
+    for rule in limits:
+        rule(limits_context)
+        if over:  # one refusal is enough: the rest would cost without changing it
+            break
+    return over
+
+
 class Validation(SchemaExtension):
     """Validation in two passes: ``limits`` (cheap, linear) first; then, for a document within
     them, the full validation, cached. Stands in for strawberry's ValidationCache, which would
     validate whatever the first pass found."""
 
-    def __init__(self, limits: Sequence[type[ValidationRule]]) -> None:
+    def __init__(self, limits: tuple[type[ValidationRule], ...]) -> None:
         self.limits = limits
 
     def on_validate(self) -> Iterator[None]:
@@ -146,17 +165,9 @@ class Validation(SchemaExtension):
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
             schema = context.schema._schema
-            over: list[GraphQLError] = []
-            # The limit rules do their work when made: no walk of the document with type
-            # information (graphql-core's validate), which costs more than the checks.
-            limits_context = ValidationContext(schema, document, TypeInfo(schema), over.append)
-            for rule in self.limits:
-                rule(limits_context)
-                if over:  # one refusal is enough: the rest would cost without changing it
-                    break
-            context.pre_execution_errors = over or cached_validation(
-                schema, document, context.validation_rules
-            )
+            context.pre_execution_errors = limit_errors(
+                schema, document, self.limits
+            ) or cached_validation(schema, document, context.validation_rules)
         yield
 
 

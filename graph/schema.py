@@ -18,7 +18,6 @@ from strawberry.types.graphql import OperationType
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.audit import AuditQuery
 from graph.auth import AuthMutation, AuthQuery
-from graph.availability import apply_availability
 from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
@@ -28,7 +27,7 @@ from graph.limits import validation
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
 from graph.observability import OperationNames
-from graph.rate_limits import apply_rate_limits
+from graph.rate_limits import apply_refusals
 from graph.school import SchoolQuery
 from graph.tracing import tracing_extensions
 from resolvers.context import Context
@@ -86,8 +85,7 @@ class Schema(strawberry.Schema):
             except ServiceError as error:
                 refused = ExecutionResult(data=None, errors=[_error(error)])
                 _format_errors(refused, context_value)
-                apply_rate_limits(refused, context_value)
-                apply_availability(refused, context_value)
+                apply_refusals(refused, context_value)
                 return refused
             query, keep_as = document.text, document.keep_as
         result = await super().execute(
@@ -108,8 +106,7 @@ class Schema(strawberry.Schema):
             if keep_as is not None and query is not None and document_ok(result):
                 await context_value.persisted.keep(keep_as, query)
             apply_freshness(result, context_value)
-            apply_rate_limits(result, context_value)
-            apply_availability(result, context_value)
+            apply_refusals(result, context_value)
         return result
 
     async def stream(

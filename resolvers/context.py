@@ -59,8 +59,6 @@ class Context:
     viewer_or_error: Viewer | ServiceError | None = None
     freshness: FreshnessReport = field(default_factory=FreshnessReport)
     rate_limits: RateLimitReport = field(default_factory=RateLimitReport)
-    # Operations of this request refused whole with SERVICE_UNAVAILABLE (graph/availability).
-    unavailable_operations: int = 0
     # A live connection's connection_init payload (strawberry sets it) and its lease.
     connection_params: dict[str, object] | None = None
     lease: Lease | None = None

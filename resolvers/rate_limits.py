@@ -1,9 +1,10 @@
-"""What the rate limits made of one request: the quota closest to its end, and how many of
-its operations (a batch has several) were refused whole."""
+"""What the rate limits made of one request: the quota closest to its end; and how many of
+its operations (a batch has several) there were, and were refused whole, by error code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from services.rate_limits import Quota
 
@@ -12,7 +13,7 @@ from services.rate_limits import Quota
 class RateLimitReport:
     tightest: Quota | None = None
     operations: int = 0
-    refused_operations: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
 
     def note(self, quota: Quota) -> None:
         if self.tightest is None or (quota.remaining, -quota.reset_after) < (
