@@ -46,9 +46,7 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -75,8 +73,7 @@ from benchmarks.cache import (  # noqa: E402
 from benchmarks.foundation import DEFAULT_DATABASE_URL, percentile, scratch_database  # noqa: E402
 from benchmarks.live import raise_open_files_limit  # noqa: E402
 from rollcall.live_client import LiveClient  # noqa: E402
-from rollcall.processes import ROOT as PROJECT_ROOT  # noqa: E402
-from rollcall.processes import STOP_TIMEOUT_SECONDS, ServerProcess, running_server  # noqa: E402
+from rollcall.processes import ServerProcess, running_server, running_worker  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
 from services.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.models import (  # noqa: E402
@@ -269,56 +266,6 @@ async def seed_school(
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class WorkerProcess:
-    process: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    async def stop(self, stop_signal: signal.Signals = signal.SIGTERM) -> int:
-        """``stop_signal`` (SIGKILL: a crash), then the exit code; SIGKILL if it lingers."""
-        if self.process.returncode is None:
-            self.process.send_signal(stop_signal)
-            try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_SECONDS)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        return self.process.returncode or 0
-
-
-async def start_worker(env: Mapping[str, str]) -> WorkerProcess:
-    """``rollcall worker`` as a child process, its output in a temporary log file."""
-    script = Path(sys.executable).with_name("rollcall")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "rollcall"]
-    with tempfile.NamedTemporaryFile(prefix="rollcall-worker-", suffix=".log", delete=False) as log:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            "worker",
-            env=dict(env),
-            cwd=str(PROJECT_ROOT),
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    return WorkerProcess(process=process, log_path=Path(log.name))
-
-
-@contextlib.asynccontextmanager
-async def running_worker(env: Mapping[str, str]) -> AsyncIterator[WorkerProcess]:
-    worker = await start_worker(env)
-    try:
-        yield worker
-    finally:
-        await worker.stop()
-        worker.log_path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- figures

@@ -1,5 +1,5 @@
-"""``rollcall serve`` as a child process: for tests, benchmarks and drills that need real
-uvicorn processes (websockets, several API processes sharing Redis, signals)."""
+"""``rollcall serve`` and ``rollcall worker`` as child processes: for tests, benchmarks and
+drills that need real processes (websockets, several API processes sharing Redis, signals)."""
 
 from __future__ import annotations
 
@@ -26,20 +26,15 @@ class ServerFailed(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ServerProcess:
-    base_url: str
-    host: str
-    port: int
+class ChildProcess:
+    """A ``rollcall`` process started here, its output in a log file."""
+
     process: asyncio.subprocess.Process
     log_path: Path
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/graphql"
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -56,17 +51,58 @@ class ServerProcess:
         return self.process.returncode or 0
 
 
+@dataclass(frozen=True)
+class ServerProcess(ChildProcess):
+    base_url: str
+    host: str
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/graphql"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def serve_command(port: int) -> list[str]:
-    """``rollcall serve`` from the interpreter's own environment."""
+def rollcall_command(*arguments: str) -> list[str]:
+    """``rollcall …`` from the interpreter's own environment."""
     script = Path(sys.executable).with_name("rollcall")
     prefix = [str(script)] if script.exists() else [sys.executable, "-m", "rollcall"]
-    return [*prefix, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return [*prefix, *arguments]
+
+
+async def _start(env: Mapping[str, str], name: str, *arguments: str) -> ChildProcess:
+    with tempfile.NamedTemporaryFile(
+        prefix=f"rollcall-{name}-", suffix=".log", delete=False
+    ) as log:
+        process = await asyncio.create_subprocess_exec(
+            *rollcall_command(*arguments),
+            env=dict(env),
+            cwd=str(ROOT),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    return ChildProcess(process=process, log_path=Path(log.name))
+
+
+async def start_worker(env: Mapping[str, str]) -> ChildProcess:
+    """``rollcall worker``, started (not waited for: a worker answers nothing)."""
+    return await _start(env, "worker", "worker")
+
+
+@contextlib.asynccontextmanager
+async def running_worker(env: Mapping[str, str]) -> AsyncIterator[ChildProcess]:
+    """A worker process until the block ends (then stopped with SIGTERM)."""
+    worker = await start_worker(env)
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        _discard(worker.log_path)
 
 
 @contextlib.asynccontextmanager
@@ -75,24 +111,20 @@ async def running_server(
 ) -> AsyncIterator[ServerProcess]:
     """An API process on a free port, healthy, until the block ends (then stopped)."""
     host, port = "127.0.0.1", free_port()
-    with tempfile.NamedTemporaryFile(prefix="rollcall-server-", suffix=".log", delete=False) as log:
-        log_path = Path(log.name)
-        process = await asyncio.create_subprocess_exec(
-            *serve_command(port),
-            env=dict(env),
-            cwd=str(ROOT),
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    started = await _start(env, "server", "serve", "--host", host, "--port", str(port))
     server = ServerProcess(
-        base_url=f"http://{host}:{port}", host=host, port=port, process=process, log_path=log_path
+        base_url=f"http://{host}:{port}",
+        host=host,
+        port=port,
+        process=started.process,
+        log_path=started.log_path,
     )
     try:
         await _wait_healthy(server)
         yield server
     finally:
         await server.stop(stop_signal)
-        _discard(log_path)
+        _discard(server.log_path)
 
 
 def _discard(log_path: Path) -> None:

@@ -74,13 +74,17 @@ from benchmarks.load import (  # noqa: E402
     DASHBOARD,
     MARK,
     School,
-    WorkerProcess,
     post,
     seed_school,
-    start_worker,
 )
 from jobs.worker import create_workers  # noqa: E402
-from rollcall.processes import ServerProcess, free_port, running_server  # noqa: E402
+from rollcall.processes import (  # noqa: E402
+    ChildProcess,
+    ServerProcess,
+    free_port,
+    running_server,
+    start_worker,
+)
 from services.auth import Viewer, issue_token  # noqa: E402
 from services.db import create_engine, create_session_factory, migrate  # noqa: E402
 from services.embedded import asyncpg_url, ensure_database  # noqa: E402
@@ -326,7 +330,7 @@ class Supervisor:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        self.worker: WorkerProcess | None = None
+        self.worker: ChildProcess | None = None
         self.exits: list[str] = []  # the last log lines of each worker that exited by itself
         self._watch: asyncio.Task[None] | None = None
 
