@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -21,12 +22,28 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def _probe(check: Awaitable[object]) -> str:
+async def answers(check: Awaitable[object], within: float = READY_TIMEOUT_SECONDS) -> bool:
+    """``check`` finished in time without an error."""
     try:
-        await asyncio.wait_for(check, READY_TIMEOUT_SECONDS)
+        await asyncio.wait_for(check, within)
     except Exception:
-        return "down"
-    return "up"
+        return False
+    return True
+
+
+async def database_answers(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def queue_figures(state: Any) -> dict[str, Any]:
+    """Each queue's waiting, running and dead-lettered jobs, the outbox, last cron runs."""
+    async with state.session_factory() as session:
+        return await queue_report(state.redis, session)
+
+
+async def _probe(check: Awaitable[object]) -> str:
+    return "up" if await answers(check) else "down"
 
 
 async def ready(request: Request) -> JSONResponse:
@@ -39,10 +56,6 @@ async def ready(request: Request) -> JSONResponse:
     state: Any = request.state
     cache = state.cache
 
-    async def database() -> None:
-        async with state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
     async def backlog() -> dict[str, Any]:
         async with state.session_factory() as session:
             return {
@@ -51,7 +64,7 @@ async def ready(request: Request) -> JSONResponse:
             }
 
     database_state, redis_state, cache_redis_state, storage_state = await asyncio.gather(
-        _probe(database()),
+        _probe(database_answers(state.engine)),
         _probe(state.redis.ping()),
         _probe(cache.redis.ping()),
         _probe(state.store.ensure_ready()),
@@ -96,14 +109,8 @@ async def ready(request: Request) -> JSONResponse:
 
 async def queues(request: Request) -> JSONResponse:
     """Waiting jobs and dead letters per queue, running jobs, the outbox, last cron runs."""
-    state: Any = request.state
-
-    async def report() -> dict[str, Any]:
-        async with state.session_factory() as session:
-            return await queue_report(state.redis, session)
-
     try:
-        body = await asyncio.wait_for(report(), READY_TIMEOUT_SECONDS)
+        body = await asyncio.wait_for(queue_figures(request.state), READY_TIMEOUT_SECONDS)
     except Exception:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok", **body})

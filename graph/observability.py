@@ -28,17 +28,16 @@ from graphql import (
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from graph.health import answers, database_answers, queue_figures
 from graph.tracing import start_tracing
 from services.auth import Viewer
 from services.logs import ACCESS_LOGGER, RequestRecord, current_request
-from services.queue import queue_report
 from services.settings import Settings
 from services.telemetry import (
     HTTP_REQUEST_DURATION,
@@ -259,29 +258,16 @@ async def scrape_values(state: Any) -> ScrapeValues:
     """Probes and queue figures, each given at most SCRAPE_TIMEOUT_SECONDS (concurrently)."""
     values = ScrapeValues()
 
-    async def database() -> None:
-        async with state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
     async def probe(name: str, check: Any) -> None:
-        try:
-            await asyncio.wait_for(check, SCRAPE_TIMEOUT_SECONDS)
-        except Exception:
-            values.up[name] = False
-        else:
-            values.up[name] = True
+        values.up[name] = await answers(check, SCRAPE_TIMEOUT_SECONDS)
 
     async def queues() -> None:
-        async def report() -> dict[str, Any]:
-            async with state.session_factory() as session:
-                return await queue_report(state.redis, session)
-
         with contextlib.suppress(Exception):
-            found = await asyncio.wait_for(report(), SCRAPE_TIMEOUT_SECONDS)
+            found = await asyncio.wait_for(queue_figures(state), SCRAPE_TIMEOUT_SECONDS)
             values.queues, values.outbox = found["queues"], found["outbox"]
 
     await asyncio.gather(
-        probe("database", database()),
+        probe("database", database_answers(state.engine)),
         probe("redis", state.redis.ping()),
         probe("cache_redis", state.cache.redis.ping()),
         queues(),
