@@ -67,7 +67,7 @@ async def classroom_students(
     size = page_size(first, 50)
     keyset = decode_cursor(after, STUDENT_CURSOR, str)
     await context.access.ensure_can_read_classroom(classroom.id)
-    students, total = await context.session_factory.retrying(
+    students, total = await context.session_factory.reading(
         lambda session: directory.students_page(
             session,
             tenant_id=classroom.tenant_id,

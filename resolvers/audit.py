@@ -35,7 +35,7 @@ async def audit_page(
         until=until,
         success=success,
     )
-    page = await context.session_factory.retrying(
+    page = await context.session_factory.reading(
         lambda session: audit.audit_page(
             session,
             tenant_id=context.viewer.tenant_id,

@@ -34,7 +34,7 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
     context = info.context
     size = page_size(first, 20)
     position = decode_time_cursor(after, EXPORT_CURSOR)
-    page = await context.session_factory.retrying(
+    page = await context.session_factory.reading(
         lambda session: exports.exports_page(
             session, access=context.access, after=position, limit=size
         )
@@ -50,7 +50,7 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
 async def own_export(info: Info, export_id: str) -> Export | None:
     context = info.context
     key = parse_id(export_id, "id")
-    return await context.session_factory.retrying(
+    return await context.session_factory.reading(
         lambda session: exports.own_export(session, access=context.access, export_id=key)
     )
 

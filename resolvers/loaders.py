@@ -31,7 +31,7 @@ def session_loader(
     again on a transient connection error)."""
 
     async def batch(keys: list[Key]) -> list[Value]:
-        return list(await session_factory.retrying(lambda session: fetch(session, keys)))
+        return list(await session_factory.reading(lambda session: fetch(session, keys)))
 
     return DataLoader(batch)
 

@@ -19,7 +19,7 @@ async def notifications_page(
     viewer = context.viewer
     size = page_size(first, 20)
     position = decode_time_cursor(after, NOTIFICATION_CURSOR)
-    page = await context.session_factory.retrying(
+    page = await context.session_factory.reading(
         lambda session: notifications.notifications_page(
             session,
             tenant_id=viewer.tenant_id,
@@ -43,7 +43,7 @@ async def notifications_page(
 async def preferences(info: Info) -> notifications.Preferences:
     context = info.context
     viewer = context.viewer
-    return await context.session_factory.retrying(
+    return await context.session_factory.reading(
         lambda session: notifications.preferences(
             session, tenant_id=viewer.tenant_id, user_id=viewer.user_id
         )

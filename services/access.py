@@ -49,7 +49,7 @@ class Access:
         async def read(session: AsyncSession) -> frozenset[uuid.UUID]:
             return frozenset((await session.scalars(query)).all())
 
-        return await self._session_factory.retrying(read)
+        return await self._session_factory.reading(read)
 
     def sees_whole_tenant(self) -> bool:
         return self.viewer.role in {Role.ADMIN, Role.PARTNER}

@@ -204,7 +204,7 @@ class Reader:
         self, refused: Forbidden, model: type[Student | Classroom], key: uuid.UUID
     ) -> NoReturn:
         """NOT_FOUND for ids unknown in this tenant (as a full read would say), else FORBIDDEN."""
-        (row,) = await self.session_factory.retrying(
+        (row,) = await self.session_factory.reading(
             lambda session: rows_by_ids(session, model, self.tenant_id, [key])
         )
         if row is None:
@@ -215,7 +215,7 @@ class Reader:
         async def compute() -> dashboards.StudentDashboard:
             tenant = await self.tenant()
             now = self.clock()
-            return await self.session_factory.retrying(
+            return await self.session_factory.reading(
                 lambda session: dashboards.student_dashboard(
                     session,
                     tenant_id=self.tenant_id,
@@ -240,7 +240,7 @@ class Reader:
         self, student_id: uuid.UUID, week_start: date
     ) -> Lookup[dashboards.WeeklyAttendance]:
         async def compute() -> dashboards.WeeklyAttendance:
-            return await self.session_factory.retrying(
+            return await self.session_factory.reading(
                 lambda session: dashboards.weekly_attendance(
                     session, tenant_id=self.tenant_id, student_id=student_id, week_start=week_start
                 )
@@ -268,7 +268,7 @@ class Reader:
             )
 
         async def compute() -> statistics.StudentRank:
-            return await self.session_factory.retrying(read)
+            return await self.session_factory.reading(read)
 
         return await self._student_read(
             student_id,
@@ -287,7 +287,7 @@ class Reader:
             await self._refuse(refused, Classroom, classroom_id)
 
         async def compute() -> statistics.ClassStatistics:
-            found = await self.session_factory.retrying(
+            found = await self.session_factory.reading(
                 lambda session: statistics.class_statistics(
                     session, tenant_id=self.tenant_id, classroom_id=classroom_id
                 )
@@ -331,7 +331,7 @@ class Reader:
             return RankingPage(ranks=[], total=found.total_students)
 
         async def compute() -> RankingPage:
-            return await self.session_factory.retrying(read)
+            return await self.session_factory.reading(read)
 
         cursor = "first" if after is None else f"{after[0]}:{after[1]}"
         return await self._fetch(

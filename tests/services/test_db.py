@@ -90,6 +90,50 @@ async def test_a_read_survives_its_connection_being_terminated(settings, factory
     assert sleeps.delays == [1.0]
 
 
+async def backend_pid(sessions) -> int:
+    async with sessions() as session:
+        return await session.scalar(text("SELECT pg_backend_pid()"))
+
+
+async def test_connections_killed_while_pooled_cost_one_refusal_at_most(settings):
+    # given a pool of one connection, killed while it sits idle (as a server restart does)
+    engine = create_engine(settings.database_url, pool_max=1)
+    sleeps = Sleeps()
+    sessions = create_session_factory(engine, retry=RetryPolicy(sleep=sleeps))
+    try:
+        killed = await backend_pid(sessions)
+        await terminate(settings.database_url, killed)
+        # when a read runs, it is retried on a new connection
+        assert await sessions.reading(lambda s: s.scalar(text("SELECT 1"))) == 1
+        assert sleeps.delays == [1.0]
+        reconnected = await backend_pid(sessions)
+        assert reconnected != killed
+        # and a write that is not retried meets a dead connection once: a transient error
+        # (SERVICE_UNAVAILABLE), and the next session has a live connection again
+        await terminate(settings.database_url, reconnected)
+        with pytest.raises(DBAPIError) as lost:
+            async with sessions() as session, session.begin():
+                await session.execute(text("SELECT 1"))
+        assert isinstance(unavailable(lost.value), DatabaseUnavailable)
+        assert await backend_pid(sessions) not in {killed, reconnected}
+    finally:
+        await engine.dispose()
+
+
+async def test_reads_run_without_a_transaction(session_factory):
+    async def xact_ids(session: AsyncSession) -> tuple[int, int]:
+        first = await session.scalar(text("SELECT pg_current_xact_id()::text::bigint"))
+        second = await session.scalar(text("SELECT pg_current_xact_id()::text::bigint"))
+        return first, second
+
+    # each statement of a read is its own transaction: no BEGIN and ROLLBACK around them
+    first, second = await session_factory.reading(xact_ids)
+    assert first != second
+    # while a session for writes keeps its statements in one
+    first, second = await session_factory.retrying(xact_ids)
+    assert first == second
+
+
 def counted(metric: str) -> float:
     """What /metrics says of ``metric`` in this process."""
     return REGISTRY.get_sample_value(metric) or 0.0
