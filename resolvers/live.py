@@ -120,13 +120,20 @@ async def _dashboards(
         last = (await context.reads.student_dashboard(student)).value
         yield last
         while True:
-            event = await listener.next()
-            if isinstance(event, MarksEvent) and student not in event.by_student:
+            if not _changes_dashboard(await listener.next(), student):
                 continue
-            current = (await context.reads.student_dashboard(student)).value
+            async with context.hub.refreshes:
+                # Events that queued meanwhile are covered by this one read.
+                listener.pending()
+                current = (await context.reads.student_dashboard(student)).value
             if current != last:
                 last = current
                 yield current
+
+
+def _changes_dashboard(event: object, student: uuid.UUID) -> bool:
+    """Marks of the student, a statistics refresh, or RESYNC (anything may have changed)."""
+    return not isinstance(event, MarksEvent) or student in event.by_student
 
 
 async def notifications_received(info: Info) -> AsyncGenerator[NotificationEvent, None]:

