@@ -23,7 +23,7 @@ from services.metrics import (
     trend,
 )
 from services.models import AttendanceRecord, AttendanceStatus, Student
-from services.statistics import StudentRank, class_statistics, student_rank
+from services.statistics import StudentRank, standing_in_class
 
 WEEK_DAYS = 7
 
@@ -131,8 +131,8 @@ async def student_dashboard(
     today: date,
     now: datetime,
 ) -> StudentDashboard:
-    """Own figures are live; class average and rank come from the last statistics refresh."""
-    student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
+    """Own figures are live; class average and rank come from the last statistics refresh.
+    Two statements: the student with their counts, then the class figures."""
     recent_start = today - timedelta(days=TREND_WINDOW_DAYS - 1)
     previous_start = recent_start - timedelta(days=TREND_WINDOW_DAYS)
     recent = AttendanceRecord.date.between(recent_start, today)
@@ -140,39 +140,43 @@ async def student_dashboard(
     row = (
         await session.execute(
             select(
+                Student.classroom_id,
                 *counts_by_status(),
                 counted(recent),
                 with_status(AttendanceStatus.PRESENT, recent),
                 counted(previous),
                 with_status(AttendanceStatus.PRESENT, previous),
-            ).where(
-                AttendanceRecord.tenant_id == student.tenant_id,
-                AttendanceRecord.student_id == student.id,
             )
+            .select_from(Student)
+            .outerjoin(
+                AttendanceRecord,
+                and_(
+                    AttendanceRecord.tenant_id == Student.tenant_id,
+                    AttendanceRecord.student_id == Student.id,
+                ),
+            )
+            .where(Student.tenant_id == tenant_id, Student.id == student_id)
+            .group_by(Student.id)
         )
-    ).one()
-    counts = AttendanceCounts(*row[:5])
-    statistics = await class_statistics(
-        session, tenant_id=student.tenant_id, classroom_id=student.classroom_id
-    )
-    assert statistics is not None, "a student's classroom always has statistics"
-    rank = await student_rank(
-        session,
-        tenant_id=student.tenant_id,
-        student_id=student.id,
-        classroom_id=student.classroom_id,
+    ).first()
+    if row is None:
+        raise NotFound("No such student.")
+    classroom_id = row[0]
+    counts = AttendanceCounts(*row[1:6])
+    in_class = await standing_in_class(
+        session, tenant_id=tenant_id, student_id=student_id, classroom_id=classroom_id
     )
     return StudentDashboard(
-        student_id=student.id,
-        classroom_id=student.classroom_id,
+        student_id=student_id,
+        classroom_id=classroom_id,
         counts=counts,
         attendance_rate=attendance_rate(counts.present, counts.counted),
-        class_average=statistics.average_attendance,
-        ranking=rank,
-        trend=trend(row[6], row[5], row[8], row[7]),
+        class_average=in_class.class_average,
+        ranking=in_class.rank,
+        trend=trend(row[7], row[6], row[9], row[8]),
         standing=standing(counts, thresholds),
         last_updated=now,
-        statistics_calculated_at=min(statistics.last_calculated, rank.calculated_at),
+        statistics_calculated_at=in_class.calculated_at,
     )
 
 

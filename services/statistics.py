@@ -170,6 +170,47 @@ async def student_rank(
     raise LookupError(f"student {student_id} is not in classroom {classroom_id}")
 
 
+@dataclass(frozen=True, slots=True)
+class StandingInClass:
+    """What a dashboard shows of a student's class, and when the oldest of it was computed."""
+
+    class_average: float
+    rank: StudentRank
+    calculated_at: datetime
+
+
+async def standing_in_class(
+    session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, classroom_id: uuid.UUID
+) -> StandingInClass:
+    """The classroom's average and the student's rank in it, from one snapshot in one
+    statement; from the live views for whichever is not in the snapshot yet."""
+    row = (
+        await session.execute(
+            select(
+                STUDENT_STATS,
+                CLASS_STATS.c.last_calculated.label("calculated_at"),
+                CLASS_STATS.c.average_attendance,
+            )
+            .join(CLASS_STATS, CLASS_STATS.c.classroom_id == STUDENT_STATS.c.classroom_id)
+            .where(
+                STUDENT_STATS.c.tenant_id == tenant_id,
+                STUDENT_STATS.c.classroom_id == classroom_id,
+                STUDENT_STATS.c.student_id == student_id,
+            )
+        )
+    ).first()
+    if row is not None:
+        return StandingInClass(row.average_attendance, _rank(row), row.calculated_at)
+    statistics = await class_statistics(session, tenant_id=tenant_id, classroom_id=classroom_id)
+    assert statistics is not None, "a student's classroom always has statistics"
+    rank = await student_rank(
+        session, tenant_id=tenant_id, student_id=student_id, classroom_id=classroom_id
+    )
+    return StandingInClass(
+        statistics.average_attendance, rank, min(statistics.last_calculated, rank.calculated_at)
+    )
+
+
 async def rankings_page(
     session: AsyncSession,
     *,
