@@ -1,6 +1,6 @@
 """What every Rollcall job gets: a timeout, up to 3 tries with exponential backoff, and a dead
-letter holding its payload when the last try fails; and a NORMAL-queue worker that yields to
-URGENT work."""
+letter holding its payload when the last try fails; workers that lock each job for its own
+timeout; and a NORMAL-queue worker that yields to URGENT work."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import deserialize_job
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, Worker, func
 
@@ -92,7 +94,28 @@ def recorded(coroutine: Job, *, timeout_seconds: float) -> Job:
     return run
 
 
-class PreferringWorker(Worker):
+# What arq adds to a job's timeout for the lock it holds while the job runs.
+LOCK_MARGIN_SECONDS = 10
+
+
+class JobLockWorker(Worker):
+    """Locks each job it runs for that job's own timeout (plus a margin), not for its
+    longest function's: the lock is what keeps a job a stopped worker was running from being
+    run again, and an e-mail or a scan cut short must not wait out the audit archival's three
+    hours."""
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        payload = await self.pool.get(job_key_prefix + job_id)
+        if payload is not None:
+            name = deserialize_job(payload, deserializer=self.job_deserializer).function
+            function = self.functions.get(name)
+            if function is not None:
+                seconds = (function.timeout_s or self.job_timeout_s) + LOCK_MARGIN_SECONDS
+                await self.pool.pexpire(in_progress_key_prefix + job_id, int(seconds * 1000))
+        await super().run_job(job_id, score)
+
+
+class PreferringWorker(JobLockWorker):
     """Takes no job from its own queue while a job of ``urgent_queue`` is ready to run.
 
     Run beside a plain worker of the urgent queue: urgent work is always drained first, and

@@ -25,7 +25,7 @@ from jobs.notifications import (
     send_notification_email,
 )
 from jobs.outbox import drain_outbox
-from jobs.platform import PreferringWorker, durable, recorded
+from jobs.platform import JobLockWorker, PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
 from services.cached_reads import create_cache
 from services.db import create_engine, create_session_factory
@@ -47,10 +47,8 @@ ARCHIVE_TIMEOUT_SECONDS = 3 * 3600
 class WorkerSettings:
     """Every job function and cron job, and which of them the URGENT worker runs."""
 
-    # What services.queue enqueues on URGENT. arq keeps a job a stopped worker was running
-    # locked for its worker's longest function timeout (plus 10 s), so the URGENT worker holds
-    # only these short ones: an alert or e-mail cut short runs again within a minute, not after
-    # the NORMAL queue's exports and archival could have finished.
+    # What services.queue enqueues on URGENT: short jobs that never wait behind exports,
+    # scans or the archival.
     urgent_functions: Sequence[Function] = (
         durable(check_thresholds, timeout_seconds=30),
         durable(send_notification_email, timeout_seconds=30),
@@ -189,7 +187,7 @@ def create_workers(
         "max_jobs": WorkerSettings.max_jobs,
     }
     return [
-        Worker(
+        JobLockWorker(
             functions=list(urgent),
             queue_name=Queue.URGENT.value,
             ctx={**shared, "queue": Queue.URGENT.value},

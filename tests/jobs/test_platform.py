@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import result_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix, result_key_prefix, retry_key_prefix
 from redis.exceptions import RedisError
 from sqlalchemy import delete, func, select
 
@@ -51,10 +51,22 @@ async def slow_first_time(ctx: dict[str, Any]) -> str:
     return "done"
 
 
+async def note_lock(ctx: dict[str, Any]) -> None:
+    """Record how long this job's in-progress lock has left to live, in milliseconds."""
+    left = await ctx["redis"].pttl(in_progress_key_prefix + ctx["job_id"])
+    await ctx["redis"].set("test:lock_ms", left)
+
+
+async def archive_for_hours(ctx: dict[str, Any]) -> None:
+    """Never run: its timeout is what a worker's locks used to last."""
+
+
 JOBS = [
     durable(note_start, timeout_seconds=5),
     durable(always_fails, timeout_seconds=5),
     durable(slow_first_time, timeout_seconds=0.3),
+    durable(note_lock, timeout_seconds=5),
+    durable(archive_for_hours, timeout_seconds=3 * 3600),
 ]
 
 
@@ -230,17 +242,30 @@ async def test_a_job_whose_worker_stopped_during_its_last_try_is_dead_lettered(
     )
 
 
-def test_urgent_jobs_left_by_a_stopped_worker_are_free_again_within_a_minute(settings):
-    urgent, normal = create_workers(settings, {})
-    # arq locks a job for its worker's longest function timeout: exports and the audit
-    # archival must not make an alert or an e-mail wait for them
-    assert urgent.in_progress_timeout_s <= 60
+async def test_a_job_is_locked_for_its_own_timeout_not_its_workers_longest(
+    settings, arq, redis, session_factory
+):
+    # given a worker that also runs a job of three hours
+    workers = create_workers(settings, {}, functions=JOBS)
+    assert all(worker.in_progress_timeout_s > 3 * 3600 for worker in workers)
+    # when it runs a job of at most 5 s, on either queue
+    for queue in Queue:
+        await redis.delete("test:lock_ms")
+        async with session_factory() as session:
+            await enqueue(arq, session, "note_lock", queue=queue)
+        await run_jobs(settings, functions=JOBS)
+        # then a worker stopped during it would free it 20 s later (its timeout, arq's backup
+        # of it and arq's margin), not after 3 hours
+        assert 15_000 < int(await redis.get("test:lock_ms")) <= 20_000
+
+
+def test_the_urgent_worker_runs_only_the_short_jobs(settings):
+    urgent, _ = create_workers(settings, {})
     assert {function.name for function in urgent.functions.values()} == {
         "check_thresholds",
         "send_notification_email",
         "invalidate_cache",
     }
-    assert normal.in_progress_timeout_s > 900  # exports may run 15 minutes
 
 
 async def test_workers_start_again_when_redis_comes_back(settings, tmp_path):
