@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import strawberry
+from strawberry.extensions import SchemaExtension
 
 from graph.school import Role, Student, Tenant
 from resolvers import auth as auth_resolvers
-from resolvers.context import Info
+from resolvers.context import Context, Info
 from resolvers.loaders import load_existing
 from services import models
+
+
+class ConfirmViewer(SchemaExtension):
+    """Checks the token against its account once the operation has passed every check of the
+    document, just before it runs: a refused document costs no lookup."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            await context.confirm_viewer()
+        yield
 
 
 @strawberry.type(description="The authenticated account.")
@@ -71,8 +84,8 @@ class AuthMutation:
 
     @strawberry.mutation(
         description="Replace your password (12 to 128 characters), proving the current one. "
-        "Wrong current passwords count toward the failed-login limit. Tokens already issued "
-        "stay valid until they expire."
+        "Wrong current passwords count toward the failed-login limit. Every token issued "
+        "before the change, this one included, is refused from then on: log in again."
     )
     async def change_password(self, info: Info, current_password: str, new_password: str) -> bool:
         await auth_resolvers.change_password(info, current_password, new_password)

@@ -17,7 +17,7 @@ from strawberry.types.graphql import OperationType
 
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.audit import AuditQuery
-from graph.auth import AuthMutation, AuthQuery
+from graph.auth import AuthMutation, AuthQuery, ConfirmViewer
 from graph.certificates import CertificateMutation, CertificateQuery
 from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
@@ -198,6 +198,7 @@ def create_schema(settings: Settings | None = None) -> Schema:
             lambda: ParserCache(maxsize=512),
             OperationNames,
             *validation(settings),
+            ConfirmViewer,
             *tracing_extensions(settings),
         ],
         config=StrawberryConfig(

@@ -140,9 +140,11 @@ class GraphQLView(GraphQL[Context, None]):
         """Authenticate ``connection_init`` and take a lease, or refuse the connection."""
         params = context.connection_params or {}
         header = params.get("authorization", params.get("Authorization"))
-        viewer = viewer_from_header(
+        context.viewer_or_error = viewer_from_header(
             header if isinstance(header, str) else None, secret=context.settings.jwt_secret
         )
+        await context.confirm_viewer()
+        viewer = context.viewer_or_error
         if viewer is None:
             raise Refused(FORBIDDEN, 'Forbidden: send {"authorization": "Bearer <token>"}')
         if isinstance(viewer, ServiceError):
@@ -151,6 +153,5 @@ class GraphQLView(GraphQL[Context, None]):
             context.lease = await context.presence.open(viewer)
         except ConnectionRefused as refused:
             raise Refused.over_limit(refused) from None
-        context.viewer_or_error = viewer
         note_viewer(viewer)
         return {"pingIntervalSeconds": context.settings.ws_ping_interval_seconds}

@@ -3,7 +3,8 @@ pings, and holding a lease (per-user limit, connection rate) until it ends.
 
 Close codes:
 - 4401 subscribe before ``connection_init`` was acknowledged (strawberry);
-- 4403 no, bad or expired token, also when the token expires while connected;
+- 4403 no, bad or expired token, also when the token expires while connected or its account's
+  password changes (checked every ping interval);
 - 4408 no ``connection_init`` in time (strawberry);
 - 1013 over the per-user connection limit or the connection rate (try again later);
 - 1001 no ``pong`` within a ping interval;
@@ -34,7 +35,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from graph.errors import format_error
 from graph.observability import operation_record
 from resolvers.context import Context
-from services.errors import TooManyOperations
+from services.credentials import ensure_current
+from services.errors import ServiceError, TooManyOperations, Unauthenticated
 from services.logs import current_request
 from services.presence import ConnectionRefused
 
@@ -105,15 +107,26 @@ class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def _keep_alive(self) -> None:
         """Ping every interval; a client that has not answered the last ping is gone, and one
-        whose token has expired must log in again."""
+        whose token has expired, or no longer speaks for its account, must log in again."""
         interval = self.context.settings.ws_ping_interval_seconds
-        expires_at = self.context.viewer.expires_at
+        viewer = self.context.viewer
         with contextlib.suppress(WebSocketDisconnected, RuntimeError):
             while True:
                 await asyncio.sleep(interval)
-                if expires_at is not None and datetime.now(UTC) >= expires_at:
+                if viewer.expires_at is not None and datetime.now(UTC) >= viewer.expires_at:
                     await self.websocket.close(code=FORBIDDEN, reason=TOKEN_EXPIRED)
                     return
+                try:
+                    await ensure_current(
+                        viewer,
+                        cache=self.context.cache,
+                        session_factory=self.context.session_factory,
+                    )
+                except Unauthenticated as ended:
+                    await self.websocket.close(code=FORBIDDEN, reason=f"Forbidden: {ended.message}")
+                    return
+                except ServiceError:
+                    pass  # not known now (database and Redis both down): asked again next time
                 if self._awaiting_pong:
                     await self.websocket.close(code=GOING_AWAY, reason="Keep-alive timeout")
                     return

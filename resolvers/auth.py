@@ -38,6 +38,9 @@ async def change_password(info: Info, current_password: str, new_password: str) 
             current_password=current_password,
             new_password=new_password,
             origin=context.origin,
+            cache=context.cache,
+            queue=context.redis,
+            now=context.now(),
         )
     except RateLimited as refused:
         context.rate_limits.note(refused.quota)

@@ -20,6 +20,7 @@ from services.audit import Origin
 from services.auth import Viewer
 from services.cache import Cache
 from services.cached_reads import Reader
+from services.credentials import ensure_current
 from services.db import SessionFactory
 from services.downloads import Links
 from services.errors import Invalid, ServiceError, Unauthenticated
@@ -62,6 +63,7 @@ class Context:
     # A live connection's connection_init payload (strawberry sets it) and its lease.
     connection_params: dict[str, object] | None = None
     lease: Lease | None = None
+    viewer_confirmed: bool = False
 
     @property
     def viewer(self) -> Viewer:
@@ -71,6 +73,19 @@ class Context:
         if isinstance(self.viewer_or_error, ServiceError):
             raise self.viewer_or_error
         raise Unauthenticated("Log in first: send Authorization: Bearer <token>.")
+
+    async def confirm_viewer(self) -> None:
+        """Check, once, that the token still speaks for its account (not issued before a
+        password change, account not disabled); when not, ``viewer`` says why."""
+        if self.viewer_confirmed or not isinstance(self.viewer_or_error, Viewer):
+            return
+        try:
+            await ensure_current(
+                self.viewer_or_error, cache=self.cache, session_factory=self.session_factory
+            )
+        except ServiceError as error:
+            self.viewer_or_error = error
+        self.viewer_confirmed = True
 
     @property
     def trust_policy(self) -> Policy:

@@ -36,6 +36,9 @@ class Viewer:
     role: Role
     student_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    # Milliseconds since the epoch: ``iat`` counts whole seconds, too coarse to tell a token
+    # from a password change in the same second.
+    issued_at_ms: int | None = None
 
 
 class LoginFailed(Unauthenticated):
@@ -85,6 +88,7 @@ def issue_token(viewer: Viewer, *, secret: str, ttl_seconds: int, now: datetime)
         "role": viewer.role.value,
         "iss": TOKEN_ISSUER,
         "iat": int(now.timestamp()),
+        "iat_ms": int(now.timestamp() * 1000),
         "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
     }
     if viewer.student_id is not None:
@@ -103,12 +107,16 @@ def decode_token(token: str, *, secret: str) -> Viewer:
             options={"require": ["sub", "tid", "role", "exp"]},
         )
         student = claims.get("sid")
+        issued_ms = claims.get("iat_ms")
+        if issued_ms is None and "iat" in claims:
+            issued_ms = int(claims["iat"]) * 1000
         return Viewer(
             user_id=uuid.UUID(claims["sub"]),
             tenant_id=uuid.UUID(claims["tid"]),
             role=Role(claims["role"]),
             student_id=uuid.UUID(student) if student else None,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            issued_at_ms=None if issued_ms is None else int(issued_ms),
         )
     except jwt.ExpiredSignatureError as error:
         raise Unauthenticated("The token has expired; log in again.") from error

@@ -15,6 +15,7 @@ import contextlib
 import uuid
 from datetime import datetime
 
+from arq.connections import ArqRedis
 from sqlalchemy import select, update
 
 from services import audit
@@ -27,9 +28,12 @@ from services.auth import (
     needs_rehash,
     verify_password,
 )
+from services.cache import Cache, CacheUnavailable
+from services.credentials import user_tag
 from services.db import SessionFactory
 from services.errors import Invalid, NotFound
 from services.models import AuditAction, Tenant, User
+from services.queue import schedule_cache_invalidation
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 from services.telemetry import LOGIN_FAILURES
 
@@ -144,10 +148,17 @@ async def change_password(
     current_password: str,
     new_password: str,
     origin: audit.Origin,
+    cache: Cache,
+    queue: ArqRedis,
+    now: datetime,
 ) -> None:
     """Replace the viewer's password once the current one is proven; the new hash and its
     PASSWORD_CHANGE entry commit together. A wrong current password is VALIDATION_ERROR on
-    ``currentPassword``, audited and counted as a failed login of the account."""
+    ``currentPassword``, audited and counted as a failed login of the account.
+
+    Every token issued before ``now`` is refused from then on, the caller's own included: the
+    account's cached credentials are invalidated before this returns (or, with Redis down,
+    before any process trusts its cache again)."""
     check_new_password(current_password, new_password)
     account = ("user", str(viewer.user_id))
     try:
@@ -190,6 +201,7 @@ async def change_password(
         new_hash = await asyncio.to_thread(hash_password, new_password)
         async with session.begin():
             user.password_hash = new_hash
+            user.credentials_changed_at = now
             audit.record(
                 session,
                 tenant_id=viewer.tenant_id,
@@ -201,6 +213,11 @@ async def change_password(
                 origin=origin,
                 details={},
             )
+        tags = [user_tag(viewer.user_id)]
+        try:
+            await cache.invalidate(tenant_id=viewer.tenant_id, tags=tags)
+        except CacheUnavailable:
+            await schedule_cache_invalidation(queue, session, tenant_id=viewer.tenant_id, tags=tags)
 
 
 async def _tenant_id(session_factory: SessionFactory, slug: str) -> uuid.UUID | None:

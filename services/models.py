@@ -87,6 +87,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(Enum(Role, name="user_role"))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Tokens issued before this are refused (services.credentials).
+    credentials_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Classroom(Base):

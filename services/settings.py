@@ -25,6 +25,7 @@ DEFAULT_CACHE_TTLS: Mapping[str, int] = {
     "student_ranking": 300,
     "class_statistics": 300,
     "class_rankings": 300,
+    "credentials": 300,
 }
 _CACHE_TTL_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<seconds>\d+)s?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -52,7 +52,7 @@ async def test_only_admins_read_the_audit_log(client, factory):
 
 
 async def do(
-    client, school: School, action: str, actor, passwords: dict
+    client, factory, school: School, action: str, actor, passwords: dict
 ) -> tuple[str, object, bool] | None:
     """Perform one action as ``actor`` (whose current password ``passwords`` tracks); the
     (action, user, success) it must leave, if any."""
@@ -66,6 +66,10 @@ async def do(
         passwords[actor.id] = new = current + "!"
         body = await gql(client, CHANGE, {"current": current, "new": new}, token=token)
         assert "errors" not in body
+        # The change ended the actor's session: they go on with a token issued after it.
+        key = _key(school, actor)
+        student_id = key if key != actor.id else None
+        school.tokens[key] = factory.issue(actor, student_id)
         return ("PASSWORD_CHANGE", actor.id, True)
     if action == "bad_password":
         body = await gql(client, CHANGE, {"current": "wrong", "new": "x" * 20}, token=token)
@@ -132,13 +136,13 @@ def _key(school: School, user) -> object:
         max_size=6,
     )
 )
-async def test_each_audited_action_has_exactly_one_entry(client, fresh_school, plan):
+async def test_each_audited_action_has_exactly_one_entry(client, factory, fresh_school, plan):
     school: School = await fresh_school()
     people = [school.admin, school.teachers[0], school.accounts[school.students[0].id]]
     started = datetime.now(UTC) - timedelta(seconds=1)
     expected, passwords = [], {}
     for action, who in plan:
-        if (outcome := await do(client, school, action, people[who], passwords)) is not None:
+        if (outcome := await do(client, factory, school, action, people[who], passwords)) is not None:
             expected.append(outcome)
     found = await entries(client, school)
     assert sorted((e["action"], e["userId"], e["success"]) for e in found) == sorted(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -12,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from services.auth import Viewer, issue_token
-from services.models import AuditAction, AuditLog, User
+from services.auth import Viewer, decode_token, issue_token
+from services.models import AuditAction, AuditLog, Role, User
 from tests.factories import PASSWORD, api_process, error_codes, gql
 
 LOGIN = """
@@ -124,6 +125,57 @@ async def test_a_password_change_replaces_the_password_and_is_audited(client, fa
     assert "errors" not in await log_in(client, school, teacher.email, new)
     [entry] = await password_entries(factory, school)
     assert (entry.user_id, entry.success, str(entry.ip_address)) == (teacher.id, True, "127.0.0.1")
+
+
+async def test_a_password_change_ends_every_session_begun_before_it(client, settings, factory):
+    # given a teacher signed in twice, one token already checked by a second API process
+    school = await factory.school(students=1)
+    teacher = school.teachers[0]
+    first = (await log_in(client, school, teacher.email, PASSWORD))["data"]["login"]["token"]
+    second = school.token(teacher)
+    async with api_process(settings) as other:
+        assert "errors" not in await gql(other, ME, token=second)
+        # when the password is changed through the first process
+        new = "a much longer passphrase"
+        changed = await gql(client, CHANGE, {"current": PASSWORD, "new": new}, token=first)
+        assert changed == {"data": {"changePassword": True}}
+        # then both earlier tokens are refused by both processes, at once
+        for api in (client, other):
+            for token in (first, second):
+                refused = await gql(api, ME, token=token)
+                assert error_codes(refused) == ["UNAUTHENTICATED"]
+                assert "password was changed" in refused["errors"][0]["message"]
+        # and a token from signing in again works everywhere
+        fresh = (await log_in(client, school, teacher.email, new))["data"]["login"]["token"]
+        for api in (client, other):
+            assert (await gql(api, ME, token=fresh))["data"]["me"]["id"] == str(teacher.id)
+
+
+async def test_tokens_of_a_disabled_account_are_refused(client, factory):
+    school = await factory.school(students=1)
+    teacher = school.teachers[0]
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(update(User).where(User.id == teacher.id).values(active=False))
+    refused = await gql(client, ME, token=school.token(teacher))
+    assert error_codes(refused) == ["UNAUTHENTICATED"]
+
+
+def test_a_token_from_before_millisecond_issue_times_is_dated_by_its_second(settings):
+    issued = datetime.now(UTC).replace(microsecond=750_000)
+    second = int(issued.timestamp())
+    claims = jwt.decode(
+        issue_token(
+            Viewer(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), role=Role.TEACHER),
+            secret=settings.jwt_secret,
+            ttl_seconds=60,
+            now=issued,
+        ),
+        options={"verify_signature": False},
+    )
+    assert claims["iat_ms"] == second * 1000 + 750
+    del claims["iat_ms"]
+    older = jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    assert decode_token(older, secret=settings.jwt_secret).issued_at_ms == second * 1000
 
 
 async def test_a_wrong_current_password_changes_nothing_and_is_audited(client, factory):

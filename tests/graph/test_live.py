@@ -18,13 +18,15 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
 from rollcall.live_client import Closed, LiveClient, OperationError
 from rollcall.processes import ServerProcess, running_server
 from services.live import classroom_channel, user_channel
+from services.models import User
 from services.presence import lease_key
 from services.settings import Settings
-from tests.factories import Factory, School, run_jobs
+from tests.factories import PASSWORD, Factory, School, run_jobs
 
 PER_USER = 3
 CONNECTION_RATE = 20
@@ -311,7 +313,10 @@ async def test_connections_without_a_valid_token_are_closed(
 ):
     school = await factory.school(students=1)
     expired = factory.issue(school.admin, ttl=-60)
-    for token in (None, "not-a-token", expired):
+    disabled = await factory.school(students=1)
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(update(User).where(User.id == disabled.admin.id).values(active=False))
+    for token in (None, "not-a-token", expired, disabled.token(disabled.admin)):
         async with LiveClient.connect(servers[0].ws_url) as client:
             with pytest.raises(Closed) as closed:
                 await client.init(token)
@@ -332,6 +337,27 @@ async def test_a_connection_is_closed_when_its_token_expires(
         await client.subscribe(ATTENDANCE, {"classroomId": str(school.classrooms[0].id)})
         closed = await client.wait_closed(within=6)
     assert closed.code == 4403 and "expired" in closed.reason
+
+
+async def test_a_connection_is_closed_when_its_accounts_password_changes(
+    servers: tuple[ServerProcess, ServerProcess], factory: Factory
+):
+    school = await factory.school(students=1)
+    token = school.token(school.admin)
+    async with live(servers[0], token) as client:
+        await client.subscribe(ATTENDANCE, {"classroomId": str(school.classrooms[0].id)})
+        async with httpx.AsyncClient(base_url=servers[1].base_url) as http:
+            changed = await http.post(
+                "/graphql",
+                json={
+                    "query": "mutation { changePassword(currentPassword: "
+                    f'"{PASSWORD}", newPassword: "another long passphrase") }}'
+                },
+                headers={"authorization": f"Bearer {token}"},
+            )
+        assert changed.json() == {"data": {"changePassword": True}}
+        closed = await client.wait_closed(within=6)
+    assert closed.code == 4403 and "password was changed" in closed.reason
 
 
 async def test_the_legacy_graphql_ws_protocol_is_refused(
@@ -447,6 +473,11 @@ async def test_dashboards_are_pushed_after_marks_and_refreshes_computed_once(
         for client, operation in zip(clients, operations, strict=True):
             first = (await client.next(operation))["data"]["dashboardUpdated"]
             assert (first["studentId"], first["totalClasses"]) == (str(student.id), 0)
+        # The teacher's account state is cached too: read it first, so that what is counted
+        # below is the dashboard alone.
+        async with httpx.AsyncClient(base_url=servers[1].base_url) as http:
+            teacher = {"authorization": f"Bearer {school.token(school.teachers[0])}"}
+            await http.post("/graphql", json={"query": "{ me { id } }"}, headers=teacher)
         computed = await computations(servers)
         await mark(servers[1], school, [(student.id, "ABSENT"), (school.students[1].id, "PRESENT")])
         for client, operation in zip(clients, operations, strict=True):

@@ -1,0 +1,72 @@
+"""Whether a token still speaks for its account.
+
+A token issued before the account's last password change, or for an account since disabled or
+deleted, is refused. The account's state is read through the cache (tag ``user:<id>``): a
+request pays one Redis round trip, and a change reaches every process at its next request,
+since the change invalidates the tag before it is reported done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.auth import Viewer
+from services.cache import Cache, Spec
+from services.db import SessionFactory
+from services.errors import Unauthenticated
+from services.models import User
+
+KIND = "credentials"
+
+
+def user_tag(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a token is checked against; ``changed_at_ms`` is None while never changed."""
+
+    active: bool
+    changed_at_ms: int | None
+
+
+async def ensure_current(viewer: Viewer, *, cache: Cache, session_factory: SessionFactory) -> None:
+    """Unauthenticated when ``viewer``'s token no longer speaks for its account."""
+
+    async def read(session: AsyncSession) -> Credentials:
+        row = (
+            await session.execute(
+                select(User.active, User.credentials_changed_at).where(
+                    User.tenant_id == viewer.tenant_id, User.id == viewer.user_id
+                )
+            )
+        ).first()
+        if row is None:
+            return Credentials(active=False, changed_at_ms=None)
+        changed = row.credentials_changed_at
+        return Credentials(
+            active=row.active,
+            changed_at_ms=None if changed is None else int(changed.timestamp() * 1000),
+        )
+
+    found = await cache.fetch(
+        Spec(
+            tenant_id=viewer.tenant_id,
+            kind=KIND,
+            key=str(viewer.user_id),
+            tags=(user_tag(viewer.user_id),),
+            value_type=Credentials,
+            compute=lambda: session_factory.reading(read),
+        )
+    )
+    credentials = found.value
+    if not credentials.active:
+        raise Unauthenticated("This account is disabled or no longer exists.")
+    changed = credentials.changed_at_ms
+    if changed is not None and (viewer.issued_at_ms is None or viewer.issued_at_ms < changed):
+        raise Unauthenticated("The password was changed after this token was issued; log in again.")
