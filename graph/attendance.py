@@ -104,6 +104,9 @@ class AttendancePoint:
     attendance_rate: float = strawberry.field(
         description="The week's own rate; 100 for a week without marks (see totalClasses)."
     )
+    cumulative_classes: int = strawberry.field(
+        description="Periods marked up to the week's end, earlier weeks included."
+    )
     cumulative_rate: float = strawberry.field(
         description="The rate over every record up to the week's end: the dashboard's rate "
         "for the current week."
@@ -117,6 +120,7 @@ class AttendancePoint:
             total_classes=point.counted,
             present_count=point.present,
             attendance_rate=point.attendance_rate,
+            cumulative_classes=point.cumulative_counted,
             cumulative_rate=point.cumulative_rate,
         )
 

@@ -107,12 +107,13 @@ def percentile(rank: int, total: int) -> float:
 @dataclass(frozen=True, slots=True)
 class WeekPoint:
     """One week (Monday to Sunday) of a student's history: its own counts and rate, and the
-    cumulative rate over every record up to its Sunday."""
+    cumulative count and rate over every record up to its Sunday."""
 
     week_start: date
     counted: int
     present: int
     attendance_rate: float
+    cumulative_counted: int
     cumulative_rate: float
 
 
@@ -153,6 +154,7 @@ def weekly_history(
                 counted=counted,
                 present=present,
                 attendance_rate=attendance_rate(present, counted),
+                cumulative_counted=total_counted,
                 cumulative_rate=attendance_rate(total_present, total_counted),
             )
         )

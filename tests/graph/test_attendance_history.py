@@ -12,7 +12,7 @@ from tests.factories import error_codes, gql
 HISTORY = """
 query History($studentId: ID, $weeks: Int!) {
   attendanceHistory(studentId: $studentId, weeks: $weeks) {
-    weekStart weekEnd totalClasses presentCount attendanceRate cumulativeRate
+    weekStart weekEnd totalClasses presentCount attendanceRate cumulativeClasses cumulativeRate
   }
 }"""
 DASHBOARD = "query { studentDashboard { attendanceRate } }"
@@ -45,6 +45,7 @@ async def test_a_student_reads_their_own_weeks_ending_with_the_dashboard_rate(cl
     assert points[-1]["weekEnd"] == (monday + timedelta(days=6)).isoformat()
     assert [p["totalClasses"] for p in points] == [1, 0, 0, 2]
     assert [p["attendanceRate"] for p in points] == [100.0, 100.0, 100.0, 50.0]
+    assert [p["cumulativeClasses"] for p in points] == [1, 1, 1, 3]
     assert [p["cumulativeRate"] for p in points] == [100.0, 100.0, 100.0, 200 / 3]
     assert points[-1]["cumulativeRate"] == dashboard["data"]["studentDashboard"]["attendanceRate"]
 

@@ -42,6 +42,7 @@ def test_each_week_has_its_own_rate_and_the_rate_so_far():
     ]
     assert [(p.counted, p.present) for p in points] == [(0, 0), (12, 9), (6, 6)]
     assert [p.attendance_rate for p in points] == [100.0, 75.0, 100.0]
+    assert [p.cumulative_counted for p in points] == [6, 18, 24]
     assert [p.cumulative_rate for p in points] == [0.0, 9 * 100 / 18, 15 * 100 / 24]
 
 
@@ -70,6 +71,7 @@ def test_the_last_cumulative_rate_is_the_overall_rate(daily, weeks):
     counted = sum(c for _, c, _ in daily)
     present = sum(p for _, _, p in daily)
     assert points[-1].cumulative_rate == attendance_rate(present, counted)
+    assert points[-1].cumulative_counted == counted
     first = points[0].week_start
     assert sum(p.counted for p in points) == sum(c for d, c, _ in daily if d >= first)
 
