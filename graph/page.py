@@ -8,10 +8,11 @@ fetched from elsewhere, no framing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -52,17 +53,17 @@ class PageFiles(StaticFiles):
         return secured(await super().get_response(path, scope))
 
 
-async def index(request: Request) -> Response:
-    return secured(FileResponse(WEB_DIR / "index.html"))
-
-
-async def service_worker(request: Request) -> Response:
-    return secured(FileResponse(WEB_DIR / "sw.js", media_type="text/javascript"))
-
-
 def page_routes() -> list[BaseRoute]:
+    files = PageFiles(directory=WEB_DIR)
+
+    def one_file(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await files.get_response(name, request.scope)
+
+        return endpoint
+
     return [
-        Route("/", index, methods=["GET", "HEAD"]),
-        Route("/sw.js", service_worker, methods=["GET", "HEAD"]),
-        Mount("/web", PageFiles(directory=WEB_DIR), name="web"),
+        Route("/", one_file("index.html"), methods=["GET", "HEAD"]),
+        Route("/sw.js", one_file("sw.js"), methods=["GET", "HEAD"]),
+        Mount("/web", files, name="web"),
     ]
