@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from rollcall.browser import chromium_missing, launch_options
 
@@ -40,7 +40,7 @@ def main() -> None:
         page.get_by_label("Password").fill(options.password)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_selector("#connection[data-state='live']")
-        page.wait_for_function("document.querySelector('#rate-value').textContent !== '–'")
+        expect(page.locator("#rate-value")).not_to_have_text("–")
         page.wait_for_selector("#chart svg")
         # Hover and focus rings off: the picture shows the page at rest.
         page.mouse.move(0, 0)
