@@ -7,19 +7,23 @@ import { percent, shortDate } from "./format.js";
 const WIDTH = 640;
 const HEIGHT = 260;
 const MARGIN = { top: 16, right: 64, bottom: 34, left: 44 };
+const MIN_WEEKS = 4;
 
 function lowerBound(values) {
   const lowest = Math.min(...values);
   return Math.max(0, Math.floor((lowest - 5) / 10) * 10);
 }
 
-export function rateChart(points, { warning, mahroom }) {
+export function rateChart(weeks, { warning, mahroom }) {
   const innerWidth = WIDTH - MARGIN.left - MARGIN.right;
   const innerHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const marked = points.filter((point) => point.totalClasses > 0);
-  // Before the first mark there is no rate to draw (the API's 100 means "nothing missed").
+  // Before the first mark there is no rate to draw (the API's 100 means "nothing missed"):
+  // those weeks are left out, down to MIN_WEEKS on the axis.
+  const firstMarked = weeks.findIndex((point) => point.cumulativeClasses > 0);
+  const points = firstMarked < 0 ? weeks : weeks.slice(Math.min(firstMarked, Math.max(0, weeks.length - MIN_WEEKS)));
   const since = points.findIndex((point) => point.cumulativeClasses > 0);
   const drawn = since < 0 ? [] : points.slice(since);
+  const marked = points.filter((point) => point.totalClasses > 0);
   const low = lowerBound([
     mahroom,
     ...drawn.map((point) => point.cumulativeRate),
