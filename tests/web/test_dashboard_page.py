@@ -184,6 +184,10 @@ async def test_signing_in_shows_the_apis_figures_and_keeps_them(context, server,
     assert snapshot["data"]["studentDashboard"]["attendanceRate"] == expected["attendanceRate"]
     saved_at = datetime.fromisoformat(snapshot["savedAt"].replace("Z", "+00:00"))
     assert abs(datetime.now(UTC) - saved_at) < timedelta(minutes=1)
+    # one read of the page's data, though the websocket's first push came too
+    await page.wait_for_timeout(1000)
+    reads = [body for body in requests if "weeks" in body["variables"] and "query" not in body]
+    assert len(reads) == 1
     # queries went by hash first; a document only after PERSISTED_QUERY_NOT_FOUND
     queries = [body for body in requests if "persistedQuery" in body.get("extensions", {})]
     assert queries, requests
@@ -193,6 +197,23 @@ async def test_signing_in_shows_the_apis_figures_and_keeps_them(context, server,
             earlier = queries[index - 1]
             assert "query" not in earlier
             assert earlier["extensions"]["persistedQuery"]["sha256Hash"] == digest
+
+
+async def test_staff_are_sent_to_the_api_and_wrong_passwords_are_refused(context, server, factory):
+    school = await factory.school(students=1)
+    page = await context.new_page()
+    await page.goto(server.base_url + "/")
+    await page.get_by_label("School code").fill(school.tenant.slug)
+    await page.get_by_label("Email").fill(school.teachers[0].email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await playwright_api.expect(page.locator("#login-error")).to_contain_text("student")
+    assert await page.evaluate("localStorage.getItem('rollcall.session')") is None
+    await page.get_by_label("Email").fill(school.accounts[school.students[0].id].email)
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await playwright_api.expect(page.locator("#login-error")).to_contain_text("password is wrong")
+    assert await page.locator("#dashboard-view").is_hidden()
 
 
 async def test_a_teachers_mark_shows_live_without_a_reload(context, server, factory):
@@ -227,8 +248,8 @@ async def test_a_teachers_mark_shows_live_without_a_reload(context, server, fact
         "studentDashboard"
     ]
     assert await text(page, "#rate-value") == percent(expected["attendanceRate"])
-    # the weekly grid and the chart follow (read again after the push)
-    await page.wait_for_selector("#week .status-absent >> nth=0")
+    # the weekly grid follows (read again after the push): today, period 3
+    await page.wait_for_selector("#week tbody tr:nth-child(3) td.today .status-absent")
     assert await page.evaluate("window.stillTheSamePage") is True
 
 

@@ -37,6 +37,9 @@ const state = {
   // Whether the API answered the last request (and the browser says it is online).
   online: navigator.onLine,
   live: "connecting",
+  // Whether the websocket was ever acknowledged, and whether its next push is its first.
+  wasLive: false,
+  firstPush: false,
   connection: null,
   refreshing: null,
   refreshTimer: null,
@@ -415,8 +418,13 @@ function connectLive() {
     onStatus: (status) => {
       const was = state.live;
       state.live = status;
-      // Marks made while the socket was down are not replayed: read everything again.
-      if (status === "live" && was !== "live" && state.snapshot) scheduleRefresh();
+      if (status === "live") {
+        // Marks made while the socket was down are not replayed: read everything again (the
+        // first connection needs no second read, unless the API had not answered).
+        if (state.wasLive || !state.online) scheduleRefresh();
+        state.wasLive = true;
+        state.firstPush = true;
+      }
       // Down: find out whether the API itself is reachable (else the page goes offline).
       if (status === "down" && was === "live") scheduleRefresh();
       renderConnection();
@@ -430,10 +438,13 @@ function connectLive() {
 }
 
 function dashboardPushed({ data }) {
+  // The first push of a connection is the dashboard as it is, read anyway on (re)connecting.
+  const first = state.firstPush;
+  state.firstPush = false;
   const dashboard = data?.dashboardUpdated;
   if (!dashboard || !state.snapshot) return;
   const shown = state.snapshot.data.studentDashboard;
-  const marksChanged = COUNT_FIELDS.some((field) => shown[field] !== dashboard[field]);
+  const marksChanged = !first && COUNT_FIELDS.some((field) => shown[field] !== dashboard[field]);
   state.snapshot.data.studentDashboard = dashboard;
   state.snapshot = saveSnapshot(state.session.viewer.id, state.snapshot.data);
   renderDashboard(dashboard);
@@ -534,6 +545,7 @@ async function login(event) {
 function logout(message) {
   state.connection?.close();
   state.connection = null;
+  state.wasLive = false;
   clearTimeout(state.refreshTimer);
   state.session = null;
   state.snapshot = null;
