@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import strawberry
 
@@ -116,7 +116,7 @@ class AttendancePoint:
     def from_service(cls, point: metrics.WeekPoint) -> AttendancePoint:
         return cls(
             week_start=point.week_start,
-            week_end=point.week_start + timedelta(days=metrics.WEEK_DAYS - 1),
+            week_end=point.week_end,
             total_classes=point.counted,
             present_count=point.present,
             attendance_rate=point.attendance_rate,

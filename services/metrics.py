@@ -116,6 +116,10 @@ class WeekPoint:
     cumulative_counted: int
     cumulative_rate: float
 
+    @property
+    def week_end(self) -> date:
+        return self.week_start + timedelta(days=WEEK_DAYS - 1)
+
 
 def week_start(day: date) -> date:
     """The Monday of ``day``'s week (ISO weeks)."""
@@ -129,20 +133,19 @@ def weekly_history(
     present) figures. Days before the first week count toward the cumulative rate only; days
     after ``today`` (there should be none) are ignored."""
     first = week_start(today) - timedelta(days=WEEK_DAYS * (weeks - 1))
-    before_counted = before_present = 0
+    total_counted = total_present = 0  # up to the week being built, earlier days included
     by_week: dict[date, tuple[int, int]] = {}
     for day, counted, present in daily:
         if day > today:
             continue
         if day < first:
-            before_counted += counted
-            before_present += present
+            total_counted += counted
+            total_present += present
             continue
         monday = week_start(day)
         week_counted, week_present = by_week.get(monday, (0, 0))
         by_week[monday] = (week_counted + counted, week_present + present)
     points = []
-    total_counted, total_present = before_counted, before_present
     for index in range(weeks):
         monday = first + timedelta(days=WEEK_DAYS * index)
         counted, present = by_week.get(monday, (0, 0))
