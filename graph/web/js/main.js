@@ -42,6 +42,7 @@ const state = {
   firstPush: false,
   connection: null,
   refreshing: null,
+  refreshAgain: false,
   refreshTimer: null,
 };
 
@@ -101,23 +102,34 @@ function variables() {
 }
 
 async function refresh() {
-  if (state.refreshing) return state.refreshing;
+  if (!state.session) return;
+  if (state.refreshing) {
+    // The read in flight may have started before whatever asked for this one.
+    state.refreshAgain = true;
+    return;
+  }
+  const session = state.session;
   state.refreshing = (async () => {
     try {
-      const data = await request(queries.DASHBOARD, variables(), { token: state.session.token });
+      const data = await request(queries.DASHBOARD, variables(), { token: session.token });
+      if (state.session !== session) return; // logged out meanwhile: keep nothing
       showError(null);
-      state.snapshot = saveSnapshot(state.session.viewer.id, data);
+      state.snapshot = saveSnapshot(session.viewer.id, data);
       setOnline(true);
       render(state.snapshot.data);
       // The API answers: a socket waiting out its backoff may try again now.
       state.connection?.retryNow();
     } catch (error) {
-      handleFailure(error);
+      if (state.session === session) handleFailure(error);
     } finally {
       state.refreshing = null;
+      if (state.refreshAgain) {
+        state.refreshAgain = false;
+        refresh();
+      }
     }
   })();
-  return state.refreshing;
+  await state.refreshing;
 }
 
 function scheduleRefresh() {
@@ -546,6 +558,7 @@ function logout(message) {
   state.connection?.close();
   state.connection = null;
   state.wasLive = false;
+  state.refreshAgain = false;
   clearTimeout(state.refreshTimer);
   state.session = null;
   state.snapshot = null;
