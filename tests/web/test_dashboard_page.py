@@ -98,6 +98,24 @@ async def api(server: ServerProcess, query: str, variables: dict | None = None, 
     return body["data"]
 
 
+async def mark_absent(server: ServerProcess, school: School, student: Student, period: int) -> None:
+    """The student's teacher marks them ABSENT today, through the API."""
+    await api(
+        server,
+        MARK,
+        {
+            "input": {
+                "classroomId": str(school.classrooms[0].id),
+                "date": datetime.now(UTC).date().isoformat(),
+                "period": period,
+                "subjectId": str(school.subjects[0].id),
+                "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
+            }
+        },
+        token=school.token(school.teachers[0]),
+    )
+
+
 async def sign_in(page, server: ServerProcess, school: School, student: Student) -> None:
     await page.goto(server.base_url + "/")
     await page.get_by_label("School code").fill(school.tenant.slug)
@@ -225,21 +243,7 @@ async def test_a_teachers_mark_shows_live_without_a_reload(context, server, fact
     absent_before = int(await text(page, "#count-absent"))
     await page.evaluate("window.stillTheSamePage = true")
     # when their teacher marks them absent through the API
-    today = datetime.now(UTC).date().isoformat()
-    await api(
-        server,
-        MARK,
-        {
-            "input": {
-                "classroomId": str(school.classrooms[0].id),
-                "date": today,
-                "period": 3,
-                "subjectId": str(school.subjects[0].id),
-                "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
-            }
-        },
-        token=school.token(school.teachers[0]),
-    )
+    await mark_absent(server, school, student, period=3)
     # then the page shows it within seconds, without navigating
     await playwright_api.expect(page.locator("#count-absent")).to_have_text(
         str(absent_before + 1), timeout=10_000
@@ -251,6 +255,32 @@ async def test_a_teachers_mark_shows_live_without_a_reload(context, server, fact
     # the weekly grid follows (read again after the push): today, period 3
     await page.wait_for_selector("#week tbody tr:nth-child(3) td.today .status-absent")
     assert await page.evaluate("window.stillTheSamePage") is True
+
+
+async def test_the_page_reconnects_and_subscribes_again(context, server, factory):
+    # given a signed-in student whose websocket goes through the test (Playwright's routing)
+    school = await marked_school(factory)
+    student = school.students[0]
+    page = await context.new_page()
+    sockets: list[tuple[Any, Any]] = []
+
+    def through(socket) -> None:
+        sockets.append((socket, socket.connect_to_server()))
+
+    await page.route_web_socket("**/graphql", through)
+    await sign_in(page, server, school, student)
+    absent_before = int(await text(page, "#count-absent"))
+    # when the server goes away as on a deploy (1012: reconnect at once)
+    page_side, server_side = sockets[0]
+    await server_side.close()
+    await page_side.close(code=1012, reason="Service Restart")
+    # then the page connects again and its subscription is live again
+    await page.wait_for_selector("#connection[data-state='live']", timeout=10_000)
+    assert len(sockets) == 2
+    await mark_absent(server, school, student, period=4)
+    await playwright_api.expect(page.locator("#count-absent")).to_have_text(
+        str(absent_before + 1), timeout=10_000
+    )
 
 
 async def test_offline_the_saved_data_shows_with_a_warning_and_no_uploads(context, server, factory):
