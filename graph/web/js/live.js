@@ -50,14 +50,11 @@ export class LiveConnection {
     if (socket) socket.close(1000, "Normal closure");
   }
 
+  // Kept for the page's lifetime: sent again after every reconnection.
   subscribe(query, variables, handlers) {
     const id = String(this.nextId++);
     this.subscriptions.set(id, { query, variables, handlers });
     if (this.acknowledged) this.sendSubscribe(id);
-    return () => {
-      this.subscriptions.delete(id);
-      if (this.acknowledged) this.send({ id, type: "complete" });
-    };
   }
 
   connect() {
@@ -100,14 +97,13 @@ export class LiveConnection {
         this.send({ type: "pong" });
         break;
       case "next":
-        subscription?.handlers.next?.(message.payload);
+        subscription?.handlers.next(message.payload);
         break;
       case "error":
-        subscription?.handlers.error?.(message.payload);
+        subscription?.handlers.error(message.payload);
         this.subscriptions.delete(message.id);
         break;
       case "complete":
-        subscription?.handlers.complete?.();
         this.subscriptions.delete(message.id);
         break;
       default:

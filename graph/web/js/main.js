@@ -443,8 +443,9 @@ function connectLive() {
     },
     onForbidden: () => logout("Your session has ended: please sign in again."),
   });
-  connection.subscribe(queries.DASHBOARD_UPDATED, {}, { next: dashboardPushed });
-  connection.subscribe(queries.NOTIFICATION_RECEIVED, {}, { next: notificationPushed });
+  const error = (errors) => showError(`Live updates stopped: ${errors[0]?.message ?? "refused"}`);
+  connection.subscribe(queries.DASHBOARD_UPDATED, {}, { next: dashboardPushed, error });
+  connection.subscribe(queries.NOTIFICATION_RECEIVED, {}, { next: notificationPushed, error });
   connection.start();
   state.connection = connection;
 }

@@ -3,7 +3,7 @@
 
 const SESSION_KEY = "rollcall.session";
 const SNAPSHOT_KEY = "rollcall.snapshot";
-export const STALE_AFTER_MS = 24 * 60 * 60 * 1000;
+const STALE_AFTER_MS = 24 * 60 * 60 * 1000;
 
 function read(key) {
   try {
