@@ -22,6 +22,7 @@ from graph.files import download
 from graph.health import health, queues, ready
 from graph.middleware import RequestIdMiddleware
 from graph.observability import AccessLogMiddleware, Telemetry, metrics
+from graph.page import page_routes
 from graph.schema import create_schema
 from graph.view import GraphQLView
 from services.cache import Cache
@@ -179,6 +180,7 @@ def create_app(
             Route("/health/queues", queues),
             Route("/metrics", metrics),
             Route("/files/{key:path}", download, methods=["GET", "HEAD"]),
+            *page_routes(),
         ],
         middleware=[Middleware(RequestIdMiddleware), Middleware(AccessLogMiddleware)],
         lifespan=lifespan,

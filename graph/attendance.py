@@ -11,7 +11,7 @@ from resolvers import attendance as attendance_resolvers
 from resolvers import dashboards as dashboard_resolvers
 from resolvers.context import Info
 from resolvers.loaders import load_existing
-from services import dashboards, models
+from services import dashboards, metrics, models
 
 AttendanceStatus = strawberry.enum(
     models.AttendanceStatus, description="A student's status for one period."
@@ -95,6 +95,36 @@ class WeeklyAttendance:
         )
 
 
+@strawberry.type(description="One week of a student's attendance, Monday to Sunday.")
+class AttendancePoint:
+    week_start: date
+    week_end: date
+    total_classes: int = strawberry.field(description="Periods marked in the week.")
+    present_count: int
+    attendance_rate: float = strawberry.field(
+        description="The week's own rate; 100 for a week without marks (see totalClasses)."
+    )
+    cumulative_classes: int = strawberry.field(
+        description="Periods marked up to the week's end, earlier weeks included."
+    )
+    cumulative_rate: float = strawberry.field(
+        description="The rate over every record up to the week's end: the dashboard's rate "
+        "for the current week."
+    )
+
+    @classmethod
+    def from_service(cls, point: metrics.WeekPoint) -> AttendancePoint:
+        return cls(
+            week_start=point.week_start,
+            week_end=point.week_end,
+            total_classes=point.counted,
+            present_count=point.present,
+            attendance_rate=point.attendance_rate,
+            cumulative_classes=point.cumulative_counted,
+            cumulative_rate=point.cumulative_rate,
+        )
+
+
 @strawberry.input
 class AttendanceMark:
     student_id: strawberry.ID
@@ -125,6 +155,16 @@ class AttendanceQuery:
     ) -> WeeklyAttendance:
         week = await dashboard_resolvers.weekly_attendance(info, student_id, week_start)
         return WeeklyAttendance.from_service(week)
+
+    @strawberry.field(
+        description="A student's rate week by week, oldest first, ending with the school's "
+        "current week (1 to 52 weeks)."
+    )
+    async def attendance_history(
+        self, info: Info, student_id: strawberry.ID | None = None, weeks: int = 12
+    ) -> list[AttendancePoint]:
+        history = await dashboard_resolvers.attendance_history(info, student_id, weeks)
+        return [AttendancePoint.from_service(point) for point in history.points]
 
 
 @strawberry.type

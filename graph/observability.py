@@ -134,6 +134,8 @@ def _path_label(path: str) -> str:
         return path
     if path.startswith("/files/"):
         return "/files"
+    if path in {"/", "/sw.js"} or path.startswith("/web/"):
+        return "page"
     return "other"
 
 

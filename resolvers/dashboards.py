@@ -46,6 +46,16 @@ async def weekly_attendance(
     return found.value
 
 
+async def attendance_history(
+    info: Info, student_id: str | None, weeks: int
+) -> dashboards.AttendanceHistory:
+    context = info.context
+    await context.limit(DASHBOARD_LIMIT)
+    found = await context.reads.attendance_history(student_or_own(info, student_id), weeks)
+    context.freshness.note(found)
+    return found.value
+
+
 async def student_ranking(info: Info, student_id: str | None) -> statistics.StudentRank:
     context = info.context
     await context.limit(DASHBOARD_LIMIT)

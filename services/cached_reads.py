@@ -6,6 +6,7 @@ What each entry depends on (its tags), and what invalidates them:
 | ------------------ | ---------------------------- | -------------------------- | -------- |
 | dashboard          | student                      | student, statistics        | 120 s    |
 | weekly             | student, week start          | student                    | 300 s    |
+| history            | student, weeks, today        | student                    | 300 s    |
 | student_ranking    | student                      | student, statistics        | 300 s    |
 | class_statistics   | classroom                    | classroom, statistics      | 300 s    |
 | class_rankings     | classroom, cursor, page size | classroom, statistics      | 300 s    |
@@ -91,6 +92,7 @@ class Kind(StrEnum):
 
     DASHBOARD = "dashboard"
     WEEKLY = "weekly"
+    HISTORY = "history"
     STUDENT_RANKING = "student_ranking"
     CLASS_STATISTICS = "class_statistics"
     CLASS_RANKINGS = "class_rankings"
@@ -252,6 +254,32 @@ class Reader:
             key=f"{student_id}:{week_start.isoformat()}",
             tags=(student_tag(student_id),),
             value_type=dashboards.WeeklyAttendance,
+            compute=compute,
+        )
+
+    async def attendance_history(
+        self, student_id: uuid.UUID, weeks: int
+    ) -> Lookup[dashboards.AttendanceHistory]:
+        today = tenant_today(await self.tenant(), self.clock())
+
+        async def compute() -> dashboards.AttendanceHistory:
+            return await self.session_factory.retrying(
+                lambda session: dashboards.attendance_history(
+                    session,
+                    tenant_id=self.tenant_id,
+                    student_id=student_id,
+                    today=today,
+                    weeks=weeks,
+                )
+            )
+
+        return await self._student_read(
+            student_id,
+            kind=Kind.HISTORY,
+            # The window moves with the school's date, so the date is part of the key.
+            key=f"{student_id}:{weeks}:{today.isoformat()}",
+            tags=(student_tag(student_id),),
+            value_type=dashboards.AttendanceHistory,
             compute=compute,
         )
 

@@ -11,21 +11,24 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.directory import rows_by_ids
-from services.errors import NotFound
+from services.errors import Invalid, NotFound
 from services.metrics import (
     TREND_WINDOW_DAYS,
+    WEEK_DAYS,
     AttendanceCounts,
     Standing,
     Thresholds,
     Trend,
+    WeekPoint,
     attendance_rate,
     standing,
     trend,
+    weekly_history,
 )
 from services.models import AttendanceRecord, AttendanceStatus, Student
 from services.statistics import StudentRank, standing_in_class
 
-WEEK_DAYS = 7
+MAX_HISTORY_WEEKS = 52
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,13 @@ class WeeklyAttendance:
     @property
     def attendance_rate(self) -> float:
         return attendance_rate(self.counts.present, self.counts.counted)
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceHistory:
+    student_id: uuid.UUID
+    classroom_id: uuid.UUID
+    points: list[WeekPoint]
 
 
 async def existing_student(
@@ -219,4 +229,29 @@ async def weekly_attendance(
         week_start=week_start,
         days=days,
         counts=counts,
+    )
+
+
+async def attendance_history(
+    session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, today: date, weeks: int
+) -> AttendanceHistory:
+    """The ``weeks`` weeks up to ``today``'s, each with its own and its cumulative rate; the
+    last cumulative rate is the dashboard's. One row per marked day is read (at most a few
+    hundred a school year)."""
+    if not 1 <= weeks <= MAX_HISTORY_WEEKS:
+        raise Invalid("weeks", f"weeks must be from 1 to {MAX_HISTORY_WEEKS}.")
+    student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
+    rows = await session.execute(
+        select(AttendanceRecord.date, counted(), with_status(AttendanceStatus.PRESENT))
+        .where(
+            AttendanceRecord.tenant_id == student.tenant_id,
+            AttendanceRecord.student_id == student.id,
+            AttendanceRecord.date <= today,
+        )
+        .group_by(AttendanceRecord.date)
+    )
+    return AttendanceHistory(
+        student_id=student.id,
+        classroom_id=student.classroom_id,
+        points=weekly_history(rows.all(), today=today, weeks=weeks),
     )

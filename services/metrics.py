@@ -6,14 +6,16 @@ however the float would round.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
 TREND_WINDOW_DAYS = 14
 STABLE_BAND_POINTS = 2
+WEEK_DAYS = 7
 
 
 class Standing(StrEnum):
@@ -100,3 +102,63 @@ def percentile(rank: int, total: int) -> float:
     if total <= 1:
         return 100.0
     return (total - rank) * 100.0 / (total - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class WeekPoint:
+    """One week (Monday to Sunday) of a student's history: its own counts and rate, and the
+    cumulative count and rate over every record up to its Sunday."""
+
+    week_start: date
+    counted: int
+    present: int
+    attendance_rate: float
+    cumulative_counted: int
+    cumulative_rate: float
+
+    @property
+    def week_end(self) -> date:
+        return self.week_start + timedelta(days=WEEK_DAYS - 1)
+
+
+def week_start(day: date) -> date:
+    """The Monday of ``day``'s week (ISO weeks)."""
+    return day - timedelta(days=day.weekday())
+
+
+def weekly_history(
+    daily: Iterable[tuple[date, int, int]], *, today: date, weeks: int
+) -> list[WeekPoint]:
+    """The ``weeks`` weeks ending with ``today``'s, oldest first, from per-day (date, counted,
+    present) figures. Days before the first week count toward the cumulative rate only; days
+    after ``today`` (there should be none) are ignored."""
+    first = week_start(today) - timedelta(days=WEEK_DAYS * (weeks - 1))
+    total_counted = total_present = 0  # up to the week being built, earlier days included
+    by_week: dict[date, tuple[int, int]] = {}
+    for day, counted, present in daily:
+        if day > today:
+            continue
+        if day < first:
+            total_counted += counted
+            total_present += present
+            continue
+        monday = week_start(day)
+        week_counted, week_present = by_week.get(monday, (0, 0))
+        by_week[monday] = (week_counted + counted, week_present + present)
+    points = []
+    for index in range(weeks):
+        monday = first + timedelta(days=WEEK_DAYS * index)
+        counted, present = by_week.get(monday, (0, 0))
+        total_counted += counted
+        total_present += present
+        points.append(
+            WeekPoint(
+                week_start=monday,
+                counted=counted,
+                present=present,
+                attendance_rate=attendance_rate(present, counted),
+                cumulative_counted=total_counted,
+                cumulative_rate=attendance_rate(total_present, total_counted),
+            )
+        )
+    return points

@@ -18,10 +18,12 @@ DEFAULT_DEGRADE_MEMORY_PERCENT = 85
 DEVELOPMENT_JWT_SECRET = "rollcall-development-secret-not-for-production-use"
 _RATE_LIMIT_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<count>\d+)/(?P<seconds>\d+)s$")
 # Soft TTLs in seconds of each cached read (the design's table: student metrics 2 min, class
-# figures and weekly attendance 5 min); an entry may be served stale for as long again.
+# figures and weekly attendance 5 min; the weekly history as the weekly view); an entry may be
+# served stale for as long again.
 DEFAULT_CACHE_TTLS: Mapping[str, int] = {
     "dashboard": 120,
     "weekly": 300,
+    "history": 300,
     "student_ranking": 300,
     "class_statistics": 300,
     "class_rankings": 300,

@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 
 from services.cached_reads import RankingPage
 from services.codec import decode, encode
-from services.dashboards import AttendanceEntry, DayAttendance, StudentDashboard, WeeklyAttendance
-from services.metrics import AttendanceCounts
+from services.dashboards import (
+    AttendanceEntry,
+    AttendanceHistory,
+    DayAttendance,
+    StudentDashboard,
+    WeeklyAttendance,
+)
+from services.metrics import AttendanceCounts, WeekPoint
 from services.statistics import ClassStatistics, StudentRank
 
 moments = st.datetimes(timezones=st.just(UTC))
@@ -41,6 +47,20 @@ weeks = st.builds(
     days=st.lists(st.builds(DayAttendance, records=st.lists(entries, max_size=3)), max_size=7),
     counts=attendance_counts,
 )
+histories = st.builds(
+    AttendanceHistory,
+    points=st.lists(
+        st.builds(
+            WeekPoint,
+            counted=counts,
+            present=counts,
+            attendance_rate=rates,
+            cumulative_counted=counts,
+            cumulative_rate=rates,
+        ),
+        max_size=12,
+    ),
+)
 class_statistics = st.builds(
     ClassStatistics,
     total_students=counts,
@@ -61,6 +81,11 @@ def test_dashboards_round_trip(dashboard):
 @given(weeks)
 def test_weekly_attendance_round_trips(week):
     assert decode(WeeklyAttendance, encode(week)) == week
+
+
+@given(histories)
+def test_attendance_histories_round_trip(history):
+    assert decode(AttendanceHistory, encode(history)) == history
 
 
 @given(st.builds(RankingPage, ranks=st.lists(ranks, max_size=5), total=counts))

@@ -1,0 +1,69 @@
+"""The reference student page (``graph/web/``): plain HTML, CSS and ES modules, no build step.
+
+Served at ``/`` with its files under ``/web/`` and its service worker at ``/sw.js`` (a worker
+controls only the paths below its own). Every response of the page carries a Content-Security-
+Policy allowing its own origin only: no inline script or style, no third-party code, nothing
+fetched from elsewhere, no framing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    # Revalidated on each load (an unchanged file is a 304), so a deploy shows at once.
+    "cache-control": "no-cache",
+}
+
+
+def secured(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+class PageFiles(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        return secured(await super().get_response(path, scope))
+
+
+def page_routes() -> list[BaseRoute]:
+    files = PageFiles(directory=WEB_DIR)
+
+    def one_file(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await files.get_response(name, request.scope)
+
+        return endpoint
+
+    return [
+        Route("/", one_file("index.html"), methods=["GET", "HEAD"]),
+        Route("/sw.js", one_file("sw.js"), methods=["GET", "HEAD"]),
+        Mount("/web", files, name="web"),
+    ]

@@ -1,0 +1,65 @@
+// The page's GraphQL documents. Each is sent by its SHA-256 first (persisted queries).
+
+// The viewer is read with the new token (ME): the login answer's nested fields (a student's
+// classroom) need a signed-in request.
+export const LOGIN = `mutation Login($tenant: String!, $email: String!, $password: String!) {
+  login(tenant: $tenant, email: $email, password: $password) { token }
+}`;
+
+export const ME = `query Me {
+  me {
+    id email role
+    tenant { name slug timezone periodsPerDay warningThreshold mahroomThreshold }
+    student { id name classroom { name } }
+  }
+}`;
+
+const DASHBOARD_FIELDS = `
+  studentId totalClasses presentDays absentDays sickDays leaveDays attendanceRate
+  classAverage ranking classSize percentile trend standing lastUpdated statisticsCalculatedAt`;
+
+export const DASHBOARD = `query StudentPage($weekStart: Date!, $weeks: Int!) {
+  studentDashboard { ${DASHBOARD_FIELDS} }
+  weeklyAttendance(weekStart: $weekStart) {
+    weekStart weekEnd totalClasses presentCount absentCount sickCount leaveCount attendanceRate
+    days { date records { period status subject { name } } }
+  }
+  attendanceHistory(weeks: $weeks) {
+    weekStart weekEnd totalClasses attendanceRate cumulativeClasses cumulativeRate
+  }
+  notifications(first: 10) {
+    totalCount
+    edges { node { id type title message severity createdAt read } }
+  }
+  unread: notifications(unreadOnly: true, first: 1) { totalCount }
+  medicalCertificates(first: 10) {
+    edges { node { id fileName size status rejectionReason uploadedAt coversFrom coversTo downloadUrl } }
+  }
+  notificationPreferences {
+    emailEnabled inAppEnabled attendanceAlerts fileUpdates systemAnnouncements
+  }
+}`;
+
+export const DASHBOARD_UPDATED = `subscription DashboardUpdated {
+  dashboardUpdated { ${DASHBOARD_FIELDS} }
+}`;
+
+export const NOTIFICATION_RECEIVED = `subscription NotificationReceived {
+  notificationReceived { id type title message severity createdAt read }
+}`;
+
+export const MARK_READ = `mutation MarkRead($id: ID!) {
+  markNotificationRead(id: $id) { id read }
+}`;
+
+export const MARK_ALL_READ = `mutation MarkAllRead { markAllNotificationsRead }`;
+
+export const UPDATE_PREFERENCES = `mutation UpdatePreferences($input: NotificationPreferencesInput!) {
+  updateNotificationPreferences(input: $input) {
+    emailEnabled inAppEnabled attendanceAlerts fileUpdates systemAnnouncements
+  }
+}`;
+
+export const UPLOAD_CERTIFICATE = `mutation UploadCertificate($file: Upload!, $input: MedicalCertificateInput!) {
+  uploadMedicalCertificate(file: $file, input: $input) { id fileName status uploadedAt }
+}`;

@@ -1,0 +1,98 @@
+"""The student page's files as the API serves them: its own CSP, and the API's other paths
+unchanged. The page's behaviour in a browser is in tests/web/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from graph.page import CONTENT_SECURITY_POLICY, WEB_DIR
+
+SCRIPTS = sorted(WEB_DIR.rglob("*.js"))
+
+
+async def test_the_page_is_served_at_the_root_with_a_self_only_policy(client):
+    response = await client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/web/js/main.js">' in response.text
+    policy = response.headers["content-security-policy"]
+    assert policy == CONTENT_SECURITY_POLICY
+    directives = dict(item.split(" ", 1) for item in policy.split("; "))
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert directives["connect-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+    assert "unsafe" not in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/web/js/main.js", "text/javascript"),
+        ("/web/app.css", "text/css"),
+        ("/web/icon.svg", "image/svg+xml"),
+        ("/sw.js", "text/javascript"),
+        ("/", "text/html"),
+    ],
+)
+async def test_its_files_carry_the_policy_too(client, path, media_type):
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(media_type)
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["cache-control"] == "no-cache"
+    again = await client.get(path, headers={"if-none-match": response.headers["etag"]})
+    assert again.status_code == 304
+
+
+async def test_nothing_outside_the_folder_is_served(client):
+    assert (await client.get("/web/nope.js")).status_code == 404
+    assert (await client.get("/web/../page.py")).status_code == 404
+    assert (await client.get("/web/%2e%2e/page.py")).status_code == 404
+
+
+async def test_the_api_paths_are_unchanged(client):
+    graphiql = await client.get("/graphql", headers={"accept": "text/html"})
+    assert graphiql.status_code == 200 and "graphiql" in graphiql.text.lower()
+    # GraphiQL loads its code from a CDN: the page's policy must not reach it.
+    assert "content-security-policy" not in graphiql.headers
+    assert (await client.get("/health")).json()["status"] == "ok"
+    answer = await client.post("/graphql", json={"query": "{ __typename }"})
+    assert answer.json() == {"data": {"__typename": "Query"}}
+    assert "content-security-policy" not in answer.headers
+
+
+def test_the_service_worker_keeps_every_file_of_the_page():
+    worker = (WEB_DIR / "sw.js").read_text()
+    listed = set(re.findall(r'^  "(/[^"]*)",$', worker, flags=re.MULTILINE))
+    files = {
+        "/web/" + path.relative_to(WEB_DIR).as_posix()
+        for path in WEB_DIR.rglob("*")
+        if path.is_file() and path.name not in {"index.html", "sw.js"}
+    }
+    assert listed == files | {"/"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_no_script_parses_html_or_evaluates_strings(script):
+    """Server data reaches the DOM as text only (graph/web/js/dom.js), never as markup."""
+    source = script.read_text()
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ):
+        assert sink not in source, f"{script.name} uses {sink}"
+
+
+def test_nothing_is_loaded_from_elsewhere():
+    for path in [*SCRIPTS, WEB_DIR / "index.html", WEB_DIR / "app.css"]:
+        text = path.read_text()
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), path.name
+        assert not re.search(r"""(import|from)\s*\(?["'](https?:)?//""", text), path.name
+        assert "@import" not in text, path.name
