@@ -263,7 +263,7 @@ class Reader:
         today = tenant_today(await self.tenant(), self.clock())
 
         async def compute() -> dashboards.AttendanceHistory:
-            return await self.session_factory.retrying(
+            return await self.session_factory.reading(
                 lambda session: dashboards.attendance_history(
                     session,
                     tenant_id=self.tenant_id,

@@ -142,7 +142,9 @@ async def test_each_audited_action_has_exactly_one_entry(client, factory, fresh_
     started = datetime.now(UTC) - timedelta(seconds=1)
     expected, passwords = [], {}
     for action, who in plan:
-        if (outcome := await do(client, factory, school, action, people[who], passwords)) is not None:
+        if (
+            outcome := await do(client, factory, school, action, people[who], passwords)
+        ) is not None:
             expected.append(outcome)
     found = await entries(client, school)
     assert sorted((e["action"], e["userId"], e["success"]) for e in found) == sorted(
