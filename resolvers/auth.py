@@ -12,7 +12,7 @@ from services.rate_limits import RateLimited
 async def login(info: Info, tenant: str, email: str, password: str) -> auth.LoginResult:
     context = info.context
     try:
-        return await log_in(
+        result = await log_in(
             session_factory=context.session_factory,
             limiter=context.limiter,
             tenant_slug=tenant,
@@ -26,6 +26,8 @@ async def login(info: Info, tenant: str, email: str, password: str) -> auth.Logi
     except RateLimited as refused:
         context.rate_limits.note(refused.quota)
         raise
+    context.act_as(auth.decode_token(result.token, secret=context.settings.jwt_secret))
+    return result
 
 
 async def change_password(info: Info, current_password: str, new_password: str) -> None:

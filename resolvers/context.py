@@ -74,6 +74,14 @@ class Context:
             raise self.viewer_or_error
         raise Unauthenticated("Log in first: send Authorization: Bearer <token>.")
 
+    def act_as(self, viewer: Viewer) -> None:
+        """From now on this request runs as ``viewer``, whose credentials were just proven (a
+        login): the login's answer may then read what the new token may read."""
+        self.viewer_or_error = viewer
+        self.viewer_confirmed = True
+        for derived in ("access", "loaders", "reads"):
+            self.__dict__.pop(derived, None)
+
     async def confirm_viewer(self) -> None:
         """Check, once, that the token still speaks for its account (not issued before a
         password change, account not disabled); when not, ``viewer`` says why."""

@@ -47,6 +47,27 @@ async def test_login_issues_a_token_that_identifies_the_student(client, factory)
     }
 
 
+async def test_the_login_answer_reads_as_the_account_just_signed_in(client, factory):
+    # given a student, and a request carrying another school's admin token
+    school = await factory.school(students=1)
+    other = await factory.school(students=1)
+    email = school.accounts[school.students[0].id].email
+    quick_start = """mutation Login($t: String!, $e: String!, $p: String!) {
+      login(tenant: $t, email: $e, password: $p) {
+        token user { role student { name classroom { name } } } } }"""
+    # when the student logs in and asks for their classroom in the same answer (the README's
+    # quick start), then it is there, read with the student's own rights
+    body = await gql(
+        client,
+        quick_start,
+        {"t": school.tenant.slug, "e": email, "p": PASSWORD},
+        token=other.token(other.admin),
+    )
+    assert "errors" not in body, body
+    student = body["data"]["login"]["user"]["student"]
+    assert student["classroom"]["name"] == school.classrooms[0].name
+
+
 @pytest.mark.parametrize("wrong", ["tenant", "email", "password"])
 async def test_wrong_credentials_all_look_the_same(client, factory, wrong):
     school = await factory.school(students=0)
