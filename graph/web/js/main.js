@@ -194,7 +194,7 @@ function renderDashboard(dashboard) {
   );
   setText("rank-value", ordinal(dashboard.ranking));
   setText("class-size", `of ${dashboard.classSize}`);
-  setText("percentile", `Ahead of ${Math.round(dashboard.percentile)}% of your class`);
+  setText("percentile", `Ahead of ${Math.round(dashboard.percentile)}% of your classmates`);
   const trend = byId("trend-value");
   trend.dataset.trend = dashboard.trend;
   trend.textContent = TREND_LABELS[dashboard.trend] ?? dashboard.trend;
