@@ -21,6 +21,19 @@ SAMPLE_INTERVAL_SECONDS = 5.0
 CGROUP = Path("/sys/fs/cgroup")
 
 
+def memory_limit_bytes(cgroup: Path = CGROUP) -> int | None:
+    """The cgroup's memory limit (v2, else v1) when it sets one below the machine's memory."""
+    machine = psutil.virtual_memory().total
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (cgroup / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < machine:
+            return int(text)
+    return None
+
+
 class Busy(ServiceError):
     """Non-critical work refused while the process is short of CPU or memory."""
 
@@ -69,11 +82,11 @@ class SystemUsage:
         return 100.0 * (used - previous[1]) / ((now - previous[0]) * cpus)
 
     def _memory(self) -> float:
-        limit = self._read("memory.max")
+        limit = memory_limit_bytes(self._cgroup)
         current = self._read("memory.current")
-        if limit is None or limit == "max" or current is None:
+        if limit is None or current is None:
             return float(psutil.virtual_memory().percent)
-        return 100.0 * int(current) / int(limit)
+        return 100.0 * int(current) / limit
 
 
 @dataclass(frozen=True, slots=True)

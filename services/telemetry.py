@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from redis.asyncio import Redis
@@ -32,6 +33,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.resources import memory_limit_bytes
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # A slow query's text is cut here: enough to know it, never its parameters.
@@ -238,25 +241,12 @@ def resident_memory_bytes() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_limit_bytes() -> int:
-    """The cgroup's memory limit when it sets one below the machine's memory, else the latter."""
-    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and 0 < int(text) < machine:
-            return int(text)
-    return machine
-
-
 def sample_process() -> None:
     """Set this process's memory gauges (called every few seconds and at each scrape)."""
     resident = resident_memory_bytes()
     if resident is not None:
         RESIDENT_MEMORY.set(resident)
-    MEMORY_LIMIT.set(memory_limit_bytes())
+    MEMORY_LIMIT.set(memory_limit_bytes() or psutil.virtual_memory().total)
 
 
 # --- Read at scrape time ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.resources import ResourceMonitor, SystemUsage, Usage
+from services.resources import ResourceMonitor, SystemUsage, Usage, memory_limit_bytes
 
 
 class Clock:
@@ -64,3 +64,15 @@ def test_without_cgroup_limits_the_machine_is_measured(tmp_path):
     (tmp_path / "memory.max").write_text("max\n")
     usage = SystemUsage(cgroup=tmp_path)()
     assert 0.0 <= usage.cpu_percent <= 100.0 and 0.0 < usage.memory_percent <= 100.0
+
+
+def test_the_memory_limit_is_the_cgroups_when_below_the_machines(tmp_path):
+    assert memory_limit_bytes(tmp_path) is None  # no cgroup files
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(f"{1 << 30}\n")
+    assert memory_limit_bytes(tmp_path) == 1 << 30  # cgroup v1
+    (tmp_path / "memory.max").write_text(f"{2 << 30}\n")
+    assert memory_limit_bytes(tmp_path) == 2 << 30  # v2 first
+    (tmp_path / "memory.max").write_text(f"{1 << 60}\n")
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text("max\n")
+    assert memory_limit_bytes(tmp_path) is None  # above the machine's: no limit
