@@ -50,6 +50,7 @@ async def attendance_history(
     info: Info, student_id: str | None, weeks: int
 ) -> dashboards.AttendanceHistory:
     context = info.context
+    dashboards.check_history_weeks(weeks)  # before the read counts against the limit
     await context.limit(DASHBOARD_LIMIT)
     found = await context.reads.attendance_history(student_or_own(info, student_id), weeks)
     context.freshness.note(found)

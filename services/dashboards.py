@@ -232,14 +232,18 @@ async def weekly_attendance(
     )
 
 
+def check_history_weeks(weeks: int) -> None:
+    if not 1 <= weeks <= MAX_HISTORY_WEEKS:
+        raise Invalid("weeks", f"weeks must be from 1 to {MAX_HISTORY_WEEKS}.")
+
+
 async def attendance_history(
     session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, today: date, weeks: int
 ) -> AttendanceHistory:
     """The ``weeks`` weeks up to ``today``'s, each with its own and its cumulative rate; the
     last cumulative rate is the dashboard's. One row per marked day is read (at most a few
     hundred a school year)."""
-    if not 1 <= weeks <= MAX_HISTORY_WEEKS:
-        raise Invalid("weeks", f"weeks must be from 1 to {MAX_HISTORY_WEEKS}.")
+    check_history_weeks(weeks)
     student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
     rows = await session.execute(
         select(AttendanceRecord.date, counted(), with_status(AttendanceStatus.PRESENT))
