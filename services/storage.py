@@ -296,8 +296,9 @@ class S3Store:
         await self._call(put, "store the file")
 
     async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        check_key(key)
         response = await self._call(
-            lambda: self._client.get_object(self.bucket, check_key(key)), "read the file"
+            lambda: self._client.get_object(self.bucket, key), "read the file"
         )
         try:
             while chunk := await self._call(lambda: response.read(CHUNK_SIZE), "read the file"):
@@ -307,6 +308,7 @@ class S3Store:
             response.release_conn()
 
     async def delete(self, key: str) -> None:
+        check_key(key)
         await self._call(lambda: self._client.remove_object(self.bucket, key), "delete the file")
 
     async def move(self, source: str, target: str) -> None:
@@ -325,6 +327,7 @@ class S3Store:
         await self.delete(source)
 
     async def exists(self, key: str) -> bool:
+        check_key(key)
         try:
             await self._call(lambda: self._client.stat_object(self.bucket, key), "find the file")
         except ObjectMissing:

@@ -63,6 +63,20 @@ async def test_put_read_list_delete(store):
         await content_of(store, key)
 
 
+@pytest.mark.parametrize("key", ["../escape", "tenants//x", "/absolute", "tenants/a/../../b", ""])
+async def test_every_store_refuses_what_is_not_an_object_key(store, key):
+    with pytest.raises(ValueError):
+        await store.put(key, io.BytesIO(b"x"), size=1, content_type="text/plain")
+    with pytest.raises(ValueError):
+        await content_of(store, key)
+    with pytest.raises(ValueError):
+        await store.exists(key)
+    with pytest.raises(ValueError):
+        await store.delete(key)
+    with pytest.raises(ValueError):
+        await store.move(key, new_key(uuid.uuid4(), "certificates"))
+
+
 async def test_move_is_repeatable(store):
     key = new_key(uuid.uuid4(), "certificates")
     await store.put(key, io.BytesIO(b"%PDF-x"), size=6, content_type="application/pdf")
