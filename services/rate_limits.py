@@ -1,23 +1,22 @@
-"""Per-user (and per-IP) rate limits shared by every API process: the ``limits`` library's
-moving window on Redis.
+"""Per-user (and per-IP) rate limits shared by every API process: a moving window on Redis.
 
 A limit is named (``dashboard``, ``export``, ``upload``, ``subscription``, ``login``) and
 configured in settings; each call counts one operation. Redis failing lets the operation
 through (logged): limits protect capacity, and without Redis there is no shared count.
+
+Each window is a Redis list of the times of its last ``limit`` operations, newest first, kept
+by one script that counts (or only tests) and answers where the caller stands: one round trip
+per operation, on Redis's clock, so API processes whose clocks differ count alike.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -30,6 +29,33 @@ from services.settings import RateLimit
 from services.telemetry import RATE_LIMIT_DENIALS
 
 logger = logging.getLogger(__name__)
+
+# KEYS: the window; ARGV: limit, window seconds, 1 to count this operation (0: only test).
+# Returns {allowed (1|0), operations in the window, milliseconds until it has room again}.
+WINDOW_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local window_ms = tonumber(ARGV[2]) * 1000
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local times = redis.call('LRANGE', KEYS[1], 0, limit - 1)
+local inside = 0
+for _, at in ipairs(times) do
+  if tonumber(at) > now - window_ms then inside = inside + 1 else break end
+end
+local allowed = inside < limit
+if allowed and ARGV[3] == '1' then
+  redis.call('LPUSH', KEYS[1], now)
+  redis.call('LTRIM', KEYS[1], 0, limit - 1)
+  redis.call('PEXPIRE', KEYS[1], window_ms)
+  inside = inside + 1
+  table.insert(times, 1, tostring(now))
+end
+local reset_ms = 0
+if inside > 0 then
+  reset_ms = tonumber(times[inside]) + window_ms - now
+end
+return {allowed and 1 or 0, inside, reset_ms}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,55 +87,40 @@ class RateLimited(ServiceError):
 class RateLimiter:
     def __init__(self, *, redis: Redis, limits: Callable[[str], RateLimit | None]) -> None:
         self._limits = limits
-        self._window = MovingWindowRateLimiter(
-            RedisStorage(
-                "async+redis://", implementation="redispy", connection_pool=redis.connection_pool
-            )
-        )
+        self._window = redis.register_script(WINDOW_SCRIPT)
 
     async def hit(self, name: str, *identity: str) -> Quota | None:
         """Count one operation of ``identity`` against limit ``name``; RateLimited when over.
         None when the limit is off or Redis is unavailable."""
-        limit = self._limits(name)
-        if limit is None:
-            return None
-        item = RateLimitItemPerSecond(limit.count, limit.seconds)
-        try:
-            allowed = await self._window.hit(item, name, *identity)
-            quota = await self._quota(name, item, identity)
-        except (RedisError, OSError) as error:
-            logger.warning("rate limit %s not applied (Redis unavailable): %s", name, error)
-            return None
-        if not allowed:
-            RATE_LIMIT_DENIALS.labels(name).inc()
-            raise RateLimited(quota, limit.seconds)
-        return quota
+        return await self._apply(name, identity, count=True)
 
     async def check(self, name: str, *identity: str) -> None:
         """RateLimited when ``identity`` has no room left under ``name``; counts nothing (for
         limits on failures, counted by ``hit`` only when an attempt fails)."""
+        await self._apply(name, identity, count=False)
+
+    async def _apply(self, name: str, identity: tuple[str, ...], *, count: bool) -> Quota | None:
         limit = self._limits(name)
         if limit is None:
-            return
-        item = RateLimitItemPerSecond(limit.count, limit.seconds)
+            return None
+        key = ":".join(("rate", name, *identity, f"{limit.count}/{limit.seconds}"))
         try:
-            if await self._window.test(item, name, *identity):
-                return
-            quota = await self._quota(name, item, identity)
+            allowed, inside, reset_ms = await self._window(
+                keys=[key], args=[limit.count, limit.seconds, 1 if count else 0]
+            )
         except (RedisError, OSError) as error:
-            logger.warning("rate limit %s not checked (Redis unavailable): %s", name, error)
-            return
-        RATE_LIMIT_DENIALS.labels(name).inc()
-        raise RateLimited(quota, limit.seconds)
-
-    async def _quota(self, name: str, item: RateLimitItem, identity: tuple[str, ...]) -> Quota:
-        stats = await self._window.get_window_stats(item, name, *identity)
-        return Quota(
+            logger.warning("rate limit %s not applied (Redis unavailable): %s", name, error)
+            return None
+        quota = Quota(
             name=name,
-            limit=item.amount,
-            remaining=stats.remaining,
-            reset_after=max(math.ceil(stats.reset_time - time.time()), 1),
+            limit=limit.count,
+            remaining=max(limit.count - int(inside), 0),
+            reset_after=max(math.ceil(int(reset_ms) / 1000), 1),
         )
+        if not allowed:
+            RATE_LIMIT_DENIALS.labels(name).inc()
+            raise RateLimited(quota, limit.seconds)
+        return quota
 
 
 async def record_refusal(
