@@ -8,14 +8,14 @@ fetched from elsewhere, no framing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -54,16 +54,17 @@ class PageFiles(StaticFiles):
 
 
 def page_routes() -> list[BaseRoute]:
+    """The page's routes, gzipped for clients that accept it (its text shrinks to a quarter)."""
     files = PageFiles(directory=WEB_DIR)
 
-    def one_file(name: str) -> Callable[[Request], Awaitable[Response]]:
+    def one_file(name: str) -> ASGIApp:
         async def endpoint(request: Request) -> Response:
             return await files.get_response(name, request.scope)
 
-        return endpoint
+        return GZipMiddleware(request_response(endpoint))
 
     return [
         Route("/", one_file("index.html"), methods=["GET", "HEAD"]),
         Route("/sw.js", one_file("sw.js"), methods=["GET", "HEAD"]),
-        Mount("/web", files, name="web"),
+        Mount("/web", GZipMiddleware(files), name="web"),
     ]

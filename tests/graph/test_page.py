@@ -47,6 +47,17 @@ async def test_its_files_carry_the_policy_too(client, path, media_type):
     assert again.status_code == 304
 
 
+@pytest.mark.parametrize("path", ["/", "/web/js/main.js", "/web/app.css", "/sw.js"])
+async def test_its_text_is_gzipped_for_clients_that_accept_it(client, path):
+    plain = await client.get(path, headers={"accept-encoding": "identity"})
+    packed = await client.get(path, headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content  # httpx unpacks it
+    assert int(packed.headers["content-length"]) < len(plain.content) / 2
+    assert packed.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
 async def test_nothing_outside_the_folder_is_served(client):
     assert (await client.get("/web/nope.js")).status_code == 404
     assert (await client.get("/web/../page.py")).status_code == 404
