@@ -10,7 +10,6 @@ header) so first-party clients can be moved over one at a time.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from services.db import SessionFactory
 from services.errors import ErrorCode, ServiceError
 from services.models import Role, TrustedDocument
+from services.persisted_queries import document_hash
 from services.settings import TrustMode
 
 APOLLO_MANIFEST_FORMAT = "apollo-persisted-query-manifest"
@@ -54,10 +54,6 @@ class Registration:
     document: str
     operation_names: tuple[str, ...]
     manifest: str  # where it came from, as ``documents list`` shows it
-
-
-def document_hash(document: str) -> str:
-    return hashlib.sha256(document.encode()).hexdigest()
 
 
 def operation_names(document: str) -> tuple[str, ...]:

@@ -3,11 +3,19 @@ unchanged. The page's behaviour in a browser is in tests/web/."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 
 import pytest
 
 from graph.page import CONTENT_SECURITY_POLICY, WEB_DIR
+from rollcall.cli import _schema_problems
+from scripts import page_manifest
+from services import trusted_documents
+from services.persisted_queries import document_hash
+from services.settings import TrustMode
+from tests.factories import api_process, error_codes
 
 SCRIPTS = sorted(WEB_DIR.rglob("*.js"))
 
@@ -107,3 +115,41 @@ def test_nothing_is_loaded_from_elsewhere():
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), path.name
         assert not re.search(r"""(import|from)\s*\(?["'](https?:)?//""", text), path.name
         assert "@import" not in text, path.name
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js reads the page's queries.js")
+async def test_the_manifest_lets_the_page_run_where_documents_must_be_trusted(
+    settings, factory, session_factory
+):
+    # given the manifest as committed, equal to what the page's queries.js exports
+    documents = page_manifest.page_documents(shutil.which("node"))
+    assert page_manifest.MANIFEST.read_text() == page_manifest.manifest(documents)
+    # when an operator registers it and enforces trusted documents for the page's client
+    registrations = trusted_documents.read_manifest(
+        page_manifest.MANIFEST.read_text(), source="manifest", name="rollcall-web"
+    )
+    assert len(registrations) == len(documents)
+    await trusted_documents.register(
+        session_factory=session_factory, registrations=registrations, validate=_schema_problems
+    )
+    enforced = dataclasses.replace(
+        settings, trusted_documents_clients={"rollcall-web": TrustMode.ENFORCE}
+    )
+    school = await factory.school(students=1)
+    headers = {
+        "authorization": f"Bearer {school.student_token(school.students[0])}",
+        "apollographql-client-name": "rollcall-web",
+    }
+    me = next(body for body in documents if body.startswith("query Me"))
+    try:
+        async with api_process(enforced) as http:
+            # then the page's documents run by hash, and anything else is refused
+            extensions = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(me)}}
+            ran = await http.post("/graphql", json={"extensions": extensions}, headers=headers)
+            assert ran.json()["data"]["me"]["role"] == "STUDENT"
+            other = await http.post("/graphql", json={"query": "{ me { id } }"}, headers=headers)
+            assert error_codes(other.json()) == ["PERSISTED_QUERY_NOT_IN_LIST"]
+    finally:
+        await trusted_documents.remove(
+            session_factory=session_factory, digests=[r.sha256 for r in registrations]
+        )

@@ -1,7 +1,8 @@
 // The page's GraphQL documents. Each is sent by its SHA-256 first (persisted queries).
 
-// The viewer is read with the new token (ME): the login answer's nested fields (a student's
-// classroom) need a signed-in request.
+// The viewer is read with its own query (ME), the one a reload runs with the kept token.
+// deploy/rollcall-web-documents.json lists these documents for trusted-documents deployments:
+// run scripts/page_manifest.py after changing one (a test compares them).
 export const LOGIN = `mutation Login($tenant: String!, $email: String!, $password: String!) {
   login(tenant: $tenant, email: $email, password: $password) { token }
 }`;
