@@ -42,7 +42,7 @@ async def change_password(info: Info, current_password: str, new_password: str) 
             origin=context.origin,
             cache=context.cache,
             queue=context.redis,
-            now=context.now(),
+            clock=context.now,
         )
     except RateLimited as refused:
         context.rate_limits.note(refused.quota)

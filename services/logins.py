@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from arq.connections import ArqRedis
@@ -150,15 +151,16 @@ async def change_password(
     origin: audit.Origin,
     cache: Cache,
     queue: ArqRedis,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> None:
     """Replace the viewer's password once the current one is proven; the new hash and its
     PASSWORD_CHANGE entry commit together. A wrong current password is VALIDATION_ERROR on
     ``currentPassword``, audited and counted as a failed login of the account.
 
-    Every token issued before ``now`` is refused from then on, the caller's own included: the
-    account's cached credentials are invalidated before this returns (or, with Redis down,
-    before any process trusts its cache again)."""
+    Every token issued before the change is refused from then on, the caller's own included.
+    The change's time is read as the new hash is written, so a login with the old password
+    while this runs does not outlive it. The account's cached credentials are invalidated
+    before this returns (or, with Redis down, before any process trusts its cache again)."""
     check_new_password(current_password, new_password)
     account = ("user", str(viewer.user_id))
     try:
@@ -201,7 +203,7 @@ async def change_password(
         new_hash = await asyncio.to_thread(hash_password, new_password)
         async with session.begin():
             user.password_hash = new_hash
-            user.credentials_changed_at = now
+            user.credentials_changed_at = clock()
             audit.record(
                 session,
                 tenant_id=viewer.tenant_id,
