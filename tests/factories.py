@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -212,6 +213,24 @@ def calm() -> Usage:
     """A machine with CPU and memory to spare, so that tests never see it constrained by
     whatever else the machine runs."""
     return Usage(cpu_percent=0.0, memory_percent=0.0)
+
+
+def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment of a ``rollcall`` child process on the tests' servers: this process's
+    environment without its ROLLCALL_ settings, then the tests' database, Redis, secret and
+    storage, rate limits off and a small pool; ``overrides`` last."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
+    env.update(
+        ROLLCALL_DATABASE_URL=settings.database_url,
+        ROLLCALL_REDIS_URL=settings.redis_url,
+        ROLLCALL_JWT_SECRET=settings.jwt_secret,
+        ROLLCALL_STORAGE_URL=settings.storage_url,
+        ROLLCALL_RATE_LIMITS="off",
+        ROLLCALL_DB_POOL_MIN="2",
+    )
+    env.update(overrides)
+    return env
 
 
 @contextlib.asynccontextmanager

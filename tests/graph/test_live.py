@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 import uuid
@@ -26,7 +25,7 @@ from services.live import classroom_channel, user_channel
 from services.models import User
 from services.presence import lease_key
 from services.settings import Settings
-from tests.factories import PASSWORD, Factory, School, run_jobs
+from tests.factories import PASSWORD, Factory, School, process_env, run_jobs
 
 PER_USER = 3
 CONNECTION_RATE = 20
@@ -48,21 +47,15 @@ mutation Mark($input: MarkAttendanceInput!) { markAttendance(input: $input) { re
 
 
 def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    assert settings.database_url is not None and settings.redis_url is not None
-    env.update(
-        ROLLCALL_DATABASE_URL=settings.database_url,
-        ROLLCALL_REDIS_URL=settings.redis_url,
-        ROLLCALL_JWT_SECRET=settings.jwt_secret,
+    return process_env(
+        settings,
         ROLLCALL_RATE_LIMITS=f"subscription={CONNECTION_RATE}/60s",
-        ROLLCALL_DB_POOL_MIN="2",
         ROLLCALL_WS_CONNECTIONS_PER_USER=str(PER_USER),
         ROLLCALL_WS_PING_INTERVAL_SECONDS="1",
         ROLLCALL_WS_INIT_TIMEOUT_SECONDS="2",
         ROLLCALL_STATISTICS_REFRESH_DELAY_SECONDS="0",
         **overrides,
     )
-    return env
 
 
 @pytest.fixture(scope="module")

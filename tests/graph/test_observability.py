@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from services.logs import (
     current_request,
 )
 from services.settings import RateLimit
-from tests.factories import PASSWORD, api_process, error_codes
+from tests.factories import PASSWORD, api_process, error_codes, process_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -404,26 +403,12 @@ def test_the_rule_reader_finds_names_and_skips_the_rest():
 # --- a real server: multiprocess mode, JSON lines, websockets ----------------------------------
 
 
-def server_env(settings, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    env.update(
-        ROLLCALL_DATABASE_URL=settings.database_url,
-        ROLLCALL_REDIS_URL=settings.redis_url,
-        ROLLCALL_JWT_SECRET=settings.jwt_secret,
-        ROLLCALL_STORAGE_URL=settings.storage_url,
-        ROLLCALL_RATE_LIMITS="off",
-        ROLLCALL_DB_POOL_MIN="2",
-        **extra,
-    )
-    return env
-
-
 async def test_a_server_in_multiprocess_mode_logs_json_lines_and_counts_in_its_directory(
     settings, factory, tmp_path
 ):
     school = await factory.school(students=1)
     token = school.student_token(school.students[0])
-    env = server_env(settings, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), ROLLCALL_LOG_FORMAT="json")
+    env = process_env(settings, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), ROLLCALL_LOG_FORMAT="json")
     async with running_server(env) as server, httpx.AsyncClient(base_url=server.base_url) as http:
         # when a student reads over HTTP, then asks over a websocket
         await post(http, {"query": DASHBOARD}, token=token, request_id="obs-server")
@@ -546,7 +531,7 @@ def test_an_endpoint_without_the_extra_stops_start_up_saying_what_to_install():
 
 
 def test_with_an_endpoint_a_request_makes_graphql_and_sql_spans_without_secrets(settings):
-    output = run_python(SPANS, server_env(settings))
+    output = run_python(SPANS, process_env(settings))
     names = [line.split(" | ")[0] for line in output.splitlines()]
     assert "GraphQL Query: Secret" in names, output
     assert any(name in {"SELECT", "connect"} or name.startswith("SELECT") for name in names), output

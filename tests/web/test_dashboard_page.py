@@ -7,7 +7,6 @@ Select them with ``pytest -m browser``; without /usr/bin/chromium they skip.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from services.live import publish_notifications
 from services.models import AttendanceStatus, NotificationType, Severity, Student
 from services.notifications import Draft, create_notification
 from services.settings import Settings
-from tests.factories import PASSWORD, Factory, School
+from tests.factories import PASSWORD, Factory, School, process_env
 
 pytestmark = [
     pytest.mark.browser,
@@ -56,17 +55,8 @@ STANDING_LABELS = {
 
 @pytest.fixture(scope="module")
 async def server(settings: Settings, tmp_path_factory) -> AsyncIterator[ServerProcess]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    assert settings.database_url is not None and settings.redis_url is not None
-    env.update(
-        ROLLCALL_DATABASE_URL=settings.database_url,
-        ROLLCALL_REDIS_URL=settings.redis_url,
-        ROLLCALL_JWT_SECRET=settings.jwt_secret,
-        ROLLCALL_STORAGE_URL=f"file://{tmp_path_factory.mktemp('page-storage')}",
-        ROLLCALL_RATE_LIMITS="off",
-        ROLLCALL_DB_POOL_MIN="2",
-    )
-    async with running_server(env) as started:
+    storage = f"file://{tmp_path_factory.mktemp('page-storage')}"
+    async with running_server(process_env(settings, ROLLCALL_STORAGE_URL=storage)) as started:
         yield started
 
 
