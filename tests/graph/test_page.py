@@ -140,13 +140,17 @@ async def test_the_manifest_lets_the_page_run_where_documents_must_be_trusted(
         "authorization": f"Bearer {school.student_token(school.students[0])}",
         "apollographql-client-name": "rollcall-web",
     }
-    me = next(body for body in documents if body.startswith("query Me"))
+    page = next(body for body in documents if body.startswith("query StudentPage"))
     try:
         async with api_process(enforced) as http:
             # then the page's documents run by hash, and anything else is refused
-            extensions = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(me)}}
-            ran = await http.post("/graphql", json={"extensions": extensions}, headers=headers)
-            assert ran.json()["data"]["me"]["role"] == "STUDENT"
+            extensions = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(page)}}
+            variables = {"weekStart": "2026-11-23", "weeks": 4}
+            ran = await http.post(
+                "/graphql", json={"extensions": extensions, "variables": variables}, headers=headers
+            )
+            assert "errors" not in ran.json(), ran.json()
+            assert ran.json()["data"]["studentDashboard"]["totalClasses"] == 0
             other = await http.post("/graphql", json={"query": "{ me { id } }"}, headers=headers)
             assert error_codes(other.json()) == ["PERSISTED_QUERY_NOT_IN_LIST"]
     finally:

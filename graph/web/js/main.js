@@ -533,8 +533,7 @@ async function login(event) {
       email: form.elements.email.value.trim(),
       password: form.elements.password.value,
     });
-    const { token } = signedIn;
-    const { me: user } = await request(queries.ME, {}, { token });
+    const { token, user } = signedIn;
     if (!user.student) {
       showLogin("This page shows a student's own attendance. Staff accounts use the API at /graphql.");
       return;

@@ -1,17 +1,17 @@
 // The page's GraphQL documents. Each is sent by its SHA-256 first (persisted queries).
 
-// The viewer is read with its own query (ME), the one a reload runs with the kept token.
 // deploy/rollcall-web-documents.json lists these documents for trusted-documents deployments:
 // run scripts/page_manifest.py after changing one (a test compares them).
-export const LOGIN = `mutation Login($tenant: String!, $email: String!, $password: String!) {
-  login(tenant: $tenant, email: $email, password: $password) { token }
-}`;
 
-export const ME = `query Me {
-  me {
-    id email role
-    tenant { name slug timezone periodsPerDay warningThreshold mahroomThreshold }
-    student { id name classroom { name } }
+// The token and the viewer as the page keeps them (localStorage), in one request.
+export const LOGIN = `mutation Login($tenant: String!, $email: String!, $password: String!) {
+  login(tenant: $tenant, email: $email, password: $password) {
+    token
+    user {
+      id email role
+      tenant { name slug timezone periodsPerDay warningThreshold mahroomThreshold }
+      student { id name classroom { name } }
+    }
   }
 }`;
 
