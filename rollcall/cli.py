@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
+from types import FrameType
 
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
 from services.db import create_engine, create_session_factory, migrate
@@ -306,7 +307,15 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends a command as Ctrl-C does, through its cleanups: embedded servers it started
+    stop with it. (uvicorn raises the signal again once it has shut down gracefully; with the
+    default action the process would die before they ran.)"""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parser().parse_args(argv)
     if args.command == "export-schema":
         from graph.schema import schema

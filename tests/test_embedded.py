@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 
+import pytest
 import redis
 from sqlalchemy import text
 
 from rollcall.cli import resolved
+from rollcall.processes import rollcall_command, running_server
 from services.db import create_engine, migrate
 from services.settings import Settings
 
@@ -40,3 +45,27 @@ def test_embedded_servers_start_migrate_and_answer(tmp_path):
         except redis.ConnectionError:
             stopped = True
     assert stopped
+
+
+async def test_a_terminated_server_stops_the_servers_it_started(tmp_path):
+    # given the API started with nothing configured: embedded PostgreSQL and Valkey
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
+    env.update(ROLLCALL_DATA_DIR=str(tmp_path), ROLLCALL_DB_POOL_MIN="1")
+    migrated = await asyncio.to_thread(
+        subprocess.run, rollcall_command("migrate"), env=env, capture_output=True
+    )
+    assert migrated.returncode == 0, migrated.stderr.decode()
+    async with running_server(env, stop_signal=signal.SIGTERM) as server:
+        redis_url = (tmp_path / "valkey" / "url").read_text().strip()
+        assert (tmp_path / "postgres" / "postmaster.pid").exists()
+        # when it is sent SIGTERM (docker stop, systemd, a supervisor)
+        code = await server.stop(signal.SIGTERM)
+        log = server.log_tail()
+    # then it shuts down gracefully and stops both servers on its way out
+    assert code == 128 + signal.SIGTERM, log
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    with (
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1) as client,
+        pytest.raises(redis.ConnectionError),
+    ):
+        client.ping()
