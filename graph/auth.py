@@ -11,6 +11,7 @@ from strawberry.extensions import SchemaExtension
 from graph.school import Role, Student, Tenant
 from resolvers import auth as auth_resolvers
 from resolvers.context import Context, Info
+from resolvers.loaders import load_existing
 from services import models
 
 
@@ -49,13 +50,18 @@ class AuthPayload:
 class AuthQuery:
     @strawberry.field(description="The authenticated account, its tenant and linked student.")
     async def me(self, info: Info) -> Viewer:
-        found = await auth_resolvers.account(info)
+        context = info.context
+        viewer = context.viewer
+        user = await load_existing(context.loaders.users, viewer.user_id, "account")
+        student = (
+            await context.loaders.students.load(viewer.student_id) if viewer.student_id else None
+        )
         return Viewer(
-            id=strawberry.ID(str(found.user.id)),
-            email=found.user.email,
-            role=found.user.role,
-            tenant=Tenant.from_model(found.tenant),
-            student_model=found.student,
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            role=user.role,
+            tenant=Tenant.from_model(await context.tenant()),
+            student_model=student,
         )
 
 

@@ -1,35 +1,12 @@
-"""Logging in, the viewer's account, and changing one's password."""
+"""Logging in and changing one's password."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-
 from resolvers.context import Info
-from resolvers.loaders import load_existing
-from services import auth, models
+from services import auth
 from services.logins import change_password as change
 from services.logins import log_in
 from services.rate_limits import RateLimited
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    user: models.User
-    tenant: models.Tenant
-    student: models.Student | None
-
-
-async def account(info: Info) -> Account:
-    """The viewer's user, tenant and student, read at once (each its own loader batch)."""
-    context = info.context
-    viewer = context.viewer
-    user, tenant, *student = await asyncio.gather(
-        load_existing(context.loaders.users, viewer.user_id, "account"),
-        context.tenant(),
-        *([context.loaders.students.load(viewer.student_id)] if viewer.student_id else []),
-    )
-    return Account(user=user, tenant=tenant, student=student[0] if student else None)
 
 
 async def login(info: Info, tenant: str, email: str, password: str) -> auth.LoginResult:
