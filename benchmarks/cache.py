@@ -98,8 +98,9 @@ class Connection:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def exchange(self) -> str | None:
-        """Send the request and read the whole answer; an error message, or None when fine."""
+    async def answer(self) -> tuple[int, bytes]:
+        """Send the request and read the whole answer: its status and body. ValueError for an
+        answer without a length (the connection is closed)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -109,11 +110,19 @@ class Connection:
         start = head.find(b"\r\ncontent-length:")
         if start < 0:
             await self.close()
-            return f"HTTP {status} without content-length: {head[:200]!r}"
+            raise ValueError(f"HTTP {status} without content-length: {head[:200]!r}")
         start += len(b"\r\ncontent-length:")
         body = await self.reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
         if b"\r\nconnection: close" in head:
             await self.close()
+        return status, body
+
+    async def exchange(self) -> str | None:
+        """Send the request and read the whole answer; an error message, or None when fine."""
+        try:
+            status, body = await self.answer()
+        except ValueError as error:
+            return str(error)
         if status != 200:
             return f"HTTP {status}: {body[:200]!r}"
         if b'"errors"' in body:

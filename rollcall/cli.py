@@ -58,6 +58,7 @@ async def _serve(settings: Settings, host: str, port: int, with_worker: bool) ->
             # access log (graph/observability.py), with more in it than uvicorn's.
             log_config=None,
             access_log=False,
+            timeout_keep_alive=settings.http_keep_alive_seconds,
         )
     )
     # What is loaded by now (modules, the schema, the models) lives as long as the process:

@@ -121,6 +121,10 @@ class Settings:
     ws_operations_per_connection: int = 20
     ws_init_timeout_seconds: int = 10
     ws_ping_interval_seconds: int = 10
+    # How long an idle HTTP connection is kept open: longer than the idle timeouts of the
+    # proxies and load balancers in front (60 s is common), so that they close first and never
+    # send a request down a connection the API is closing (uvicorn's own default is 5 s).
+    http_keep_alive_seconds: int = 75
     audit_archive_min_rows: int = 1_000_000
     audit_retention_days: int = 90
     data_dir: Path = Path(".rollcall")
@@ -252,6 +256,7 @@ class Settings:
             ("WS_OPERATIONS_PER_CONNECTION", "ws_operations_per_connection", 1, 1000),
             ("WS_INIT_TIMEOUT_SECONDS", "ws_init_timeout_seconds", 1, 300),
             ("WS_PING_INTERVAL_SECONDS", "ws_ping_interval_seconds", 1, 300),
+            ("HTTP_KEEP_ALIVE_SECONDS", "http_keep_alive_seconds", 1, 3600),
             ("QUERY_MAX_DEPTH", "query_max_depth", 2, 100),
             ("QUERY_MAX_ALIASES", "query_max_aliases", 0, 1000),
             ("QUERY_MAX_TOKENS", "query_max_tokens", 100, 1_000_000),

@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import delete
 
 from rollcall.cli import main
+from rollcall.processes import running_server
 from services.db import create_engine, create_session_factory
 from services.models import DeadLetter
 from services.queue import Queue, record_dead_letter
+from tests.factories import process_env
 
 
 @pytest.fixture
@@ -114,3 +116,21 @@ def test_audit_partitions_then_archive_below_the_threshold(
     main(["audit", "archive", "--min-rows", str(10**12)])
     assert "holds at most 1000000000000 rows" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
+
+
+async def test_serve_keeps_idle_connections_for_the_configured_time(settings):
+    # given the API serving with idle connections kept for 1 s
+    env = process_env(settings, ROLLCALL_HTTP_KEEP_ALIVE_SECONDS="1")
+    async with running_server(env) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        request = f"GET /health HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode()
+        # when a request is answered, then the connection stays open for another
+        writer.write(request)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        await reader.readuntil(b"}")
+        writer.write(request)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        await reader.readuntil(b"}")
+        # and once it has sat idle longer than configured, the server closes it
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        writer.close()
