@@ -18,7 +18,9 @@ Clients, each one asyncio task of this process, alternate between the two API pr
 - 50 teachers, each marking its own class (10 students, today, periods 1-6 in turn) every
   ``--mark-interval`` seconds;
 - 500 readers, one per student, each polling its own ``studentDashboard`` every
-  ``--poll-interval`` seconds (tokens issued directly, so that only the 300 logins pay argon2);
+  ``--poll-interval`` seconds (tokens issued directly, so that only the 300 logins pay argon2)
+  over a keep-alive connection of its own, as prepared bytes: httpx made this process, not the
+  API, the limit of a run;
 - ``--subscribers`` students holding a graphql-transport-ws connection with
   ``dashboardUpdated`` open (their dashboards are pushed after each mark of theirs).
 
