@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, datetime
 
 from graphql import GraphQLError
@@ -39,6 +40,8 @@ from services.credentials import ensure_current
 from services.errors import ServiceError, TooManyOperations, Unauthenticated
 from services.logs import current_request
 from services.presence import ConnectionRefused
+
+logger = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
 TRY_AGAIN_LATER = 1013
@@ -126,7 +129,9 @@ class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     await self.websocket.close(code=FORBIDDEN, reason=f"Forbidden: {ended.message}")
                     return
                 except ServiceError:
-                    pass  # not known now (database and Redis both down): asked again next time
+                    pass  # not known now (database and Redis both down): asked again next ping
+                except Exception:  # the keep-alive goes on: a dead peer must still be found
+                    logger.exception("live: a connection's token could not be checked")
                 if self._awaiting_pong:
                     await self.websocket.close(code=GOING_AWAY, reason="Keep-alive timeout")
                     return
