@@ -112,7 +112,8 @@ class Settings:
     # audit archival) get the longer job timeout. 0: no limit.
     db_statement_timeout_ms: int = 5000
     db_job_statement_timeout_ms: int = 30 * 60 * 1000
-    db_breaker_reset_seconds: int = 10
+    # As long as the Retry-After a refused client is given (5 s): its retry meets the probe.
+    db_breaker_reset_seconds: int = 5
     degrade_cpu_percent: int = DEFAULT_DEGRADE_CPU_PERCENT
     degrade_memory_percent: int = DEFAULT_DEGRADE_MEMORY_PERCENT
     statistics_refresh_delay_seconds: int = 60

@@ -116,7 +116,7 @@ def test_resilience_defaults():
     settings = Settings.from_env({})
     assert settings.db_statement_timeout_ms == 5000
     assert settings.db_job_statement_timeout_ms == 30 * 60 * 1000
-    assert settings.db_breaker_reset_seconds == 10
+    assert settings.db_breaker_reset_seconds == 5
     assert (settings.degrade_cpu_percent, settings.degrade_memory_percent) == (80, 85)
 
 
