@@ -247,6 +247,41 @@ async def test_a_teachers_mark_shows_live_without_a_reload(context, server, fact
     assert await page.evaluate("window.stillTheSamePage") is True
 
 
+async def test_earlier_weeks_can_be_browsed_and_the_current_one_comes_back(
+    context, server, factory
+):
+    # given a student who was sick in period 3 on a Wednesday two weeks ago
+    school = await factory.school(students=1)
+    student = school.students[0]
+    today = datetime.now(UTC).date()
+    wednesday = today - timedelta(days=today.weekday()) - timedelta(days=14) + timedelta(days=2)
+    await factory.records(school, student, [(wednesday, 3, AttendanceStatus.SICK)])
+    page = await context.new_page()
+    await sign_in(page, server, school, student)
+    this_week = await text(page, "#week-title")
+    assert await page.locator("#week-next").is_disabled()
+    assert await page.locator("#week-current").is_hidden()
+    # when they go back two weeks
+    await page.locator("#week-previous").click()
+    await playwright_api.expect(page.locator("#week-title")).not_to_have_text(this_week)
+    await page.locator("#week-previous").click()
+    # then that week's grid shows the sick period, and the way back is offered
+    await page.wait_for_selector("#week tbody tr:nth-child(3) .status-sick")
+    assert await page.locator("#week-next").is_enabled()
+    assert await page.locator("#week-current").is_visible()
+    # when they return to this week, then it is the current grid again, with nothing after it
+    await page.locator("#week-current").click()
+    await playwright_api.expect(page.locator("#week-title")).to_have_text(this_week)
+    assert await page.locator("#week .status-sick").count() == 0
+    assert await page.locator("#week-next").is_disabled()
+    # and offline, where only this week is kept, earlier ones cannot be asked for
+    await context.set_offline(True)
+    await page.evaluate("window.dispatchEvent(new Event('offline'))")
+    await page.wait_for_selector("#connection[data-state='offline']")
+    assert await page.locator("#week-previous").is_disabled()
+    await context.set_offline(False)
+
+
 async def test_the_page_reconnects_and_subscribes_again(context, server, factory):
     # given a signed-in student whose websocket goes through the test (Playwright's routing)
     school = await marked_school(factory)

@@ -43,6 +43,10 @@ const state = {
   connection: null,
   refreshing: null,
   refreshAgain: false,
+  // The Monday of the week the grid shows when the student browsed away from the current one.
+  browsedWeek: null,
+  // Counts week requests: an answer that a later click overtook is dropped.
+  weekRequests: 0,
   refreshTimer: null,
 };
 
@@ -53,6 +57,7 @@ function setOnline(online) {
   for (const element of document.querySelectorAll("[data-online-only]")) {
     element.disabled = !online;
   }
+  renderWeekNav();
   renderConnection();
   renderFreshness();
 }
@@ -117,6 +122,7 @@ async function refresh() {
       state.snapshot = saveSnapshot(session.viewer.id, data);
       setOnline(true);
       render(state.snapshot.data);
+      if (state.browsedWeek) showWeek(state.browsedWeek);
       // The API answers: a socket waiting out its backoff may try again now.
       state.connection?.retryNow();
     } catch (error) {
@@ -163,7 +169,7 @@ function announce(message) {
 
 function render(data) {
   renderDashboard(data.studentDashboard);
-  renderWeek(data.weeklyAttendance);
+  if (!state.browsedWeek) renderWeek(data.weeklyAttendance);
   renderChart(data.attendanceHistory);
   renderNotifications(data.notifications, data.unread.totalCount);
   renderCertificates(data.medicalCertificates);
@@ -262,8 +268,45 @@ function renderWeek(week) {
     "week-summary",
     week.totalClasses
       ? `${week.presentCount} of ${week.totalClasses} periods present (${percent(week.attendanceRate)})`
-      : "No periods marked yet this week",
+      : "No periods marked in this week",
   );
+}
+
+function currentWeek() {
+  return mondayOf(schoolToday(state.session.viewer.tenant.timezone));
+}
+
+// Earlier weeks are read from the API: only the current one is kept for offline use.
+function renderWeekNav() {
+  if (!state.session) return;
+  const browsing = Boolean(state.browsedWeek);
+  byId("week-previous").disabled = !state.online;
+  byId("week-next").disabled = !state.online || !browsing;
+  byId("week-current").hidden = !browsing;
+}
+
+async function showWeek(weekStart) {
+  const ticket = ++state.weekRequests;
+  if (weekStart >= currentWeek()) {
+    state.browsedWeek = null;
+    if (state.snapshot) renderWeek(state.snapshot.data.weeklyAttendance);
+    renderWeekNav();
+    return;
+  }
+  const session = state.session;
+  try {
+    const data = await request(queries.WEEK, { weekStart }, { token: session.token });
+    if (state.session !== session || ticket !== state.weekRequests) return;
+    state.browsedWeek = weekStart;
+    renderWeek(data.weeklyAttendance);
+    renderWeekNav();
+  } catch (error) {
+    if (state.session === session) handleFailure(error);
+  }
+}
+
+function browseWeeks(weeks) {
+  showWeek(addDays(state.browsedWeek ?? currentWeek(), 7 * weeks));
 }
 
 function renderChart(points) {
@@ -562,6 +605,7 @@ function logout(message) {
   clearTimeout(state.refreshTimer);
   state.session = null;
   state.snapshot = null;
+  state.browsedWeek = null;
   forget();
   showLogin(message);
 }
@@ -572,6 +616,9 @@ function main() {
   byId("login-form").addEventListener("submit", login);
   byId("logout").addEventListener("click", () => logout());
   byId("mark-all-read").addEventListener("click", markAllRead);
+  byId("week-previous").addEventListener("click", () => browseWeeks(-1));
+  byId("week-next").addEventListener("click", () => browseWeeks(1));
+  byId("week-current").addEventListener("click", () => showWeek(currentWeek()));
   byId("upload-form").addEventListener("submit", uploadCertificate);
   byId("preferences-form").addEventListener("change", changePreference);
   window.addEventListener("offline", () => {

@@ -15,16 +15,17 @@ export const LOGIN = `mutation Login($tenant: String!, $email: String!, $passwor
   }
 }`;
 
+const WEEK_FIELDS = `
+    weekStart weekEnd totalClasses presentCount absentCount sickCount leaveCount attendanceRate
+    days { date records { period status subject { name } } }`;
+
 const DASHBOARD_FIELDS = `
   studentId totalClasses presentDays absentDays sickDays leaveDays attendanceRate
   classAverage ranking classSize percentile trend standing lastUpdated statisticsCalculatedAt`;
 
 export const DASHBOARD = `query StudentPage($weekStart: Date!, $weeks: Int!) {
   studentDashboard { ${DASHBOARD_FIELDS} }
-  weeklyAttendance(weekStart: $weekStart) {
-    weekStart weekEnd totalClasses presentCount absentCount sickCount leaveCount attendanceRate
-    days { date records { period status subject { name } } }
-  }
+  weeklyAttendance(weekStart: $weekStart) { ${WEEK_FIELDS} }
   attendanceHistory(weeks: $weeks) {
     weekStart weekEnd totalClasses attendanceRate cumulativeClasses cumulativeRate
   }
@@ -39,6 +40,11 @@ export const DASHBOARD = `query StudentPage($weekStart: Date!, $weeks: Int!) {
   notificationPreferences {
     emailEnabled inAppEnabled attendanceAlerts fileUpdates systemAnnouncements
   }
+}`;
+
+// Another week than the current one, as the student browses back.
+export const WEEK = `query Week($weekStart: Date!) {
+  weeklyAttendance(weekStart: $weekStart) { ${WEEK_FIELDS} }
 }`;
 
 export const DASHBOARD_UPDATED = `subscription DashboardUpdated {
