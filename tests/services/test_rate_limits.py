@@ -4,8 +4,12 @@ comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.rate_limits import RateLimited, RateLimiter
 from services.settings import RateLimit
@@ -45,3 +49,22 @@ async def test_a_limit_that_is_off_counts_nothing(redis):
     off = RateLimiter(redis=redis, limits=lambda name: None)
     assert await off.hit("dashboard", "t", "u") is None
     assert await redis.keys("rate:*") == []
+
+
+@given(limit=st.integers(1, 6), attempts=st.integers(0, 15), checks=st.integers(0, 3))
+async def test_a_window_never_admits_more_than_its_limit(redis, limit, attempts, checks):
+    window = limiter(redis, limit, 60)
+    identity = ("t", uuid.uuid4().hex)
+    admitted = 0
+    for _ in range(attempts):
+        for _ in range(checks):  # tests in between count nothing
+            with contextlib.suppress(RateLimited):
+                await window.check("dashboard", *identity)
+        try:
+            quota = await window.hit("dashboard", *identity)
+        except RateLimited as refused:
+            assert refused.quota.remaining == 0 and 1 <= refused.retry_after <= 60
+        else:
+            admitted += 1
+            assert quota is not None and quota.remaining == limit - admitted
+    assert admitted == min(attempts, limit)
