@@ -76,7 +76,7 @@ from benchmarks.foundation import (  # noqa: E402
     scratch_database,
 )
 from rollcall.live_client import Closed, Completed, LiveClient, OperationError  # noqa: E402
-from rollcall.processes import ServerProcess, running_server  # noqa: E402
+from rollcall.processes import ServerProcess, child_env, running_server  # noqa: E402
 from services.attendance import MAX_MARKS_PER_CALL  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
 from services.codec import decode  # noqa: E402
@@ -218,14 +218,12 @@ def server_env(settings: Settings) -> dict[str, str]:
     """This environment without any ``ROLLCALL_*`` variable, plus the scratch database, the
     flushed Redis, the secret the tokens were signed with and rate limits off."""
     assert settings.database_url is not None and settings.redis_url is not None
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    env.update(
+    return child_env(
         ROLLCALL_DATABASE_URL=settings.database_url,
         ROLLCALL_REDIS_URL=settings.redis_url,
         ROLLCALL_JWT_SECRET=settings.jwt_secret,
         ROLLCALL_RATE_LIMITS="off",
     )
-    return env
 
 
 # --------------------------------------------------------------------------- servers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -23,6 +24,14 @@ STOP_TIMEOUT_SECONDS = 15.0  # the stop signal, then SIGKILL after this long
 
 class ServerFailed(RuntimeError):
     """The server exited early or never became healthy; the message ends with its log."""
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """This process's environment without its ``ROLLCALL_*`` variables, then ``settings``: a
+    child configured by what it is given, not by what the parent happened to have."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
+    env.update(settings)
+    return env
 
 
 @dataclass(frozen=True)

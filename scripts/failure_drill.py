@@ -82,6 +82,7 @@ from jobs.worker import create_workers  # noqa: E402
 from rollcall.processes import (  # noqa: E402
     ChildProcess,
     ServerProcess,
+    child_env,
     free_port,
     running_server,
     start_worker,
@@ -554,8 +555,7 @@ async def drill_with_mail(
     database_url: str,
     mail: SlowMailServer,
 ) -> Findings:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    env.update(
+    env = child_env(
         ROLLCALL_DATABASE_URL=database_url,
         ROLLCALL_REDIS_URL=redis.url,
         ROLLCALL_RATE_LIMITS="off",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from graph.app import create_app
 from jobs.worker import create_workers, run_workers, shared_context
+from rollcall.processes import child_env
 from services.auth import Viewer, hash_password, issue_token
 from services.cached_reads import create_cache, refresh_statistics
 from services.db import RetryPolicy, SessionFactory
@@ -220,17 +220,15 @@ def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
     environment without its ROLLCALL_ settings, then the tests' database, Redis, secret and
     storage, rate limits off and a small pool; ``overrides`` last."""
     assert settings.database_url is not None and settings.redis_url is not None
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    env.update(
-        ROLLCALL_DATABASE_URL=settings.database_url,
-        ROLLCALL_REDIS_URL=settings.redis_url,
-        ROLLCALL_JWT_SECRET=settings.jwt_secret,
-        ROLLCALL_STORAGE_URL=settings.storage_url,
-        ROLLCALL_RATE_LIMITS="off",
-        ROLLCALL_DB_POOL_MIN="2",
-    )
-    env.update(overrides)
-    return env
+    defaults = {
+        "ROLLCALL_DATABASE_URL": settings.database_url,
+        "ROLLCALL_REDIS_URL": settings.redis_url,
+        "ROLLCALL_JWT_SECRET": settings.jwt_secret,
+        "ROLLCALL_STORAGE_URL": settings.storage_url,
+        "ROLLCALL_RATE_LIMITS": "off",
+        "ROLLCALL_DB_POOL_MIN": "2",
+    }
+    return child_env(**{**defaults, **overrides})
 
 
 @contextlib.asynccontextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 
@@ -12,7 +11,7 @@ import redis
 from sqlalchemy import text
 
 from rollcall.cli import resolved
-from rollcall.processes import rollcall_command, running_server
+from rollcall.processes import child_env, rollcall_command, running_server
 from services.db import create_engine, migrate
 from services.settings import Settings
 
@@ -49,8 +48,7 @@ def test_embedded_servers_start_migrate_and_answer(tmp_path):
 
 async def test_a_terminated_server_stops_the_servers_it_started(tmp_path):
     # given the API started with nothing configured: embedded PostgreSQL and Valkey
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    env.update(ROLLCALL_DATA_DIR=str(tmp_path), ROLLCALL_DB_POOL_MIN="1")
+    env = child_env(ROLLCALL_DATA_DIR=str(tmp_path), ROLLCALL_DB_POOL_MIN="1")
     migrated = await asyncio.to_thread(
         subprocess.run, rollcall_command("migrate"), env=env, capture_output=True
     )

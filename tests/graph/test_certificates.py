@@ -33,7 +33,16 @@ from services.models import (
 )
 from services.storage import ObjectStore, create_store, quarantine_key
 from tests import files
-from tests.factories import Factory, School, api_process, error_codes, follow_link, gql, run_jobs
+from tests.factories import (
+    Factory,
+    School,
+    api_process,
+    error_codes,
+    follow_link,
+    gql,
+    process_env,
+    run_jobs,
+)
 from tests.servers import clamd, clamd_binary
 
 FIELDS = """id studentId fileName contentType size status rejectionReason uploadedAt uploadedBy
@@ -664,17 +673,12 @@ async def test_over_a_real_socket_a_client_reads_the_413_of_a_body_slightly_too_
 ):
     """A client still writing its body when the server answers often never reads that answer;
     a refused body up to twice the limit is read to the end first."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLCALL_")}
-    env.update(
-        ROLLCALL_DATABASE_URL=settings.database_url,
-        ROLLCALL_REDIS_URL=settings.redis_url,
-        ROLLCALL_JWT_SECRET=settings.jwt_secret,
-        ROLLCALL_STORAGE_URL=settings.storage_url,
-        ROLLCALL_DB_POOL_MIN="2",
-    )
     school = await factory.school(students=1)
     token = school.student_token(school.students[0])
-    async with running_server(env) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+    async with (
+        running_server(process_env(settings)) as server,
+        httpx.AsyncClient(base_url=server.base_url) as http,
+    ):
         for extra in (1024 * 1024, MAX_MULTIPART_BODY - 64 * 1024):
             response = await upload(http, token, files.pdf() + bytes(MAX_MULTIPART_BODY + extra))
             assert response.status_code == 413
