@@ -245,6 +245,21 @@ class ScratchDatabase:
 
 
 @contextlib.contextmanager
+def add_server_arguments(parser: argparse.ArgumentParser, *, redis_default: str) -> None:
+    """``--database-url`` and ``--redis-url`` of a benchmark that starts its own processes:
+    the configured servers (``ROLLCALL_DATABASE_URL`` / ``ROLLCALL_REDIS_URL``) by default."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        help="the PostgreSQL server (a scratch database is created on it and dropped after)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("ROLLCALL_REDIS_URL") or redis_default,
+        help="a Redis database the benchmark may FLUSH (default: %(default)s)",
+    )
+
+
 def scratch_database(prefix: str, *, redis_default: str, keep: bool) -> Iterator[ScratchDatabase]:
     """A new, migrated database on the server of ``ROLLCALL_DATABASE_URL`` (dropped afterwards
     unless ``keep``), with settings and an environment for a ``rollcall`` subprocess."""

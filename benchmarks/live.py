@@ -70,8 +70,8 @@ from sqlalchemy import insert  # noqa: E402
 
 from benchmarks.cache import cpu_seconds, flush_redis, run  # noqa: E402
 from benchmarks.foundation import (  # noqa: E402
-    DEFAULT_DATABASE_URL,
     BenchmarkError,
+    add_server_arguments,
     percentile,
     scratch_database,
 )
@@ -930,16 +930,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--subscribers", type=int, default=1000, help="students of the class, one connection each"
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        help="the PostgreSQL server (a scratch database is created on it and dropped after)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("ROLLCALL_REDIS_URL") or DEFAULT_REDIS_URL,
-        help="a Redis database the benchmark may FLUSH (default: %(default)s)",
-    )
+    add_server_arguments(parser, redis_default=DEFAULT_REDIS_URL)
     parser.add_argument("--rounds", type=int, default=3, help="times the class is marked")
     parser.add_argument(
         "--concurrency", type=int, default=50, help="connections being opened at once"

@@ -75,7 +75,11 @@ from benchmarks.cache import (  # noqa: E402
     queued_seconds,
     run,
 )
-from benchmarks.foundation import DEFAULT_DATABASE_URL, percentile, scratch_database  # noqa: E402
+from benchmarks.foundation import (  # noqa: E402
+    add_server_arguments,
+    percentile,
+    scratch_database,
+)
 from benchmarks.live import raise_open_files_limit  # noqa: E402
 from rollcall.live_client import LiveClient  # noqa: E402
 from rollcall.processes import ServerProcess, running_server, running_worker  # noqa: E402
@@ -748,16 +752,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--mark-interval", type=float, default=5.0, help="seconds between a teacher's marks"
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        help="the PostgreSQL server (a scratch database is created on it and dropped after)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("ROLLCALL_REDIS_URL") or DEFAULT_REDIS_URL,
-        help="a Redis database the benchmark may FLUSH (default: %(default)s)",
-    )
+    add_server_arguments(parser, redis_default=DEFAULT_REDIS_URL)
     parser.add_argument(
         "--db-pool-max",
         type=int,

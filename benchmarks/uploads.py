@@ -71,8 +71,8 @@ from sqlalchemy import func, select, update  # noqa: E402
 
 from benchmarks.cache import cpu_seconds, flush_redis, run  # noqa: E402
 from benchmarks.foundation import (  # noqa: E402
-    DEFAULT_DATABASE_URL,
     BenchmarkError,
+    add_server_arguments,
     percentile,
     scratch_database,
 )
@@ -1033,16 +1033,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-patched", action="store_true", help="skip the second scan pass (patched poll delay)"
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed uploads of each size")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        help="the PostgreSQL server (a scratch database is created on it and dropped after)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("ROLLCALL_REDIS_URL") or DEFAULT_REDIS_URL,
-        help="a Redis database the benchmark may FLUSH (default: %(default)s)",
-    )
+    add_server_arguments(parser, redis_default=DEFAULT_REDIS_URL)
     parser.add_argument("--seed", type=int, default=1, help="random seed for the files")
     parser.add_argument(
         "--keep", action="store_true", help="keep the database, Redis data and stored files"
