@@ -9,8 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from graph.view import request_error
-from services.audit import Origin
+from graph.view import request_error, request_origin
 from services.db import DatabaseUnavailable
 from services.downloads import REDIRECT_LIFETIME, Links, record_download
 from services.errors import ErrorCode
@@ -45,11 +44,10 @@ async def download(request: Request) -> Response:
     if not found:
         return _refusal(request, 404, ErrorCode.NOT_FOUND, "This file is no longer available.")
     if request.method == "GET":
-        origin = Origin.of(
-            request.client.host if request.client else None, request.headers.get("user-agent")
-        )
         try:
-            await record_download(state.session_factory, key=key, grant=grant, origin=origin)
+            await record_download(
+                state.session_factory, key=key, grant=grant, origin=request_origin(request)
+            )
         except (OSError, SQLAlchemyError, DatabaseUnavailable):
             logger.warning("download of %s refused: its audit entry was not written", key)
             return _refusal(

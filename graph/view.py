@@ -39,6 +39,13 @@ def viewer_from_header(header: str | None, *, secret: str) -> Viewer | ServiceEr
         return error
 
 
+def request_origin(request: Request | WebSocket) -> Origin:
+    """Where a request came from, for the audit log."""
+    return Origin.of(
+        request.client.host if request.client else None, request.headers.get("user-agent")
+    )
+
+
 def request_error(
     message: str, scope: Scope, code: ErrorCode = ErrorCode.BAD_REQUEST, field: str | None = None
 ) -> dict[str, object]:
@@ -129,9 +136,7 @@ class GraphQLView(GraphQL[Context, None]):
             client_name=request.headers.get(CLIENT_HEADER),
             request_id=state.request_id,
             response=response,
-            origin=Origin.of(
-                request.client.host if request.client else None, request.headers.get("user-agent")
-            ),
+            origin=request_origin(request),
             public_url=(settings.public_url or str(request.base_url).rstrip("/")) + "/",
             viewer_or_error=viewer,
         )

@@ -20,7 +20,7 @@ async def build_export(
     the database or the object store fails. While the worker is short of CPU or memory the
     build queues itself again for later (``DEFERRED``), at most ``MAX_DEFERRALS`` times."""
     settings: Settings = ctx["settings"]
-    if deferrals < exports.MAX_DEFERRALS and ctx["resources"].constrained:
+    if exports.should_defer(deferrals, constrained=ctx["resources"].constrained):
         await exports.defer_build(
             session_factory=ctx["session_factory"],
             queue=ctx["redis"],

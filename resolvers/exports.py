@@ -24,9 +24,7 @@ async def request(info: Info, request: exports.ExportRequest) -> Export:
         access=context.access,
         request=request,
         origin=context.origin,
-        # Accepted and audited at once; the build waits while this process is short of CPU
-        # or memory.
-        build_delay_seconds=exports.BUILD_DEFER_SECONDS if context.resources.constrained else 0,
+        constrained=context.resources.constrained,
     )
 
 

@@ -120,12 +120,13 @@ async def request_export(
     access: Access,
     request: ExportRequest,
     origin: audit.Origin,
-    build_delay_seconds: float = 0,
+    constrained: bool = False,
 ) -> Export:
     """A PENDING export of what the viewer may read (a student their own marks, a teacher
     their classes', an admin or partner the whole school's), committed with its DATA_EXPORT
     audit entry; its ``build_export`` job is queued after the commit (or kept in the outbox),
-    to start ``build_delay_seconds`` later."""
+    to start at once, or ``BUILD_DEFER_SECONDS`` later when the process is ``constrained``
+    (short of CPU or memory)."""
     validate_request(request, access=access)
     viewer = access.viewer
     async with session_factory() as session:
@@ -166,9 +167,15 @@ async def request_export(
             str(export.id),
             queue=Queue.NORMAL,
             job_id=f"{BUILD_EXPORT}:{export.id}",
-            defer_seconds=build_delay_seconds,
+            defer_seconds=BUILD_DEFER_SECONDS if constrained else 0,
         )
     return export
+
+
+def should_defer(deferrals: int, *, constrained: bool) -> bool:
+    """Whether a build a ``constrained`` worker picks up waits again (it has waited
+    ``deferrals`` times already)."""
+    return constrained and deferrals < MAX_DEFERRALS
 
 
 async def defer_build(
@@ -238,12 +245,11 @@ def download_url(links: Links, export: Export, *, viewer_id: uuid.UUID) -> str |
         return None
     if export.requested_by != viewer_id:
         return None
-    return links.sign(
-        export.object_key,
-        download=_download(export),
-        user_id=viewer_id,
-        expires_in=LINK_LIFETIME,
-    )
+    return _sign(links, export.object_key, export, viewer_id)
+
+
+def _sign(links: Links, key: str, export: Export, user_id: uuid.UUID) -> str:
+    return links.sign(key, download=_download(export), user_id=user_id, expires_in=LINK_LIFETIME)
 
 
 def _download(export: Export) -> Download:
@@ -283,15 +289,7 @@ async def build_export(
         size = spool.seek(0, os.SEEK_END)
         spool.seek(0)
         await store.put(key, spool, size=size, content_type=CONTENT_TYPES[export.format])
-    link = _absolute(
-        links.sign(
-            key,
-            download=_download(export),
-            user_id=export.requested_by,
-            expires_in=LINK_LIFETIME,
-        ),
-        public_url,
-    )
+    link = _absolute(_sign(links, key, export, export.requested_by), public_url)
     async with session_factory() as session:
         async with session.begin():
             export = await _locked(session, tenant_id, export_id)
@@ -461,7 +459,7 @@ async def _write_rows(
         )
         async for batch in result.partitions():
             # Formatting a batch is CPU work: off the loop the worker's other jobs share.
-            await asyncio.to_thread(out.write, [_values(row) for row in batch])
+            await asyncio.to_thread(lambda rows=batch: out.write([_values(row) for row in rows]))
             count += len(batch)
     await asyncio.to_thread(out.close)
     return count
