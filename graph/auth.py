@@ -84,8 +84,9 @@ class AuthMutation:
 
     @strawberry.mutation(
         description="Replace your password (12 to 128 characters), proving the current one. "
-        "Wrong current passwords count toward the failed-login limit. Every token issued "
-        "before the change, this one included, is refused from then on: log in again."
+        "Wrong current passwords are limited like failed logins (the login rate limit). Every "
+        "token issued before the change, this one included, is refused from then on: log in "
+        "again."
     )
     async def change_password(self, info: Info, current_password: str, new_password: str) -> bool:
         await auth_resolvers.change_password(info, current_password, new_password)

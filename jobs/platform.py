@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.cron import CronJob
 from arq.jobs import deserialize_job
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, Worker, func
@@ -104,13 +105,28 @@ class JobLockWorker(Worker):
     run again, and an e-mail or a scan cut short must not wait out the audit archival's three
     hours."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Where every function's own lock is arq's (the URGENT worker's 30 s jobs), nothing to
+        # shorten: no extra round trips per job.
+        self._relock = any(
+            self._lock_seconds(function) != self.in_progress_timeout_s
+            for function in self.functions.values()
+        )
+
+    def _lock_seconds(self, function: Function | CronJob) -> float:
+        return (function.timeout_s or self.job_timeout_s) + LOCK_MARGIN_SECONDS
+
     async def run_job(self, job_id: str, score: int) -> None:
+        if not self._relock:
+            await super().run_job(job_id, score)
+            return
         payload = await self.pool.get(job_key_prefix + job_id)
         if payload is not None:
             name = deserialize_job(payload, deserializer=self.job_deserializer).function
             function = self.functions.get(name)
             if function is not None:
-                seconds = (function.timeout_s or self.job_timeout_s) + LOCK_MARGIN_SECONDS
+                seconds = self._lock_seconds(function)
                 await self.pool.pexpire(in_progress_key_prefix + job_id, int(seconds * 1000))
         await super().run_job(job_id, score)
 

@@ -13,8 +13,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import Access
-from services.cache import Cache, CacheUnavailable
-from services.cached_reads import invalidate_marks, mark_tags
+from services.cache import Cache
+from services.cached_reads import STATISTICS_PENDING, mark_tags
 from services.dashboards import AttendanceEntry
 from services.db import SessionFactory
 from services.errors import Invalid, NotFound
@@ -28,7 +28,7 @@ from services.models import (
     Subject,
 )
 from services.queue import (
-    schedule_cache_invalidation,
+    invalidate_or_schedule,
     schedule_statistics_refresh,
     schedule_threshold_check,
 )
@@ -196,10 +196,9 @@ async def after_marks_changed(
     committed_at = datetime.now(UTC)
     student_ids = list(dict.fromkeys(record.student_id for record in records))
     tags = mark_tags(classroom_id, student_ids)
-    try:
-        await invalidate_marks(cache, tenant_id=tenant_id, tags=tags)
-    except CacheUnavailable:
-        await schedule_cache_invalidation(queue, session, tenant_id=tenant_id, tags=tags)
+    await invalidate_or_schedule(
+        cache, queue, session, tenant_id=tenant_id, tags=tags, touch=(STATISTICS_PENDING,)
+    )
     # After the invalidation: a dashboard recomputed on this event already includes the marks.
     by_subject: dict[uuid.UUID, list[AttendanceEntry]] = {}
     for record in records:

@@ -4,8 +4,9 @@ Failures are limited per (tenant, email) (``login``, the design's 5 per 15 min) 
 address (``login_ip``, looser: a whole school may sit behind one address). Over either, even
 the right password is refused until the window has room. Every attempt is audited:
 LOGIN_SUCCESS, or LOGIN_FAILURE with its reason, IP address and user agent. A password change
-proves the current password, counted against the same per-account limit (a stolen token must
-not become a way to guess it), and is audited PASSWORD_CHANGE, succeeded or not.
+proves the current password; wrong ones are limited like failed logins (``login``'s 5 per
+15 min), in a window of the account's own, apart from the (tenant, email) one: a stolen token
+must not become a way to guess it. It is audited PASSWORD_CHANGE, succeeded or not.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from services.auth import (
     needs_rehash,
     verify_password,
 )
-from services.cache import Cache, CacheUnavailable
+from services.cache import Cache
 from services.credentials import user_tag
 from services.db import SessionFactory
 from services.errors import Invalid, NotFound
 from services.models import AuditAction, Tenant, User
-from services.queue import schedule_cache_invalidation
+from services.queue import invalidate_or_schedule
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 from services.telemetry import LOGIN_FAILURES
 
@@ -155,7 +156,7 @@ async def change_password(
 ) -> None:
     """Replace the viewer's password once the current one is proven; the new hash and its
     PASSWORD_CHANGE entry commit together. A wrong current password is VALIDATION_ERROR on
-    ``currentPassword``, audited and counted as a failed login of the account.
+    ``currentPassword``, audited and counted in the account's own window of the login limit.
 
     Every token issued before the change is refused from then on, the caller's own included.
     The change's time is read as the new hash is written, so a login with the old password
@@ -215,11 +216,9 @@ async def change_password(
                 origin=origin,
                 details={},
             )
-        tags = [user_tag(viewer.user_id)]
-        try:
-            await cache.invalidate(tenant_id=viewer.tenant_id, tags=tags)
-        except CacheUnavailable:
-            await schedule_cache_invalidation(queue, session, tenant_id=viewer.tenant_id, tags=tags)
+        await invalidate_or_schedule(
+            cache, queue, session, tenant_id=viewer.tenant_id, tags=[user_tag(viewer.user_id)]
+        )
 
 
 async def _tenant_id(session_factory: SessionFactory, slug: str) -> uuid.UUID | None:

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.cache import Cache, CacheUnavailable
 from services.db import SessionFactory
 from services.models import Channel, DeadLetter, DeliveryStatus, NotificationDelivery, OutboxJob
 
@@ -168,8 +169,30 @@ async def schedule_emails(
             SEND_NOTIFICATION_EMAIL,
             delivery_id,
             queue=Queue.URGENT,
-            job_id=f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}",
+            job_id=email_job_id(delivery_id),
         )
+
+
+async def invalidate_or_schedule(
+    cache: Cache,
+    queue: ArqRedis,
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    tags: Sequence[str],
+    touch: Sequence[str] = (),
+) -> None:
+    """Invalidate ``tags`` (and touch ``touch``) now; when Redis refuses, durably later
+    (``schedule_cache_invalidation``). ``session`` must have no transaction open."""
+    try:
+        await cache.invalidate(tenant_id=tenant_id, tags=tags, touch=touch)
+    except CacheUnavailable:
+        await schedule_cache_invalidation(queue, session, tenant_id=tenant_id, tags=tags)
+
+
+def email_job_id(delivery_id: uuid.UUID | str) -> str:
+    """One job id per delivery, so that a queued or running send is never queued twice."""
+    return f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}"
 
 
 async def requeue_stale_emails(
@@ -194,7 +217,7 @@ async def requeue_stale_emails(
             )
         queued = 0
         for delivery_id in stale:
-            job_id = f"{SEND_NOTIFICATION_EMAIL}:{delivery_id}"
+            job_id = email_job_id(delivery_id)
             waiting = await redis.zscore(Queue.URGENT.value, job_id) is not None
             if waiting or await redis.exists(in_progress_key_prefix + job_id):
                 continue

@@ -265,6 +265,7 @@ class Settings:
             ("QUERY_MAX_BATCH", "query_max_batch", 1, 100),
             ("AUDIT_ARCHIVE_MIN_ROWS", "audit_archive_min_rows", 0, 10**12),
             ("AUDIT_RETENTION_DAYS", "audit_retention_days", 1, 36500),
+            ("SLOW_QUERY_MS", "slow_query_ms", 0, 600_000),
         ):
             if (text := raw(name)) is None:
                 continue
@@ -360,11 +361,6 @@ class Settings:
             if text.upper() not in LOG_LEVELS:
                 problems.append(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
             values["log_level"] = text.upper()
-        if (text := raw("SLOW_QUERY_MS")) is not None:
-            if not text.isdigit() or int(text) > 600_000:
-                problems.append(f"{PREFIX}SLOW_QUERY_MS must be a whole number from 0 to 600000")
-            else:
-                values["slow_query_ms"] = int(text)
         if (text := raw("OTLP_ENDPOINT")) is not None:
             if urlsplit(text).scheme not in {"http", "https"} or not urlsplit(text).hostname:
                 problems.append(

@@ -210,10 +210,11 @@ class TrustedDocuments:
         if cached is not None and cached[1] > now:
             self._cache.move_to_end(digest)
             return cached[0]
-        async with self._session_factory() as session:
-            document = await session.scalar(
+        document = await self._session_factory.reading(
+            lambda session: session.scalar(
                 select(TrustedDocument.document).where(TrustedDocument.sha256 == digest)
             )
+        )
         self._cache[digest] = (document, now + self._cache_seconds)
         self._cache.move_to_end(digest)
         while len(self._cache) > CACHE_ENTRIES:
