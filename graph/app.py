@@ -10,7 +10,6 @@ from typing import TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -34,6 +33,7 @@ from services.db import (
     SessionFactory,
     create_engine,
     create_session_factory,
+    database_answers,
     database_breaker,
     warm,
 )
@@ -94,8 +94,7 @@ def create_app(
             breaker=breaker,
         )
         try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await database_answers(engine)
             await warm(engine, connections=settings.db_pool_min)
         except (OSError, SQLAlchemyError, DatabaseUnavailable) as error:
             await engine.dispose()

@@ -7,11 +7,10 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from services.db import database_answers
 from services.queue import dead_letter_counts, outbox_size, queue_report
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -29,11 +28,6 @@ async def answers(check: Awaitable[object], within: float = READY_TIMEOUT_SECOND
     except Exception:
         return False
     return True
-
-
-async def database_answers(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
 
 
 async def queue_figures(state: Any) -> dict[str, Any]:

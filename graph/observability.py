@@ -34,9 +34,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from graph.health import answers, database_answers, queue_figures
+from graph.health import answers, queue_figures
 from graph.tracing import start_tracing
 from services.auth import Viewer
+from services.db import database_answers
 from services.logs import ACCESS_LOGGER, RequestRecord, current_request
 from services.settings import Settings
 from services.telemetry import (
@@ -45,13 +46,14 @@ from services.telemetry import (
     WEBSOCKET_OPERATIONS,
     ScrapeValues,
     instrument_engine,
+    record_memory_limit,
     sample_process,
     status_class,
 )
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
 SCRAPE_TIMEOUT_SECONDS = 1.0
-SAMPLE_INTERVAL_SECONDS = 5.0
+MEMORY_SAMPLE_SECONDS = 5.0
 # Paths answered at DEBUG: probes and scrapes would drown the requests that matter.
 QUIET_PATHS = frozenset({"/health", "/health/ready", "/health/queues", "/metrics"})
 KNOWN_PATHS = QUIET_PATHS | {"/graphql"}
@@ -298,12 +300,13 @@ class Telemetry:
             engine, slow_query_ms=settings.slow_query_ms, pool_max=settings.db_pool_max
         )
         self._stop_tracing = start_tracing(settings, engine=engine)
+        record_memory_limit()
         sample_process()
         self._sampler = asyncio.create_task(self._sample(), name="telemetry-sampler")
 
     async def _sample(self) -> None:
         while True:
-            await asyncio.sleep(SAMPLE_INTERVAL_SECONDS)
+            await asyncio.sleep(MEMORY_SAMPLE_SECONDS)
             sample_process()
 
     async def aclose(self) -> None:

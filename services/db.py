@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -206,6 +206,12 @@ def create_engine(
     )
     _guard_connections(engine, breaker)
     return engine
+
+
+async def database_answers(engine: AsyncEngine) -> None:
+    """One ``SELECT 1`` on a connection of ``engine``; raises when the database does not answer."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 async def warm(engine: AsyncEngine, *, connections: int) -> None:

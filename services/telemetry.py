@@ -242,10 +242,14 @@ def resident_memory_bytes() -> int | None:
 
 
 def sample_process() -> None:
-    """Set this process's memory gauges (called every few seconds and at each scrape)."""
+    """Set this process's resident memory (called every few seconds and at each scrape)."""
     resident = resident_memory_bytes()
     if resident is not None:
         RESIDENT_MEMORY.set(resident)
+
+
+def record_memory_limit() -> None:
+    """Set the memory limit gauge: the cgroup's, else the machine's (fixed while we run)."""
     MEMORY_LIMIT.set(memory_limit_bytes() or psutil.virtual_memory().total)
 
 
