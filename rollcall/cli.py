@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
-from services.db import create_engine, create_session_factory, migrate
+from services.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.embedded import embedded_redis, ensure_database, start_postgres
 from services.logs import configure_logging
 from services.seed import seed_bulk, seed_demo
@@ -101,15 +101,24 @@ async def _work(settings: Settings) -> None:
             await workers
 
 
+@contextlib.asynccontextmanager
+async def _database(settings: Settings, *, pool_max: int) -> AsyncIterator[SessionFactory]:
+    """Sessions on a small pool of the configured database for one command, closed after."""
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_max=pool_max)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
 async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
     from arq.connections import RedisSettings, create_pool
 
     from services.queue import dead_letters, retry_dead_letters
 
     assert settings.database_url is not None and settings.redis_url is not None
-    engine = create_engine(settings.database_url, pool_max=2)
-    session_factory = create_session_factory(engine)
-    try:
+    async with _database(settings, pool_max=2) as session_factory:
         if args.action == "list":
             async with session_factory() as session:
                 letters = await dead_letters(session, include_retried=args.all)
@@ -132,8 +141,6 @@ async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
             finally:
                 await redis.aclose()
             print(f"requeued {len(ids)} dead letter(s): {', '.join(map(str, ids)) or '-'}")
-    finally:
-        await engine.dispose()
 
 
 def _schema_problems(document: str) -> list[str]:
@@ -150,10 +157,7 @@ async def _documents(settings: Settings, args: argparse.Namespace) -> None:
 
     from services import trusted_documents
 
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=2)
-    session_factory = create_session_factory(engine)
-    try:
+    async with _database(settings, pool_max=2) as session_factory:
         if args.action == "register":
             registrations = []
             try:
@@ -180,16 +184,11 @@ async def _documents(settings: Settings, args: argparse.Namespace) -> None:
                 session_factory=session_factory, digests=args.hashes
             )
             print(f"removed {removed} document(s)")
-    finally:
-        await engine.dispose()
 
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> None:
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=2)
-    session_factory = create_session_factory(engine)
     today = datetime.now(UTC).date()
-    try:
+    async with _database(settings, pool_max=2) as session_factory:
         if args.demo:
             created = await seed_demo(
                 session_factory=session_factory,
@@ -213,15 +212,10 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
                 prefix=args.prefix,
             )
             print(f"seeded {args.schools} school(s) x {args.classes} x {args.students} students")
-    finally:
-        await engine.dispose()
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> None:
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=3)
-    session_factory = create_session_factory(engine)
-    try:
+    async with _database(settings, pool_max=3) as session_factory:
         if args.action == "partitions":
             made = await ensure_partitions(
                 session_factory=session_factory, months_ahead=args.months_ahead
@@ -244,8 +238,6 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> None:
                 report.skipped
                 or f"archived {report.rows} row(s) in {len(report.archived)} object(s)"
             )
-    finally:
-        await engine.dispose()
 
 
 def _positive(text: str) -> int:
