@@ -244,7 +244,6 @@ class ScratchDatabase:
     env: dict[str, str]
 
 
-@contextlib.contextmanager
 def add_server_arguments(parser: argparse.ArgumentParser, *, redis_default: str) -> None:
     """``--database-url`` and ``--redis-url`` of a benchmark that starts its own processes:
     the configured servers (``ROLLCALL_DATABASE_URL`` / ``ROLLCALL_REDIS_URL``) by default."""
@@ -260,6 +259,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, redis_default: str)
     )
 
 
+@contextlib.contextmanager
 def scratch_database(prefix: str, *, redis_default: str, keep: bool) -> Iterator[ScratchDatabase]:
     """A new, migrated database on the server of ``ROLLCALL_DATABASE_URL`` (dropped afterwards
     unless ``keep``), with settings and an environment for a ``rollcall`` subprocess."""

@@ -8,8 +8,18 @@ a write that has invalidated its tags is seen by the very next read in every pro
 included. Versions are random rather than counted: a tag evicted or expired comes back with a
 fresh token, so an old entry can never become valid again.
 
+A Redis that goes back in time (restarted from an older snapshot, a lagging replica promoted,
+a backup restored) brings old tag versions back together with the entries computed under
+them. So every entry also records its tenant's *epoch*: a random token stored beside the
+``run_id`` of the Redis server that made it. A server process never has the run_id of another
+(each start draws a new one), so on any other server the epoch is drawn anew and every entry
+brought back becomes a miss. Scripts compare the epoch's run_id with the one this process
+last saw, and ask the server for its own (INFO) only when they differ; every new connection
+learns the server's run_id before its first command, so no read can trust an epoch on a server
+this process has not identified. docs/cache-epoch.md says why this design and what it costs.
+
 Keys are ``tenant:{<tenant id>}:…``. The braces are a Redis Cluster hash tag: a tenant's
-entries, tags and locks share one slot, so the scripts below stay valid on a cluster.
+entries, tags, epoch and locks share one slot, so the scripts below stay valid on a cluster.
 
 Past its soft TTL an entry is still served (stale-while-revalidate) and refreshed in the
 background, unless the process is short of CPU or memory; Redis drops it at twice the soft
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -33,11 +44,17 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
 from services.circuit import BreakerState, CircuitBreaker
 from services.codec import decode, encode
-from services.telemetry import CACHE_LOOKUPS, CACHE_REDIS_ERRORS, CACHE_STALE_SERVES
+from services.telemetry import (
+    CACHE_LOOKUPS,
+    CACHE_REDIS_ERRORS,
+    CACHE_SERVER_CHANGES,
+    CACHE_STALE_SERVES,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -47,51 +64,69 @@ LOCK_TTL_MS = 5_000
 LOCK_POLL_SECONDS = 0.01
 HARD_TTL_FACTOR = 2
 SAME = b"same"
+READ_ATTEMPTS = 3
+RUN_ID = re.compile(rb"^run_id:([0-9a-f]+)", re.MULTILINE)
 
-# KEYS: entry, tags…, watched…; ARGV: tag count, the caller's L1 stamp, a fresh token, tag TTL.
-# Returns {current versions, watched values, 'same' | stamp, soft expiry, payload}.
+# KEYS: epoch, entry, tags…, watched…; ARGV: tag count, the caller's L1 stamp, a fresh token,
+# tag TTL, the run_id this process last saw. The epoch {run, token} is drawn anew when its run
+# is not the server's (asked with INFO only when it is not the caller's). Returns {run_id} alone
+# when the caller's run_id is not the server's, else {run_id, current versions, watched values,
+# 'same' | stamp, soft expiry, payload}; the current versions are the epoch's token and then
+# each tag's version.
 READ_SCRIPT = """
+local run = ARGV[5]
+local epoch = redis.call('HMGET', KEYS[1], 'run', 'token')
+if epoch[1] ~= run then
+  run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if epoch[1] ~= run then
+    epoch[2] = ARGV[3] .. '.epoch'
+    redis.call('HSET', KEYS[1], 'run', run, 'token', epoch[2])
+  end
+end
+if run ~= ARGV[5] then
+  return {run}
+end
+local current = epoch[2]
 local ntags = tonumber(ARGV[1])
-local versions = {}
-for i = 2, ntags + 1 do
+for i = 3, ntags + 2 do
   local version = redis.call('GET', KEYS[i])
   if not version then
     version = ARGV[3] .. '.' .. i
     redis.call('SET', KEYS[i], version, 'EX', ARGV[4])
   end
-  versions[#versions + 1] = version
+  current = current .. ',' .. version
 end
-local current = table.concat(versions, ',')
 local watched = {}
-for i = ntags + 2, #KEYS do
+for i = ntags + 3, #KEYS do
   watched[#watched + 1] = redis.call('GET', KEYS[i]) or ''
 end
-local reply = {current, watched}
-local entry = redis.call('HMGET', KEYS[1], 'v', 'c', 's', 'd')
+local reply = {run, current, watched}
+local entry = redis.call('HMGET', KEYS[2], 'v', 'c', 's', 'd')
 if entry[1] == current then
   if entry[2] == ARGV[2] then
-    reply[3] = 'same'
+    reply[4] = 'same'
   else
-    reply[3] = entry[2]
-    reply[4] = entry[3]
-    reply[5] = entry[4]
+    reply[4] = entry[2]
+    reply[5] = entry[3]
+    reply[6] = entry[4]
   end
 end
 return reply
 """
 
-# KEYS: entry, tags…; ARGV: versions read before computing, stamp, soft expiry, payload, TTL ms.
-# Stores nothing when a tag changed meanwhile: that value may predate the write.
+# KEYS: epoch, entry, tags…; ARGV: versions read before computing, stamp, soft expiry,
+# payload, TTL ms. Stores nothing when the epoch or a tag changed meanwhile: that value may
+# predate the write (or the server it was computed for).
 STORE_SCRIPT = """
-local versions = {}
-for i = 2, #KEYS do
-  versions[#versions + 1] = redis.call('GET', KEYS[i]) or ''
+local current = redis.call('HGET', KEYS[1], 'token') or ''
+for i = 3, #KEYS do
+  current = current .. ',' .. (redis.call('GET', KEYS[i]) or '')
 end
-if table.concat(versions, ',') ~= ARGV[1] then
+if current ~= ARGV[1] then
   return 0
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'c', ARGV[2], 's', ARGV[3], 'd', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('HSET', KEYS[2], 'v', ARGV[1], 'c', ARGV[2], 's', ARGV[3], 'd', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 """
 
@@ -151,6 +186,7 @@ class CacheStats:
     bypassed: int = 0
     background_refreshes: int = 0
     refreshes_deferred: int = 0
+    server_changes: int = 0
 
     @property
     def hits(self) -> int:
@@ -171,6 +207,7 @@ class CacheStats:
             "bypassed": self.bypassed,
             "background_refreshes": self.background_refreshes,
             "refreshes_deferred": self.refreshes_deferred,
+            "server_changes": self.server_changes,
         }
 
 
@@ -201,10 +238,39 @@ class Spec(Generic[T]):
 
     def redis_keys(self) -> list[str]:
         return [
+            tenant_key(self.tenant_id, "epoch"),
             self.entry_key,
             *(tenant_key(self.tenant_id, "tag", tag) for tag in self.tags),
             *(tenant_key(self.tenant_id, name) for name in self.watch),
         ]
+
+
+class ServerIdentity:
+    """The run_id of the Redis server this process talks to, as last seen.
+
+    ``connected`` is the client's ``redis_connect_func``: every new connection (a reconnect
+    after a restart or a failover included) asks the server's run_id before its first command,
+    so a read sent to a server this process has not identified is known for what it is.
+    ``on_change`` runs when the run_id changes (not when it is first learned).
+    """
+
+    def __init__(self, on_change: Callable[[str, str], None] = lambda old, new: None) -> None:
+        self.run_id = ""
+        self.on_change = on_change
+
+    async def connected(self, connection: Connection) -> None:
+        await connection.on_connect()
+        await connection.send_command("INFO", "server")
+        info = await connection.read_response()
+        found = RUN_ID.search(info if isinstance(info, bytes) else str(info).encode())
+        if found is None:
+            raise RedisError("INFO server named no run_id")
+        self.identified(found.group(1).decode())
+
+    def identified(self, run_id: str) -> None:
+        previous, self.run_id = self.run_id, run_id
+        if previous and previous != run_id:
+            self.on_change(previous, run_id)
 
 
 class CacheUnavailable(RuntimeError):
@@ -225,13 +291,19 @@ class Cache:
         ttls: Mapping[str, float],
         l1_size: int = 1000,
         breaker: CircuitBreaker | None = None,
+        server: ServerIdentity | None = None,
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
         constrained: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``server`` is the identity ``redis``'s connections report to (``redis_connect_func``,
+        as ``create_cache`` wires it). Without one a server whose data came from the server this
+        process last saw (its snapshot, its replica) goes unnoticed: tests only."""
         self.redis = redis
         self.ttls = dict(ttls)
         self.breaker = breaker or CircuitBreaker()
+        self.server = server or ServerIdentity()
+        self.server.on_change = self._server_changed
         self.stats = CacheStats()
         self._l1: OrderedDict[str, Entry[Any]] = OrderedDict()
         self._l1_size = l1_size
@@ -312,6 +384,18 @@ class Cache:
             raise
         self.breaker.record_success()
 
+    def _server_changed(self, previous: str, current: str) -> None:
+        """Another Redis server answers (restarted, failed over, restored): what L1 holds was
+        validated against the old one, so it goes; L2's entries are misses from now on."""
+        self._l1.clear()
+        self.stats.server_changes += 1
+        CACHE_SERVER_CHANGES.inc()
+        logger.warning(
+            "cache: Redis server changed (run_id %s → %s); its entries start a new epoch",
+            previous,
+            current,
+        )
+
     def _failed(self, error: BaseException) -> None:
         self.stats.redis_errors += 1
         CACHE_REDIS_ERRORS.inc()
@@ -353,12 +437,21 @@ class Cache:
 
     async def _read_entry(self, spec: Spec[Any], l1_stamp: str) -> list[Any]:
         """READ_SCRIPT for ``spec``: current versions, watched values and the entry (or
-        'same' when L2 still holds the entry stamped ``l1_stamp``)."""
-        reply: list[Any] = await self._read(
-            keys=spec.redis_keys(),
-            args=[len(spec.tags), l1_stamp, secrets.token_hex(8), TAG_TTL_SECONDS],
-        )
-        return reply
+        'same' when L2 still holds the entry stamped ``l1_stamp``), from a server whose run_id
+        this process knew both before and after asking (one that took its place meanwhile may
+        be holding an older snapshot: asked again, it draws a new epoch)."""
+        for _ in range(READ_ATTEMPTS):
+            run_id = self.server.run_id
+            reply: list[Any] = await self._read(
+                keys=spec.redis_keys(),
+                args=[len(spec.tags), l1_stamp, secrets.token_hex(8), TAG_TTL_SECONDS, run_id],
+            )
+            answered = reply[0].decode()
+            if answered != run_id:
+                self.server.identified(answered)
+            elif self.server.run_id == run_id:
+                return reply[1:]
+        raise CacheUnavailable("the Redis server changed at every read")
 
     def _remember(self, key: str, entry: Entry[Any]) -> None:
         self._l1[key] = entry
@@ -453,7 +546,7 @@ class Cache:
             hard_expiry=now + HARD_TTL_FACTOR * ttl,
         )
         stored = await self._store(
-            keys=spec.redis_keys()[: 1 + len(spec.tags)],
+            keys=spec.redis_keys()[: 2 + len(spec.tags)],
             args=[
                 versions,
                 entry.stamp,

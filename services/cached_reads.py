@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import dashboards, statistics
 from services.access import Access
-from services.cache import TAG_TTL_SECONDS, Cache, Lookup, Spec, tenant_key
+from services.cache import TAG_TTL_SECONDS, Cache, Lookup, ServerIdentity, Spec, tenant_key
 from services.circuit import CircuitBreaker
 from services.db import SessionFactory
 from services.directory import rows_by_ids
@@ -384,8 +384,12 @@ def create_cache(
     url = settings.live_redis_url
     if url is None:
         raise ValueError("the cache needs a Redis URL")
+    server = ServerIdentity()
     redis = TimedRedis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        redis_connect_func=server.connected,
     )
 
     async def replay() -> None:
@@ -399,6 +403,7 @@ def create_cache(
         ttls=settings.cache_ttls,
         l1_size=settings.cache_l1_size,
         breaker=CircuitBreaker(reset_seconds=settings.cache_breaker_reset_seconds),
+        server=server,
         on_reconnect=replay,
         constrained=constrained,
     )

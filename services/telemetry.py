@@ -74,6 +74,10 @@ CACHE_STALE_SERVES = Counter(
 CACHE_REDIS_ERRORS = Counter(
     "rollcall_cache_redis_errors_total", "Cache operations Redis failed (the breaker counts them)"
 )
+CACHE_SERVER_CHANGES = Counter(
+    "rollcall_cache_server_changes_total",
+    "Times the cache's Redis answered with another run_id (restart, failover): L1 dropped",
+)
 DB_QUERY_DURATION = Histogram(
     "rollcall_db_query_duration_seconds",
     "SQL statements, by their first keyword",

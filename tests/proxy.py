@@ -23,8 +23,10 @@ def through(url: str, port: int) -> str:
 
 
 class Proxy:
-    """A TCP proxy in front of PostgreSQL. ``down()`` resets every connection through it and
-    every new one (the database as its clients see it when it is gone); ``up()`` restores it."""
+    """A TCP proxy in front of a server. ``down()`` resets every connection through it and
+    every new one (the server as its clients see it when it is gone); ``up()`` restores it;
+    ``fail_over(host, port)`` resets every connection and sends new ones to another server (a
+    replica promoted behind the same address, as clients see it)."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -48,6 +50,11 @@ class Proxy:
 
     def up(self) -> None:
         self._serving = True
+
+    def fail_over(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        for writer in list(self._writers):
+            writer.transport.abort()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

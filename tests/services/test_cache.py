@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.cache import Cache, Source, Spec
+from services.cache import Cache, ServerIdentity, Source, Spec
 from services.circuit import BreakerState, CircuitBreaker
 from services.errors import NotFound
 
@@ -312,3 +312,43 @@ async def test_an_entry_that_no_longer_decodes_is_a_miss(redis, tenant):
     assert (found.source, found.value) == (Source.DATABASE, Reshaped(7, "periods"))
     assert new.stats.undecodable == 1
     assert (await cache_on(redis).fetch(reshaped)).source is Source.L2
+
+
+def epoch_key(tenant) -> str:
+    return f"tenant:{{{tenant}}}:epoch"
+
+
+async def test_an_epoch_made_on_another_server_makes_its_entries_misses(redis, tenant):
+    # given an entry in L1 and L2
+    cache, source = cache_on(redis), FakeDatabase()
+    await cache.fetch(spec(tenant, source))
+    # when the tenant's epoch names another server (a snapshot or a replica's data loaded here)
+    await redis.hset(epoch_key(tenant), "run", "0" * 40)
+    source.value = 2
+    # then the entry, in this process and any other, is a miss and a new epoch is drawn
+    found = await cache.fetch(spec(tenant, source))
+    assert found.source is Source.DATABASE and found.value == Figure(2)
+    assert (await cache_on(redis).fetch(spec(tenant, source))).source is Source.L2
+    assert await redis.hget(epoch_key(tenant), "run") == cache.server.run_id.encode()
+
+
+async def test_a_read_sent_before_the_server_changed_is_asked_again(settings, tenant):
+    # given a process whose connections report the server's run_id
+    server = ServerIdentity()
+    client = aioredis.Redis.from_url(settings.redis_url, redis_connect_func=server.connected)
+    try:
+        cache, source = Cache(redis=client, ttls=TTLS, server=server), FakeDatabase()
+        await cache.fetch(spec(tenant, source))
+        # and an older server's data that this process last saw: the same epoch, the same run
+        await client.hset(epoch_key(tenant), "run", "0" * 40)
+        server.run_id = "0" * 40
+        source.value = 2
+        # when its connections drop and the read goes out to the real server
+        await client.connection_pool.disconnect()
+        found = await cache.fetch(spec(tenant, source))
+        # then the answer to the read built for the old server is not trusted: asked again,
+        # the server draws a new epoch, L1 is dropped and the value is computed anew
+        assert found.source is Source.DATABASE and found.value == Figure(2)
+        assert cache.stats.server_changes == 1 and server.run_id != "0" * 40
+    finally:
+        await client.aclose()
