@@ -9,28 +9,34 @@ import dataclasses
 import gc
 import logging
 import os
+import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import FrameType
 
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
-from services.embedded import embedded_redis, ensure_database, start_postgres
+from services.embedded import CACHE, QUEUE, embedded_redis, ensure_database, start_postgres
 from services.logs import configure_logging
-from services.seed import seed_bulk, seed_demo
+from services.seed import DEMO_PASSWORD, SchoolSeeded, SeedConflict, seed_bulk, seed_demo
 from services.settings import Settings, SettingsError
 from services.storage import create_store
 
 EMBEDDED_DATABASE = "rollcall"
+MAX_SCHOOLS, MAX_CLASSES, MAX_STUDENTS, MAX_DAYS = 1_000, 500, 2_000, 400
+SLUG_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,39}")
 logger = logging.getLogger("rollcall")
 
 
 @contextlib.contextmanager
 def resolved(settings: Settings, *, redis: bool = True) -> Iterator[Settings]:
-    """``settings`` with a database (and Redis) URL, starting embedded servers in development."""
+    """``settings`` with a database (and Redis) URL, starting embedded servers in development:
+    without ``ROLLCALL_REDIS_URL``, two Valkey servers, the queue's (persisted) and the cache's
+    (not), unless ``ROLLCALL_CACHE_REDIS_URL`` names the cache's."""
     database_url, redis_url = settings.database_url, settings.redis_url
+    cache_redis_url = settings.cache_redis_url
     with contextlib.ExitStack() as stack:
         if database_url is None:
             logger.info(
@@ -38,9 +44,18 @@ def resolved(settings: Settings, *, redis: bool = True) -> Iterator[Settings]:
             )
             database_url = ensure_database(start_postgres(settings.data_dir), EMBEDDED_DATABASE)
         if redis and redis_url is None:
-            logger.info("no ROLLCALL_REDIS_URL: starting embedded Valkey in %s", settings.data_dir)
-            redis_url = stack.enter_context(embedded_redis(settings.data_dir))
-        yield dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
+            logger.info(
+                "no ROLLCALL_REDIS_URL: starting embedded Valkey servers in %s", settings.data_dir
+            )
+            redis_url = stack.enter_context(embedded_redis(settings.data_dir, QUEUE))
+            if cache_redis_url is None:
+                cache_redis_url = stack.enter_context(embedded_redis(settings.data_dir, CACHE))
+        yield dataclasses.replace(
+            settings,
+            database_url=database_url,
+            redis_url=redis_url,
+            cache_redis_url=cache_redis_url,
+        )
 
 
 async def _serve(settings: Settings, host: str, port: int, with_worker: bool) -> None:
@@ -202,16 +217,48 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
                 else "demo tenant already present (--reset to recreate)"
             )
         else:
-            await seed_bulk(
-                session_factory=session_factory,
-                today=today,
-                schools=args.schools,
-                classes=args.classes,
-                students=args.students,
-                days=args.days,
-                prefix=args.prefix,
+            seeded: list[SchoolSeeded] = []
+
+            def report(school: SchoolSeeded) -> None:
+                seeded.append(school)
+                _print_seeded(school)
+
+            try:
+                await seed_bulk(
+                    session_factory=session_factory,
+                    today=today,
+                    schools=args.schools,
+                    classes=args.classes,
+                    students=args.students,
+                    days=args.days,
+                    prefix=args.prefix,
+                    reset=args.reset,
+                    report=report,
+                )
+            except SeedConflict as conflict:
+                sys.exit(f"rollcall seed: {conflict}")
+            created = sum(school.outcome == "created" for school in seeded)
+            present = sum(school.outcome == "present" for school in seeded)
+            print(
+                f"{created} school(s) created, {present} already present"
+                + ("" if created else ": nothing changed")
             )
-            print(f"seeded {args.schools} school(s) x {args.classes} x {args.students} students")
+
+
+def _print_seeded(seeded: SchoolSeeded) -> None:
+    shape = seeded.shape
+    held = f"{shape.classes} classes x {shape.students} students, {seeded.marks:,} marks"
+    if seeded.outcome == "created":
+        rate = seeded.marks / seeded.seconds if seeded.seconds else 0.0
+        print(
+            f"created {seeded.slug}: {held} in {seeded.seconds:.1f} s ({rate:,.0f} rows/s); "
+            f"sign in as {seeded.login} / {DEMO_PASSWORD}",
+            flush=True,
+        )
+    elif seeded.outcome == "dropped":
+        print(f"dropped {seeded.slug}: {held}", flush=True)
+    else:
+        print(f"{seeded.slug} already present ({held}): unchanged", flush=True)
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> None:
@@ -241,10 +288,33 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _at_most(limit: int) -> Callable[[str], int]:
+    """A whole number from 1 to ``limit`` (a bulk seed past it would take hours, not minutes)."""
+
+    def parse(text: str) -> int:
+        value = _positive(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:,}")
+        return value
+
+    return parse
+
+
+def _slug_prefix(text: str) -> str:
+    if not SLUG_PREFIX.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "lower-case letters, digits and hyphens, starting with a letter, at most 40"
+        )
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -280,12 +350,18 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="upgrade the database to the newest schema")
     seed = commands.add_parser("seed", help="create demo or bulk data")
     seed.add_argument("--demo", action="store_true", help="the demo tenant of the API contract")
-    seed.add_argument("--reset", action="store_true", help="with --demo: drop and recreate it")
-    seed.add_argument("--schools", type=_positive, default=1)
-    seed.add_argument("--classes", type=_positive, default=3)
-    seed.add_argument("--students", type=_positive, default=30, help="per class")
-    seed.add_argument("--days", type=_positive, default=30, help="school days of attendance")
-    seed.add_argument("--prefix", default="bulk", help="tenant slugs are PREFIX-1, PREFIX-2, …")
+    seed.add_argument(
+        "--reset", action="store_true", help="drop the tenants it would make first, and recreate"
+    )
+    seed.add_argument("--schools", type=_at_most(MAX_SCHOOLS), default=1)
+    seed.add_argument("--classes", type=_at_most(MAX_CLASSES), default=3, help="per school")
+    seed.add_argument("--students", type=_at_most(MAX_STUDENTS), default=30, help="per class")
+    seed.add_argument(
+        "--days", type=_at_most(MAX_DAYS), default=30, help="school days of attendance"
+    )
+    seed.add_argument(
+        "--prefix", type=_slug_prefix, default="bulk", help="tenant slugs are PREFIX-1, PREFIX-2, …"
+    )
     audit = commands.add_parser("audit", help="the audit log's upkeep, now (cron does it daily)")
     audit_actions = audit.add_subparsers(dest="action", required=True)
     partitions = audit_actions.add_parser("partitions", help="make this month's and next ones'")

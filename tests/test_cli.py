@@ -134,3 +134,37 @@ async def test_serve_keeps_idle_connections_for_the_configured_time(settings):
         # and once it has sat idle longer than configured, the server closes it
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
         writer.close()
+
+
+def test_a_bulk_seed_twice_exits_0_and_says_the_second_changed_nothing(environment, capsys):
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    arguments = ["seed", "--schools", "2", "--classes", "1", "--students", "2", "--days", "1"]
+    main([*arguments, "--prefix", prefix])
+    first = capsys.readouterr().out
+    assert f"created {prefix}-1: 1 classes x 2 students, 12 marks" in first
+    assert f"sign in as admin@{prefix}-1.school / demo-password" in first
+    assert "rows/s" in first and "2 school(s) created, 0 already present" in first
+    main([*arguments, "--prefix", prefix])
+    second = capsys.readouterr().out
+    assert f"{prefix}-2 already present (1 classes x 2 students, 12 marks): unchanged" in second
+    assert "0 school(s) created, 2 already present: nothing changed" in second
+    # other arguments for the same schools: one line saying what to do, no traceback
+    with pytest.raises(SystemExit) as refused:
+        main([*arguments[:-1], "2", "--prefix", prefix])
+    assert "--reset" in str(refused.value.code) and "\n" not in str(refused.value.code)
+    main([*arguments[:-1], "2", "--prefix", prefix, "--reset"])
+    reset = capsys.readouterr().out
+    assert f"dropped {prefix}-1: 1 classes x 2 students, 12 marks" in reset
+    assert "2 school(s) created" in reset
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--schools", "0"], ["--students", "many"], ["--days", "100000"], ["--prefix", "No Slug"]],
+)
+def test_wrong_seed_arguments_get_a_usage_error(environment, capsys, arguments):
+    with pytest.raises(SystemExit) as refused:
+        main(["seed", *arguments])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("rollcall seed: error: argument") and "Traceback" not in error

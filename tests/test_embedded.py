@@ -46,6 +46,43 @@ def test_embedded_servers_start_migrate_and_answer(tmp_path):
     assert stopped
 
 
+def test_the_queue_valkey_keeps_its_data_across_a_restart_and_the_cache_valkey_does_not(tmp_path):
+    # given the embedded servers of a development machine, with a job and a cache entry
+    settings = Settings.from_env({"ROLLCALL_DATA_DIR": str(tmp_path)})
+    with resolved(settings) as ready:
+        assert ready.cache_redis_url and ready.cache_redis_url != ready.redis_url
+        with (
+            redis.Redis.from_url(ready.redis_url) as queue,
+            redis.Redis.from_url(ready.cache_redis_url) as cache,
+        ):
+            # the queue is never evicted (it would drop jobs), the cache evicts and never saves
+            assert queue.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+            assert queue.config_get("appendonly")["appendonly"] == "yes"
+            assert cache.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+            assert cache.config_get("save")["save"] == ""
+            assert cache.config_get("appendonly")["appendonly"] == "no"
+            queue.set("job", "queued")
+            cache.set("entry", "cached")
+    # when the machine's servers stop (Ctrl-C) and start again
+    with (
+        resolved(settings) as again,
+        redis.Redis.from_url(again.redis_url) as queue,
+        redis.Redis.from_url(again.cache_redis_url) as cache,
+    ):
+        # then the job is still queued and the cache starts empty
+        assert queue.get("job") == b"queued"
+        assert cache.get("entry") is None
+
+
+def test_a_configured_cache_redis_is_used_as_it_is(tmp_path):
+    settings = Settings.from_env(
+        {"ROLLCALL_DATA_DIR": str(tmp_path), "ROLLCALL_CACHE_REDIS_URL": "redis://cache:6379/0"}
+    )
+    with resolved(settings) as ready:
+        assert ready.cache_redis_url == "redis://cache:6379/0"
+        assert not (tmp_path / "valkey-cache").exists()
+
+
 async def test_a_terminated_server_stops_the_servers_it_started(tmp_path):
     # given the API started with nothing configured: embedded PostgreSQL and Valkey
     env = child_env(ROLLCALL_DATA_DIR=str(tmp_path), ROLLCALL_DB_POOL_MIN="1")

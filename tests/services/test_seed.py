@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from services.models import Classroom, TeacherAssignment, Tenant, User
-from services.seed import DEMO_PASSWORD, seed_demo
+from services.models import AttendanceRecord, Classroom, Student, TeacherAssignment, Tenant, User
+from services.seed import (
+    DEMO_PASSWORD,
+    DEMO_PERIODS,
+    SchoolSeeded,
+    SchoolShape,
+    SeedConflict,
+    seed_bulk,
+    seed_demo,
+)
 from services.storage import create_store
 from tests.factories import gql
 
@@ -93,3 +102,95 @@ async def test_the_teacher_teaches_every_demo_class(session_factory, demo):
             .where(User.email == "teacher@demo.school")
         )
     assert classes >= 3 and taught == classes
+
+
+async def bulk_contents(session_factory, slug: str) -> list[tuple]:
+    """A school's students and marks, in an order independent of ids."""
+    async with session_factory() as session:
+        rows = await session.execute(
+            select(Classroom.name, Student.name, AttendanceRecord.date, AttendanceRecord.period)
+            .add_columns(AttendanceRecord.status)
+            .join(Student, Student.classroom_id == Classroom.id)
+            .join(AttendanceRecord, AttendanceRecord.student_id == Student.id)
+            .join(Tenant, Tenant.id == Classroom.tenant_id)
+            .where(Tenant.slug == slug)
+            .order_by(Classroom.name, Student.name, AttendanceRecord.date, AttendanceRecord.period)
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_bulk_seed_run_twice_changes_nothing_the_second_time(session_factory):
+    prefix = f"b{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    arguments = {"schools": 2, "classes": 2, "students": 3, "days": 2, "prefix": prefix}
+    reports: list[SchoolSeeded] = []
+    first = await seed_bulk(session_factory=session_factory, today=today, **arguments)
+    contents = await bulk_contents(session_factory, f"{prefix}-2")
+    assert len(contents) == 2 * 3 * 2 * DEMO_PERIODS
+    again = await seed_bulk(
+        session_factory=session_factory, today=today, report=reports.append, **arguments
+    )
+    assert again == first
+    assert [(r.slug, r.outcome) for r in reports] == [
+        (f"{prefix}-1", "present"),
+        (f"{prefix}-2", "present"),
+    ]
+    assert reports[0].shape == SchoolShape(classes=2, students=3, days=2)
+    assert reports[0].marks == len(contents)
+    assert await bulk_contents(session_factory, f"{prefix}-2") == contents
+
+
+async def test_a_school_made_again_is_the_same_whichever_schools_a_run_made_before(
+    session_factory,
+):
+    prefix = f"b{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    arguments = {"classes": 1, "students": 4, "days": 3, "prefix": prefix}
+    await seed_bulk(session_factory=session_factory, today=today, schools=2, **arguments)
+    second = await bulk_contents(session_factory, f"{prefix}-2")
+    # a run stopped after the first school, say: the second is made by a later run alone
+    async with session_factory() as session, session.begin():
+        await session.execute(delete(Tenant).where(Tenant.slug == f"{prefix}-2"))
+    await seed_bulk(session_factory=session_factory, today=today, schools=2, **arguments)
+    assert await bulk_contents(session_factory, f"{prefix}-2") == second
+
+
+async def test_a_bulk_seed_of_another_shape_is_refused_unless_reset(session_factory):
+    prefix = f"b{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    (before,) = await seed_bulk(
+        session_factory=session_factory,
+        today=today,
+        schools=1,
+        classes=1,
+        students=2,
+        days=1,
+        prefix=prefix,
+    )
+    with pytest.raises(SeedConflict, match="--reset"):
+        await seed_bulk(
+            session_factory=session_factory,
+            today=today,
+            schools=1,
+            classes=2,
+            students=2,
+            days=1,
+            prefix=prefix,
+        )
+    assert len(await bulk_contents(session_factory, f"{prefix}-1")) == 2 * DEMO_PERIODS
+    reports: list[SchoolSeeded] = []
+    (after,) = await seed_bulk(
+        session_factory=session_factory,
+        today=today,
+        schools=1,
+        classes=2,
+        students=2,
+        days=1,
+        prefix=prefix,
+        reset=True,
+        report=reports.append,
+    )
+    assert after != before
+    assert [r.outcome for r in reports] == ["dropped", "created"]
+    assert reports[0].shape == SchoolShape(classes=1, students=2, days=1)
+    assert len(await bulk_contents(session_factory, f"{prefix}-1")) == 4 * DEMO_PERIODS
