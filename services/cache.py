@@ -67,9 +67,11 @@ SAME = b"same"
 READ_ATTEMPTS = 3
 RUN_ID = re.compile(rb"^run_id:([0-9a-f]+)", re.MULTILINE)
 
-# KEYS: epoch, entry, tags…, watched…; ARGV: tag count, the caller's L1 stamp, a fresh token,
-# tag TTL, the run_id this process last saw. The epoch {run, token} is drawn anew when its run
-# is not the server's (asked with INFO only when it is not the caller's). Returns {run_id} alone
+# KEYS: epoch, entry, tags…, watched…, markers…; ARGV: tag count, the caller's L1 stamp, a fresh
+# token, tag TTL, the run_id this process last saw, watched count. The epoch {run, token} is
+# drawn anew when its run is not the server's (asked with INFO only when it is not the
+# caller's); when it replaces another server's epoch, every marker is set to Redis's clock (that
+# server's data may lack the ones writes left since). Returns {run_id} alone
 # when the caller's run_id is not the server's, else {run_id, current versions, watched values,
 # 'same' | stamp, soft expiry, payload}; the current versions are the epoch's token and then
 # each tag's version.
@@ -81,6 +83,12 @@ if epoch[1] ~= run then
   if epoch[1] ~= run then
     epoch[2] = ARGV[3] .. '.epoch'
     redis.call('HSET', KEYS[1], 'run', run, 'token', epoch[2])
+    if epoch[1] then
+      local now = redis.call('TIME')
+      for i = tonumber(ARGV[1]) + tonumber(ARGV[6]) + 3, #KEYS do
+        redis.call('SET', KEYS[i], string.format('%d.%06d', now[1], now[2]))
+      end
+    end
   end
 end
 if run ~= ARGV[5] then
@@ -97,7 +105,7 @@ for i = 3, ntags + 2 do
   current = current .. ',' .. version
 end
 local watched = {}
-for i = ntags + 3, #KEYS do
+for i = ntags + 3, ntags + tonumber(ARGV[6]) + 2 do
   watched[#watched + 1] = redis.call('GET', KEYS[i]) or ''
 end
 local reply = {run, current, watched}
@@ -292,18 +300,22 @@ class Cache:
         l1_size: int = 1000,
         breaker: CircuitBreaker | None = None,
         server: ServerIdentity | None = None,
+        epoch_markers: Sequence[str] = (),
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
         constrained: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``server`` is the identity ``redis``'s connections report to (``redis_connect_func``,
         as ``create_cache`` wires it). Without one a server whose data came from the server this
-        process last saw (its snapshot, its replica) goes unnoticed: tests only."""
+        process last saw (its snapshot, its replica) goes unnoticed: tests only.
+        ``epoch_markers`` name the keys that writes ``touch``: an epoch that replaces another
+        server's sets them all, since the data that server left may lack them."""
         self.redis = redis
         self.ttls = dict(ttls)
         self.breaker = breaker or CircuitBreaker()
         self.server = server or ServerIdentity()
         self.server.on_change = self._server_changed
+        self._epoch_markers = tuple(epoch_markers)
         self.stats = CacheStats()
         self._l1: OrderedDict[str, Entry[Any]] = OrderedDict()
         self._l1_size = l1_size
@@ -443,8 +455,18 @@ class Cache:
         for _ in range(READ_ATTEMPTS):
             run_id = self.server.run_id
             reply: list[Any] = await self._read(
-                keys=spec.redis_keys(),
-                args=[len(spec.tags), l1_stamp, secrets.token_hex(8), TAG_TTL_SECONDS, run_id],
+                keys=[
+                    *spec.redis_keys(),
+                    *(tenant_key(spec.tenant_id, name) for name in self._epoch_markers),
+                ],
+                args=[
+                    len(spec.tags),
+                    l1_stamp,
+                    secrets.token_hex(8),
+                    TAG_TTL_SECONDS,
+                    run_id,
+                    len(spec.watch),
+                ],
             )
             answered = reply[0].decode()
             if answered != run_id:

@@ -71,15 +71,16 @@ STATISTICS_REFRESH_INTERVAL = timedelta(minutes=10)
 STATISTICS_OVERDUE_AFTER = STATISTICS_REFRESH_INTERVAL + timedelta(minutes=2)
 
 # KEYS: the pending marker, the statistics tag; ARGV: refresh start (Redis clock), fresh token,
-# tag TTL. A refresh that started after the last mark clears the marker; one that started
-# before it leaves the marker (that mark is not in the snapshot yet). Either way the snapshot
-# changed, so the tag gets a new version.
+# tag TTL. The snapshot changed, so the tag gets a new version, marker or not (a Redis that lost
+# the marker must not keep aggregates from before the refresh). A refresh that started after
+# the last mark clears the marker; one that started before it leaves the marker (that mark is
+# not in the snapshot yet). Returns 1 when there was a marker.
 SETTLE_SCRIPT = """
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 local pending = redis.call('GET', KEYS[1])
 if not pending then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 if tonumber(pending) <= tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
 end
@@ -404,6 +405,9 @@ def create_cache(
         l1_size=settings.cache_l1_size,
         breaker=CircuitBreaker(reset_seconds=settings.cache_breaker_reset_seconds),
         server=server,
+        # A Redis gone back in time may have lost the marker a mark left, and class
+        # aggregates would say they are fresh: a replaced epoch assumes marks are pending.
+        epoch_markers=(STATISTICS_PENDING,),
         on_reconnect=replay,
         constrained=constrained,
     )
@@ -449,8 +453,8 @@ async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -
 async def settle_statistics(
     redis: Redis, *, tenant_ids: Sequence[uuid.UUID], refresh_started: float
 ) -> list[uuid.UUID]:
-    """After a refresh: renew the statistics tag of every tenant with pending marks and clear
-    markers the refresh covered. The tenants that had pending marks."""
+    """After a refresh: renew every tenant's statistics tag and clear the pending markers the
+    refresh covered. The tenants that had pending marks."""
     settle = redis.register_script(SETTLE_SCRIPT)
     async with redis.pipeline(transaction=False) as pipe:
         for tenant_id in tenant_ids:

@@ -14,12 +14,13 @@ import redis.asyncio as aioredis
 
 from services.cache import tenant_key
 from services.models import AttendanceStatus
-from tests.factories import School, api_process
-from tests.graph.test_cached_reads import DASHBOARD, MARK, mark_input
+from tests.factories import School, api_process, gql
+from tests.graph.test_cached_reads import CLASS, DASHBOARD, MARK, mark_input
 from tests.proxy import Proxy
 from tests.servers import HOST, valkey
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+PENDING = 'rollcall-statistics; fwd=stale; detail="marks-pending"'
 
 
 async def read_rate(api: httpx.AsyncClient, school: School) -> tuple[float, str]:
@@ -86,9 +87,10 @@ async def test_a_redis_restarted_from_an_older_snapshot_shows_the_write(
             server.restart_from(snapshot)
             async with aioredis.Redis.from_url(server.url) as restored:
                 assert await restored.exists(dashboard_key(school)), "the old entry came back"
-            # then the first read after the restart shows the mark, and the cache works again
-            assert (await read_rate(api, school))[0] == 50.0
-            assert await read_rate(api, school) == (50.0, "rollcall; hit")
+            # then the first read after the restart shows the mark, and the cache works again;
+            # class aggregates say marks may be pending (that snapshot lacks the mark's marker)
+            assert await read_rate(api, school) == (50.0, f"rollcall; fwd=miss; stored, {PENDING}")
+            assert await read_rate(api, school) == (50.0, f"rollcall; hit, {PENDING}")
         # and so does an API process started after the restart (make demo, Ctrl-C, make demo)
         server.restart_from(snapshot)
         async with api_process(on_it) as fresh:
@@ -141,4 +143,26 @@ async def test_a_lagging_replica_promoted_shows_the_write(settings, factory, tmp
                 assert await replica_client.exists(dashboard_key(school))
                 # then the first read from the promoted replica shows the mark
                 assert (await read_rate(api, school))[0] == 50.0
-                assert await read_rate(api, school) == (50.0, "rollcall; hit")
+                assert await read_rate(api, school) == (50.0, f"rollcall; hit, {PENDING}")
+
+
+async def test_a_refresh_renews_class_aggregates_whose_pending_marker_redis_lost(
+    client, factory, redis
+):
+    # given class statistics cached from a snapshot without a mark
+    school = await school_with_one_present_mark(factory)
+    await factory.refresh()
+    variables = {"id": str(school.classrooms[0].id)}
+    admin = school.token(school.admin)
+    before = await gql(client, CLASS, variables, token=admin)
+    assert before["data"]["classStatistics"]["averageAttendance"] == 100.0
+    # and a mark whose pending marker the cache's Redis no longer has (lost with a snapshot)
+    await mark_absent(client, school)
+    lagging = await gql(client, CLASS, variables, token=admin)
+    assert lagging["data"]["classStatistics"]["averageAttendance"] == 100.0
+    await redis.delete(tenant_key(school.tenant.id, "statistics:pending"))
+    # when the statistics refresh lands
+    await factory.refresh()
+    # then the class aggregates include the mark at once, not a TTL later
+    after = await gql(client, CLASS, variables, token=admin)
+    assert after["data"]["classStatistics"]["averageAttendance"] == 50.0
