@@ -157,39 +157,14 @@ async def test_a_school_made_again_is_the_same_whichever_schools_a_run_made_befo
 
 async def test_a_bulk_seed_of_another_shape_is_refused_unless_reset(session_factory):
     prefix = f"b{uuid.uuid4().hex[:8]}"
-    today = datetime.now(UTC).date()
-    (before,) = await seed_bulk(
-        session_factory=session_factory,
-        today=today,
-        schools=1,
-        classes=1,
-        students=2,
-        days=1,
-        prefix=prefix,
-    )
+    common = {"session_factory": session_factory, "today": datetime.now(UTC).date()}
+    common |= {"schools": 1, "students": 2, "days": 1, "prefix": prefix}
+    (before,) = await seed_bulk(classes=1, **common)
     with pytest.raises(SeedConflict, match="--reset"):
-        await seed_bulk(
-            session_factory=session_factory,
-            today=today,
-            schools=1,
-            classes=2,
-            students=2,
-            days=1,
-            prefix=prefix,
-        )
+        await seed_bulk(classes=2, **common)
     assert len(await bulk_contents(session_factory, f"{prefix}-1")) == 2 * DEMO_PERIODS
     reports: list[SchoolSeeded] = []
-    (after,) = await seed_bulk(
-        session_factory=session_factory,
-        today=today,
-        schools=1,
-        classes=2,
-        students=2,
-        days=1,
-        prefix=prefix,
-        reset=True,
-        report=reports.append,
-    )
+    (after,) = await seed_bulk(classes=2, reset=True, report=reports.append, **common)
     assert after != before
     assert [r.outcome for r in reports] == ["dropped", "created"]
     assert reports[0].shape == SchoolShape(classes=1, students=2, days=1)
