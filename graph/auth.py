@@ -8,7 +8,8 @@ from datetime import datetime
 import strawberry
 from strawberry.extensions import SchemaExtension
 
-from graph.school import Role, Student, Tenant
+from graph.pagination import Connection
+from graph.school import Classroom, Role, Student, Tenant, viewer_classrooms
 from resolvers import auth as auth_resolvers
 from resolvers.context import Context, Info
 from resolvers.loaders import load_existing
@@ -37,6 +38,10 @@ class Viewer:
     @strawberry.field(description="The linked student record, for student accounts.")
     def student(self) -> Student | None:
         return Student.from_model(self.student_model) if self.student_model else None
+
+    classrooms: Connection[Classroom] = strawberry.field(
+        resolver=viewer_classrooms, description="The same as the classrooms query."
+    )
 
 
 @strawberry.type

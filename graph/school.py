@@ -108,8 +108,22 @@ class Classroom:
         return [Teacher.from_model(teacher) for teacher in teachers]
 
 
+async def viewer_classrooms(
+    info: Info, first: int | None = 50, after: str | None = None
+) -> Connection[Classroom]:
+    """A teacher's own classes, an admin's every class, a student's own, by name."""
+    page = await attendance_resolvers.classrooms(info, first, after)
+    return Connection.from_page(page, Classroom.from_model)
+
+
 @strawberry.type
 class SchoolQuery:
+    classrooms: Connection[Classroom] = strawberry.field(
+        resolver=viewer_classrooms,
+        description="The viewer's classrooms by name: a teacher's own, an admin's every one, a "
+        "student's own.",
+    )
+
     @strawberry.field(description="A classroom with its students and teachers; null if unknown.")
     async def classroom(self, info: Info, id: strawberry.ID) -> Classroom | None:
         found = await attendance_resolvers.classroom(info, id)

@@ -13,6 +13,7 @@ from services.models import AttendanceStatus, Classroom, Student
 from services.tenants import tenant_today
 
 STUDENT_CURSOR = "student"
+CLASSROOM_CURSOR = "classroom"
 
 
 async def mark_attendance(
@@ -79,6 +80,27 @@ async def classroom_students(
     return Page(
         items=[(encode_cursor(STUDENT_CURSOR, s.name, s.id), s) for s in students[:size]],
         has_next_page=len(students) > size,
+        has_previous_page=keyset is not None,
+        total_count=total,
+    )
+
+
+async def classrooms(info: Info, first: int | None, after: str | None) -> Page[Classroom]:
+    """The viewer's classrooms: every one of the tenant for staff who see it whole (admins,
+    partners), the ones a teacher teaches, a student's own."""
+    context = info.context
+    size = page_size(first, 50)
+    keyset = decode_cursor(after, CLASSROOM_CURSOR, str)
+    access = context.access
+    among = None if access.sees_whole_tenant() else await access.own_classroom_ids()
+    found, total = await context.session_factory.reading(
+        lambda session: directory.classrooms_page(
+            session, tenant_id=access.tenant_id, among=among, after=keyset, limit=size + 1
+        )
+    )
+    return Page(
+        items=[(encode_cursor(CLASSROOM_CURSOR, c.name, c.id), c) for c in found[:size]],
+        has_next_page=len(found) > size,
         has_previous_page=keyset is not None,
         total_count=total,
     )

@@ -85,6 +85,27 @@ async def students_page(
     return students, total or 0
 
 
+async def classrooms_page(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    among: frozenset[uuid.UUID] | None,
+    after: tuple[str, uuid.UUID] | None,
+    limit: int,
+) -> tuple[list[Classroom], int]:
+    """The tenant's classrooms (only those ``among``, when given) by name then id, after a
+    (name, id) keyset; and how many there are. Two statements, whatever the page."""
+    scope = [Classroom.tenant_id == tenant_id]
+    if among is not None:
+        scope.append(Classroom.id.in_(among))
+    query = select(Classroom).where(*scope).order_by(Classroom.name, Classroom.id).limit(limit)
+    if after is not None:
+        query = query.where(tuple_(Classroom.name, Classroom.id) > tuple_(*after))
+    classrooms = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(Classroom).where(*scope))
+    return classrooms, total or 0
+
+
 async def teachers_by_classroom_ids(
     session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
 ) -> list[list[User]]:
