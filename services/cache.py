@@ -262,9 +262,9 @@ class ServerIdentity:
     ``on_change`` runs when the run_id changes (not when it is first learned).
     """
 
-    def __init__(self, on_change: Callable[[str, str], None] = lambda old, new: None) -> None:
+    def __init__(self) -> None:
         self.run_id = ""
-        self.on_change = on_change
+        self.on_change: Callable[[str, str], None] = lambda previous, current: None
 
     async def connected(self, connection: Connection) -> None:
         await connection.on_connect()

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, select, tuple_
+from sqlalchemy import ColumnElement, Row, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import (
@@ -21,6 +21,7 @@ from services.models import (
 )
 
 Model = TypeVar("Model", Classroom, Student, Subject, User)
+Named = TypeVar("Named", Classroom, Student)
 Item = TypeVar("Item")
 
 
@@ -67,6 +68,23 @@ async def subjects_by_classroom_ids(
     return _grouped(rows, classroom_ids)
 
 
+async def _page_by_name(
+    session: AsyncSession,
+    model: type[Named],
+    scope: Sequence[ColumnElement[bool]],
+    after: tuple[str, uuid.UUID] | None,
+    limit: int,
+) -> tuple[list[Named], int]:
+    """Rows of ``model`` within ``scope`` by name then id, after a (name, id) keyset; and how
+    many ``scope`` holds. Two statements, whatever the page."""
+    query = select(model).where(*scope).order_by(model.name, model.id).limit(limit)
+    if after is not None:
+        query = query.where(tuple_(model.name, model.id) > tuple_(*after))
+    rows = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(model).where(*scope))
+    return rows, total or 0
+
+
 async def students_page(
     session: AsyncSession,
     *,
@@ -76,13 +94,8 @@ async def students_page(
     limit: int,
 ) -> tuple[list[Student], int]:
     """A classroom's students by name then id, after a (name, id) keyset; and the total."""
-    scope = (Student.tenant_id == tenant_id, Student.classroom_id == classroom_id)
-    query = select(Student).where(*scope).order_by(Student.name, Student.id).limit(limit)
-    if after is not None:
-        query = query.where(tuple_(Student.name, Student.id) > tuple_(*after))
-    students = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(Student).where(*scope))
-    return students, total or 0
+    scope = [Student.tenant_id == tenant_id, Student.classroom_id == classroom_id]
+    return await _page_by_name(session, Student, scope, after, limit)
 
 
 async def classrooms_page(
@@ -94,16 +107,11 @@ async def classrooms_page(
     limit: int,
 ) -> tuple[list[Classroom], int]:
     """The tenant's classrooms (only those ``among``, when given) by name then id, after a
-    (name, id) keyset; and how many there are. Two statements, whatever the page."""
+    (name, id) keyset; and how many there are."""
     scope = [Classroom.tenant_id == tenant_id]
     if among is not None:
         scope.append(Classroom.id.in_(among))
-    query = select(Classroom).where(*scope).order_by(Classroom.name, Classroom.id).limit(limit)
-    if after is not None:
-        query = query.where(tuple_(Classroom.name, Classroom.id) > tuple_(*after))
-    classrooms = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(Classroom).where(*scope))
-    return classrooms, total or 0
+    return await _page_by_name(session, Classroom, scope, after, limit)
 
 
 async def teachers_by_classroom_ids(
