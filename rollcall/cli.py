@@ -20,7 +20,14 @@ from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.embedded import CACHE, QUEUE, embedded_redis, ensure_database, start_postgres
 from services.logs import configure_logging
-from services.seed import DEMO_PASSWORD, SchoolSeeded, SeedConflict, seed_bulk, seed_demo
+from services.seed import (
+    DEMO_PASSWORD,
+    Outcome,
+    SchoolSeeded,
+    SeedConflict,
+    seed_bulk,
+    seed_demo,
+)
 from services.settings import Settings, SettingsError
 from services.storage import create_store
 
@@ -237,8 +244,8 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
                 )
             except SeedConflict as conflict:
                 sys.exit(f"rollcall seed: {conflict}")
-            created = sum(school.outcome == "created" for school in seeded)
-            present = sum(school.outcome == "present" for school in seeded)
+            created = sum(school.outcome is Outcome.CREATED for school in seeded)
+            present = sum(school.outcome is Outcome.PRESENT for school in seeded)
             print(
                 f"{created} school(s) created, {present} already present"
                 + ("" if created else ": nothing changed")
@@ -248,14 +255,14 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
 def _print_seeded(seeded: SchoolSeeded) -> None:
     shape = seeded.shape
     held = f"{shape.classes} classes x {shape.students} students, {seeded.marks:,} marks"
-    if seeded.outcome == "created":
+    if seeded.outcome is Outcome.CREATED:
         rate = seeded.marks / seeded.seconds if seeded.seconds else 0.0
         print(
             f"created {seeded.slug}: {held} in {seeded.seconds:.1f} s ({rate:,.0f} rows/s); "
             f"sign in as {seeded.login} / {DEMO_PASSWORD}",
             flush=True,
         )
-    elif seeded.outcome == "dropped":
+    elif seeded.outcome is Outcome.DROPPED:
         print(f"dropped {seeded.slug}: {held}", flush=True)
     else:
         print(f"{seeded.slug} already present ({held}): unchanged", flush=True)

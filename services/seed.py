@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -350,12 +351,20 @@ class SchoolShape:
         return f"{self.classes} classes x {self.students} students over {self.days} days"
 
 
+class Outcome(StrEnum):
+    """What a bulk seed did with one school."""
+
+    CREATED = "created"
+    PRESENT = "present"  # already there with the same shape: left as it is
+    DROPPED = "dropped"  # there with another shape, and --reset asked: recreated next
+
+
 @dataclass(frozen=True, slots=True)
 class SchoolSeeded:
-    """One bulk school, as the seed left it: created now, already present, or dropped."""
+    """One bulk school, as the seed left it."""
 
     slug: str
-    outcome: str  # "created" | "present" | "dropped"
+    outcome: Outcome
     shape: SchoolShape
     marks: int
     seconds: float
@@ -372,7 +381,9 @@ class SeedConflict(ValueError):
 async def _school_shape(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[SchoolShape, int]:
     """The shape of a bulk school as it is (students per class: its largest class's count),
     and how many marks it holds."""
-    classes = await session.scalar(select(func.count()).where(Classroom.tenant_id == tenant_id))
+    classes = await session.scalar(
+        select(func.count()).select_from(Classroom).where(Classroom.tenant_id == tenant_id)
+    )
     largest = await session.scalar(
         select(func.count())
         .select_from(Student)
@@ -431,10 +442,10 @@ async def seed_bulk(
                             "seed with its arguments, or add --reset to drop and recreate it"
                         )
                     tenant_ids.append(existing)
-                    report(SchoolSeeded(slug, "present", found, marks, 0.0))
+                    report(SchoolSeeded(slug, Outcome.PRESENT, found, marks, 0.0))
                     continue
                 await session.execute(delete(Tenant).where(Tenant.id == existing))
-                report(SchoolSeeded(slug, "dropped", found, marks, 0.0))
+                report(SchoolSeeded(slug, Outcome.DROPPED, found, marks, 0.0))
             rng = random.Random(f"{random_seed}:{slug}")
             tenant, teacher, classrooms, subjects = await _create_school(
                 session,
@@ -480,7 +491,7 @@ async def seed_bulk(
             await _copy_attendance(session, rows())
             tenant_ids.append(tenant.id)
         marks = len(created) * len(calendar) * periods
-        report(SchoolSeeded(slug, "created", shape, marks, time.perf_counter() - started))
+        report(SchoolSeeded(slug, Outcome.CREATED, shape, marks, time.perf_counter() - started))
         changed = True
     if changed:
         await refresh_statistics(session_factory=session_factory)
