@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from graph.administration import AdministrationMutation, AdministrationQuery
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.audit import AuditQuery
 from graph.auth import AuthMutation, AuthQuery, ConfirmViewer
@@ -42,6 +43,7 @@ Query = merge_types(
         DashboardQuery,
         AttendanceQuery,
         SchoolQuery,
+        AdministrationQuery,
         NotificationQuery,
         CertificateQuery,
         ExportQuery,
@@ -50,7 +52,14 @@ Query = merge_types(
 )
 Mutation = merge_types(
     "Mutation",
-    (AuthMutation, AttendanceMutation, NotificationMutation, CertificateMutation, ExportMutation),
+    (
+        AuthMutation,
+        AttendanceMutation,
+        AdministrationMutation,
+        NotificationMutation,
+        CertificateMutation,
+        ExportMutation,
+    ),
 )
 Subscription = merge_types("Subscription", (LiveSubscription,))
 HTTP_OPERATION_TYPES = (OperationType.QUERY, OperationType.MUTATION)

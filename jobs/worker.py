@@ -14,6 +14,7 @@ from arq.cron import CronJob
 from arq.worker import Function, Worker
 from redis.exceptions import RedisError
 
+from jobs.administration import import_failed, import_roster, send_password_reset
 from jobs.audit import archive_audit_logs, ensure_audit_partitions
 from jobs.cache import invalidate_cache
 from jobs.certificates import scan_certificate, sweep_orphan_objects
@@ -53,12 +54,14 @@ class WorkerSettings:
         durable(check_thresholds, timeout_seconds=30),
         durable(send_notification_email, timeout_seconds=30),
         durable(invalidate_cache, timeout_seconds=30),
+        durable(send_password_reset, timeout_seconds=30),
     )
     functions: Sequence[Function] = (
         *urgent_functions,
         durable(refresh_statistics, timeout_seconds=120),
         durable(scan_certificate, timeout_seconds=120),
         durable(build_export, timeout_seconds=EXPORT_TIMEOUT_SECONDS, on_give_up=export_failed),
+        durable(import_roster, timeout_seconds=300, on_give_up=import_failed),
     )
     cron_jobs: Sequence[CronJob] = (
         cron(

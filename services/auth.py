@@ -66,17 +66,22 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def needs_rehash(password_hash: str) -> bool:
-    """The hash was made with other settings than today's."""
+def needs_rehash(password_hash: str | None) -> bool:
+    """The hash was made with other settings than today's (an account without a password
+    has nothing to rehash)."""
+    if password_hash is None:
+        return False
     try:
         return _hasher.check_needs_rehash(password_hash)
     except InvalidHashError:
         return True
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; never for an account without a password, which costs
+    the same time as a wrong one."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -151,15 +156,16 @@ async def login(
             .where(User.active)
         )
     ).first()
-    try:
-        # In a thread: argon2 takes ~0.1-0.2 s of CPU (and releases the GIL); on the event
-        # loop it would stall every other request of the process that long.
-        await asyncio.to_thread(
-            _hasher.verify, row[0].password_hash if row else _DUMMY_HASH, password
-        )
-    except (VerificationError, InvalidHashError):
-        if row is not None:
-            raise LoginFailed("wrong_password", tenant_id=row[1].id, user_id=row[0].id) from None
+    # In a thread: argon2 takes ~0.1-0.2 s of CPU (and releases the GIL); on the event loop it
+    # would stall every other request of the process that long. An unknown account and one
+    # without a password are verified against a dummy hash: each costs what a wrong password
+    # costs.
+    matches = await asyncio.to_thread(
+        verify_password, row[0].password_hash if row else None, password
+    )
+    if row is not None and not matches:
+        reason = "wrong_password" if row[0].password_hash else "no_password_set"
+        raise LoginFailed(reason, tenant_id=row[1].id, user_id=row[0].id)
     if row is None:
         tenant_id = await session.scalar(
             select(Tenant.id).where(Tenant.slug == tenant_slug.strip().lower())

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -83,7 +84,9 @@ class User(Base):
     id: Mapped[uuid.UUID] = _uuid_pk()
     tenant_id: Mapped[uuid.UUID] = _tenant_fk()
     email: Mapped[str] = mapped_column(String(254))
-    password_hash: Mapped[str] = mapped_column(String(200))
+    # None until the account's owner sets one (services.password_resets): created and imported
+    # accounts have none, and no password logs in to them.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(Enum(Role, name="user_role"))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -402,6 +405,13 @@ class AuditAction(StrEnum):
     NOTIFICATION_SENT = "NOTIFICATION_SENT"
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     CERTIFICATE_REVIEW = "CERTIFICATE_REVIEW"
+    CLASSROOM_CREATE = "CLASSROOM_CREATE"
+    STUDENT_CREATE = "STUDENT_CREATE"
+    STUDENT_MOVE = "STUDENT_MOVE"
+    TEACHER_ASSIGN = "TEACHER_ASSIGN"
+    THRESHOLDS_UPDATE = "THRESHOLDS_UPDATE"
+    ROSTER_IMPORT = "ROSTER_IMPORT"
+    PASSWORD_RESET_REQUEST = "PASSWORD_RESET_REQUEST"
 
 
 class AuditLog(Base):
@@ -489,3 +499,61 @@ class TrustedDocument(Base):
     registered_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class RosterImportStatus(StrEnum):
+    """An import's way: PENDING (queued) → RUNNING → SUCCEEDED (rows with errors included),
+    or FAILED (a header without the required columns, or every try of the job failed)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class RosterImport(Base):
+    """One uploaded roster and what importing it did, updated as the job goes.
+
+    The file's bytes are kept in ``source`` until the job ends: a roster is at most a few MB,
+    and in the row it commits with the request and needs no object-store clean-up.
+    """
+
+    __tablename__ = "roster_imports"
+    __table_args__ = (Index("ix_roster_imports_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    file_name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    dry_run: Mapped[bool]
+    source: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[RosterImportStatus] = mapped_column(
+        Enum(RosterImportStatus, name="roster_import_status")
+    )
+    total_rows: Mapped[int | None]
+    processed_rows: Mapped[int] = mapped_column(server_default="0")
+    created: Mapped[int] = mapped_column(server_default="0")
+    updated: Mapped[int] = mapped_column(server_default="0")
+    unchanged: Mapped[int] = mapped_column(server_default="0")
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordReset(Base):
+    """A one-time password-reset token, kept as its SHA-256 only: whoever reads the table
+    cannot use it. Spent by ``used_at``; a newer request or a reset revokes the rest."""
+
+    __tablename__ = "password_resets"
+    __table_args__ = (Index("ix_password_resets_user", "tenant_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

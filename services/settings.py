@@ -75,6 +75,9 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = {
     "login": RateLimit(5, 900),
     # Failed logins per IP address: looser than per account, as a whole school may share one.
     "login_ip": RateLimit(50, 900),
+    # Reset mails per account, and reset requests plus bad reset tokens per IP address.
+    "password_reset": RateLimit(3, 3600),
+    "password_reset_ip": RateLimit(30, 3600),
 }
 
 
