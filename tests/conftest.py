@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from aiosmtpd.controller import Controller
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
@@ -26,7 +27,7 @@ from services.embedded import embedded_redis, start_postgres, tcp_answers
 from services.settings import Settings
 from services.storage import ObjectStore, create_store
 from tests.factories import Factory, api_process
-from tests.servers import S3Server, seaweedfs
+from tests.servers import S3Server, free_ports, seaweedfs
 
 hypothesis_settings.register_profile(
     "rollcall",
@@ -151,3 +152,25 @@ async def store(request, tmp_path, s3_server: S3Server) -> ObjectStore:
         found = create_store(s3_server.storage_url(f"t-{uuid.uuid4().hex[:12]}"))
     await found.ensure_ready()
     return found
+
+
+class Inbox:
+    """What a real SMTP server (aiosmtpd) received: each message's recipients and bytes."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append((envelope.rcpt_tos, envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    """An SMTP server on a free port, and its inbox."""
+    inbox = Inbox()
+    (port,) = free_ports(1)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()

@@ -4,12 +4,10 @@ after three tries and dead-lettered."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 from datetime import date, timedelta
 from email import message_from_bytes
 
 import pytest
-from aiosmtpd.controller import Controller
 from arq.constants import result_key_prefix
 from sqlalchemy import delete, func, select, update
 
@@ -26,30 +24,7 @@ from services.models import (
 from services.notifications import deliver_email, update_preferences
 from services.queue import SEND_NOTIFICATION_EMAIL, schedule_threshold_check
 from tests.factories import School, gql, run_jobs
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append((envelope.rcpt_tos, envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
+from tests.servers import free_ports
 
 
 @pytest.fixture
@@ -183,7 +158,7 @@ async def test_a_failing_mail_server_gets_three_tries_then_a_dead_letter(
 ):
     school = await factory.school(students=1)
     await student_falls_below_80(factory, arq_redis, school)
-    await run_jobs(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"))
+    await run_jobs(dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{free_ports(1)[0]}"))
     email = (await deliveries(factory, school))[Channel.EMAIL]
     assert email.status is DeliveryStatus.FAILED and email.attempts == 3
     assert email.last_error
