@@ -265,6 +265,7 @@ def test_the_urgent_worker_runs_only_the_short_jobs(settings):
         "check_thresholds",
         "send_notification_email",
         "invalidate_cache",
+        "send_password_reset",
     }
 
 
