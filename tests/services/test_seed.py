@@ -63,6 +63,25 @@ async def test_demo_accounts_log_in_with_their_roles(client, demo):
         assert (await login(client, f"student{number}@demo.school"))[1] == "STUDENT"
 
 
+async def test_the_other_demo_classes_have_accounts_waiting_for_a_password(
+    session_factory, demo
+):
+    async with session_factory() as session:
+        accounts = list(
+            await session.execute(
+                select(Classroom.name, User.email, User.password_hash.is_(None))
+                .join(Student, Student.classroom_id == Classroom.id)
+                .join(User, User.id == Student.user_id)
+                .join(Tenant, Tenant.id == Classroom.tenant_id)
+                .where(Tenant.slug == "demo", Classroom.name != "10-A")
+                .order_by(User.email)
+            )
+        )
+    assert len(accounts) == 50
+    assert tuple(accounts[0]) == ("10-B", "10b-01@demo.school", True)
+    assert all(no_password for _, _, no_password in accounts)
+
+
 async def test_demo_class_10a_has_every_standing(client, demo):
     token, _ = await login(client, "teacher@demo.school")
     me = await gql(client, "{ me { tenant { id } } }", token=token)
