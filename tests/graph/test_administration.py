@@ -4,6 +4,7 @@ only, within their tenant, audited; bad input changes nothing."""
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import date, timedelta
 
@@ -17,11 +18,13 @@ from services.models import (
     AttendanceStatus,
     AuditAction,
     AuditLog,
+    Classroom,
     ClassroomSubject,
     Notification,
     NotificationType,
     Role,
     Student,
+    TeacherAssignment,
     Tenant,
     User,
 )
@@ -358,3 +361,85 @@ async def test_thresholds_are_kept_only_in_order(client, factory, mahroom, warni
     else:
         assert field_of(body).startswith("input.")
         assert stored == [75, 80, 85]
+
+
+CLASSROOM = "query Classroom($id: ID!) { classroom(id: $id) { id name } }"
+CLASSROOMS = "query Classrooms { classrooms { edges { node { id name } } } }"
+
+
+async def holdings(factory, school) -> tuple:
+    """Everything of ``school`` an administration mutation could change."""
+    async with factory.session_factory() as session:
+        tenant = school.tenant.id
+        rooms = await session.execute(
+            select(Classroom.id, Classroom.name).where(Classroom.tenant_id == tenant)
+        )
+        students = await session.execute(
+            select(Student.id, Student.classroom_id, Student.name).where(
+                Student.tenant_id == tenant
+            )
+        )
+        taught = await session.execute(
+            select(TeacherAssignment.teacher_id, TeacherAssignment.classroom_id).where(
+                TeacherAssignment.tenant_id == tenant
+            )
+        )
+        users = await session.execute(select(User.id, User.email).where(User.tenant_id == tenant))
+        limits = await session.get(Tenant, tenant, populate_existing=True)
+        return (
+            sorted(map(tuple, rooms)),
+            sorted(map(tuple, students)),
+            sorted(map(tuple, taught)),
+            sorted(map(tuple, users)),
+            (limits.mahroom_threshold, limits.warning_threshold, limits.tasdiq_threshold),
+        )
+
+
+@pytest.fixture
+async def two_schools(factory):
+    return await factory.school(classrooms=2, students=2), await factory.school(
+        classrooms=2, students=2
+    )
+
+
+@settings(max_examples=40)
+@given(
+    viewer=st.sampled_from(["admin", "teacher", "student"]),
+    operation=st.sampled_from(["read", "list", "student", "move", "assign", "classroom"]),
+    own_target=st.booleans(),
+    pick=st.integers(0, 1),
+)
+async def test_random_viewers_never_see_or_change_another_schools_classes(
+    client, factory, two_schools, viewer, operation, own_target, pick
+):
+    mine, theirs = two_schools
+    token = {
+        "admin": mine.token(mine.admin),
+        "teacher": mine.token(mine.teachers[0]),
+        "student": mine.student_token(mine.students[0]),
+    }[viewer]
+    target = mine if own_target else theirs
+    room = str(target.classrooms[pick].id)
+    student = str(target.students[pick].id)
+    unique = uuid.uuid4().hex[:8]
+    query, variables = {
+        "read": (CLASSROOM, {"id": room}),
+        "list": (CLASSROOMS, {}),
+        "student": (
+            CREATE_STUDENT,
+            {"input": {"name": "N", "email": f"{unique}@school.test", "classroomId": room}},
+        ),
+        "move": (MOVE, {"student": student, "classroom": room}),
+        "assign": (ASSIGN, {"classroom": room, "email": f"t{unique}@school.test"}),
+        "classroom": (CREATE_CLASSROOM, {"input": {"name": f"Room {unique}"}}),
+    }[operation]
+    before = await holdings(factory, theirs)
+    body = await gql(client, query, variables, token=token)
+    assert await holdings(factory, theirs) == before
+    foreign = {str(c.id) for c in theirs.classrooms} | {str(s.id) for s in theirs.students}
+    assert not foreign & set(re.findall(r"[0-9a-f-]{36}", str(body.get("data"))))
+    if operation in {"student", "move", "assign", "classroom"} and viewer != "admin":
+        assert error_codes(body) == ["FORBIDDEN"]
+    elif not own_target and operation != "list" and operation != "classroom":
+        assert body.get("data") in (None, {"classroom": None}), body
+        assert error_codes(body) in ([], ["NOT_FOUND"]), body
