@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
@@ -122,6 +123,15 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def arq_redis(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[ArqRedis]:
+    """An arq pool on this worker's Redis database, flushed before the test."""
+    assert settings.redis_url is not None
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    yield pool
+    await pool.aclose()
 
 
 @pytest.fixture(scope="session")

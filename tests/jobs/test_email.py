@@ -56,15 +56,6 @@ async def deliveries(factory, school: School) -> dict[Channel, NotificationDeliv
         return {row.channel: row for row in rows}
 
 
-@pytest.fixture
-async def arq_redis(settings, redis):
-    from arq.connections import RedisSettings, create_pool
-
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    yield pool
-    await pool.aclose()
-
-
 async def test_the_alert_is_mailed_to_the_student(factory, settings, arq_redis, smtp):
     port, inbox = smtp
     school = await factory.school(students=1)

@@ -63,9 +63,7 @@ async def test_demo_accounts_log_in_with_their_roles(client, demo):
         assert (await login(client, f"student{number}@demo.school"))[1] == "STUDENT"
 
 
-async def test_the_other_demo_classes_have_accounts_waiting_for_a_password(
-    session_factory, demo
-):
+async def test_the_other_demo_classes_have_accounts_waiting_for_a_password(session_factory, demo):
     async with session_factory() as session:
         accounts = list(
             await session.execute(
