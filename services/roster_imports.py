@@ -31,6 +31,7 @@ from services.administration import (
     after_roster_changed,
     tenant_subject_ids,
 )
+from services.certificates import clean_file_name
 from services.db import SessionFactory
 from services.errors import Invalid, NotFound
 from services.models import (
@@ -67,12 +68,16 @@ async def request_import(
     if not data.strip():
         raise Invalid("file", "The file is empty: it needs a header row and the roster.")
     tenant_id = access.tenant_id
+    try:
+        file_name = clean_file_name(file_name)
+    except Invalid:
+        file_name = "roster.csv"  # the name is only shown back: a missing one is no error
     async with session_factory() as session:
         async with session.begin():
             roster = RosterImport(
                 tenant_id=tenant_id,
                 requested_by=access.viewer.user_id,
-                file_name=(file_name or "roster.csv")[:255],
+                file_name=file_name,
                 sha256=hashlib.sha256(data).hexdigest(),
                 dry_run=dry_run,
                 source=data,

@@ -258,6 +258,29 @@ async def test_only_admins_import_and_read_imports_of_their_own_school(client, f
     assert audited == 1
 
 
+async def test_a_hostile_file_name_is_cleaned_not_stored(client, factory, school):
+    # Written by hand: httpx would percent-encode the NUL and the bell.
+    operations = orjson.dumps({"query": IMPORT, "variables": {"file": None}})
+    parts = [
+        b'Content-Disposition: form-data; name="operations"\r\n\r\n' + operations,
+        b'Content-Disposition: form-data; name="map"\r\n\r\n{"0": ["variables.file"]}',
+        b'Content-Disposition: form-data; name="0"; filename="../\x00ro\x07ster.csv"\r\n'
+        b"Content-Type: text/csv\r\n\r\n" + ROSTER,
+    ]
+    body = b"".join(b"--b0undary\r\n" + part + b"\r\n" for part in parts) + b"--b0undary--\r\n"
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={
+            "content-type": "multipart/form-data; boundary=b0undary",
+            "apollo-require-preflight": "true",
+            "authorization": f"Bearer {school.token(school.admin)}",
+        },
+    )
+    assert response.json()["data"]["importRoster"]["fileName"] == "roster.csv"
+    await run_jobs(factory.settings)
+
+
 async def test_the_file_must_be_a_multipart_part_and_not_empty(client, school):
     token = school.token(school.admin)
     inline = await gql(client, IMPORT, {"file": "a,b,c"}, token=token)
