@@ -1,9 +1,9 @@
-"""The reference student page (``graph/web/``): plain HTML, CSS and ES modules, no build step.
+"""The reference pages (``graph/web/``): plain HTML, CSS and ES modules, no build step.
 
-Served at ``/`` with its files under ``/web/`` and its service worker at ``/sw.js`` (a worker
-controls only the paths below its own). Every response of the page carries a Content-Security-
-Policy allowing its own origin only: no inline script or style, no third-party code, nothing
-fetched from elsewhere, no framing.
+The student page is served at ``/`` and the teacher's register at ``/teacher``, their shared files
+under ``/web/`` and the service worker at ``/sw.js`` (a worker controls only the paths below its
+own). Every response of the pages carries a Content-Security-Policy allowing their own origin
+only: no inline script or style, no third-party code, nothing fetched from elsewhere, no framing.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PageFiles(StaticFiles):
 
 
 def page_routes() -> list[BaseRoute]:
-    """The page's routes, gzipped for clients that accept it (its text shrinks to a quarter)."""
+    """The pages' routes, gzipped for clients that accept it (its text shrinks to a quarter)."""
     files = PageFiles(directory=WEB_DIR)
 
     def one_file(name: str) -> ASGIApp:
@@ -65,6 +65,7 @@ def page_routes() -> list[BaseRoute]:
 
     return [
         Route("/", one_file("index.html"), methods=["GET", "HEAD"]),
+        Route("/teacher", one_file("teacher.html"), methods=["GET", "HEAD"]),
         Route("/sw.js", one_file("sw.js"), methods=["GET", "HEAD"]),
         Mount("/web", GZipMiddleware(files), name="web"),
     ]

@@ -1,7 +1,8 @@
-"""The student page's GraphQL documents as an Apollo persisted query manifest
-(``deploy/rollcall-web-documents.json``), for deployments that run trusted documents only
-(``ROLLCALL_TRUSTED_DOCUMENTS=enforce``, or ``…_CLIENTS=rollcall-web=enforce``): register it with
-``rollcall documents register deploy/rollcall-web-documents.json`` before turning that on.
+"""The pages' GraphQL documents (the student page's and the teacher's register's) as an Apollo
+persisted query manifest (``deploy/rollcall-web-documents.json``), for deployments that run
+trusted documents only (``ROLLCALL_TRUSTED_DOCUMENTS=enforce``, or
+``…_CLIENTS=rollcall-web=enforce``): register it with ``rollcall documents register
+deploy/rollcall-web-documents.json`` before turning that on.
 
 The documents are read from ``graph/web/js/queries.js`` by Node.js (the module is evaluated as
 the browser evaluates it, so each body is the exact text the page hashes)::

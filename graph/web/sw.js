@@ -1,11 +1,12 @@
-// Keeps the page's own files so that it opens offline. Network first: online, every file is
+// Keeps the pages' own files so that they open offline. Network first: online, every file is
 // fetched as usual (and the copy renewed); offline, the copy answers. API responses are never
 // kept here: the page keeps its last good data in localStorage.
 
 const CACHE = "rollcall-page-v1";
-// Every file of the page (a test checks this list against graph/web/).
+// Every file of the pages (a test checks this list against graph/web/).
 const FILES = [
   "/",
+  "/teacher",
   "/web/app.css",
   "/web/icon.svg",
   "/web/js/api.js",
@@ -16,6 +17,7 @@ const FILES = [
   "/web/js/main.js",
   "/web/js/queries.js",
   "/web/js/store.js",
+  "/web/js/teacher.js",
 ];
 
 self.addEventListener("install", (event) => {

@@ -1,5 +1,6 @@
-"""The student page's files as the API serves them: its own CSP, and the API's other paths
-unchanged. The page's behaviour in a browser is in tests/web/."""
+"""The pages' files as the API serves them (the student page's and the teacher's register's):
+their own CSP, and the API's other paths unchanged. Their behaviour in a browser is in
+tests/web/."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from services.settings import TrustMode
 from tests.factories import api_process, error_codes
 
 SCRIPTS = sorted(WEB_DIR.rglob("*.js"))
+PAGES = [WEB_DIR / "index.html", WEB_DIR / "teacher.html"]
+# A URL with a host: "//host", "http://host", "https://host", "ws(s)://host".
+ANOTHER_HOST = re.compile(r"""(https?:|wss?:)?//[\w.-]""")
 
 
 async def test_the_page_is_served_at_the_root_with_a_self_only_policy(client):
@@ -35,14 +39,33 @@ async def test_the_page_is_served_at_the_root_with_a_self_only_policy(client):
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_the_register_is_served_at_teacher_with_the_same_policy(client):
+    response = await client.get("/teacher")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/web/js/teacher.js">' in response.text
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    # no inline script or style (the policy would block them), and no other host named
+    assert "<style" not in response.text and " style=" not in response.text
+    assert re.findall(r"<script[^>]*>", response.text) == [
+        '<script type="module" src="/web/js/teacher.js">'
+    ]
+    assert not ANOTHER_HOST.search(response.text)
+    assert (await client.head("/teacher")).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("path", "media_type"),
     [
         ("/web/js/main.js", "text/javascript"),
+        ("/web/js/teacher.js", "text/javascript"),
         ("/web/app.css", "text/css"),
         ("/web/icon.svg", "image/svg+xml"),
         ("/sw.js", "text/javascript"),
         ("/", "text/html"),
+        ("/teacher", "text/html"),
     ],
 )
 async def test_its_files_carry_the_policy_too(client, path, media_type):
@@ -55,7 +78,9 @@ async def test_its_files_carry_the_policy_too(client, path, media_type):
     assert again.status_code == 304
 
 
-@pytest.mark.parametrize("path", ["/", "/web/js/main.js", "/web/app.css", "/sw.js"])
+@pytest.mark.parametrize(
+    "path", ["/", "/teacher", "/web/js/main.js", "/web/js/teacher.js", "/web/app.css", "/sw.js"]
+)
 async def test_its_text_is_gzipped_for_clients_that_accept_it(client, path):
     plain = await client.get(path, headers={"accept-encoding": "identity"})
     packed = await client.get(path, headers={"accept-encoding": "gzip"})
@@ -83,15 +108,15 @@ async def test_the_api_paths_are_unchanged(client):
     assert "content-security-policy" not in answer.headers
 
 
-def test_the_service_worker_keeps_every_file_of_the_page():
+def test_the_service_worker_keeps_every_file_of_the_pages():
     worker = (WEB_DIR / "sw.js").read_text()
     listed = set(re.findall(r'^  "(/[^"]*)",$', worker, flags=re.MULTILINE))
     files = {
         "/web/" + path.relative_to(WEB_DIR).as_posix()
         for path in WEB_DIR.rglob("*")
-        if path.is_file() and path.name not in {"index.html", "sw.js"}
+        if path.is_file() and path.name not in {"index.html", "teacher.html", "sw.js"}
     }
-    assert listed == files | {"/"}
+    assert listed == files | {"/", "/teacher"}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
@@ -110,7 +135,7 @@ def test_no_script_parses_html_or_evaluates_strings(script):
 
 
 def test_nothing_is_loaded_from_elsewhere():
-    for path in [*SCRIPTS, WEB_DIR / "index.html", WEB_DIR / "app.css"]:
+    for path in [*SCRIPTS, *PAGES, WEB_DIR / "app.css"]:
         text = path.read_text()
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), path.name
         assert not re.search(r"""(import|from)\s*\(?["'](https?:)?//""", text), path.name

@@ -13,17 +13,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from rollcall.browser import chromium_missing, launch_options
-from rollcall.processes import ServerProcess, running_server
+from rollcall.browser import chromium_missing
+from rollcall.processes import ServerProcess
 from services.live import publish_notifications
 from services.models import AttendanceStatus, NotificationType, Severity, Student
 from services.notifications import Draft, create_notification
-from services.settings import Settings
-from tests.factories import PASSWORD, Factory, School, process_env
+from tests.factories import PASSWORD, Factory, School
+from tests.web.browsing import api, sign_in, text
 
 pytestmark = [
     pytest.mark.browser,
@@ -53,39 +52,12 @@ STANDING_LABELS = {
 }
 
 
-@pytest.fixture(scope="module")
-async def server(settings: Settings, tmp_path_factory) -> AsyncIterator[ServerProcess]:
-    storage = f"file://{tmp_path_factory.mktemp('page-storage')}"
-    async with running_server(process_env(settings, ROLLCALL_STORAGE_URL=storage)) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(**launch_options())
-        yield launched
-        await launched.close()
-
-
 @pytest.fixture
 async def context(browser) -> AsyncIterator[Any]:
     """A fresh profile per test: its own localStorage and service worker."""
     opened = await browser.new_context(viewport={"width": 1280, "height": 900})
     yield opened
     await opened.close()
-
-
-async def api(server: ServerProcess, query: str, variables: dict | None = None, *, token: str):
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        response = await http.post(
-            "/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"authorization": f"Bearer {token}"},
-        )
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body
-    return body["data"]
 
 
 async def mark_absent(server: ServerProcess, school: School, student: Student, period: int) -> None:
@@ -104,26 +76,6 @@ async def mark_absent(server: ServerProcess, school: School, student: Student, p
         },
         token=school.token(school.teachers[0]),
     )
-
-
-async def sign_in(page, server: ServerProcess, school: School, student: Student) -> None:
-    await page.goto(server.base_url + "/")
-    await page.get_by_label("School code").fill(school.tenant.slug)
-    await page.get_by_label("Email").fill(school.accounts[student.id].email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await live(page)
-
-
-async def live(page) -> None:
-    """Until the figures are in and the websocket is acknowledged. (Locators, not
-    ``wait_for_function``: the page's CSP forbids evaluating strings.)"""
-    await playwright_api.expect(page.locator("#rate-value")).not_to_have_text("–")
-    await page.wait_for_selector("#connection[data-state='live']")
-
-
-async def text(page, selector: str) -> str:
-    return (await page.locator(selector).text_content() or "").strip()
 
 
 async def marked_school(factory: Factory) -> School:

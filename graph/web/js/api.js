@@ -10,11 +10,21 @@ export class GraphQLFailure extends Error {
     super(errors.map((error) => error.message).join("; "));
     this.errors = errors;
     this.code = errors[0]?.extensions?.code ?? "INTERNAL_ERROR";
+    // The input field a validation error is about (e.g. "period"), when it names one.
+    this.field = errors[0]?.extensions?.field ?? null;
   }
 }
 
 // The server could not be reached at all: the page goes offline.
 export class NetworkFailure extends Error {}
+
+// What a person is told about a failed request.
+export function describeFailure(error) {
+  if (error instanceof NetworkFailure) {
+    return "The server cannot be reached. Check your connection and try again.";
+  }
+  return error.message || "Something went wrong.";
+}
 
 const hashes = new Map();
 

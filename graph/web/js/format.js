@@ -106,3 +106,11 @@ export const FILE_STATUS_LABELS = {
   REJECTED: "Rejected",
   QUARANTINED: "Quarantined",
 };
+
+// The statuses a tap on a student in the register goes through, in order.
+export const STATUS_CYCLE = ["PRESENT", "ABSENT", "SICK", "LEAVE"];
+
+// Anything else (NOT_MARKED) starts the cycle again at PRESENT.
+export function nextStatus(status) {
+  return STATUS_CYCLE[(STATUS_CYCLE.indexOf(status) + 1) % STATUS_CYCLE.length];
+}

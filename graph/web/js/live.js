@@ -12,6 +12,12 @@ export function backoffDelay(attempt) {
   return Math.min(1000 * 2 ** attempt, MAX_DELAY_MS);
 }
 
+// The API's websocket on the page's own host: the page's policy allows no other.
+export function socketUrl(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/graphql`;
+}
+
 export class LiveConnection {
   // `onStatus(status)` hears "connecting", "live" and "down"; `onForbidden(reason)` that the
   // token was refused (the connection then stays closed).
@@ -50,11 +56,18 @@ export class LiveConnection {
     if (socket) socket.close(1000, "Normal closure");
   }
 
-  // Kept for the page's lifetime: sent again after every reconnection.
+  // Kept until unsubscribe(id), and sent again after every reconnection; its id.
   subscribe(query, variables, handlers) {
     const id = String(this.nextId++);
     this.subscriptions.set(id, { query, variables, handlers });
     if (this.acknowledged) this.sendSubscribe(id);
+    return id;
+  }
+
+  // A push already on its way for it is dropped: receive() knows the id no more.
+  unsubscribe(id) {
+    if (!this.subscriptions.delete(id)) return;
+    if (this.acknowledged) this.send({ id, type: "complete" });
   }
 
   connect() {

@@ -1,7 +1,7 @@
 // The student dashboard page: sign in, the dashboard kept live over a websocket, and the last
 // good data from localStorage whenever the API cannot be reached.
 
-import { GraphQLFailure, NetworkFailure, request, upload } from "./api.js";
+import { GraphQLFailure, NetworkFailure, describeFailure, request, upload } from "./api.js";
 import { rateChart } from "./chart.js";
 import { byId, h, safeHref, setText } from "./dom.js";
 import {
@@ -21,7 +21,7 @@ import {
   shortDate,
   weekday,
 } from "./format.js";
-import { LiveConnection } from "./live.js";
+import { LiveConnection, socketUrl } from "./live.js";
 import * as queries from "./queries.js";
 import { forget, isStale, loadSession, loadSnapshot, saveSession, saveSnapshot } from "./store.js";
 
@@ -461,14 +461,9 @@ function setDefaultDates() {
 
 // ---- live updates ------------------------------------------------------------------------
 
-function wsUrl() {
-  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}/graphql`;
-}
-
 function connectLive() {
   const connection = new LiveConnection({
-    url: wsUrl(),
+    url: socketUrl(),
     token: state.session.token,
     onStatus: (status) => {
       const was = state.live;
@@ -578,7 +573,7 @@ async function login(event) {
     });
     const { token, user } = signedIn;
     if (!user.student) {
-      showLogin("This page shows a student's own attendance. Staff accounts use the API at /graphql.");
+      showLogin("This page shows a student's own attendance: teachers take the register at /teacher.");
       return;
     }
     form.reset();
@@ -588,10 +583,7 @@ async function login(event) {
     byId("main").focus();
   } catch (failure) {
     error.hidden = false;
-    error.textContent =
-      failure instanceof NetworkFailure
-        ? "The server cannot be reached. Check your connection and try again."
-        : failure.message;
+    error.textContent = describeFailure(failure);
   } finally {
     submit.disabled = false;
   }

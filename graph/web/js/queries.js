@@ -70,3 +70,35 @@ export const UPDATE_PREFERENCES = `mutation UpdatePreferences($input: Notificati
 export const UPLOAD_CERTIFICATE = `mutation UploadCertificate($file: Upload!, $input: MedicalCertificateInput!) {
   uploadMedicalCertificate(file: $file, input: $input) { id fileName status uploadedAt }
 }`;
+
+// ---- the teacher's register (teacher.html); it signs in with LOGIN too ----
+
+// The classes the viewer may mark, by name: a teacher's own, an admin's every one.
+export const REGISTER_CLASSES = `query RegisterClasses($after: String) {
+  classrooms(first: 100, after: $after) {
+    edges { node { id name } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+// One class's subjects and one page of its students, by name.
+export const REGISTER_CLASS = `query RegisterClass($id: ID!, $after: String) {
+  classroom(id: $id) {
+    id name
+    subjects { id name }
+    students(first: 100, after: $after) {
+      edges { node { id name } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}`;
+
+export const MARK_ATTENDANCE = `mutation MarkAttendance($input: MarkAttendanceInput!) {
+  markAttendance(input: $input) { records { studentId date period status } }
+}`;
+
+export const ATTENDANCE_UPDATED = `subscription AttendanceUpdated($classroomId: ID!) {
+  attendanceUpdated(classroomId: $classroomId) {
+    studentId classroomId date period status markedBy subject { name }
+  }
+}`;

@@ -1,7 +1,8 @@
-// What the page keeps in localStorage: the session (token and viewer) and the last good data
-// with the time it was fetched, so that the dashboard can be shown offline.
+// What the pages keep in localStorage: each page's session (token and viewer) and the student
+// page's last good data with the time it was fetched, so that the dashboard can be shown offline.
 
-const SESSION_KEY = "rollcall.session";
+// One session per page: a teacher signed in to the register is no student on the student page.
+export const SESSIONS = { student: "rollcall.session", teacher: "rollcall.teacher-session" };
 const SNAPSHOT_KEY = "rollcall.snapshot";
 const STALE_AFTER_MS = 24 * 60 * 60 * 1000;
 
@@ -21,13 +22,13 @@ function write(key, value) {
   }
 }
 
-export function loadSession() {
-  const session = read(SESSION_KEY);
+export function loadSession(key = SESSIONS.student) {
+  const session = read(key);
   return session?.token ? session : null;
 }
 
-export function saveSession(session) {
-  write(SESSION_KEY, session);
+export function saveSession(session, key = SESSIONS.student) {
+  write(key, session);
 }
 
 // The snapshot belongs to one user: another user's never shows.
@@ -47,8 +48,8 @@ export function isStale(snapshot, now = Date.now()) {
   return now - Date.parse(snapshot.savedAt) > STALE_AFTER_MS;
 }
 
-// Logging out forgets everything: the next person at this computer sees nothing of it.
+// Logging out of either page forgets everything: the next person at this computer sees nothing.
 export function forget() {
-  localStorage.removeItem(SESSION_KEY);
+  for (const key of Object.values(SESSIONS)) localStorage.removeItem(key);
   localStorage.removeItem(SNAPSHOT_KEY);
 }
