@@ -39,7 +39,7 @@ async def sign_in(page: Any, server: ServerProcess, school: School, student: Stu
     await page.goto(server.base_url + "/")
     await page.get_by_label("School code").fill(school.tenant.slug)
     await page.get_by_label("Email").fill(school.accounts[student.id].email)
-    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await live(page)
 

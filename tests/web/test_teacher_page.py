@@ -59,7 +59,7 @@ async def open_register(page: Any, server: ServerProcess, school: School, user: 
     await page.goto(server.base_url + "/teacher")
     await page.get_by_label("School code").fill(school.tenant.slug)
     await page.get_by_label("Email").fill(user.email)
-    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     students = school.students_of(school.classrooms[0])
     await expect(page.locator("#roster .mark")).to_have_count(len(students))
@@ -320,7 +320,7 @@ async def test_students_are_sent_to_their_page_and_logging_out_forgets(
     # a student is refused, and pointed to their page
     await page.get_by_label("School code").fill(school.tenant.slug)
     await page.get_by_label("Email").fill(school.accounts[school.students[0].id].email)
-    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#login-error")).to_contain_text("students see their attendance")
     assert await page.evaluate("localStorage.getItem('rollcall.teacher-session')") is None

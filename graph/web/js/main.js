@@ -22,6 +22,7 @@ import {
   weekday,
 } from "./format.js";
 import { LiveConnection, socketUrl } from "./live.js";
+import { setUpPasswordForms } from "./password.js";
 import * as queries from "./queries.js";
 import { forget, isStale, loadSession, loadSnapshot, saveSession, saveSnapshot } from "./store.js";
 
@@ -628,6 +629,7 @@ function main() {
     // Keeps the page itself available offline; the data comes from localStorage.
     navigator.serviceWorker.register("/sw.js").catch(() => {});
   }
+  if (setUpPasswordForms((message) => (state.session ? logout(message) : showLogin(message)))) return;
   const session = loadSession();
   if (session) start(session);
   else showLogin();

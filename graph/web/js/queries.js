@@ -71,6 +71,15 @@ export const UPLOAD_CERTIFICATE = `mutation UploadCertificate($file: Upload!, $i
   uploadMedicalCertificate(file: $file, input: $input) { id fileName status uploadedAt }
 }`;
 
+// Setting a password by emailed link (password.js).
+export const REQUEST_PASSWORD_RESET = `mutation RequestPasswordReset($tenant: String!, $email: String!) {
+  requestPasswordReset(tenant: $tenant, email: $email)
+}`;
+
+export const RESET_PASSWORD = `mutation ResetPassword($token: String!, $newPassword: String!) {
+  resetPassword(token: $token, newPassword: $newPassword)
+}`;
+
 // ---- the teacher's register (teacher.html); it signs in with LOGIN too ----
 
 // The classes the viewer may mark, by name: a teacher's own, an admin's every one.
