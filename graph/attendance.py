@@ -166,6 +166,16 @@ class AttendanceQuery:
         history = await dashboard_resolvers.attendance_history(info, student_id, weeks)
         return [AttendancePoint.from_service(point) for point in history.points]
 
+    @strawberry.field(
+        description="The marks of one period taken in a classroom (its teachers and admins): "
+        "what the register shows before it is taken again."
+    )
+    async def period_attendance(
+        self, info: Info, classroom_id: strawberry.ID, date: date, period: int
+    ) -> list[AttendanceRecord]:
+        records = await attendance_resolvers.period_marks(info, classroom_id, date, period)
+        return [AttendanceRecord.from_service(record) for record in records]
+
 
 @strawberry.type
 class AttendanceMutation:

@@ -51,6 +51,19 @@ async def mark_attendance(
     )
 
 
+async def period_marks(
+    info: Info, classroom_id: str, day: date, period: int
+) -> list[AttendanceEntry]:
+    context = info.context
+    return await attendance.period_marks(
+        session_factory=context.session_factory,
+        access=context.access,
+        classroom_id=parse_id(classroom_id, "classroomId"),
+        day=day,
+        period=period,
+    )
+
+
 async def classroom(info: Info, classroom_id: str) -> Classroom | None:
     """The classroom, or None when no classroom has that id in the viewer's tenant."""
     context = info.context

@@ -217,3 +217,32 @@ async def after_marks_changed(
         )
     await schedule_statistics_refresh(queue, session, delay_seconds=refresh_delay_seconds, now=now)
     await schedule_threshold_check(queue, session, tenant_id=tenant_id, student_ids=student_ids)
+
+
+async def period_marks(
+    *,
+    session_factory: SessionFactory,
+    access: Access,
+    classroom_id: uuid.UUID,
+    day: date,
+    period: int,
+) -> list[AttendanceEntry]:
+    """The marks of one period taken in a classroom, by student: what a register shows before
+    it is taken again. For those who may mark it (its teachers, admins): students never see
+    their classmates' marks."""
+    await access.ensure_can_mark(classroom_id)
+
+    async def read(session: AsyncSession) -> list[AttendanceEntry]:
+        records = await session.scalars(
+            select(AttendanceRecord)
+            .where(
+                AttendanceRecord.tenant_id == access.tenant_id,
+                AttendanceRecord.classroom_id == classroom_id,
+                AttendanceRecord.date == day,
+                AttendanceRecord.period == period,
+            )
+            .order_by(AttendanceRecord.student_id)
+        )
+        return [AttendanceEntry.of(record) for record in records]
+
+    return await session_factory.reading(read)

@@ -226,3 +226,35 @@ async def test_one_bad_mark_rejects_the_whole_call(
     # then
     assert body["errors"][0]["extensions"]["field"] == f"marks[{bad_index}].studentId"
     assert await record_count(factory, two_classes) == before
+
+
+PERIOD = """query Period($classroomId: ID!, $date: Date!, $period: Int!) {
+  periodAttendance(classroomId: $classroomId, date: $date, period: $period) {
+    studentId period status subject { name }
+  }
+}"""
+
+
+async def test_a_register_reads_the_period_it_takes_again_and_only_its_markers_may(
+    client, factory
+):
+    school = await factory.school(classrooms=2, students=2, teachers=2)
+    first, second = school.students_of(school.classrooms[0])
+    teacher = school.token(school.teachers[0])
+    marks = [(first.id, "ABSENT"), (second.id, "PRESENT")]
+    body = await gql(client, MARK, {"input": mark_input(school, marks, period=2)}, token=teacher)
+    assert "errors" not in body, body
+    period = {"classroomId": str(school.classrooms[0].id), "date": today(), "period": 2}
+    read = await gql(client, PERIOD, period, token=teacher)
+    assert sorted(
+        (r["studentId"], r["status"], r["period"]) for r in read["data"]["periodAttendance"]
+    ) == sorted([(str(first.id), "ABSENT", 2), (str(second.id), "PRESENT", 2)])
+    admin = await gql(client, PERIOD, period, token=school.token(school.admin))
+    assert admin["data"] == read["data"]
+    empty = await gql(client, PERIOD, {**period, "period": 1}, token=teacher)
+    assert empty == {"data": {"periodAttendance": []}}
+    for refused in (school.token(school.teachers[1]), school.student_token(first)):
+        assert error_codes(await gql(client, PERIOD, period, token=refused)) == ["FORBIDDEN"]
+    other = await factory.school()
+    foreign = await gql(client, PERIOD, period, token=other.token(other.admin))
+    assert foreign == {"data": {"periodAttendance": []}}

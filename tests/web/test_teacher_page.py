@@ -8,6 +8,7 @@ Select them with ``pytest -m browser``; without /usr/bin/chromium they skip.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -172,6 +173,29 @@ async def test_a_teacher_marks_a_period_and_the_api_has_it(context, server, fact
     assert await record_of(server, school, third, today, 2) == ("PRESENT", subject)
     assert await record_of(server, school, second, today, 1) is None
     await no_horizontal_overflow(page)
+
+
+async def test_a_period_marked_before_the_page_opened_shows_its_marks(
+    context, server, factory: Factory
+):
+    # given period 2 of today marked by the admin: the first student absent, the others present
+    school = await factory.school(students=3)
+    first, second, third = school.students
+    today = datetime.now(UTC).date()
+    await admin_marks(server, school, today, 2, {first: "ABSENT", second: "PRESENT"})
+    page = await context.new_page()
+    await open_register(page, server, school, school.teachers[0])
+    # when the teacher opens that period, then its marks show, the unmarked student present
+    await page.get_by_label("Period").select_option("2")
+    await expect(mark_button(page, first)).to_have_attribute("data-status", "ABSENT")
+    await expect(mark_button(page, third)).to_have_attribute("data-status", "PRESENT")
+    await expect(page.locator("#register-status")).to_contain_text("Already marked")
+    # and submitting again after one tap keeps the earlier absence
+    await mark_button(page, third).click()
+    await page.get_by_role("button", name=re.compile("^Submit")).click()
+    await expect(page.locator("#register-status")).to_contain_text("Saved")
+    assert await record_of(server, school, first, today, 2) == ("ABSENT", "Subject 0")
+    assert (await record_of(server, school, third, today, 2) or ("",))[0] == "ABSENT"
 
 
 async def test_another_teachers_marks_show_live(context, server, factory: Factory):

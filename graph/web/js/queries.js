@@ -102,6 +102,11 @@ export const REGISTER_CLASS = `query RegisterClass($id: ID!, $after: String) {
   }
 }`;
 
+// The period's marks as they stand, so that taking the register again starts from them.
+export const REGISTER_PERIOD = `query RegisterPeriod($classroomId: ID!, $date: Date!, $period: Int!) {
+  periodAttendance(classroomId: $classroomId, date: $date, period: $period) { studentId status }
+}`;
+
 export const MARK_ATTENDANCE = `mutation MarkAttendance($input: MarkAttendanceInput!) {
   markAttendance(input: $input) { records { studentId date period status } }
 }`;

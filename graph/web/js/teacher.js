@@ -29,8 +29,11 @@ const state = {
   // The chosen class with its subjects and students, once read; its subscription's id.
   classroom: null,
   subscription: null,
-  // Counts class reads: an answer that a later choice overtook is dropped.
+  // Counts class and period reads: an answer that a later choice overtook is dropped.
   classRequests: 0,
+  periodRequests: 0,
+  // Students tapped since the period was shown: a period read that lands later keeps them.
+  tapped: new Set(),
   // The statuses shown for the chosen period, and their buttons, by student id.
   statuses: new Map(),
   buttons: new Map(),
@@ -151,15 +154,47 @@ async function chooseClass() {
   }
 }
 
-// The chosen period as this page last saw it, everyone else present.
+// The chosen period as this page last saw it, everyone else present; then as the API has it,
+// so that taking a register again starts from its marks, not from all present.
 function showPeriod() {
-  const seen = state.known.get(periodKey(currentChoice())) ?? new Map();
+  const choice = currentChoice();
+  const seen = state.known.get(periodKey(choice)) ?? new Map();
   state.statuses = new Map(
     (state.classroom?.students ?? []).map((student) => [student.id, seen.get(student.id) ?? "PRESENT"]),
   );
+  state.tapped = new Set();
   clearInvalid();
   setStatusLine("", "");
   renderRoster();
+  if (state.classroom && choice.date && choice.period) readPeriod(choice);
+}
+
+// ``fresh``: the read is newer than anything this page saw (after a reconnection).
+async function readPeriod(choice, fresh = false) {
+  const ticket = ++state.periodRequests;
+  const session = state.session;
+  try {
+    const data = await request(
+      queries.REGISTER_PERIOD,
+      { classroomId: choice.classroomId, date: choice.date, period: choice.period },
+      { token: session.token },
+    );
+    if (state.session !== session || ticket !== state.periodRequests) return;
+    const key = periodKey(choice);
+    if (!state.known.has(key)) state.known.set(key, new Map());
+    const known = state.known.get(key);
+    for (const { studentId, status } of data.periodAttendance) {
+      // Otherwise a push or a submission seen meanwhile is newer than this read.
+      if (fresh || !known.has(studentId)) known.set(studentId, status);
+      if (!state.statuses.has(studentId) || state.tapped.has(studentId)) continue;
+      state.statuses.set(studentId, known.get(studentId));
+      showStatus(studentId);
+    }
+    renderSummary();
+    if (data.periodAttendance.length > 0) setStatusLine("Already marked: these are its marks.", "");
+  } catch (error) {
+    if (state.session === session && ticket === state.periodRequests) handleFailure(error);
+  }
 }
 
 // ---- rendering ---------------------------------------------------------------------------------
@@ -274,6 +309,7 @@ function markInvalid(field) {
 // ---- actions -----------------------------------------------------------------------------------
 
 function cycle(studentId) {
+  state.tapped.add(studentId);
   state.statuses.set(studentId, nextStatus(state.statuses.get(studentId)));
   showStatus(studentId);
   renderSummary();
@@ -282,6 +318,7 @@ function cycle(studentId) {
 
 function allPresent() {
   for (const studentId of state.statuses.keys()) {
+    state.tapped.add(studentId);
     state.statuses.set(studentId, "PRESENT");
     showStatus(studentId);
   }
@@ -339,8 +376,9 @@ function connectLive() {
     onStatus: (status) => {
       state.live = status;
       if (status === "live") {
-        // Marks made while the socket was down are not replayed, and no query reads a period.
+        // Marks made while the socket was down are not replayed: the period is read again.
         byId("live-note").hidden = !state.wasLive;
+        if (state.wasLive && state.classroom) readPeriod(currentChoice(), true);
         state.wasLive = true;
       }
       renderConnection();
