@@ -11,7 +11,6 @@ from resolvers.context import Info, parse_id
 from services import administration, password_resets, roster_imports
 from services.errors import Invalid
 from services.models import Classroom, RosterImport, Student, Tenant
-from services.rate_limits import RateLimited
 from services.rosters import MAX_FILE_BYTES
 
 
@@ -120,7 +119,7 @@ async def roster_import(info: Info, import_id: str) -> RosterImport | None:
 
 async def request_password_reset(info: Info, tenant: str, email: str) -> None:
     context = info.context
-    try:
+    with context.noting_refusal():
         await password_resets.request_reset(
             session_factory=context.session_factory,
             limiter=context.limiter,
@@ -130,14 +129,11 @@ async def request_password_reset(info: Info, tenant: str, email: str) -> None:
             origin=context.origin,
             base_url=context.public_url,
         )
-    except RateLimited as refused:
-        context.rate_limits.note(refused.quota)
-        raise
 
 
 async def reset_password(info: Info, token: str, new_password: str) -> None:
     context = info.context
-    try:
+    with context.noting_refusal():
         await password_resets.reset_password(
             session_factory=context.session_factory,
             limiter=context.limiter,
@@ -148,6 +144,3 @@ async def reset_password(info: Info, token: str, new_password: str) -> None:
             queue=context.redis,
             clock=context.now,
         )
-    except RateLimited as refused:
-        context.rate_limits.note(refused.quota)
-        raise

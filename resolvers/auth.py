@@ -6,12 +6,11 @@ from resolvers.context import Info
 from services import auth
 from services.logins import change_password as change
 from services.logins import log_in
-from services.rate_limits import RateLimited
 
 
 async def login(info: Info, tenant: str, email: str, password: str) -> auth.LoginResult:
     context = info.context
-    try:
+    with context.noting_refusal():
         result = await log_in(
             session_factory=context.session_factory,
             limiter=context.limiter,
@@ -23,16 +22,13 @@ async def login(info: Info, tenant: str, email: str, password: str) -> auth.Logi
             ttl_seconds=context.settings.jwt_ttl_seconds,
             now=context.now(),
         )
-    except RateLimited as refused:
-        context.rate_limits.note(refused.quota)
-        raise
     context.act_as(auth.decode_token(result.token, secret=context.settings.jwt_secret))
     return result
 
 
 async def change_password(info: Info, current_password: str, new_password: str) -> None:
     context = info.context
-    try:
+    with context.noting_refusal():
         await change(
             session_factory=context.session_factory,
             limiter=context.limiter,
@@ -44,6 +40,3 @@ async def change_password(info: Info, current_password: str, new_password: str) 
             queue=context.redis,
             clock=context.now,
         )
-    except RateLimited as refused:
-        context.rate_limits.note(refused.quota)
-        raise

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -142,6 +144,16 @@ class Context:
             raise
         if quota is not None:
             self.rate_limits.note(quota)
+
+    @contextlib.contextmanager
+    def noting_refusal(self) -> Iterator[None]:
+        """A limit that refuses the block's operation is reported in the response's headers
+        and extensions, as every limit the viewer meets is."""
+        try:
+            yield
+        except RateLimited as refused:
+            self.rate_limits.note(refused.quota)
+            raise
 
     async def tenant(self) -> Tenant:
         return await load_existing(self.loaders.tenants, self.viewer.tenant_id, "tenant")
