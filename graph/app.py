@@ -24,6 +24,7 @@ from graph.observability import AccessLogMiddleware, Telemetry, metrics
 from graph.page import page_routes
 from graph.schema import create_schema
 from graph.view import GraphQLView
+from services.auth import TokenVerifier
 from services.cache import Cache
 from services.cached_reads import create_cache
 from services.circuit import CircuitBreaker
@@ -69,6 +70,7 @@ class State(TypedDict):
     trusted: TrustedDocuments
     database_breaker: CircuitBreaker
     resources: ResourceMonitor
+    tokens: TokenVerifier
 
 
 def create_app(
@@ -149,6 +151,7 @@ def create_app(
                 trusted=TrustedDocuments(session_factory=session_factory),
                 database_breaker=breaker,
                 resources=resources,
+                tokens=TokenVerifier(secret=settings.jwt_secret),
             )
         finally:
             await presence.aclose()

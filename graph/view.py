@@ -18,7 +18,7 @@ from graph.uploads import MultipartRefused, drain, guarded, is_multipart
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
 from services.audit import Origin
-from services.auth import Viewer, decode_token
+from services.auth import TokenVerifier, Viewer
 from services.errors import ErrorCode, ServiceError, Unauthenticated
 from services.presence import ConnectionRefused
 from services.telemetry import GRAPHQL_ERRORS
@@ -27,14 +27,16 @@ from services.trusted_documents import CLIENT_HEADER
 BEARER = "bearer "
 
 
-def viewer_from_header(header: str | None, *, secret: str) -> Viewer | ServiceError | None:
+def viewer_from_header(
+    header: str | None, *, tokens: TokenVerifier
+) -> Viewer | ServiceError | None:
     """The token's viewer, the reason it was refused, or None when no token was sent."""
     if not header:
         return None
     if not header.lower().startswith(BEARER):
         return Unauthenticated("Authorization must be 'Bearer <token>'.")
     try:
-        return decode_token(header[len(BEARER) :].strip(), secret=secret)
+        return tokens.verify(header[len(BEARER) :].strip())
     except ServiceError as error:
         return error
 
@@ -116,9 +118,7 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Context:
         state: Any = request.state
         settings = state.settings
-        viewer = viewer_from_header(
-            request.headers.get("authorization"), secret=settings.jwt_secret
-        )
+        viewer = viewer_from_header(request.headers.get("authorization"), tokens=state.tokens)
         note_viewer(viewer)
         return Context(
             settings=settings,
@@ -133,6 +133,7 @@ class GraphQLView(GraphQL[Context, None]):
             persisted=state.persisted,
             trusted=state.trusted,
             resources=state.resources,
+            tokens=state.tokens,
             client_name=request.headers.get(CLIENT_HEADER),
             request_id=state.request_id,
             response=response,
@@ -146,7 +147,7 @@ class GraphQLView(GraphQL[Context, None]):
         params = context.connection_params or {}
         header = params.get("authorization", params.get("Authorization"))
         context.viewer_or_error = viewer_from_header(
-            header if isinstance(header, str) else None, secret=context.settings.jwt_secret
+            header if isinstance(header, str) else None, tokens=context.tokens
         )
         await context.confirm_viewer()
         viewer = context.viewer_or_error

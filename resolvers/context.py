@@ -19,7 +19,7 @@ from resolvers.loaders import Loaders, load_existing
 from resolvers.rate_limits import RateLimitReport
 from services.access import Access
 from services.audit import Origin
-from services.auth import Viewer
+from services.auth import TokenVerifier, Viewer
 from services.cache import Cache
 from services.cached_reads import Reader
 from services.credentials import ensure_current
@@ -51,6 +51,7 @@ class Context:
     persisted: PersistedQueries
     trusted: TrustedDocuments
     resources: ResourceMonitor
+    tokens: TokenVerifier
     request_id: str
     response: Response | WebSocket | None = None
     # Where the request came from (for the audit log) and this API's address as its client

@@ -235,9 +235,7 @@ PERIOD = """query Period($classroomId: ID!, $date: Date!, $period: Int!) {
 }"""
 
 
-async def test_a_register_reads_the_period_it_takes_again_and_only_its_markers_may(
-    client, factory
-):
+async def test_a_register_reads_the_period_it_takes_again_and_only_its_markers_may(client, factory):
     school = await factory.school(classrooms=2, students=2, teachers=2)
     first, second = school.students_of(school.classrooms[0])
     teacher = school.token(school.teachers[0])
