@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -98,6 +99,11 @@ class GraphQLView(GraphQL[Context, None]):
             if request is not None:
                 await request.close()  # the uploaded files' temporary copies
         await response(scope, receive, send)
+
+    def encode_json(self, data: object) -> str:
+        """orjson, about four times faster than the json module on a dashboard's answer. Text,
+        not bytes: graphql-transport-ws messages must travel in text frames."""
+        return orjson.dumps(data).decode()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """As strawberry's, except that a GET naming a persisted query (no ``query``, only
