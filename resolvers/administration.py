@@ -74,6 +74,7 @@ async def assign_teacher(info: Info, classroom_id: str, email: str) -> Classroom
         classroom_id=parse_id(classroom_id, "classroomId"),
         email=email,
         origin=context.origin,
+        followers=_followers(info),
     )
 
 

@@ -111,7 +111,7 @@ class Context:
 
     @cached_property
     def access(self) -> Access:
-        return Access(viewer=self.viewer, session_factory=self.session_factory)
+        return Access(viewer=self.viewer, session_factory=self.session_factory, cache=self.cache)
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import Viewer
+from services.cache import Cache, Spec
 from services.db import SessionFactory
 from services.errors import Forbidden
 from services.models import Role, Student, TeacherAssignment
 
+OWN_CLASSROOMS = "own_classrooms"
+
+
+def teacher_tag(teacher_id: uuid.UUID) -> str:
+    """What a teacher teaches: bumped whenever their assignments change."""
+    return f"teacher:{teacher_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Taught:
+    classroom_ids: list[uuid.UUID]
+
 
 class Access:
-    """One viewer's rights for one request; the teacher's classrooms are read at most once."""
+    """One viewer's rights for one request; the teacher's classrooms are read at most once,
+    through ``cache`` when given (tag ``teacher:<id>``: a teacher's every request needs them)."""
 
-    def __init__(self, *, viewer: Viewer, session_factory: SessionFactory) -> None:
+    def __init__(
+        self, *, viewer: Viewer, session_factory: SessionFactory, cache: Cache | None = None
+    ) -> None:
         self.viewer = viewer
         self._session_factory = session_factory
+        self._cache = cache
         self._own_classrooms: asyncio.Task[frozenset[uuid.UUID]] | None = None
 
     @property
@@ -46,10 +64,25 @@ class Access:
         else:
             return frozenset()
 
-        async def read(session: AsyncSession) -> frozenset[uuid.UUID]:
-            return frozenset((await session.scalars(query)).all())
+        async def read(session: AsyncSession) -> Taught:
+            return Taught(classroom_ids=list((await session.scalars(query)).all()))
 
-        return await self._session_factory.reading(read)
+        async def compute() -> Taught:
+            return await self._session_factory.reading(read)
+
+        if self._cache is None or viewer.role is not Role.TEACHER:
+            return frozenset((await compute()).classroom_ids)
+        found = await self._cache.fetch(
+            Spec(
+                tenant_id=viewer.tenant_id,
+                kind=OWN_CLASSROOMS,
+                key=str(viewer.user_id),
+                tags=(teacher_tag(viewer.user_id),),
+                value_type=Taught,
+                compute=compute,
+            )
+        )
+        return frozenset(found.value.classroom_ids)
 
     def sees_whole_tenant(self) -> bool:
         return self.viewer.role in {Role.ADMIN, Role.PARTNER}

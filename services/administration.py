@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
-from services.access import Access
+from services.access import Access, teacher_tag
 from services.cache import Cache
 from services.cached_reads import STATISTICS_PENDING, STATISTICS_TAG, classroom_tag, student_tag
 from services.db import SessionFactory
@@ -115,11 +115,16 @@ async def after_roster_changed(
     tenant_id: uuid.UUID,
     classroom_ids: Sequence[uuid.UUID],
     student_ids: Sequence[uuid.UUID] = (),
+    teacher_ids: Sequence[uuid.UUID] = (),
 ) -> None:
     """Class sizes, averages and ranks of these classrooms changed: their cached reads go,
-    and the statistics refresh that recomputes the snapshots is queued. ``session`` must have
-    no transaction open."""
-    tags = [*map(classroom_tag, dict.fromkeys(classroom_ids)), *map(student_tag, student_ids)]
+    and the statistics refresh that recomputes the snapshots is queued; so do the cached
+    classroom sets of teachers given new classes. ``session`` must have no transaction open."""
+    tags = [
+        *map(classroom_tag, dict.fromkeys(classroom_ids)),
+        *map(student_tag, student_ids),
+        *map(teacher_tag, dict.fromkeys(teacher_ids)),
+    ]
     if not tags:
         return
     await invalidate_or_schedule(
@@ -277,32 +282,42 @@ async def assign_teacher(
     classroom_id: uuid.UUID,
     email: str,
     origin: audit.Origin,
+    followers: Followers,
 ) -> Classroom:
     """The teacher with this email teaches the classroom from now on; their account is
     created (without a password) when the school has none by that email."""
     access.ensure_admin("assign teachers")
     tenant_id = access.tenant_id
     email = clean_email(email, field="email")
-    async with session_factory() as session, session.begin():
-        classroom = await _classroom(session, tenant_id, classroom_id)
-        teacher, created = await ensure_teacher(session, tenant_id=tenant_id, email=email)
-        if teacher is None:
-            raise Invalid("email", f"{email} is not a teacher's account; only teachers teach.")
-        await session.execute(
-            insert(TeacherAssignment)
-            .values(tenant_id=tenant_id, teacher_id=teacher.id, classroom_id=classroom_id)
-            .on_conflict_do_nothing()
-        )
-        audit.record(
+    async with session_factory() as session:
+        async with session.begin():
+            classroom = await _classroom(session, tenant_id, classroom_id)
+            teacher, created = await ensure_teacher(session, tenant_id=tenant_id, email=email)
+            if teacher is None:
+                raise Invalid("email", f"{email} is not a teacher's account; only teachers teach.")
+            await session.execute(
+                insert(TeacherAssignment)
+                .values(tenant_id=tenant_id, teacher_id=teacher.id, classroom_id=classroom_id)
+                .on_conflict_do_nothing()
+            )
+            audit.record(
+                session,
+                tenant_id=tenant_id,
+                user_id=access.viewer.user_id,
+                action=AuditAction.TEACHER_ASSIGN,
+                resource="classroom",
+                resource_id=str(classroom_id),
+                success=True,
+                origin=origin,
+                details={"email": email, "teacher_id": str(teacher.id), "account_created": created},
+            )
+        # The teacher's cached classroom set must include this class from their next request.
+        await invalidate_or_schedule(
+            followers.cache,
+            followers.queue,
             session,
             tenant_id=tenant_id,
-            user_id=access.viewer.user_id,
-            action=AuditAction.TEACHER_ASSIGN,
-            resource="classroom",
-            resource_id=str(classroom_id),
-            success=True,
-            origin=origin,
-            details={"email": email, "teacher_id": str(teacher.id), "account_created": created},
+            tags=[teacher_tag(teacher.id)],
         )
     return classroom
 

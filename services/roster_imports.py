@@ -138,6 +138,7 @@ class ChunkResult:
     errors: list[RowError] = field(default_factory=list)
     classroom_ids: set[uuid.UUID] = field(default_factory=set)
     changed_students: list[uuid.UUID] = field(default_factory=list)
+    assigned_teachers: set[uuid.UUID] = field(default_factory=set)
 
 
 class _School:
@@ -275,6 +276,7 @@ async def apply_chunk(
             teacher = teacher or new_account(row.teacher_email, Role.TEACHER)
             if (teacher.id, classroom_id) not in school.taught:
                 school.taught.add((teacher.id, classroom_id))
+                result.assigned_teachers.add(teacher.id)
                 assignments.append(
                     {
                         "tenant_id": school.tenant_id,
@@ -378,6 +380,7 @@ async def run_import(
                     tenant_id=tenant_id,
                     classroom_ids=sorted(result.classroom_ids),
                     student_ids=result.changed_students,
+                    teacher_ids=sorted(result.assigned_teachers),
                 )
         async with session.begin():
             roster = await _load(session, tenant_id, import_id)

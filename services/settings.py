@@ -28,6 +28,7 @@ DEFAULT_CACHE_TTLS: Mapping[str, int] = {
     "class_statistics": 300,
     "class_rankings": 300,
     "credentials": 300,
+    "own_classrooms": 300,
 }
 _CACHE_TTL_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<seconds>\d+)s?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -28,7 +28,7 @@ from services.models import (
     Tenant,
     User,
 )
-from tests.factories import error_codes, gql, run_jobs
+from tests.factories import counted_statements, error_codes, gql, run_jobs
 
 CREATE_CLASSROOM = """mutation CreateClassroom($input: CreateClassroomInput!) {
   createClassroom(input: $input) { id name subjects { name } teachers { email } }
@@ -350,7 +350,10 @@ async def test_thresholds_are_kept_only_in_order(client, factory, mahroom, warni
         return  # JSON has no NaN or infinity: the client cannot send them
     body = await gql(client, UPDATE_THRESHOLDS, {"input": new}, token=school.token(school.admin))
     kept = [round(value, 2) for value in (mahroom, warning, tasdiq)]
-    in_order = 0 <= kept[0] < kept[1] <= kept[2] <= 100
+    # Out of 0..100 is refused before rounding; the order is judged on what is kept.
+    in_order = (
+        all(0 <= v <= 100 for v in (mahroom, warning, tasdiq)) and kept[0] < kept[1] <= kept[2]
+    )
     async with factory.session_factory() as session:
         tenant = await session.get(Tenant, school.tenant.id, populate_existing=True)
     stored = [float(tenant.mahroom_threshold), float(tenant.warning_threshold)]
@@ -443,3 +446,19 @@ async def test_random_viewers_never_see_or_change_another_schools_classes(
     elif not own_target and operation != "list" and operation != "classroom":
         assert body.get("data") in (None, {"classroom": None}), body
         assert error_codes(body) in ([], ["NOT_FOUND"]), body
+
+
+async def test_a_teachers_classes_are_cached_and_follow_a_new_assignment(client, factory, school):
+    teacher = school.teachers[0]
+    token = school.token(teacher)
+    other = str(school.classrooms[1].id)
+    statistics = "query S($id: ID!) { classStatistics(classroomId: $id) { totalStudents } }"
+    assert error_codes(await gql(client, statistics, {"id": other}, token=token)) == ["FORBIDDEN"]
+    with counted_statements() as statements:
+        again = await gql(client, statistics, {"id": other}, token=token)
+    assert error_codes(again) == ["FORBIDDEN"]
+    assert not [s for s in statements if "teacher_assignments" in s]  # from the cache
+    assign = {"classroom": other, "email": teacher.email}
+    assert "errors" not in await gql(client, ASSIGN, assign, token=school.token(school.admin))
+    allowed = await gql(client, statistics, {"id": other}, token=token)
+    assert data(allowed)["classStatistics"]["totalStudents"] == 2
