@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import FrameType
 
-import uvloop
-
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.embedded import CACHE, QUEUE, embedded_redis, ensure_database, start_postgres
@@ -414,8 +412,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "seed":
             asyncio.run(_seed(ready, args))
         elif args.command == "serve":
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(ready, args.host, args.port, args.with_worker))
+            asyncio.run(_serve(ready, args.host, args.port, args.with_worker))
         elif args.command == "worker":
             asyncio.run(_work(ready))
         elif args.command == "dlq":
