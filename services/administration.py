@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from arq.connections import ArqRedis
 from sqlalchemy import select
@@ -45,6 +46,7 @@ from services.queue import (
     schedule_statistics_refresh,
     schedule_threshold_check,
 )
+from services.tenants import tenant_thresholds
 
 THRESHOLD_CHECK_BATCH = 500
 _CENTS = Decimal("0.01")
@@ -74,6 +76,30 @@ async def _classroom(
 async def _account(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> User | None:
     return await session.scalar(
         select(User).where(User.tenant_id == tenant_id, User.email == email)
+    )
+
+
+def _audited(
+    session: AsyncSession,
+    access: Access,
+    origin: audit.Origin,
+    action: AuditAction,
+    *,
+    resource: str,
+    resource_id: str,
+    details: Mapping[str, Any],
+) -> None:
+    """The admin's change, audited in ``session``'s transaction (it commits with the change)."""
+    audit.record(
+        session,
+        tenant_id=access.tenant_id,
+        user_id=access.viewer.user_id,
+        action=action,
+        resource=resource,
+        resource_id=resource_id,
+        success=True,
+        origin=origin,
+        details=details,
     )
 
 
@@ -167,15 +193,13 @@ async def create_classroom(
         classroom = await add_classroom(
             session, tenant_id=tenant_id, name=name, subject_ids=subjects
         )
-        audit.record(
+        _audited(
             session,
-            tenant_id=tenant_id,
-            user_id=access.viewer.user_id,
-            action=AuditAction.CLASSROOM_CREATE,
+            access,
+            origin,
+            AuditAction.CLASSROOM_CREATE,
             resource="classroom",
             resource_id=str(classroom.id),
-            success=True,
-            origin=origin,
             details={"name": name, "subjects": len(subjects)},
         )
     return classroom
@@ -210,15 +234,13 @@ async def create_student(
             )
             session.add(student)
             await session.flush()
-            audit.record(
+            _audited(
                 session,
-                tenant_id=tenant_id,
-                user_id=access.viewer.user_id,
-                action=AuditAction.STUDENT_CREATE,
+                access,
+                origin,
+                AuditAction.STUDENT_CREATE,
                 resource="student",
                 resource_id=str(student.id),
-                success=True,
-                origin=origin,
                 details={"email": email, "classroom_id": str(classroom_id)},
             )
         await after_roster_changed(
@@ -254,15 +276,13 @@ async def move_student(
             if previous == classroom_id:
                 return student
             student.classroom_id = classroom_id
-            audit.record(
+            _audited(
                 session,
-                tenant_id=tenant_id,
-                user_id=access.viewer.user_id,
-                action=AuditAction.STUDENT_MOVE,
+                access,
+                origin,
+                AuditAction.STUDENT_MOVE,
                 resource="student",
                 resource_id=str(student_id),
-                success=True,
-                origin=origin,
                 details={"from": str(previous), "to": str(classroom_id)},
             )
         await after_roster_changed(
@@ -300,15 +320,13 @@ async def assign_teacher(
                 .values(tenant_id=tenant_id, teacher_id=teacher.id, classroom_id=classroom_id)
                 .on_conflict_do_nothing()
             )
-            audit.record(
+            _audited(
                 session,
-                tenant_id=tenant_id,
-                user_id=access.viewer.user_id,
-                action=AuditAction.TEACHER_ASSIGN,
+                access,
+                origin,
+                AuditAction.TEACHER_ASSIGN,
                 resource="classroom",
                 resource_id=str(classroom_id),
-                success=True,
-                origin=origin,
                 details={"email": email, "teacher_id": str(teacher.id), "account_created": created},
             )
         # The teacher's cached classroom set must include this class from their next request.
@@ -343,6 +361,14 @@ def _percent(value: float, field: str) -> Decimal:
     return Decimal(repr(value)).quantize(_CENTS, rounding=ROUND_HALF_EVEN)
 
 
+def _as_text(thresholds: Thresholds) -> dict[str, str]:
+    return {
+        "mahroom": str(thresholds.mahroom),
+        "warning": str(thresholds.warning),
+        "tasdiq": str(thresholds.tasdiq),
+    }
+
+
 def check_thresholds(*, mahroom: float, warning: float, tasdiq: float) -> Thresholds:
     """0 ≤ mahroom < warning ≤ tasdiq ≤ 100, to two decimals; VALIDATION_ERROR on the first
     field out of order."""
@@ -365,14 +391,17 @@ async def update_thresholds(
     *,
     session_factory: SessionFactory,
     access: Access,
-    thresholds: Thresholds,
+    mahroom: float,
+    warning: float,
+    tasdiq: float,
     origin: audit.Origin,
     followers: Followers,
 ) -> Tenant:
-    """New thresholds for the tenant, in force on every standing at once: the cached standings
-    go, the class snapshots (students at risk) refresh, and every student's alert check runs
-    against the new limits."""
+    """New thresholds for the tenant (``check_thresholds``), in force on every standing at
+    once: the cached standings go, the class snapshots (students at risk) refresh, and every
+    student's alert check runs against the new limits."""
     access.ensure_admin("change the attendance thresholds")
+    thresholds = check_thresholds(mahroom=mahroom, warning=warning, tasdiq=tasdiq)
     tenant_id = access.tenant_id
     async with session_factory() as session:
         async with session.begin():
@@ -381,31 +410,18 @@ async def update_thresholds(
             )
             if tenant is None:
                 raise NotFound("No such tenant.")
-            before = {
-                "mahroom": str(tenant.mahroom_threshold),
-                "warning": str(tenant.warning_threshold),
-                "tasdiq": str(tenant.tasdiq_threshold),
-            }
+            before = tenant_thresholds(tenant)
             tenant.mahroom_threshold = thresholds.mahroom
             tenant.warning_threshold = thresholds.warning
             tenant.tasdiq_threshold = thresholds.tasdiq
-            audit.record(
+            _audited(
                 session,
-                tenant_id=tenant_id,
-                user_id=access.viewer.user_id,
-                action=AuditAction.THRESHOLDS_UPDATE,
+                access,
+                origin,
+                AuditAction.THRESHOLDS_UPDATE,
                 resource="tenant",
                 resource_id=str(tenant_id),
-                success=True,
-                origin=origin,
-                details={
-                    "before": before,
-                    "after": {
-                        "mahroom": str(thresholds.mahroom),
-                        "warning": str(thresholds.warning),
-                        "tasdiq": str(thresholds.tasdiq),
-                    },
-                },
+                details={"before": _as_text(before), "after": _as_text(thresholds)},
             )
             students = list(
                 await session.scalars(select(Student.id).where(Student.tenant_id == tenant_id))

@@ -309,6 +309,16 @@ async def _load(
     )
 
 
+async def _running(
+    session: AsyncSession, tenant_id: uuid.UUID, import_id: uuid.UUID
+) -> RosterImport:
+    """The import a running job updates, locked; NOT_FOUND once it was deleted meanwhile."""
+    roster = await _load(session, tenant_id, import_id)
+    if roster is None:
+        raise NotFound("The roster import was deleted while it ran.")
+    return roster
+
+
 def _add(roster: RosterImport, result: ChunkResult, processed: int) -> None:
     roster.processed_rows += processed
     roster.created += result.created
@@ -341,14 +351,13 @@ async def run_import(
             roster = await _load(session, tenant_id, import_id)
             if roster is None:
                 return None
-            if roster.status in FINISHED or roster.source is None:
+            if roster.status in FINISHED or roster.source is None:  # the source goes at the end
                 return roster.status
             source = roster.source
         # Reading and checking 10,000 rows is ~0.1 s of CPU: off the worker's event loop.
         parsed = await asyncio.to_thread(parse_roster, source)
         async with session.begin():
-            roster = await _load(session, tenant_id, import_id)
-            assert roster is not None
+            roster = await _running(session, tenant_id, import_id)
             if roster.status is RosterImportStatus.PENDING or roster.dry_run:
                 # A dry run that was cut short starts over: nothing of it was kept.
                 roster.status = RosterImportStatus.RUNNING
@@ -371,9 +380,7 @@ async def run_import(
             for chunk in chunks:
                 async with session.begin():
                     result = await apply_chunk(session, school=school, rows=chunk)
-                    roster = await _load(session, tenant_id, import_id)
-                    assert roster is not None
-                    _add(roster, result, len(chunk))
+                    _add(await _running(session, tenant_id, import_id), result, len(chunk))
                 await after_roster_changed(
                     session,
                     followers,
@@ -383,9 +390,7 @@ async def run_import(
                     teacher_ids=sorted(result.assigned_teachers),
                 )
         async with session.begin():
-            roster = await _load(session, tenant_id, import_id)
-            if roster is None:
-                raise NotFound("The roster import was deleted while it ran.")
+            roster = await _running(session, tenant_id, import_id)
             _finish(roster, RosterImportStatus.SUCCEEDED)
             return roster.status
 
@@ -405,10 +410,7 @@ async def _dry_run(
             for chunk in chunks:
                 result = await apply_chunk(work, school=school, rows=chunk)
                 async with progress.begin():
-                    roster = await _load(progress, tenant_id, import_id)
-                    if roster is None:
-                        raise NotFound("The roster import was deleted while it ran.")
-                    _add(roster, result, len(chunk))
+                    _add(await _running(progress, tenant_id, import_id), result, len(chunk))
         finally:
             await transaction.rollback()
 
