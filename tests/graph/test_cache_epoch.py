@@ -111,7 +111,8 @@ async def test_a_flushed_redis_shows_the_write(settings, factory, tmp_path):
 
 
 async def in_sync(replica: aioredis.Redis, key: str) -> None:
-    for _ in range(500):
+    # The first full sync forks and loads a snapshot: seconds on a loaded 2-core machine.
+    for _ in range(3000):
         info = await replica.info("replication")
         if info.get("master_link_status") == "up" and await replica.exists(key):
             return
