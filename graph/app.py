@@ -44,6 +44,7 @@ from services.persisted_queries import PersistedQueries
 from services.presence import Presence
 from services.rate_limits import RateLimiter
 from services.resources import ResourceMonitor, SystemUsage, Usage
+from services.response_cache import ResponseCache
 from services.settings import Settings, redact
 from services.storage import ObjectStore, StorageUnavailable, create_store
 from services.trusted_documents import TrustedDocuments
@@ -71,6 +72,7 @@ class State(TypedDict):
     database_breaker: CircuitBreaker
     resources: ResourceMonitor
     tokens: TokenVerifier
+    responses: ResponseCache | None
 
 
 def create_app(
@@ -152,6 +154,11 @@ def create_app(
                 database_breaker=breaker,
                 resources=resources,
                 tokens=TokenVerifier(secret=settings.jwt_secret),
+                responses=(
+                    ResponseCache(cache=cache, manifests=settings.cache_l1_size)
+                    if settings.response_cache
+                    else None
+                ),
             )
         finally:
             await presence.aclose()

@@ -2,8 +2,10 @@
 
 ``Cache-Status`` (RFC 9211) says whether the cached reads were hits, misses, stale serves or
 bypassed the cache; ``Age`` is how old the class statistics in the response are, and when they
-are stale (marks wait for the next refresh, or the refresh is overdue) a second
-``Cache-Status`` member says so with the reason.
+are stale (marks wait for the next refresh, or the refresh is overdue) a member says so with
+the reason. The response cache, the cache nearest the client, comes last: ``hit`` with the
+seconds its answer has to live when it answered (then no read ran), ``fwd=miss; stored`` when
+it kept the answer.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from starlette.responses import Response
 from strawberry.types import ExecutionResult
 
 from resolvers.context import Context
-from resolvers.freshness import FreshnessReport
+from resolvers.freshness import FreshnessReport, ResponseStatus
 from services.cache import Source
 
 CACHE_NAME = "rollcall"
 STATISTICS_NAME = "rollcall-statistics"
+RESPONSE_NAME = "rollcall-response"
 
 
 def apply_freshness(result: ExecutionResult, context: Context) -> None:
@@ -35,14 +38,15 @@ def apply_freshness(result: ExecutionResult, context: Context) -> None:
 
 def _extension(report: FreshnessReport) -> dict[str, Any]:
     sources = report.sources
-    body: dict[str, Any] = {
-        "cache": {
-            "hits": sources[Source.L1] + sources[Source.L2],
-            "misses": sources[Source.DATABASE],
-            "bypassed": sources[Source.BYPASS],
-            "staleServes": report.stale_serves,
-        }
+    cache: dict[str, Any] = {
+        "hits": sources[Source.L1] + sources[Source.L2] + report.replayed_lookups,
+        "misses": sources[Source.DATABASE],
+        "bypassed": sources[Source.BYPASS],
+        "staleServes": report.stale_serves,
     }
+    if report.response is not None:
+        cache["response"] = report.response.value
+    body: dict[str, Any] = {"cache": cache}
     if (statistics := report.statistics) is not None:
         body["statistics"] = {
             "lastCalculated": statistics.calculated_at.isoformat(),
@@ -55,7 +59,9 @@ def _extension(report: FreshnessReport) -> dict[str, Any]:
 
 def _cache_status(report: FreshnessReport) -> list[str]:
     sources = report.sources
-    if sources[Source.BYPASS]:
+    if report.response is ResponseStatus.HIT:
+        members = []
+    elif sources[Source.BYPASS]:
         members = [f"{CACHE_NAME}; fwd=bypass"]
     elif sources[Source.DATABASE]:
         members = [f"{CACHE_NAME}; fwd=miss; stored"]
@@ -65,4 +71,8 @@ def _cache_status(report: FreshnessReport) -> list[str]:
         members = [f"{CACHE_NAME}; hit"]
     if report.statistics is not None and report.statistics.stale:
         members.append(f'{STATISTICS_NAME}; fwd=stale; detail="{report.statistics.reason}"')
+    if report.response is ResponseStatus.HIT:
+        members.append(f"{RESPONSE_NAME}; hit; ttl={int(report.response_ttl or 0)}")
+    elif report.response is ResponseStatus.STORED:
+        members.append(f"{RESPONSE_NAME}; fwd=miss; stored")
     return members

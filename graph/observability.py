@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -107,28 +108,44 @@ class OperationNames(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        record = current_request.get()
         document = context.graphql_document
-        if record is not None and document is not None:
-            operations = [
-                node for node in document.definitions if isinstance(node, OperationDefinitionNode)
-            ]
-            wanted = context.operation_name
-            chosen = next(
-                (node for node in operations if node.name and node.name.value == wanted),
-                operations[0] if len(operations) == 1 or (wanted is None and operations) else None,
-            )
-            root = None
-            if chosen is not None:
-                fragments = {
-                    node.name.value: node
-                    for node in document.definitions
-                    if isinstance(node, FragmentDefinitionNode)
-                }
-                root = _first_field(chosen.selection_set, fragments)
-            record.operations.append(wanted or root or "unknown")
-            record.root_fields.append(root or "unknown")
+        if document is not None:
+            note_operation(*operation_labels(document, context.operation_name))
         yield
+
+
+def chosen_operation(document: DocumentNode, wanted: str | None) -> OperationDefinitionNode | None:
+    """The operation ``wanted`` names, or the only one; None when that is ambiguous."""
+    operations = [
+        node for node in document.definitions if isinstance(node, OperationDefinitionNode)
+    ]
+    return next(
+        (node for node in operations if node.name and node.name.value == wanted),
+        operations[0] if len(operations) == 1 or (wanted is None and operations) else None,
+    )
+
+
+def operation_labels(document: DocumentNode, wanted: str | None) -> tuple[str, str]:
+    """The operation's name for logs (its ``operationName``, else its first root field) and its
+    first root field ("unknown" when there is none to tell)."""
+    chosen = chosen_operation(document, wanted)
+    root = None
+    if chosen is not None:
+        fragments = {
+            node.name.value: node
+            for node in document.definitions
+            if isinstance(node, FragmentDefinitionNode)
+        }
+        root = _first_field(chosen.selection_set, fragments)
+    return wanted or root or "unknown", root or "unknown"
+
+
+def note_operation(operation: str, root: str) -> None:
+    """Tell the current request record (if any) which operation runs."""
+    record = current_request.get()
+    if record is not None:
+        record.operations.append(operation)
+        record.root_fields.append(root)
 
 
 def _path_label(path: str) -> str:

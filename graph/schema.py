@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from typing import Any
@@ -15,6 +16,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from graph import response_cache
 from graph.administration import AdministrationMutation, AdministrationQuery
 from graph.attendance import AttendanceMutation, AttendanceQuery
 from graph.audit import AuditQuery
@@ -33,6 +35,7 @@ from graph.school import SchoolQuery
 from graph.tracing import tracing_extensions
 from resolvers.context import Context
 from resolvers.documents import resolve_document
+from services import recording
 from services.errors import ServiceError
 from services.settings import Settings
 
@@ -66,6 +69,9 @@ HTTP_OPERATION_TYPES = (OperationType.QUERY, OperationType.MUTATION)
 
 
 class Schema(strawberry.Schema):
+    # What a cached answer depends on besides its key (graph/response_cache.py).
+    fingerprint: str = ""
+
     async def execute(
         self,
         query: str | None,
@@ -86,6 +92,7 @@ class Schema(strawberry.Schema):
         (partner tokens, or everyone as configured) are refused anything unregistered.
         """
         keep_as = None
+        cached = None
         if isinstance(context_value, Context):
             try:
                 document = await resolve_document(
@@ -97,23 +104,44 @@ class Schema(strawberry.Schema):
                 apply_refusals(refused, context_value)
                 return refused
             query, keep_as = document.text, document.keep_as
-        result = await super().execute(
-            query,
-            variable_values=variable_values,
-            context_value=context_value,
-            root_value=root_value,
-            operation_name=operation_name,
-            allowed_operation_types=[
-                kind
-                for kind in allowed_operation_types or HTTP_OPERATION_TYPES
-                if kind is not OperationType.SUBSCRIPTION
-            ],
-            operation_extensions=operation_extensions,
-        )
+            if query is not None:
+                cached = response_cache.cacheable(
+                    context_value,
+                    fingerprint=self.fingerprint,
+                    document=query,
+                    operation_name=operation_name,
+                    variables=variable_values,
+                )
+            if cached is not None and (hit := await response_cache.serve(context_value, cached)):
+                if keep_as is not None and query is not None:
+                    await context_value.persisted.keep(keep_as, query)
+                apply_freshness(hit, context_value)
+                apply_refusals(hit, context_value)
+                return hit
+        # The recording starts before the token's account is checked: a kept answer must
+        # depend on that check's tag too. An account checked before (an earlier operation of a
+        # batch) is not, so then nothing is kept.
+        keepable = cached is not None and not context_value.viewer_confirmed
+        with recording.recorded() if keepable else contextlib.nullcontext() as running:
+            result = await super().execute(
+                query,
+                variable_values=variable_values,
+                context_value=context_value,
+                root_value=root_value,
+                operation_name=operation_name,
+                allowed_operation_types=[
+                    kind
+                    for kind in allowed_operation_types or HTTP_OPERATION_TYPES
+                    if kind is not OperationType.SUBSCRIPTION
+                ],
+                operation_extensions=operation_extensions,
+            )
         _format_errors(result, context_value)
         if isinstance(context_value, Context):
             if keep_as is not None and query is not None and document_ok(result):
                 await context_value.persisted.keep(keep_as, query)
+            if cached is not None and running is not None:
+                await response_cache.keep(context_value, cached, result, running)
             apply_freshness(result, context_value)
             apply_refusals(result, context_value)
         return result
@@ -199,7 +227,7 @@ async def _formatted(
 def create_schema(settings: Settings | None = None) -> Schema:
     """The schema; with ``settings``, as served: query limits enforced, batches capped, and in
     production no field suggestions ("did you mean …") that would map the schema."""
-    return Schema(
+    served = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -217,6 +245,8 @@ def create_schema(settings: Settings | None = None) -> Schema:
             ),
         ),
     )
+    served.fingerprint = response_cache.schema_fingerprint(served.as_str(), settings)
+    return served
 
 
 schema = create_schema()

@@ -140,6 +140,7 @@ class GraphQLView(GraphQL[Context, None]):
             trusted=state.trusted,
             resources=state.resources,
             tokens=state.tokens,
+            responses=state.responses,
             client_name=request.headers.get(CLIENT_HEADER),
             request_id=state.request_id,
             response=response,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from resolvers.freshness import FreshnessReport
 from resolvers.loaders import Loaders, load_existing
 from resolvers.rate_limits import RateLimitReport
+from services import recording
 from services.access import Access
 from services.audit import Origin
 from services.auth import TokenVerifier, Viewer
@@ -32,6 +33,7 @@ from services.persisted_queries import PersistedQueries
 from services.presence import Lease, Presence
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 from services.resources import ResourceMonitor
+from services.response_cache import ResponseCache
 from services.settings import Settings
 from services.storage import ObjectStore
 from services.trusted_documents import Policy, TrustedDocuments
@@ -53,6 +55,8 @@ class Context:
     resources: ResourceMonitor
     tokens: TokenVerifier
     request_id: str
+    # Whole answers of cacheable queries (graph/response_cache.py); None when turned off.
+    responses: ResponseCache | None = None
     response: Response | WebSocket | None = None
     # Where the request came from (for the audit log) and this API's address as its client
     # sees it (ROLLCALL_PUBLIC_URL, else the request's), for links the API serves itself.
@@ -131,6 +135,8 @@ class Context:
     async def limit(self, name: str) -> None:
         """Count one ``name`` operation of the viewer; RATE_LIMIT_EXCEEDED (audited) when over."""
         viewer = self.viewer
+        if (running := recording.current()) is not None:
+            running.limit(name)  # a cached answer counts again each time it is served
         try:
             quota = await self.limiter.hit(name, str(viewer.tenant_id), str(viewer.user_id))
         except RateLimited as refused:
@@ -145,6 +151,24 @@ class Context:
             raise
         if quota is not None:
             self.rate_limits.note(quota)
+
+    async def count_limits(self, names: Sequence[str]) -> bool:
+        """Count one operation against each of ``names``, reporting where the viewer stands;
+        False, reporting nothing, when one refuses: the operation then runs, and is refused
+        and audited as always (the limits counted before that one count twice)."""
+        viewer = self.viewer
+        quotas = []
+        for name in names:
+            allowed, quota = await self.limiter.try_hit(
+                name, str(viewer.tenant_id), str(viewer.user_id)
+            )
+            if not allowed:
+                return False
+            if quota is not None:
+                quotas.append(quota)
+        for quota in quotas:
+            self.rate_limits.note(quota)
+        return True
 
     @contextlib.contextmanager
     def noting_refusal(self) -> Iterator[None]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import secrets
 import time
@@ -47,6 +48,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
+from services import recording
 from services.circuit import BreakerState, CircuitBreaker
 from services.codec import decode, encode
 from services.telemetry import (
@@ -123,8 +125,8 @@ return reply
 """
 
 # KEYS: epoch, entry, tags…; ARGV: versions read before computing, stamp, soft expiry,
-# payload, TTL ms. Stores nothing when the epoch or a tag changed meanwhile: that value may
-# predate the write (or the server it was computed for).
+# payload, TTL ms, then field/value pairs stored beside them. Stores nothing when the epoch or a
+# tag changed meanwhile: that value may predate the write (or the server it was computed for).
 STORE_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], 'token') or ''
 for i = 3, #KEYS do
@@ -134,6 +136,9 @@ if current ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[2], 'v', ARGV[1], 'c', ARGV[2], 's', ARGV[3], 'd', ARGV[4])
+for i = 6, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
 """
@@ -169,12 +174,13 @@ class Source(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Lookup(Generic[T]):
     """A value and where it came from; ``watched`` holds the watched keys' values (None when
-    Redis was not asked)."""
+    Redis was not asked); ``soft_expiry`` is when it goes stale (told by ``peek``)."""
 
     value: T
     source: Source
     stale: bool
     watched: tuple[str | None, ...] = ()
+    soft_expiry: float = math.inf
 
 
 @dataclass
@@ -342,8 +348,74 @@ class Cache:
         except CacheUnavailable:
             self.stats.bypassed += 1
             CACHE_LOOKUPS.labels(spec.kind, "bypass").inc()
+            recording.unrecorded_read("the cache was bypassed")
             value = await spec.compute()
             return Lookup(value, Source.BYPASS, stale=False)
+
+    async def peek(self, spec: Spec[T]) -> Lookup[T] | None:
+        """The entry while it is valid and fresh, from L1 or L2; None otherwise, Redis being
+        unavailable included. Nothing is computed: for entries only their reader can make."""
+        try:
+            async with self._guard():
+                _, watched, entry, source = await self._stored(spec)
+        except CacheUnavailable:
+            return None
+        if entry is None or entry.soft_expiry <= self._clock():
+            return None
+        return Lookup(
+            entry.value, source, stale=False, watched=watched, soft_expiry=entry.soft_expiry
+        )
+
+    async def read_fields(self, spec: Spec[Any], *names: str) -> list[str | None]:
+        """Fields stored beside ``spec``'s L2 entry by ``put``; CacheUnavailable without Redis."""
+        async with self._guard():
+            values = await self.redis.hmget(spec.entry_key, list(names))
+        return [None if value is None else value.decode() for value in values]
+
+    def now(self) -> float:
+        """The cache's clock (seconds since the epoch): what soft expiries are on."""
+        return self._clock()
+
+    async def put(
+        self,
+        spec: Spec[T],
+        value: T,
+        *,
+        versions: str,
+        soft_expiry: float,
+        fields: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store ``value``, computed from reads that saw ``versions`` of ``spec.tags``, until
+        ``soft_expiry``, with ``fields`` beside it in L2; only while those versions are still
+        current (else False: a write came in between)."""
+        now = self._clock()
+        entry = Entry(
+            value=value,
+            versions=versions,
+            stamp=repr(now),
+            soft_expiry=soft_expiry,
+            hard_expiry=soft_expiry,
+        )
+        try:
+            async with self._guard():
+                stored = await self._store(
+                    keys=spec.redis_keys()[: 2 + len(spec.tags)],
+                    args=[
+                        versions,
+                        entry.stamp,
+                        repr(soft_expiry),
+                        encode(value),
+                        max(int((soft_expiry - now) * 1000), 1),
+                        *(item for pair in (fields or {}).items() for item in pair),
+                    ],
+                )
+        except CacheUnavailable:
+            return False
+        if stored:
+            self._remember(spec.entry_key, entry)
+        else:
+            self.stats.stores_skipped += 1
+        return bool(stored)
 
     async def invalidate(
         self, *, tenant_id: uuid.UUID, tags: Sequence[str], touch: Sequence[str] = ()
@@ -415,10 +487,29 @@ class Cache:
         logger.warning("cache: Redis failed (%s); reading from the database", error)
 
     async def _fetch(self, spec: Spec[T]) -> Lookup[T]:
-        now = self._clock()
+        versions, watched, entry, source = await self._stored(spec)
+        if entry is None:
+            self.stats.misses += 1
+            CACHE_LOOKUPS.labels(spec.kind, "miss").inc()
+            computed = await self._single_flight(spec, versions)
+            self._note(spec, versions, computed.soft_expiry, stale=False)
+            return Lookup(computed.value, Source.DATABASE, stale=False, watched=watched)
+        stale = entry.soft_expiry <= self._clock()
+        if stale:
+            self.stats.stale_serves += 1
+            CACHE_STALE_SERVES.labels(spec.kind).inc()
+            self._refresh_in_background(spec, versions)
+        self._note(spec, versions, entry.soft_expiry, stale=stale)
+        return Lookup(entry.value, source, stale=stale, watched=watched)
+
+    async def _stored(
+        self, spec: Spec[T]
+    ) -> tuple[str, tuple[str | None, ...], Entry[T] | None, Source]:
+        """The current versions of ``spec``'s tags, its watched values, and its entry when L1
+        or L2 holds one for those versions (None: a miss), with where it came from."""
         key = spec.entry_key
         local = self._l1.get(key)
-        if local is not None and local.hard_expiry <= now:
+        if local is not None and local.hard_expiry <= self._clock():
             del self._l1[key]
             local = None
         reply = await self._read_entry(spec, local.stamp if local else "")
@@ -428,24 +519,24 @@ class Cache:
             self._l1.move_to_end(key)
             self.stats.l1_hits += 1
             CACHE_LOOKUPS.labels(spec.kind, "l1_hit").inc()
-            entry: Entry[T] = local
-            source = Source.L1
-        elif len(reply) > 2 and (stored := self._entry_from_reply(spec, versions, reply)):
-            entry = stored
+            return versions, watched, local, Source.L1
+        if len(reply) > 2 and (stored := self._entry_from_reply(spec, versions, reply)):
             self.stats.l2_hits += 1
             CACHE_LOOKUPS.labels(spec.kind, "l2_hit").inc()
-            source = Source.L2
-        else:
-            self.stats.misses += 1
-            CACHE_LOOKUPS.labels(spec.kind, "miss").inc()
-            computed = await self._single_flight(spec, versions)
-            return Lookup(computed.value, Source.DATABASE, stale=False, watched=watched)
-        stale = entry.soft_expiry <= now
-        if stale:
-            self.stats.stale_serves += 1
-            CACHE_STALE_SERVES.labels(spec.kind).inc()
-            self._refresh_in_background(spec, versions)
-        return Lookup(entry.value, source, stale=stale, watched=watched)
+            return versions, watched, stored, Source.L2
+        return versions, watched, None, Source.DATABASE
+
+    @staticmethod
+    def _note(spec: Spec[Any], versions: str, soft_expiry: float, *, stale: bool) -> None:
+        """Tell the running operation's recording (if any) what this read depended on."""
+        if (running := recording.current()) is not None:
+            running.lookup(
+                tags=spec.tags,
+                versions=versions,
+                watch=spec.watch,
+                soft_expiry=soft_expiry,
+                stale=stale,
+            )
 
     async def _read_entry(self, spec: Spec[Any], l1_stamp: str) -> list[Any]:
         """READ_SCRIPT for ``spec``: current versions, watched values and the entry (or
@@ -514,6 +605,7 @@ class Cache:
     async def _fill(self, spec: Spec[T], versions: str) -> Entry[T]:
         """Compute and store under a cross-process lock; while another process holds it, wait
         for its entry (computing anyway if it takes longer than the lock lives)."""
+        recording.stop_recording()
         lock = tenant_key(spec.tenant_id, "lock", spec.kind, spec.key)
         token = secrets.token_hex(8)
         deadline = self._clock() + LOCK_TTL_MS / 1000

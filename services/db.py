@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services import recording
 from services.circuit import CircuitBreaker
 from services.errors import ErrorCode, ServiceError
 from services.telemetry import DB_BREAKER_REFUSALS, DB_RETRIES
@@ -150,6 +151,11 @@ class SessionFactory(async_sessionmaker[AsyncSession]):
             autoflush=False,
         )
 
+    def __call__(self, **local_kw: Any) -> AsyncSession:
+        """A session; what it reads is covered by no cache tag (services/recording.py)."""
+        recording.unrecorded_read("the database was read outside the cache")
+        return super().__call__(**local_kw)
+
     async def retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """``work`` in a fresh session, repeated (in another fresh one) after a transient
         connection error. Only for reads and idempotent writes: a commit whose answer was lost
@@ -164,6 +170,8 @@ class SessionFactory(async_sessionmaker[AsyncSession]):
     async def reading(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """``work``, which only reads, in a fresh session without a transaction; repeated like
         ``retrying`` after a transient connection error."""
+
+        recording.unrecorded_read("the database was read outside the cache")
 
         async def attempt() -> T:
             async with self._autocommit() as session:

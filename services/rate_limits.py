@@ -92,14 +92,33 @@ class RateLimiter:
     async def hit(self, name: str, *identity: str) -> Quota | None:
         """Count one operation of ``identity`` against limit ``name``; RateLimited when over.
         None when the limit is off or Redis is unavailable."""
-        return await self._apply(name, identity, count=True)
+        return self._refuse_when_over(name, await self._apply(name, identity, count=True))
 
     async def check(self, name: str, *identity: str) -> None:
         """RateLimited when ``identity`` has no room left under ``name``; counts nothing (for
         limits on failures, counted by ``hit`` only when an attempt fails)."""
-        await self._apply(name, identity, count=False)
+        self._refuse_when_over(name, await self._apply(name, identity, count=False))
 
-    async def _apply(self, name: str, identity: tuple[str, ...], *, count: bool) -> Quota | None:
+    async def try_hit(self, name: str, *identity: str) -> tuple[bool, Quota | None]:
+        """``hit``, except that a refusal is only answered (False), not raised nor counted as a
+        denial: for a caller that will run the operation, which is then refused and counted."""
+        found = await self._apply(name, identity, count=True)
+        return (True, None) if found is None else found[:2]
+
+    def _refuse_when_over(self, name: str, found: tuple[bool, Quota, int] | None) -> Quota | None:
+        if found is None:
+            return None
+        allowed, quota, window_seconds = found
+        if not allowed:
+            RATE_LIMIT_DENIALS.labels(name).inc()
+            raise RateLimited(quota, window_seconds)
+        return quota
+
+    async def _apply(
+        self, name: str, identity: tuple[str, ...], *, count: bool
+    ) -> tuple[bool, Quota, int] | None:
+        """Whether the operation is allowed, where the caller stands, and the window (s);
+        None when the limit is off or Redis is unavailable."""
         limit = self._limits(name)
         if limit is None:
             return None
@@ -117,10 +136,7 @@ class RateLimiter:
             remaining=max(limit.count - int(inside), 0),
             reset_after=max(math.ceil(int(reset_ms) / 1000), 1),
         )
-        if not allowed:
-            RATE_LIMIT_DENIALS.labels(name).inc()
-            raise RateLimited(quota, limit.seconds)
-        return quota
+        return bool(allowed), quota, limit.seconds
 
 
 async def record_refusal(

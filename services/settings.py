@@ -29,6 +29,9 @@ DEFAULT_CACHE_TTLS: Mapping[str, int] = {
     "class_rankings": 300,
     "credentials": 300,
     "own_classrooms": 300,
+    # A whole answer (graph/response_cache.py) lives at most this long, and never longer than
+    # the first of the reads it was made of.
+    "response": 120,
 }
 _CACHE_TTL_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<seconds>\d+)s?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -91,6 +94,8 @@ class Settings:
     cache_ttls: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CACHE_TTLS))
     cache_l1_size: int = 1000
     cache_breaker_reset_seconds: int = 30
+    # Whole answers of cacheable queries served without running them (graph/response_cache.py).
+    response_cache: bool = True
     storage_url: str = "file://.rollcall/storage"
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_ttl_seconds: int = 8 * 3600
@@ -352,6 +357,11 @@ class Settings:
                 values[attribute] = flag.lower() in {"true", "1"}
             else:
                 values[attribute] = env is Environment.DEVELOPMENT
+
+        if (flag := raw("RESPONSE_CACHE")) is not None:
+            if flag.lower() not in {"on", "off", "true", "false", "1", "0"}:
+                problems.append(f"{PREFIX}RESPONSE_CACHE must be on or off")
+            values["response_cache"] = flag.lower() in {"on", "true", "1"}
 
         if (data_dir := raw("DATA_DIR")) is not None:
             values["data_dir"] = Path(data_dir)
