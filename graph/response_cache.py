@@ -53,6 +53,8 @@ class Plan:
     cacheable: bool
     operation: str
     root: str
+    # The operation run, by its own name: naming the only one or not is the same request.
+    name: str | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -73,7 +75,8 @@ def plan(document: str, operation_name: str | None) -> Plan:
             for selection in chosen.selection_set.selections
         )
     )
-    return Plan(cacheable=cacheable, operation=operation, root=root)
+    name = chosen.name.value if chosen is not None and chosen.name is not None else None
+    return Plan(cacheable=cacheable, operation=operation, root=root, name=name)
 
 
 def schema_fingerprint(sdl: str, settings: Settings | None) -> str:
@@ -118,7 +121,7 @@ def cacheable(
     key = response_key(
         fingerprint=fingerprint,
         document=document,
-        operation_name=operation_name,
+        operation_name=found.name,
         variables=variables,
         viewer=viewer,
     )
