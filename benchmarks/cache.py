@@ -13,7 +13,10 @@ c. the same query with 40 students' tokens, connection ``i`` using student ``i %
 d. the class page a teacher loads: 10-A's ``classStatistics`` and its 40 ``classRankings``;
 e. (b) with the response cache off (``ROLLCALL_RESPONSE_CACHE=off``, a second server): what
    each read costs when the executor runs;
-f. (c) from 500 connections spread over two server processes.
+f. (c) from 500 connections spread over two server processes;
+g. the peer, when Node.js is installed: GraphQL Yoga 5 with its response-cache plugin serving
+   the same dashboard (``benchmarks/peer``, installed with ``npm ci`` on first use), its
+   ``{ __typename }`` and its cached dashboard.
 
 For each it prints requests/s, p50/p95/p99/max latency, errors, the cache's hit rate over the
 timed window (from the counters ``/health/ready`` reports: the response cache's lookups count
@@ -42,6 +45,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -63,12 +68,14 @@ from benchmarks.foundation import (  # noqa: E402
     percentile,
     scratch_database,
 )
-from rollcall.processes import ServerProcess, running_server  # noqa: E402
+from rollcall.processes import ServerProcess, free_port, running_server  # noqa: E402
 from services.db import create_engine, create_session_factory  # noqa: E402
 from services.seed import DEMO_SLUG, seed_demo  # noqa: E402
 from services.settings import Settings  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
+PEER = ROOT / "benchmarks" / "peer"
+TARGET_PEER_RATIO = 0.6
 DEMO_STUDENTS = 40
 TARGET_RATIO = 0.9
 TARGET_TAIL = 2.0  # p99 at most this many times p50
@@ -299,7 +306,10 @@ class CpuUse:
 
 
 async def cache_counters(clients: Sequence[httpx.AsyncClient]) -> dict[str, int] | None:
-    """The servers' cache counters from /health/ready, summed; None when one is not reported."""
+    """The servers' cache counters from /health/ready, summed; None when one is not reported
+    (or there is no server of ours to ask)."""
+    if not clients:
+        return None
     total: dict[str, int] = {}
     for client in clients:
         try:
@@ -314,6 +324,59 @@ async def cache_counters(clients: Sequence[httpx.AsyncClient]) -> dict[str, int]
             if isinstance(value, int):
                 total[name] = total.get(name, 0) + value
     return total
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The peer server (benchmarks/peer/server.mjs), as the load generator needs it."""
+
+    host: str
+    port: int
+    pid: int
+
+
+@contextlib.asynccontextmanager
+async def peer_server() -> Any:
+    """The Yoga peer on a free port until the block ends; None without Node.js (or when its
+    packages cannot be installed)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        print("no Node.js here: the peer is not measured", flush=True)
+        yield None
+        return
+    if not (PEER / "node_modules").is_dir():
+        installing = await asyncio.create_subprocess_exec(
+            npm,
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            cwd=PEER,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _, errors = await asyncio.wait_for(installing.communicate(), timeout=300)
+        if installing.returncode != 0:
+            print(f"npm ci failed, the peer is not measured: {errors[-300:]!r}")
+            yield None
+            return
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        node, "server.mjs", str(port), cwd=PEER, stdout=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise BenchmarkError("the peer did not listen within 5 s")
+        yield Peer(host="127.0.0.1", port=port, pid=process.pid)
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -345,7 +408,7 @@ class Result:
 
 async def run_scenario(
     name: str,
-    servers: Sequence[tuple[ServerProcess, httpx.AsyncClient]],
+    servers: Sequence[tuple[ServerProcess | Peer, httpx.AsyncClient | None]],
     requests: Sequence[tuple[bytes, bytes]],
     args: argparse.Namespace,
 ) -> Result:
@@ -356,7 +419,7 @@ async def run_scenario(
         for i, request in enumerate(requests)
     ]
     pids = [server.pid for server, _ in servers]
-    clients = [client for _, client in servers]
+    clients = [client for _, client in servers if client is not None]
     try:
         warmup = await drive(connections, args.warmup) if args.warmup > 0 else Phase()
         before = await cache_counters(clients)
@@ -548,6 +611,7 @@ async def benchmark(
             running_server(env) as server,
             running_server(env) as second,
             running_server(uncached_env) as uncached,
+            peer_server() as peer,
             httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client,
             httpx.AsyncClient(base_url=second.base_url, timeout=30.0) as second_client,
             httpx.AsyncClient(base_url=uncached.base_url, timeout=30.0) as uncached_client,
@@ -596,6 +660,27 @@ async def benchmark(
                     [dashboard(accounts[i % DEMO_STUDENTS]) for i in range(MANY_CONNECTIONS)],
                 ),
             ]
+            if peer is not None:
+                peer_connection = (peer, None)
+                scenarios += [
+                    (
+                        "peer: Yoga { __typename }",
+                        [peer_connection],
+                        [(graphql_request(host, port, TRIVIAL, accounts[0][0], None), b"Query")]
+                        * n,
+                    ),
+                    (
+                        "peer: Yoga cached dashboard",
+                        [peer_connection],
+                        [
+                            (
+                                graphql_request(host, port, DASHBOARD, accounts[0][0], "Dashboard"),
+                                b"studentDashboard",
+                            )
+                        ]
+                        * n,
+                    ),
+                ]
             print(
                 f"measuring {len(scenarios)} scenarios, {args.warmup:g} s warm-up + "
                 f"{args.duration:g} s each…",
@@ -627,6 +712,16 @@ async def benchmark(
         + " + ".join(f"{mb:.0f}" for mb in crowd.resident_mb)
         + f" MiB (target < 150 each): {'PASS' if crowd_ok else 'FAIL'}"
     )
+    if len(results) > 7:
+        peer_trivial, peer_cached = results[6], results[7]
+        ratio = results[1].throughput / peer_cached.throughput if peer_cached.throughput else 0
+        peer_ok = ratio >= TARGET_PEER_RATIO
+        passed = passed and peer_ok
+        print(
+            f"  dashboard, 1 student: {ratio:.2f}x the peer's cached dashboard (target >= "
+            f"{TARGET_PEER_RATIO:.1f}x): {'PASS' if peer_ok else 'FAIL'}; the peer's own ratio "
+            f"to its trivial query {peer_cached.throughput / peer_trivial.throughput:.2f}x"
+        )
     for result in results:
         if result.phase.first_error:
             print(f"first error in {result.name}: {result.phase.first_error}")
