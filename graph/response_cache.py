@@ -67,12 +67,18 @@ def plan(document: str, operation_name: str | None) -> Plan:
         return Plan(cacheable=False, operation="unknown", root="unknown")
     chosen = chosen_operation(parsed, operation_name)
     operation, root = operation_labels(parsed, operation_name)
+    fields = [] if chosen is None else chosen.selection_set.selections
     cacheable = (
         chosen is not None
         and chosen.operation is OperationType.QUERY
         and all(
             isinstance(selection, FieldNode) and selection.name.value in CACHEABLE_ROOT_FIELDS
-            for selection in chosen.selection_set.selections
+            for selection in fields
+        )
+        # ``{ __typename }`` alone reads nothing worth keeping: it costs less to run.
+        and any(
+            isinstance(selection, FieldNode) and selection.name.value != "__typename"
+            for selection in fields
         )
     )
     name = chosen.name.value if chosen is not None and chosen.name is not None else None

@@ -403,3 +403,12 @@ async def test_a_served_answer_always_equals_a_fresh_run(
         fresh, _, _ = await read(uncached, document, variables, token)
         assert cached.get("data") == fresh.get("data")
         assert error_codes(cached) == error_codes(fresh)
+
+
+async def test_a_query_of_typename_alone_is_run_not_kept(client, factory):
+    school = await factory.school(students=1)
+    token = school.student_token(school.students[0])
+    for _ in range(2):
+        body, action, status = await read(client, "{ __typename }", None, token)
+        assert body["data"] == {"__typename": "Query"} and action is None
+        assert "rollcall-response" not in status
