@@ -89,7 +89,10 @@ class Schema(strawberry.Schema):
         over HTTP they are refused before anything runs. An operation may name its document
         by hash (Apollo's persisted queries, over POST or GET); a document sent with its hash
         is kept once it has parsed and validated. Callers restricted to trusted documents
-        (partner tokens, or everyone as configured) are refused anything unregistered.
+        (partner tokens, or everyone as configured) are refused anything unregistered. Once
+        the document is known and allowed, a query the response cache may answer is served
+        from it when a valid answer is kept, and otherwise runs recording its reads, so that
+        its answer can be kept (graph/response_cache.py).
         """
         keep_as = None
         cached = None
