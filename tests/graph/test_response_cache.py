@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from services.cache import tenant_key
 from services.models import AttendanceStatus, User
-from services.settings import RateLimit
+from services.settings import RateLimit, TrustMode
 from tests.factories import (
     PASSWORD,
     School,
@@ -412,3 +412,19 @@ async def test_a_query_of_typename_alone_is_run_not_kept(client, factory):
         body, action, status = await read(client, "{ __typename }", None, token)
         assert body["data"] == {"__typename": "Query"} and action is None
         assert "rollcall-response" not in status
+
+
+async def test_a_kept_answer_is_never_served_to_a_document_the_caller_may_not_run(
+    client, settings, factory
+):
+    # given the admin's dashboard query kept by a process that lets anyone run any document
+    school = await school_with_marks(factory)
+    admin = school.token(school.admin)
+    variables = {"id": str(school.students[0].id)}
+    await kept_then_served(client, DASHBOARD, variables, admin)
+    # when a process enforcing trusted documents for everyone is asked the same, unregistered
+    enforced = dataclasses.replace(settings, trusted_documents=TrustMode.ENFORCE)
+    async with api_process(enforced) as strict:
+        refused, action, _ = await read(strict, DASHBOARD, variables, admin)
+    # then it is refused before the response cache is consulted
+    assert error_codes(refused) == ["PERSISTED_QUERY_NOT_IN_LIST"] and action is None
