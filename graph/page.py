@@ -2,8 +2,9 @@
 
 The student page is served at ``/`` and the teacher's register at ``/teacher``, their shared files
 under ``/web/`` and the service worker at ``/sw.js`` (a worker controls only the paths below its
-own). Every response of the pages carries a Content-Security-Policy allowing their own origin
-only: no inline script or style, no third-party code, nothing fetched from elsewhere, no framing.
+own); GraphiQL's pinned scripts and styles under ``/graphiql/``. Every response of the pages
+carries a Content-Security-Policy allowing their own origin only: no inline script or style, no
+third-party code, nothing fetched from elsewhere, no framing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+# GraphiQL's scripts and styles, at the paths unpkg serves them (scripts/vendor_graphiql.py).
+GRAPHIQL_ASSETS = "/graphiql/"
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
@@ -53,6 +56,17 @@ class PageFiles(StaticFiles):
         return secured(await super().get_response(path, scope))
 
 
+class VersionedFiles(StaticFiles):
+    """Files whose path names their version: a browser keeps them for a year."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            response.headers["cache-control"] = "public, max-age=31536000, immutable"
+        response.headers["x-content-type-options"] = "nosniff"
+        return response
+
+
 def page_routes() -> list[BaseRoute]:
     """The pages' routes, gzipped for clients that accept it (its text shrinks to a quarter)."""
     files = PageFiles(directory=WEB_DIR)
@@ -68,4 +82,9 @@ def page_routes() -> list[BaseRoute]:
         Route("/teacher", one_file("teacher.html"), methods=["GET", "HEAD"]),
         Route("/sw.js", one_file("sw.js"), methods=["GET", "HEAD"]),
         Mount("/web", GZipMiddleware(files), name="web"),
+        Mount(
+            GRAPHIQL_ASSETS.rstrip("/"),
+            GZipMiddleware(VersionedFiles(directory=WEB_DIR / "graphiql")),
+            name="graphiql",
+        ),
     ]

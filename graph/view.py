@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from strawberry.asgi import GraphQL
 
 from graph.http_cache import cache_policy
 from graph.observability import note_viewer
+from graph.page import GRAPHIQL_ASSETS
 from graph.uploads import MultipartRefused, drain, guarded, is_multipart
 from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
@@ -26,6 +28,7 @@ from services.telemetry import GRAPHQL_ERRORS
 from services.trusted_documents import CLIENT_HEADER
 
 BEARER = "bearer "
+CDN = "https://unpkg.com/"
 
 
 def viewer_from_header(
@@ -104,6 +107,13 @@ class GraphQLView(GraphQL[Context, None]):
         """orjson, about four times faster than the json module on a dashboard's answer. Text,
         not bytes: graphql-transport-ws messages must travel in text frames."""
         return orjson.dumps(data).decode()
+
+    @functools.cached_property
+    def graphql_ide_html(self) -> str:
+        """Strawberry's GraphiQL page, loading its pinned scripts and styles from this app
+        (``/graphiql/``, graph/page.py) instead of unpkg: it works offline, and the
+        integrity hashes it pins still hold (scripts/vendor_graphiql.py copies the files)."""
+        return super().graphql_ide_html.replace(CDN, GRAPHIQL_ASSETS)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """As strawberry's, except that a GET naming a persisted query (no ``query``, only
