@@ -8,11 +8,14 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 
 from graph.http_cache import cache_policy
 from graph.observability import note_viewer
@@ -29,6 +32,48 @@ from services.trusted_documents import CLIENT_HEADER
 
 BEARER = "bearer "
 CDN = "https://unpkg.com/"
+JSON = "application/json"
+# GraphQL over HTTP's own media type: with it, a request that never ran (a document that does
+# not parse or validate, variables that do not coerce) is a 400 with no ``data`` entry.
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+REQUEST_ERROR_CODES = frozenset(
+    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", ErrorCode.VALIDATION_ERROR.value}
+)
+
+
+def prefers_graphql_response(accept: str | None) -> bool:
+    """Whether ``accept`` asks for application/graphql-response+json at least as much as for
+    application/json (a missing header, or ``*/*``, keeps application/json)."""
+    quality = {GRAPHQL_RESPONSE: 0.0, JSON: 0.0}
+    for item in (accept or "").split(","):
+        media, *parameters = (part.strip() for part in item.split(";"))
+        if media.lower() not in quality:
+            continue
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        quality[media.lower()] = max(quality[media.lower()], weight)
+    return quality[GRAPHQL_RESPONSE] > 0 and quality[GRAPHQL_RESPONSE] >= quality[JSON]
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """The operation never ran: its document or variables were refused (no error has a path,
+    and no data came of it). Refusals of the service (a persisted query not found, a rate
+    limit) are not among them: they answer as they always have."""
+    errors = result.errors or []
+    return (
+        bool(errors)
+        and result.data is None
+        and all(
+            error.path is None and (error.extensions or {}).get("code") in REQUEST_ERROR_CODES
+            for error in errors
+        )
+    )
 
 
 def viewer_from_header(
@@ -67,27 +112,45 @@ def request_error(
     return {"message": message, "extensions": extensions}
 
 
+def is_wrong_method(refused: HTTPException) -> bool:
+    """Refused because the operation's type may not travel by this method."""
+    return isinstance(refused.__cause__, InvalidOperationTypeError)
+
+
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = LiveConnectionHandler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As strawberry's, except that a request refused whole (bad JSON, a mutation over GET,
         a subscription over HTTP, an upload without its CSRF header or too large) is answered
-        with a GraphQL error body, not plain text."""
+        with a GraphQL error body, not plain text; and that a client preferring
+        application/graphql-response+json gets it, with a 400 for a request that never ran."""
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         request = None
+        modern = prefers_graphql_response(Headers(scope=scope).get("accept"))
+        state = scope.setdefault("state", {})
+        state.update(graphql_response=modern, results=[])
         try:
             request = Request(
                 scope=scope, receive=guarded(scope, receive) if is_multipart(scope) else receive
             )
             response = await self.run(request)
-            if request.method == "GET" and response.media_type == "application/json":
+            if request.method == "GET" and response.media_type == JSON:
                 response = cache_policy(request, response)
+            # One operation (not a batch) that never ran.
+            if modern and state["results"] == [True] and response.status_code == 200:
+                response.status_code = 400
         except HTTPException as refused:
+            status = refused.status_code
+            headers = None
+            if modern and scope["method"] == "GET" and is_wrong_method(refused):
+                status, headers = 405, {"allow": "POST"}  # a mutation over GET
             response = JSONResponse(
-                {"errors": [request_error(refused.reason, scope)]}, status_code=refused.status_code
+                {"errors": [request_error(refused.reason, scope)]},
+                status_code=status,
+                headers=headers,
             )
         except MultipartRefused as refused:
             code = ErrorCode.VALIDATION_ERROR if refused.field else ErrorCode.BAD_REQUEST
@@ -101,7 +164,20 @@ class GraphQLView(GraphQL[Context, None]):
         finally:
             if request is not None:
                 await request.close()  # the uploaded files' temporary copies
+        if modern and response.media_type == JSON:
+            response.media_type = GRAPHQL_RESPONSE
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         await response(scope, receive, send)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """As strawberry's; when the client asked for application/graphql-response+json, a
+        request that never ran has no ``data`` entry (and answers 400, see ``__call__``)."""
+        processed = await super().process_result(request, result)
+        refused = request.state.graphql_response and is_request_error(result)
+        if refused:
+            processed.pop("data", None)
+        request.state.results.append(refused)
+        return processed
 
     def encode_json(self, data: object) -> str:
         """orjson, about four times faster than the json module on a dashboard's answer. Text,
