@@ -2,16 +2,22 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# What running needs (make demo, serve, worker), then the test and development tools on top.
+RUNTIME := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install test lint format demo serve worker migrate schema bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
@@ -31,22 +37,22 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 ## demo: migrate, seed the demo tenant and serve GraphiQL with the worker in-process
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/rollcall migrate
 	$(BIN)/rollcall seed --demo
 	$(BIN)/rollcall serve --with-worker --host $(HOST) --port $(PORT)
 
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(BIN)/rollcall serve --host $(HOST) --port $(PORT)
 
-worker: $(STAMP)
+worker: $(RUNTIME)
 	$(BIN)/rollcall worker
 
-migrate: $(STAMP)
+migrate: $(RUNTIME)
 	$(BIN)/rollcall migrate
 
 ## schema: regenerate schema.graphql from the code
-schema: $(STAMP)
+schema: $(RUNTIME)
 	$(BIN)/rollcall export-schema > schema.graphql
 
 bench: $(STAMP)
