@@ -18,7 +18,15 @@ from types import FrameType
 
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
 from services.db import SessionFactory, create_engine, create_session_factory, migrate
-from services.embedded import CACHE, QUEUE, embedded_redis, ensure_database, start_postgres
+from services.embedded import (
+    CACHE,
+    POSTGRES_LOG,
+    QUEUE,
+    VALKEY_LOG,
+    embedded_redis,
+    ensure_database,
+    start_postgres,
+)
 from services.logs import configure_logging
 from services.seed import (
     DEMO_PASSWORD,
@@ -47,12 +55,17 @@ def resolved(settings: Settings, *, redis: bool = True) -> Iterator[Settings]:
     with contextlib.ExitStack() as stack:
         if database_url is None:
             logger.info(
-                "no ROLLCALL_DATABASE_URL: starting embedded PostgreSQL in %s", settings.data_dir
+                "no ROLLCALL_DATABASE_URL: embedded PostgreSQL in %s (its log: %s)",
+                settings.data_dir,
+                settings.data_dir / POSTGRES_LOG,
             )
             database_url = ensure_database(start_postgres(settings.data_dir), EMBEDDED_DATABASE)
         if redis and redis_url is None:
             logger.info(
-                "no ROLLCALL_REDIS_URL: starting embedded Valkey servers in %s", settings.data_dir
+                "no ROLLCALL_REDIS_URL: embedded Valkey servers in %s (logs: %s, and each "
+                "server's own under its folder)",
+                settings.data_dir,
+                settings.data_dir / VALKEY_LOG,
             )
             redis_url = stack.enter_context(embedded_redis(settings.data_dir, QUEUE))
             if cache_redis_url is None:

