@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -40,22 +40,38 @@ ALERTS = {
         NotificationType.MAHROOM_ALERT,
         Severity.ERROR,
         "Attendance: barred (MAHROOM)",
-        "Your attendance rate is {rate:.1f}%, at or below {limit}%. Contact your school now.",
+        "Your attendance rate is {rate}%, at or below {limit}%. Contact your school now.",
     ),
     Standing.WARNING: Alert(
         NotificationType.ATTENDANCE_WARNING,
         Severity.WARNING,
         "Attendance warning",
-        "Your attendance rate is {rate:.1f}%, below {limit}%.",
+        "Your attendance rate is {rate}%, below {limit}%.",
     ),
     Standing.TASDIQ: Alert(
         NotificationType.TASDIQ_ALERT,
         Severity.WARNING,
         "Medical certificates required (TASDIQ)",
-        "Your attendance rate is {rate:.1f}%, below {limit}%, with sick or leave absences: "
+        "Your attendance rate is {rate}%, below {limit}%, with sick or leave absences: "
         "upload the certificates that cover them.",
     ),
 }
+
+
+def rate_for_people(percent: float) -> str:
+    """A rate as people read it: one decimal, rounded down (79.96 is "79.9": a rate below a
+    threshold never reads as the threshold), none when whole; the API's Floats stay exact."""
+    return _trimmed(Decimal(str(percent)).quantize(Decimal("0.1"), rounding=ROUND_DOWN))
+
+
+def threshold_for_people(limit: Decimal) -> str:
+    """A threshold as the school set it, without trailing zeros ("85.5", "75")."""
+    return _trimmed(limit)
+
+
+def _trimmed(value: Decimal) -> str:
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _limit(state: Standing, thresholds: Thresholds) -> Decimal:
@@ -142,7 +158,10 @@ async def check_thresholds(
                     kind=alert.kind,
                     severity=alert.severity,
                     title=alert.title,
-                    message=alert.message.format(rate=rate, limit=_limit(current, thresholds)),
+                    message=alert.message.format(
+                        rate=rate_for_people(rate),
+                        limit=threshold_for_people(_limit(current, thresholds)),
+                    ),
                     action_url="/dashboard",
                     details={"studentId": str(student.id), "standing": current.value, "rate": rate},
                     dedupe_key=f"standing:{student.id}:{state.crossings}",

@@ -49,4 +49,7 @@ async def test_mahroom_alert_after_a_mark(client, factory, redis, settings):
         "ATTENDANCE_WARNING",
     ]
     assert inbox["edges"][0]["node"]["severity"] == "ERROR"
-    assert "72.7%" in inbox["edges"][0]["node"]["message"]
+    # figures for people: one decimal for the rate, the threshold as the school set it
+    assert inbox["edges"][0]["node"]["message"] == (
+        "Your attendance rate is 72.7%, at or below 75%. Contact your school now."
+    )
