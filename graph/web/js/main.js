@@ -224,7 +224,12 @@ function renderWeek(week) {
   const header = h(
     "tr",
     null,
-    h("th", { scope: "col", text: "Period" }),
+    h(
+      "th",
+      { scope: "col", class: "period-head" },
+      h("span", { class: "period-word", text: "Period" }),
+      h("span", { class: "period-mark", "aria-hidden": "true", text: "#" }),
+    ),
     days.map((day) =>
       h(
         "th",
