@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +25,10 @@ from services.models import (
     ClassroomSubject,
     FileStatus,
     MedicalCertificate,
+    Notification,
+    NotificationType,
     Role,
+    Severity,
     Student,
     Subject,
     TeacherAssignment,
@@ -54,20 +57,28 @@ ATTENDANCE_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """How many of a student's 180 demo periods fall in each status (the rest PRESENT)."""
+    """How many of a student's 180 demo periods fall in each status (the rest PRESENT), and
+    where in the 30 days the missed ones fall (``recent`` weighs the last days: above 1 the
+    student is declining, below 1 improving)."""
 
     absent: int
     sick: int
     leave: int
+    recent: float = 1.0
 
 
-# Rates over 180 periods: OK 95 %, TASDIQ 82.8 % with sick notes, WARNING 77.8 %, MAHROOM 70 %.
-DEMO_PROFILES = {
-    "OK": Profile(absent=5, sick=2, leave=2),
-    "TASDIQ": Profile(absent=5, sick=20, leave=6),
-    "WARNING": Profile(absent=30, sick=6, leave=4),
-    "MAHROOM": Profile(absent=44, sick=6, leave=4),
+# The bands of class 10-A, by the default thresholds (MAHROOM ≤ 75, WARNING < 80, TASDIQ < 85
+# with sick or leave): periods missed of 180, each student drawing their own within the band.
+DEMO_BANDS = {
+    "OK": (0, 24),  # 86.7–100 %
+    "TASDIQ": (28, 35),  # 80.6–84.4 %, most of it sick or on leave
+    "WARNING": (37, 44),  # 75.6–79.4 %
+    "MAHROOM": (46, 63),  # 65–74.4 %
 }
+# A few students whose attendance is changing: missed periods mostly early on (improving) or
+# mostly in the last weeks (declining); the trend compares the last 14 days with the 14 before.
+IMPROVING = frozenset({4, 9, 27, 33})
+DECLINING = frozenset({6, 14, 30, 38})
 
 
 def school_days(last: date, count: int) -> list[date]:
@@ -81,25 +92,53 @@ def school_days(last: date, count: int) -> list[date]:
     return days[::-1]
 
 
-def demo_profile(number: int) -> Profile:
+def demo_band(number: int) -> str:
     """Students 1–25 OK, 26–31 TASDIQ, 32–36 WARNING, 37–40 MAHROOM."""
     if number <= 25:
-        return DEMO_PROFILES["OK"]
+        return "OK"
     if number <= 31:
-        return DEMO_PROFILES["TASDIQ"]
+        return "TASDIQ"
     if number <= 36:
-        return DEMO_PROFILES["WARNING"]
-    return DEMO_PROFILES["MAHROOM"]
+        return "WARNING"
+    return "MAHROOM"
+
+
+def demo_profile(number: int, rng: random.Random) -> Profile:
+    """Student ``number`` of 10-A: a rate drawn within their band, its misses split between
+    absences and sick or leave periods, and their trend."""
+    band = demo_band(number)
+    low, high = DEMO_BANDS[band]
+    missed = rng.randint(low, high)
+    excused = (
+        rng.randint(missed * 6 // 10, missed * 8 // 10)
+        if band == "TASDIQ"
+        else rng.randint(0, missed // 3)
+    )
+    sick = rng.randint(excused // 2, excused)
+    recent = 4.0 if number in DECLINING else 0.1 if number in IMPROVING else 1.0
+    return Profile(absent=missed - excused, sick=sick, leave=excused - sick, recent=recent)
 
 
 def profile_statuses(profile: Profile, slots: int, rng: random.Random) -> list[AttendanceStatus]:
-    statuses = (
+    """``slots`` statuses, oldest first, with the profile's counts; missed periods land in the
+    last third of the slots ``profile.recent`` times as often as elsewhere."""
+    missed = (
         [AttendanceStatus.ABSENT] * profile.absent
         + [AttendanceStatus.SICK] * profile.sick
         + [AttendanceStatus.LEAVE] * profile.leave
     )
-    statuses += [AttendanceStatus.PRESENT] * (slots - len(statuses))
-    rng.shuffle(statuses)
+    rng.shuffle(missed)
+    recent_from = slots * 2 // 3
+
+    def key(slot: int) -> float:
+        # Weighted sampling without replacement (Efraimidis and Spirakis): the largest keys.
+        weight = profile.recent if slot >= recent_from else 1.0
+        return float(rng.random() ** (1 / weight))
+
+    chosen = sorted(range(slots), key=key, reverse=True)[: len(missed)]
+    statuses = [AttendanceStatus.PRESENT] * slots
+    for slot, status in zip(sorted(chosen), missed, strict=True):
+        statuses[slot] = status
     return statuses
 
 
@@ -265,7 +304,7 @@ async def seed_demo(
         def rows() -> Iterator[tuple[Any, ...]]:
             for number, student in enumerate(students, start=1):
                 statuses = (
-                    profile_statuses(demo_profile(number), slots, rng)
+                    profile_statuses(demo_profile(number, rng), slots, rng)
                     if number <= len(accounts)
                     else random_statuses(slots, rng)
                 )
@@ -280,10 +319,43 @@ async def seed_demo(
                 )
 
         await _copy_attendance(session, rows())
+        session.add_all(_demo_announcements(tenant.id, accounts, today))
     if store is not None:
         await _demo_certificates(session_factory, store, tenant.id, accounts[:2])
     await refresh_statistics(session_factory=session_factory)
     return True
+
+
+def _demo_announcements(
+    tenant_id: uuid.UUID, accounts: Sequence[User], today: date
+) -> list[Notification]:
+    """What a student finds in their inbox: last week's announcement read, today's not (the
+    attendance alerts come from the alert job, as they would)."""
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    announcements = []
+    for account in accounts:
+        announcements += [
+            Notification(
+                tenant_id=tenant_id,
+                user_id=account.id,
+                type=NotificationType.SYSTEM_ANNOUNCEMENT,
+                severity=Severity.INFO,
+                title="Timetable for the new term",
+                message="The timetable for the new term is on the notice board.",
+                created_at=noon - timedelta(days=7),
+                read_at=noon - timedelta(days=6),
+            ),
+            Notification(
+                tenant_id=tenant_id,
+                user_id=account.id,
+                type=NotificationType.SYSTEM_ANNOUNCEMENT,
+                severity=Severity.INFO,
+                title="Parents' evening on Thursday",
+                message="Parents' evening is on Thursday from 17:00; book a slot at the office.",
+                created_at=noon,
+            ),
+        ]
+    return announcements
 
 
 def demo_certificate_pdf(title: str) -> bytes:

@@ -94,17 +94,36 @@ async def test_demo_class_10a_has_every_standing(client, demo):
     ]
     assert roster["totalCount"] == 40
     standings = set()
+    rates: list[float] = []
+    trends: set[str] = set()
     for edge in roster["edges"]:
         body = await gql(
             client,
-            "query D($id: ID) { studentDashboard(studentId: $id) { standing totalClasses } }",
+            "query D($id: ID) { studentDashboard(studentId: $id) { standing totalClasses attendanceRate trend } }",
             {"id": edge["node"]["id"]},
             token=token,
         )
         dashboard = body["data"]["studentDashboard"]
         assert dashboard["totalClasses"] == 180  # 30 school days x 6 periods
         standings.add(dashboard["standing"])
+        rates.append(dashboard["attendanceRate"])
+        trends.add(dashboard["trend"])
     assert standings == {"OK", "WARNING", "TASDIQ", "MAHROOM"}
+    # like a real class: a spread of rates, not a block of ties, and some students changing
+    assert len(set(rates)) >= 25 and max(rates) - min(rates) > 25
+    assert max(rates.count(rate) for rate in rates) <= 4
+    assert {"IMPROVING", "DECLINING", "STABLE"} <= trends
+
+
+async def test_demo_students_have_unread_notifications(client, demo):
+    token, _ = await login(client, "student7@demo.school")
+    body = await gql(
+        client,
+        "{ all: notifications { totalCount } unread: notifications(unreadOnly: true) { totalCount } }",
+        token=token,
+    )
+    assert body["data"]["all"]["totalCount"] >= 2
+    assert body["data"]["unread"]["totalCount"] >= 1
 
 
 async def test_the_teacher_teaches_every_demo_class(session_factory, demo):
