@@ -19,7 +19,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-# GraphiQL's scripts and styles, at the paths unpkg serves them (scripts/vendor_graphiql.py).
+# GraphiQL's scripts and styles, at the paths unpkg serves them (scripts/vendor_graphiql.py):
+# third-party files, kept apart from the pages' own.
+GRAPHIQL_DIR = Path(__file__).resolve().parent / "graphiql"
 GRAPHIQL_ASSETS = "/graphiql/"
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -84,7 +86,7 @@ def page_routes() -> list[BaseRoute]:
         Mount("/web", GZipMiddleware(files), name="web"),
         Mount(
             GRAPHIQL_ASSETS.rstrip("/"),
-            GZipMiddleware(VersionedFiles(directory=WEB_DIR / "graphiql")),
+            GZipMiddleware(VersionedFiles(directory=GRAPHIQL_DIR)),
             name="graphiql",
         ),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -58,10 +58,15 @@ ALERTS = {
 }
 
 
-def rate_for_people(percent: float) -> str:
-    """A rate as people read it: one decimal, rounded down (79.96 is "79.9": a rate below a
-    threshold never reads as the threshold), none when whole; the API's Floats stay exact."""
-    return _trimmed(Decimal(str(percent)).quantize(Decimal("0.1"), rounding=ROUND_DOWN))
+def rate_for_people(percent: float, *, below: Decimal | None = None) -> str:
+    """A rate as people read it: one decimal, rounded to nearest, none when whole; but never
+    shown at or above ``below`` when it is under it (79.96 below 80 reads "79.9", not "80").
+    The API's Float fields stay exact."""
+    exact = Decimal(str(percent))
+    shown = exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if below is not None and exact < below <= shown:
+        shown = exact.quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+    return _trimmed(shown)
 
 
 def threshold_for_people(limit: Decimal) -> str:
@@ -159,7 +164,7 @@ async def check_thresholds(
                     severity=alert.severity,
                     title=alert.title,
                     message=alert.message.format(
-                        rate=rate_for_people(rate),
+                        rate=rate_for_people(rate, below=_limit(current, thresholds)),
                         limit=threshold_for_people(_limit(current, thresholds)),
                     ),
                     action_url="/dashboard",
