@@ -331,7 +331,10 @@ async def test_persisted_queries_by_get_are_served_and_revalidate_with_an_etag(c
 @pytest.fixture(scope="module")
 async def uncached(settings) -> AsyncIterator[httpx.AsyncClient]:
     """An API process that runs every operation (no response cache), on the same data."""
-    async with api_process(dataclasses.replace(settings, response_cache=False)) as http:
+    # A database that stalls under the suite's load (a connect past its 5 s) opens a
+    # process's breaker: let it close again within the second.
+    fresh = dataclasses.replace(settings, response_cache=False, db_breaker_reset_seconds=1)
+    async with api_process(fresh) as http:
         yield http
 
 
@@ -399,10 +402,21 @@ async def test_a_served_answer_always_equals_a_fresh_run(
         )
         assert "errors" not in body, body
     for _ in range(2):  # the first may be kept, the second then served
-        cached, _, _ = await read(client, document, variables, token)
-        fresh, _, _ = await read(uncached, document, variables, token)
+        cached = await answered(client, document, variables, token)
+        fresh = await answered(uncached, document, variables, token)
         assert cached.get("data") == fresh.get("data")
         assert error_codes(cached) == error_codes(fresh)
+
+
+async def answered(api, query, variables, token) -> dict[str, Any]:
+    """The answer, asked again (up to 3 times, a second apart) while the process says the
+    database is unavailable: that says nothing of the cache, only of the machine's load."""
+    for _ in range(3):
+        body, _, _ = await read(api, query, variables, token)
+        if "SERVICE_UNAVAILABLE" not in error_codes(body):
+            return body
+        await asyncio.sleep(1.1)
+    return body
 
 
 async def test_a_query_of_typename_alone_is_run_not_kept(client, factory):
