@@ -45,7 +45,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -68,7 +67,12 @@ from benchmarks.foundation import (  # noqa: E402
     percentile,
     scratch_database,
 )
-from rollcall.processes import ServerProcess, free_port, running_server  # noqa: E402
+from rollcall.processes import (  # noqa: E402
+    ServerProcess,
+    free_port,
+    node_packages,
+    running_server,
+)
 from services.db import create_engine, create_session_factory  # noqa: E402
 from services.seed import DEMO_SLUG, seed_demo  # noqa: E402
 from services.settings import Settings  # noqa: E402
@@ -339,30 +343,13 @@ class Peer:
 async def peer_server() -> Any:
     """The Yoga peer on a free port until the block ends; None without Node.js (or when its
     packages cannot be installed)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        print("no Node.js here: the peer is not measured", flush=True)
+    if (unusable := await node_packages(PEER)) is not None:
+        print(f"the peer is not measured: {unusable}", flush=True)
         yield None
         return
-    if not (PEER / "node_modules").is_dir():
-        installing = await asyncio.create_subprocess_exec(
-            npm,
-            "ci",
-            "--no-audit",
-            "--no-fund",
-            "--silent",
-            cwd=PEER,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _, errors = await asyncio.wait_for(installing.communicate(), timeout=300)
-        if installing.returncode != 0:
-            print(f"npm ci failed, the peer is not measured: {errors[-300:]!r}")
-            yield None
-            return
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        node, "server.mjs", str(port), cwd=PEER, stdout=subprocess.DEVNULL
+        "node", "server.mjs", str(port), cwd=PEER, stdout=subprocess.DEVNULL
     )
     try:
         for _ in range(100):

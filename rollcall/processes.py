@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -24,6 +25,30 @@ STOP_TIMEOUT_SECONDS = 15.0  # the stop signal, then SIGKILL after this long
 
 class ServerFailed(RuntimeError):
     """The server exited early or never became healthy; the message ends with its log."""
+
+
+async def node_packages(directory: Path) -> str | None:
+    """Why ``directory``'s Node.js packages cannot be used here, or None once they are
+    installed (``npm ci`` from its lockfile, the first time)."""
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        return "Node.js and npm are not installed"
+    if (directory / "node_modules").is_dir():
+        return None
+    installing = await asyncio.create_subprocess_exec(
+        npm,
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--silent",
+        cwd=directory,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, errors = await asyncio.wait_for(installing.communicate(), timeout=300)
+    if installing.returncode != 0:
+        return f"npm ci failed: {errors.decode(errors='replace')[-300:]}"
+    return None
 
 
 def child_env(**settings: str) -> dict[str, str]:

@@ -332,30 +332,35 @@ def _demo_announcements(
     """What a student finds in their inbox: last week's announcement read, today's not (the
     attendance alerts come from the alert job, as they would)."""
     noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
-    announcements = []
-    for account in accounts:
-        announcements += [
-            Notification(
-                tenant_id=tenant_id,
-                user_id=account.id,
-                type=NotificationType.SYSTEM_ANNOUNCEMENT,
-                severity=Severity.INFO,
-                title="Timetable for the new term",
-                message="The timetable for the new term is on the notice board.",
-                created_at=noon - timedelta(days=7),
-                read_at=noon - timedelta(days=6),
-            ),
-            Notification(
-                tenant_id=tenant_id,
-                user_id=account.id,
-                type=NotificationType.SYSTEM_ANNOUNCEMENT,
-                severity=Severity.INFO,
-                title="Parents' evening on Thursday",
-                message="Parents' evening is on Thursday from 17:00; book a slot at the office.",
-                created_at=noon,
-            ),
-        ]
-    return announcements
+    week_ago = noon - timedelta(days=7)
+    notices = (
+        (
+            "Timetable for the new term",
+            "The timetable for the new term is on the notice board.",
+            week_ago,
+            week_ago + timedelta(days=1),
+        ),
+        (
+            "Parents' evening on Thursday",
+            "Parents' evening is on Thursday from 17:00; book a slot at the office.",
+            noon,
+            None,
+        ),
+    )
+    return [
+        Notification(
+            tenant_id=tenant_id,
+            user_id=account.id,
+            type=NotificationType.SYSTEM_ANNOUNCEMENT,
+            severity=Severity.INFO,
+            title=title,
+            message=message,
+            created_at=created_at,
+            read_at=read_at,
+        )
+        for account in accounts
+        for title, message, created_at, read_at in notices
+    ]
 
 
 def demo_certificate_pdf(title: str) -> bytes:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from graph.view import prefers_graphql_response
-from rollcall.processes import running_server
+from rollcall.processes import node_packages, running_server
 from tests.factories import process_env
 
 MODERN = "application/graphql-response+json"
@@ -111,29 +110,8 @@ async def test_a_batch_keeps_its_200(client):
     assert "data" not in second
 
 
-async def node_audit_ready() -> str | None:
-    """Why the audit cannot run here, or None once its packages are installed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        return "Node.js and npm are not installed"
-    if (AUDIT / "node_modules" / "graphql-http").is_dir():
-        return None
-    installing = await asyncio.create_subprocess_exec(
-        npm,
-        "ci",
-        "--no-audit",
-        "--no-fund",
-        "--silent",
-        cwd=AUDIT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, errors = await asyncio.wait_for(installing.communicate(), timeout=300)
-    return None if installing.returncode == 0 else f"npm ci failed: {errors.decode()[-300:]}"
-
-
 async def test_the_graphql_http_audit_passes_every_must_and_should(settings):
-    if (reason := await node_audit_ready()) is not None:
+    if (reason := await node_packages(AUDIT)) is not None:
         pytest.skip(reason)
     async with running_server(process_env(settings)) as server:
         auditing = await asyncio.create_subprocess_exec(
