@@ -26,6 +26,7 @@ install: $(STAMP)
 ## test: lint, then the whole suite on two workers against real PostgreSQL and Redis
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)

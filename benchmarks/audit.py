@@ -35,8 +35,8 @@ from sqlalchemy import text  # noqa: E402
 
 from benchmarks.foundation import scratch_database  # noqa: E402
 from services.audit_maintenance import archive_audit_logs, ensure_partitions  # noqa: E402
-from services.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
-from services.storage import LocalStore, create_store  # noqa: E402
+from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
+from services.platform.storage import LocalStore, create_store  # noqa: E402
 
 INSERT_ENTRIES = """
 INSERT INTO audit_logs (timestamp, tenant_id, user_id, action, resource, resource_id, success,

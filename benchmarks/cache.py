@@ -73,9 +73,9 @@ from rollcall.processes import (  # noqa: E402
     node_packages,
     running_server,
 )
-from services.db import create_engine, create_session_factory  # noqa: E402
+from services.platform.db import create_engine, create_session_factory  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 from services.seed import DEMO_SLUG, seed_demo  # noqa: E402
-from services.settings import Settings  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 PEER = ROOT / "benchmarks" / "peer"

@@ -45,7 +45,6 @@ from sqlalchemy import func, select  # noqa: E402
 
 from benchmarks.foundation import execute_autocommit, scratch_database  # noqa: E402
 from benchmarks.jobs import render  # noqa: E402
-from services.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.downloads import Links  # noqa: E402
 from services.exports import build_export  # noqa: E402
 from services.models import (  # noqa: E402
@@ -56,9 +55,10 @@ from services.models import (  # noqa: E402
     Role,
     User,
 )
+from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
+from services.platform.storage import ObjectStore, create_store  # noqa: E402
 from services.seed import DEMO_PERIODS, seed_bulk  # noqa: E402
-from services.settings import Settings  # noqa: E402
-from services.storage import ObjectStore, create_store  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 SEED_PREFIX = "bench-export"

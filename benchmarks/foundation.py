@@ -48,10 +48,10 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 
 from graph.app import create_app  # noqa: E402
 from rollcall.processes import running_server  # noqa: E402
-from services.db import SessionFactory, create_engine, create_session_factory, migrate  # noqa: E402
 from services.models import Classroom, ClassroomSubject, Student, Tenant  # noqa: E402
+from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 from services.seed import DEMO_PASSWORD, DEMO_PERIODS, school_days, seed_bulk  # noqa: E402
-from services.settings import Settings  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"

@@ -79,8 +79,6 @@ from rollcall.live_client import Closed, Completed, LiveClient, OperationError  
 from rollcall.processes import ServerProcess, child_env, running_server  # noqa: E402
 from services.attendance import MAX_MARKS_PER_CALL  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
-from services.codec import decode  # noqa: E402
-from services.db import create_engine, create_session_factory  # noqa: E402
 from services.live import MarksEvent, classroom_channel  # noqa: E402
 from services.models import (  # noqa: E402
     Classroom,
@@ -92,7 +90,9 @@ from services.models import (  # noqa: E402
     Tenant,
     User,
 )
-from services.settings import Settings  # noqa: E402
+from services.platform.codec import decode  # noqa: E402
+from services.platform.db import create_engine, create_session_factory  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 PROCESSES = 2

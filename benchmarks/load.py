@@ -84,7 +84,6 @@ from benchmarks.live import raise_open_files_limit  # noqa: E402
 from rollcall.live_client import LiveClient  # noqa: E402
 from rollcall.processes import ServerProcess, running_server, running_worker  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
-from services.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.models import (  # noqa: E402
     Classroom,
     ClassroomSubject,
@@ -94,8 +93,9 @@ from services.models import (  # noqa: E402
     Tenant,
     User,
 )
+from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 from services.seed import DEMO_PASSWORD, DEMO_PERIODS, seed_bulk  # noqa: E402
-from services.settings import Settings  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 PREFIX = "bench-load"

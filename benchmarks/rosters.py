@@ -37,10 +37,10 @@ from benchmarks.foundation import scratch_database  # noqa: E402
 from graph.app import create_app  # noqa: E402
 from jobs.worker import create_workers, run_workers, shared_context  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
-from services.db import create_engine, create_session_factory  # noqa: E402
 from services.models import Role, Subject, Tenant, User  # noqa: E402
+from services.platform.db import create_engine, create_session_factory  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 from services.rosters import parse_roster  # noqa: E402
-from services.settings import Settings  # noqa: E402
 
 IMPORT = """mutation ImportRoster($file: Upload!, $dryRun: Boolean) {
   importRoster(file: $file, dryRun: $dryRun) { id }

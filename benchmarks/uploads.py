@@ -81,10 +81,10 @@ from benchmarks.live import Roster, log_problems, seed_class, server_env  # noqa
 from graph.uploads import MAX_MULTIPART_BODY  # noqa: E402
 from rollcall.processes import ServerProcess, running_server  # noqa: E402
 from services.certificates import MAX_FILE_SIZE  # noqa: E402
-from services.db import create_engine, create_session_factory  # noqa: E402
 from services.models import FileStatus, MedicalCertificate  # noqa: E402
+from services.platform.db import create_engine, create_session_factory  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 from services.queue import SCAN_CERTIFICATE, Queue  # noqa: E402
-from services.settings import Settings  # noqa: E402
 from tests import files  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"

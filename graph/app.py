@@ -25,10 +25,12 @@ from graph.page import page_routes
 from graph.schema import create_schema
 from graph.view import GraphQLView
 from services.auth import TokenVerifier
-from services.cache import Cache
 from services.cached_reads import create_cache
-from services.circuit import CircuitBreaker
-from services.db import (
+from services.downloads import Links
+from services.live import Hub
+from services.platform.cache import Cache
+from services.platform.circuit import CircuitBreaker
+from services.platform.db import (
     DatabaseUnavailable,
     RetryPolicy,
     SessionFactory,
@@ -38,15 +40,13 @@ from services.db import (
     database_breaker,
     warm,
 )
-from services.downloads import Links
-from services.live import Hub
-from services.persisted_queries import PersistedQueries
+from services.platform.persisted_queries import PersistedQueries
+from services.platform.resources import ResourceMonitor, SystemUsage, Usage
+from services.platform.settings import Settings, redact
+from services.platform.storage import ObjectStore, StorageUnavailable, create_store
 from services.presence import Presence
 from services.rate_limits import RateLimiter
-from services.resources import ResourceMonitor, SystemUsage, Usage
 from services.response_cache import ResponseCache
-from services.settings import Settings, redact
-from services.storage import ObjectStore, StorageUnavailable, create_store
 from services.trusted_documents import TrustedDocuments
 
 logger = logging.getLogger(__name__)

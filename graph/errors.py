@@ -15,10 +15,10 @@ from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 
 from graph.observability import request_fields
-from services.db import unavailable
-from services.errors import ErrorCode, Invalid, ServiceError
+from services.platform.db import unavailable
+from services.platform.errors import ErrorCode, Invalid, ServiceError
+from services.platform.telemetry import GRAPHQL_ERRORS
 from services.rate_limits import RateLimited
-from services.telemetry import GRAPHQL_ERRORS
 
 logger = logging.getLogger("rollcall.graphql")
 _VARIABLE = re.compile(

@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from graph.view import request_error, request_origin
-from services.db import DatabaseUnavailable
 from services.downloads import REDIRECT_LIFETIME, Links, record_download
-from services.errors import ErrorCode
-from services.storage import LocalStore, S3Store, StorageUnavailable, content_disposition
+from services.platform.db import DatabaseUnavailable
+from services.platform.errors import ErrorCode
+from services.platform.storage import LocalStore, S3Store, StorageUnavailable, content_disposition
 
 logger = logging.getLogger(__name__)
 # A downloaded certificate is shown as what it is and never run as part of this site.

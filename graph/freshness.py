@@ -17,7 +17,7 @@ from strawberry.types import ExecutionResult
 
 from resolvers.context import Context
 from resolvers.freshness import FreshnessReport, ResponseStatus
-from services.cache import Source
+from services.platform.cache import Source
 
 CACHE_NAME = "rollcall"
 STATISTICS_NAME = "rollcall-statistics"

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.db import database_answers
+from services.platform.db import database_answers
 from services.queue import dead_letter_counts, outbox_size, queue_report
 
 READY_TIMEOUT_SECONDS = 2.0

@@ -44,7 +44,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.schema import validate_document
 
 from resolvers.pagination import MAX_PAGE_SIZE
-from services.settings import Settings
+from services.platform.settings import Settings
 
 LIST_ESTIMATE = 10
 VALIDATION_CACHE_SIZE = 512

@@ -38,10 +38,10 @@ from strawberry.extensions import SchemaExtension
 from graph.health import answers, queue_figures
 from graph.tracing import start_tracing
 from services.auth import Viewer
-from services.db import database_answers
-from services.logs import ACCESS_LOGGER, RequestRecord, current_request
-from services.settings import Settings
-from services.telemetry import (
+from services.platform.db import database_answers
+from services.platform.logs import ACCESS_LOGGER, RequestRecord, current_request
+from services.platform.settings import Settings
+from services.platform.telemetry import (
     HTTP_REQUEST_DURATION,
     MULTIPROC_DIR_VARIABLE,
     WEBSOCKET_OPERATIONS,

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from strawberry.types import ExecutionResult
 
 from resolvers.context import Context
-from services.errors import ErrorCode
+from services.platform.errors import ErrorCode
 
 REFUSED_STATUS = {ErrorCode.RATE_LIMIT_EXCEEDED: 429, ErrorCode.SERVICE_UNAVAILABLE: 503}
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5

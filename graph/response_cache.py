@@ -2,10 +2,11 @@
 
 Only queries whose every root field is one of the cached reads below may be answered from it;
 mutations and subscriptions never are. Within those, what decides is what the operation read
-(services/recording.py): an answer is kept only when every read came through the tagged cache,
-none was stale, the viewer's token was checked within the operation, and nothing went wrong
-(no error at all). A field that reads the database directly (a student's name, say) makes its
-answer uncacheable by itself: no list of uncacheable fields has to be kept true by hand.
+(services/platform/recording.py): an answer is kept only when every read came through the
+tagged cache, none was stale, the viewer's token was checked within the operation, and nothing
+went wrong (no error at all). A field that reads the database directly (a student's name, say)
+makes its answer uncacheable by itself: no list of uncacheable fields has to be kept true by
+hand.
 
 A hit counts against the rate limits the operation counted against, tells its freshness as the
 operation would (the statistics' age and the pending marks read at the hit), and says in
@@ -28,9 +29,9 @@ from resolvers.context import Context
 from resolvers.freshness import ResponseStatus
 from services.auth import Viewer
 from services.cached_reads import STATISTICS_PENDING
-from services.recording import Recording
+from services.platform.recording import Recording
+from services.platform.settings import Settings
 from services.response_cache import StoredResponse, response_key
-from services.settings import Settings
 
 # The root fields made of cached reads alone (and ``__typename``, which reads nothing).
 CACHEABLE_ROOT_FIELDS = frozenset(

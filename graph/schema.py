@@ -35,9 +35,9 @@ from graph.school import SchoolQuery
 from graph.tracing import tracing_extensions
 from resolvers.context import Context
 from resolvers.documents import resolve_document
-from services import recording
-from services.errors import ServiceError
-from services.settings import Settings
+from services.platform import recording
+from services.platform.errors import ServiceError
+from services.platform.settings import Settings
 
 Query = merge_types(
     "Query",

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.extensions import SchemaExtension
 
-from services.settings import Settings
+from services.platform.settings import Settings
 
 EXTRA_HINT = "pip install 'rollcall[otel]'"
 TRACES_PATH = "/v1/traces"

@@ -25,9 +25,9 @@ from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
 from services.audit import Origin
 from services.auth import TokenVerifier, Viewer
-from services.errors import ErrorCode, ServiceError, Unauthenticated
+from services.platform.errors import ErrorCode, ServiceError, Unauthenticated
+from services.platform.telemetry import GRAPHQL_ERRORS
 from services.presence import ConnectionRefused
-from services.telemetry import GRAPHQL_ERRORS
 from services.trusted_documents import CLIENT_HEADER
 
 BEARER = "bearer "

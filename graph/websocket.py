@@ -37,8 +37,8 @@ from graph.errors import format_error
 from graph.observability import operation_record
 from resolvers.context import Context
 from services.credentials import ensure_current
-from services.errors import ServiceError, TooManyOperations, Unauthenticated
-from services.logs import current_request
+from services.platform.errors import ServiceError, TooManyOperations, Unauthenticated
+from services.platform.logs import current_request
 from services.presence import ConnectionRefused
 
 logger = logging.getLogger(__name__)

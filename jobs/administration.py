@@ -11,8 +11,8 @@ from typing import Any
 from services import password_resets, roster_imports
 from services.administration import Followers
 from services.audit import Origin
-from services.email import send_email
-from services.settings import Settings
+from services.platform.email import send_email
+from services.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 

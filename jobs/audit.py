@@ -7,7 +7,7 @@ from typing import Any
 
 from services.audit_maintenance import archive_audit_logs as archive
 from services.audit_maintenance import ensure_partitions
-from services.settings import Settings
+from services.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from services.certificates import scan_certificate as scan
 from services.certificates import sweep_orphans
-from services.settings import Settings
+from services.platform.settings import Settings
 
 
 async def scan_certificate(ctx: dict[str, Any], tenant_id: str, certificate_id: str) -> str | None:

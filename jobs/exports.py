@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services import exports
-from services.settings import Settings
+from services.platform.settings import Settings
 
 EXPORT_TIMEOUT_SECONDS = 900
 

@@ -14,9 +14,9 @@ from services.alerts import check_thresholds as check
 from services.live import publish_notifications
 from services.models import Student
 from services.notifications import deliver_email
+from services.platform.settings import Settings
 from services.queue import requeue_stale_emails as requeue
 from services.queue import schedule_emails
-from services.settings import Settings
 
 # Longer than an e-mail waits for its next try when all is well: a try takes at most 30 s,
 # the backoff between tries 1 or 2 s, and each try stamps the delivery's updated_at.

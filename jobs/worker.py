@@ -29,14 +29,14 @@ from jobs.outbox import drain_outbox
 from jobs.platform import JobLockWorker, PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
 from services.cached_reads import create_cache
-from services.db import create_engine, create_session_factory
 from services.downloads import Links
+from services.platform.db import create_engine, create_session_factory
+from services.platform.resources import ResourceMonitor, SystemUsage, Usage
+from services.platform.scanning import create_scanner
+from services.platform.settings import Settings
+from services.platform.storage import create_store
+from services.platform.telemetry import instrument_engine
 from services.queue import Queue
-from services.resources import ResourceMonitor, SystemUsage, Usage
-from services.scanning import create_scanner
-from services.settings import Settings
-from services.storage import create_store
-from services.telemetry import instrument_engine
 
 CRON_TIMEOUT_SECONDS = 300
 RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)

@@ -9,8 +9,8 @@ from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
 from services import administration, password_resets, roster_imports
-from services.errors import Invalid
 from services.models import Classroom, RosterImport, Student, Tenant
+from services.platform.errors import Invalid
 from services.rosters import MAX_FILE_BYTES
 
 

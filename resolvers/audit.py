@@ -7,8 +7,8 @@ from datetime import datetime
 from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
 from services import audit
-from services.errors import Invalid
 from services.models import AuditAction, AuditLog
+from services.platform.errors import Invalid
 
 AUDIT_CURSOR = "audit"
 

@@ -11,8 +11,8 @@ from starlette.datastructures import UploadFile
 from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
 from services import certificates
-from services.errors import Invalid
 from services.models import FileStatus, MedicalCertificate
+from services.platform.errors import Invalid
 from services.tenants import tenant_today
 
 CERTIFICATE_CURSOR = "certificate"

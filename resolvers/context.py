@@ -17,25 +17,25 @@ from starlette.websockets import WebSocket
 from resolvers.freshness import FreshnessReport
 from resolvers.loaders import Loaders, load_existing
 from resolvers.rate_limits import RateLimitReport
-from services import recording
 from services.access import Access
 from services.audit import Origin
 from services.auth import TokenVerifier, Viewer
-from services.cache import Cache
 from services.cached_reads import Reader
 from services.credentials import ensure_current
-from services.db import SessionFactory
 from services.downloads import Links
-from services.errors import Invalid, ServiceError, Unauthenticated
 from services.live import Hub
 from services.models import Tenant
-from services.persisted_queries import PersistedQueries
+from services.platform import recording
+from services.platform.cache import Cache
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, ServiceError, Unauthenticated
+from services.platform.persisted_queries import PersistedQueries
+from services.platform.resources import ResourceMonitor
+from services.platform.settings import Settings
+from services.platform.storage import ObjectStore
 from services.presence import Lease, Presence
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
-from services.resources import ResourceMonitor
 from services.response_cache import ResponseCache
-from services.settings import Settings
-from services.storage import ObjectStore
 from services.trusted_documents import Policy, TrustedDocuments
 
 

@@ -8,8 +8,8 @@ from datetime import date
 from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
 from services import dashboards, statistics
-from services.errors import Invalid
-from services.resources import Busy
+from services.platform.errors import Invalid
+from services.platform.resources import Busy
 
 RANKING_CURSOR = "rank"
 # Every read here counts against the viewer's dashboard limit, each alias and batched

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from resolvers.context import Context
-from services.persisted_queries import document_hash, requested_hash
+from services.platform.persisted_queries import document_hash, requested_hash
 from services.trusted_documents import DocumentNotTrusted
 
 logger = logging.getLogger(__name__)

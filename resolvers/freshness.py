@@ -8,8 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from services.cache import Lookup, Source
 from services.cached_reads import StatisticsFreshness, statistics_freshness
+from services.platform.cache import Lookup, Source
 
 
 class ResponseStatus(StrEnum):

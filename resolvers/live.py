@@ -15,7 +15,6 @@ from resolvers.context import Context, Info, parse_id
 from resolvers.dashboards import student_or_own
 from resolvers.loaders import load_existing
 from services.dashboards import AttendanceEntry, StudentDashboard
-from services.errors import Forbidden, Invalid, NotFound
 from services.live import (
     Channel,
     MarksEvent,
@@ -25,6 +24,7 @@ from services.live import (
     user_channel,
 )
 from services.models import Role
+from services.platform.errors import Forbidden, Invalid, NotFound
 
 Selection = Callable[[MarksEvent], Iterable[AttendanceEntry]]
 LiveMark = tuple[MarksEvent, AttendanceEntry]

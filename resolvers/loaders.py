@@ -15,9 +15,9 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import directory
-from services.db import SessionFactory
-from services.errors import NotFound
 from services.models import Classroom, Student, Subject, Tenant, User
+from services.platform.db import SessionFactory
+from services.platform.errors import NotFound
 
 Key = TypeVar("Key")
 Value = TypeVar("Value")

@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import orjson
 
-from services.errors import Invalid
+from services.platform.errors import Invalid
 
 Node = TypeVar("Node")
 Value = TypeVar("Value", int, str)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
-from services.db import SessionFactory, create_engine, create_session_factory, migrate
-from services.embedded import (
+from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate
+from services.platform.embedded import (
     CACHE,
     POSTGRES_LOG,
     QUEUE,
@@ -27,7 +27,9 @@ from services.embedded import (
     ensure_database,
     start_postgres,
 )
-from services.logs import configure_logging
+from services.platform.logs import configure_logging
+from services.platform.settings import Settings, SettingsError
+from services.platform.storage import create_store
 from services.seed import (
     DEMO_PASSWORD,
     Outcome,
@@ -36,8 +38,6 @@ from services.seed import (
     seed_bulk,
     seed_demo,
 )
-from services.settings import Settings, SettingsError
-from services.storage import create_store
 
 EMBEDDED_DATABASE = "rollcall"
 MAX_SCHOOLS, MAX_CLASSES, MAX_STUDENTS, MAX_DAYS = 1_000, 500, 2_000, 400

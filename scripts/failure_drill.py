@@ -88,8 +88,6 @@ from rollcall.processes import (  # noqa: E402
     start_worker,
 )
 from services.auth import Viewer, issue_token  # noqa: E402
-from services.db import create_engine, create_session_factory, migrate  # noqa: E402
-from services.embedded import asyncpg_url, ensure_database  # noqa: E402
 from services.models import (  # noqa: E402
     AlertState,
     AttendanceRecord,
@@ -102,9 +100,11 @@ from services.models import (  # noqa: E402
     Student,
     User,
 )
+from services.platform.db import create_engine, create_session_factory, migrate  # noqa: E402
+from services.platform.embedded import asyncpg_url, ensure_database  # noqa: E402
+from services.platform.settings import Settings  # noqa: E402
 from services.queue import SEND_NOTIFICATION_EMAIL  # noqa: E402
 from services.seed import DEMO_PERIODS, school_days  # noqa: E402
-from services.settings import Settings  # noqa: E402
 
 DATABASE = "rollcall_drill"
 CLASSES = 5

@@ -43,7 +43,7 @@ def page_documents(node: str) -> list[str]:
 
 def manifest(documents: list[str]) -> str:
     """Apollo's manifest (version 1) of ``documents``, one operation each, sorted by name."""
-    from services.persisted_queries import document_hash
+    from services.platform.persisted_queries import document_hash
     from services.trusted_documents import APOLLO_MANIFEST_FORMAT
 
     operations = []

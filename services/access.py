@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import Viewer
-from services.cache import Cache, Spec
-from services.db import SessionFactory
-from services.errors import Forbidden
 from services.models import Role, Student, TeacherAssignment
+from services.platform.cache import Cache, Spec
+from services.platform.db import SessionFactory
+from services.platform.errors import Forbidden
 
 OWN_CLASSROOMS = "own_classrooms"
 

@@ -24,10 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.access import Access, teacher_tag
-from services.cache import Cache
 from services.cached_reads import STATISTICS_PENDING, STATISTICS_TAG, classroom_tag, student_tag
-from services.db import SessionFactory
-from services.errors import Invalid, NotFound
 from services.metrics import Thresholds
 from services.models import (
     AuditAction,
@@ -41,6 +38,9 @@ from services.models import (
     User,
 )
 from services.names import CLASSROOM_NAME_LENGTH, PERSON_NAME_LENGTH, clean_email, clean_name
+from services.platform.cache import Cache
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, NotFound
 from services.queue import (
     invalidate_or_schedule,
     schedule_statistics_refresh,

@@ -12,7 +12,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dashboards import counts_by_status
-from services.db import SessionFactory
 from services.metrics import AttendanceCounts, Standing, Thresholds, attendance_rate, standing
 from services.models import (
     AlertState,
@@ -24,6 +23,7 @@ from services.models import (
     Tenant,
 )
 from services.notifications import Draft, notify
+from services.platform.db import SessionFactory
 from services.tenants import tenant_thresholds
 
 

@@ -13,11 +13,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import Access
-from services.cache import Cache
 from services.cached_reads import STATISTICS_PENDING, mark_tags
 from services.dashboards import AttendanceEntry
-from services.db import SessionFactory
-from services.errors import Invalid, NotFound
 from services.live import MarksEvent, classroom_channel, publish
 from services.models import (
     AttendanceRecord,
@@ -27,6 +24,9 @@ from services.models import (
     Student,
     Subject,
 )
+from services.platform.cache import Cache
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, NotFound
 from services.queue import (
     invalidate_or_schedule,
     schedule_statistics_refresh,

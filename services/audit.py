@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.db import SessionFactory
-from services.errors import Invalid
 from services.models import AuditAction, AuditLog
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid
 
 USER_AGENT_LIMIT = 500
 

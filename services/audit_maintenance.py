@@ -25,9 +25,9 @@ from typing import IO
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.db import SessionFactory
-from services.errors import ServiceError
-from services.storage import ObjectStore
+from services.platform.db import SessionFactory
+from services.platform.errors import ServiceError
+from services.platform.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 

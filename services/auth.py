@@ -16,8 +16,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.errors import Invalid, Unauthenticated
 from services.models import Role, Student, Tenant, User
+from services.platform.errors import Invalid, Unauthenticated
 
 TOKEN_ALGORITHM = "HS256"
 TOKEN_ISSUER = "rollcall"

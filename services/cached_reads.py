@@ -40,16 +40,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import dashboards, statistics
 from services.access import Access
-from services.cache import TAG_TTL_SECONDS, Cache, Lookup, ServerIdentity, Spec, tenant_key
-from services.circuit import CircuitBreaker
-from services.db import SessionFactory
 from services.directory import rows_by_ids
-from services.errors import Forbidden, NotFound
 from services.live import StatisticsEvent, publish, statistics_channel
 from services.models import Classroom, Student, Tenant
+from services.platform.cache import TAG_TTL_SECONDS, Cache, Lookup, ServerIdentity, Spec, tenant_key
+from services.platform.circuit import CircuitBreaker
+from services.platform.db import SessionFactory
+from services.platform.errors import Forbidden, NotFound
+from services.platform.settings import Settings
+from services.platform.telemetry import TimedRedis
 from services.queue import replay_invalidations
-from services.settings import Settings
-from services.telemetry import TimedRedis
 from services.tenants import tenant_thresholds, tenant_today
 
 

@@ -26,11 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.access import Access
 from services.attendance import after_marks_changed
-from services.cache import Cache
 from services.dashboards import AttendanceEntry
-from services.db import SessionFactory
 from services.downloads import Links
-from services.errors import Invalid, NotFound, ServiceError
 from services.live import publish_notifications
 from services.models import (
     AttendanceRecord,
@@ -46,9 +43,11 @@ from services.models import (
     Subject,
 )
 from services.notifications import Draft, notify
-from services.queue import SCAN_CERTIFICATE, Queue, enqueue, schedule_emails
-from services.scanning import Scanner, ScanResult
-from services.storage import (
+from services.platform.cache import Cache
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, NotFound, ServiceError
+from services.platform.scanning import Scanner, ScanResult
+from services.platform.storage import (
     Download,
     ObjectMissing,
     ObjectStore,
@@ -56,6 +55,7 @@ from services.storage import (
     new_key,
     quarantine_key,
 )
+from services.queue import SCAN_CERTIFICATE, Queue, enqueue, schedule_emails
 
 MAX_FILE_SIZE = 10 * 1024 * 1024
 MAX_FILE_NAME = 255

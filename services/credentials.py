@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import Viewer
-from services.cache import Cache, Spec
-from services.db import SessionFactory
-from services.errors import Unauthenticated
 from services.models import User
+from services.platform.cache import Cache, Spec
+from services.platform.db import SessionFactory
+from services.platform.errors import Unauthenticated
 
 KIND = "credentials"
 

@@ -11,7 +11,6 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.directory import rows_by_ids
-from services.errors import Invalid, NotFound
 from services.metrics import (
     TREND_WINDOW_DAYS,
     WEEK_DAYS,
@@ -26,6 +25,7 @@ from services.metrics import (
     weekly_history,
 )
 from services.models import AttendanceRecord, AttendanceStatus, Student
+from services.platform.errors import Invalid, NotFound
 from services.statistics import StudentRank, standing_in_class
 
 MAX_HISTORY_WEEKS = 52

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
 from services import audit
-from services.db import SessionFactory
 from services.models import AuditAction
-from services.storage import Download, check_key
+from services.platform.db import SessionFactory
+from services.platform.storage import Download, check_key
 
 LINK_PATH = "/files/"
 # What the redirect to S3 is valid for: long enough to follow, too short to pass around.

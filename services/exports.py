@@ -34,9 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.access import Access
-from services.db import SessionFactory
 from services.downloads import Links
-from services.errors import Invalid, NotFound, ServiceError
 from services.live import publish_notifications
 from services.models import (
     AttendanceRecord,
@@ -54,8 +52,10 @@ from services.models import (
     User,
 )
 from services.notifications import Draft, notify
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, NotFound, ServiceError
+from services.platform.storage import Download, ObjectStore, new_key
 from services.queue import BUILD_EXPORT, Queue, enqueue, schedule_emails
-from services.storage import Download, ObjectStore, new_key
 
 MAX_RANGE_DAYS = 366
 LINK_LIFETIME = timedelta(hours=24)

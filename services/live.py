@@ -33,12 +33,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from services.cache import tenant_key
-from services.codec import decode, encode
 from services.dashboards import AttendanceEntry
-from services.errors import ErrorCode, ServiceError
 from services.models import Notification, NotificationType, Severity
-from services.telemetry import REDIS_ERRORS
+from services.platform.cache import tenant_key
+from services.platform.codec import decode, encode
+from services.platform.errors import ErrorCode, ServiceError
+from services.platform.telemetry import REDIS_ERRORS
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)

@@ -30,14 +30,14 @@ from services.auth import (
     needs_rehash,
     verify_password,
 )
-from services.cache import Cache
 from services.credentials import user_tag
-from services.db import SessionFactory
-from services.errors import Invalid, NotFound
 from services.models import AuditAction, Tenant, User
+from services.platform.cache import Cache
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, NotFound
+from services.platform.telemetry import LOGIN_FAILURES
 from services.queue import invalidate_or_schedule
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
-from services.telemetry import LOGIN_FAILURES
 
 EMAIL_LIMIT = "login"
 IP_LIMIT = "login_ip"

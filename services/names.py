@@ -7,7 +7,7 @@ import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 
-from services.errors import Invalid
+from services.platform.errors import Invalid
 
 CLASSROOM_NAME_LENGTH = 100
 PERSON_NAME_LENGTH = 200

@@ -14,9 +14,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
-from services.db import SessionFactory
-from services.email import send_email
-from services.errors import Invalid, NotFound
 from services.models import (
     AuditAction,
     Channel,
@@ -28,6 +25,9 @@ from services.models import (
     Severity,
     User,
 )
+from services.platform.db import SessionFactory
+from services.platform.email import send_email
+from services.platform.errors import Invalid, NotFound
 
 # The preference that switches each type of notification on or off.
 CATEGORY = {

@@ -26,12 +26,12 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services import audit
 from services.auth import hash_password
-from services.cache import Cache
 from services.credentials import user_tag
-from services.db import SessionFactory
-from services.errors import Invalid
 from services.logins import check_new_password
 from services.models import AuditAction, PasswordReset, Tenant, User
+from services.platform.cache import Cache
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid
 from services.queue import SEND_PASSWORD_RESET, Queue, enqueue, invalidate_or_schedule
 from services.rate_limits import RateLimiter
 

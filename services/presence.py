@@ -24,9 +24,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.auth import Viewer
-from services.cache import tenant_key
+from services.platform.cache import tenant_key
+from services.platform.telemetry import WEBSOCKET_CONNECTIONS
 from services.rate_limits import RateLimited, RateLimiter
-from services.telemetry import WEBSOCKET_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 

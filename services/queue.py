@@ -22,9 +22,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.cache import Cache, CacheUnavailable
-from services.db import SessionFactory
 from services.models import Channel, DeadLetter, DeliveryStatus, NotificationDelivery, OutboxJob
+from services.platform.cache import Cache, CacheUnavailable
+from services.platform.db import SessionFactory
 
 REFRESH_STATISTICS = "refresh_statistics"
 CHECK_THRESHOLDS = "check_thresholds"

@@ -22,11 +22,11 @@ from redis.exceptions import RedisError
 
 from services import audit
 from services.audit import Origin
-from services.db import SessionFactory
-from services.errors import ErrorCode, ServiceError
 from services.models import AuditAction
-from services.settings import RateLimit
-from services.telemetry import RATE_LIMIT_DENIALS
+from services.platform.db import SessionFactory
+from services.platform.errors import ErrorCode, ServiceError
+from services.platform.settings import RateLimit
+from services.platform.telemetry import RATE_LIMIT_DENIALS
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Whole answers, cached on the tags of the reads they were made of.
 
-An operation whose every read came through the tagged cache (services/recording.py) leaves an
-entry: its answer under a key naming the document, its variables and the viewer's scope,
+An operation whose every read came through the tagged cache (services/platform/recording.py)
+leaves an entry: its answer under a key naming the document, its variables and the viewer's scope,
 valid while every tag version those reads saw is unchanged, in the same cache epoch, and no
 longer than the first of those reads stays fresh. A later identical operation is answered from
 it with one Redis round trip (the versions checked, as every cached read checks them) and
@@ -23,8 +23,8 @@ from datetime import datetime
 import orjson
 
 from services.auth import Viewer
-from services.cache import Cache, CacheUnavailable, Spec
-from services.recording import Recording
+from services.platform.cache import Cache, CacheUnavailable, Spec
+from services.platform.recording import Recording
 
 KIND = "response"
 TAGS_FIELD = "t"

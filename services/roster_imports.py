@@ -32,8 +32,6 @@ from services.administration import (
     tenant_subject_ids,
 )
 from services.certificates import clean_file_name
-from services.db import SessionFactory
-from services.errors import Invalid, NotFound
 from services.models import (
     AuditAction,
     Classroom,
@@ -44,6 +42,8 @@ from services.models import (
     TeacherAssignment,
     User,
 )
+from services.platform.db import SessionFactory
+from services.platform.errors import Invalid, NotFound
 from services.queue import IMPORT_ROSTER, Queue, enqueue
 from services.rosters import MAX_FILE_BYTES, RosterRow, RowError, parse_roster
 

@@ -14,8 +14,8 @@ import io
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.errors import Invalid
 from services.names import CLASSROOM_NAME_LENGTH, PERSON_NAME_LENGTH, clean_email, clean_name
+from services.platform.errors import Invalid
 
 REQUIRED_COLUMNS = ("classroom", "student_name", "student_email")
 TEACHER_COLUMN = "teacher_email"

@@ -17,7 +17,6 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import hash_password
-from services.db import SessionFactory
 from services.models import (
     AttendanceRecord,
     AttendanceStatus,
@@ -35,8 +34,9 @@ from services.models import (
     Tenant,
     User,
 )
+from services.platform.db import SessionFactory
+from services.platform.storage import ObjectStore, new_key
 from services.statistics import refresh_statistics
-from services.storage import ObjectStore, new_key
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "demo-password"

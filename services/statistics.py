@@ -31,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.db import SessionFactory
 from services.metrics import percentile
+from services.platform.db import SessionFactory
 
 # Serialises refreshes: two concurrent REFRESH … CONCURRENTLY of one view would queue anyway.
 REFRESH_LOCK_KEY = 0x526F6C6C  # "Roll"

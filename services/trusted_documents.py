@@ -20,11 +20,11 @@ from graphql import GraphQLSyntaxError, OperationDefinitionNode, parse
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
-from services.db import SessionFactory
-from services.errors import ErrorCode, ServiceError
 from services.models import Role, TrustedDocument
-from services.persisted_queries import document_hash
-from services.settings import TrustMode
+from services.platform.db import SessionFactory
+from services.platform.errors import ErrorCode, ServiceError
+from services.platform.persisted_queries import document_hash
+from services.platform.settings import TrustMode
 
 APOLLO_MANIFEST_FORMAT = "apollo-persisted-query-manifest"
 CLIENT_HEADER = "apollographql-client-name"

@@ -23,10 +23,10 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from services.db import SessionFactory, create_engine, create_session_factory, migrate
-from services.embedded import embedded_redis, start_postgres, tcp_answers
-from services.settings import Settings
-from services.storage import ObjectStore, create_store
+from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate
+from services.platform.embedded import embedded_redis, start_postgres, tcp_answers
+from services.platform.settings import Settings
+from services.platform.storage import ObjectStore, create_store
 from tests.factories import Factory, api_process
 from tests.servers import S3Server, free_ports, seaweedfs
 

@@ -20,7 +20,6 @@ from jobs.worker import create_workers, run_workers, shared_context
 from rollcall.processes import child_env
 from services.auth import Viewer, hash_password, issue_token
 from services.cached_reads import create_cache, refresh_statistics
-from services.db import RetryPolicy, SessionFactory
 from services.models import (
     AttendanceRecord,
     AttendanceStatus,
@@ -33,8 +32,9 @@ from services.models import (
     Tenant,
     User,
 )
-from services.resources import Usage
-from services.settings import Settings
+from services.platform.db import RetryPolicy, SessionFactory
+from services.platform.resources import Usage
+from services.platform.settings import Settings
 from services.trusted_documents import read_manifest, register
 
 PASSWORD = "correct horse battery staple"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from services.scanning import EICAR
+from services.platform.scanning import EICAR
 
 
 def pdf(body: bytes = b"") -> bytes:

@@ -13,8 +13,8 @@ from sqlalchemy import delete
 
 from rollcall.cli import main
 from rollcall.processes import running_server
-from services.db import create_engine, create_session_factory
 from services.models import DeadLetter
+from services.platform.db import create_engine, create_session_factory
 from services.queue import Queue, record_dead_letter
 from tests.factories import process_env
 

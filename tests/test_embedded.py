@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from rollcall.cli import resolved
 from rollcall.processes import child_env, rollcall_command, running_server
-from services.db import create_engine, migrate
-from services.settings import Settings
+from services.platform.db import create_engine, migrate
+from services.platform.settings import Settings
 
 
 def test_embedded_servers_start_migrate_and_answer(tmp_path):

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from services.cache import tenant_key
 from services.models import AttendanceStatus
+from services.platform.cache import tenant_key
 from tests.factories import School, api_process, gql
 from tests.graph.test_cached_reads import CLASS, DASHBOARD, MARK, mark_input
 from tests.proxy import Proxy

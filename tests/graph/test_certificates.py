@@ -31,7 +31,7 @@ from services.models import (
     Role,
     Student,
 )
-from services.storage import ObjectStore, create_store, quarantine_key
+from services.platform.storage import ObjectStore, create_store, quarantine_key
 from tests import files
 from tests.factories import (
     Factory,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graph.errors import INTERNAL_MESSAGE, format_error
-from services.errors import Forbidden, Invalid, NotFound, Unauthenticated
+from services.platform.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from tests.factories import gql
 
 errors = st.one_of(

@@ -36,9 +36,9 @@ from services.models import (
     TeacherAssignment,
     User,
 )
+from services.platform.settings import RateLimit
+from services.platform.storage import create_store
 from services.queue import BUILD_EXPORT, Queue, drain_outbox
-from services.settings import RateLimit
-from services.storage import create_store
 from tests.factories import Factory, School, api_process, error_codes, follow_link, gql, run_jobs
 
 FIELDS = "id format from to status rowCount size error createdAt completedAt downloadUrl"

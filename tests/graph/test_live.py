@@ -23,8 +23,8 @@ from rollcall.live_client import Closed, LiveClient, OperationError
 from rollcall.processes import ServerProcess, running_server
 from services.live import classroom_channel, user_channel
 from services.models import User
+from services.platform.settings import Settings
 from services.presence import lease_key
-from services.settings import Settings
 from tests.factories import PASSWORD, Factory, School, process_env, run_jobs
 
 PER_USER = 3

@@ -22,14 +22,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from graph.errors import log_unexpected
 from rollcall.live_client import Completed, LiveClient
 from rollcall.processes import running_server
-from services.logs import (
+from services.platform.logs import (
     JsonFormatter,
     RequestContextFilter,
     RequestRecord,
     TextFormatter,
     current_request,
 )
-from services.settings import RateLimit
+from services.platform.settings import RateLimit
 from tests.factories import PASSWORD, api_process, error_codes, process_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -455,7 +455,7 @@ async def test_a_server_in_multiprocess_mode_logs_json_lines_and_counts_in_its_d
 NOTHING_IMPORTED = """
 import dataclasses, sys
 from graph.app import create_app
-from services.settings import Settings
+from services.platform.settings import Settings
 create_app(dataclasses.replace(Settings(), database_url="postgresql+asyncpg://x/y", redis_url="redis://x"))
 print(sorted(name for name in sys.modules if name.startswith("opentelemetry")))
 """
@@ -465,7 +465,7 @@ import dataclasses, sys
 sys.modules["opentelemetry"] = None
 from graph.app import create_app
 from graph.tracing import TracingUnavailable
-from services.settings import Settings
+from services.platform.settings import Settings
 settings = dataclasses.replace(
     Settings(), database_url="postgresql+asyncpg://x/y", redis_url="redis://x",
     otlp_endpoint="http://127.0.0.1:4318",
@@ -485,7 +485,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from graph.app import create_app
-from services.settings import Settings
+from services.platform.settings import Settings
 
 exporter = InMemorySpanExporter()
 provider = TracerProvider()

@@ -14,8 +14,8 @@ from graph.page import CONTENT_SECURITY_POLICY, WEB_DIR
 from rollcall.cli import _schema_problems
 from scripts import page_manifest
 from services import trusted_documents
-from services.persisted_queries import document_hash
-from services.settings import TrustMode
+from services.platform.persisted_queries import document_hash
+from services.platform.settings import TrustMode
 from tests.factories import api_process, error_codes
 
 SCRIPTS = sorted(WEB_DIR.rglob("*.js"))

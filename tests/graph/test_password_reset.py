@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from services.models import AuditAction, AuditLog, PasswordReset, User
-from services.settings import RateLimit
+from services.platform.settings import RateLimit
 from tests.factories import School, api_process, error_codes, gql, run_jobs
 
 CREATE_STUDENT = """mutation CreateStudent($input: CreateStudentInput!) {

@@ -8,7 +8,7 @@ import pytest
 
 from graph.limits import cached_validation
 from graph.schema import create_schema
-from services.settings import Settings
+from services.platform.settings import Settings
 from tests.factories import api_process, counted_statements, error_codes, gql
 
 ME = "{ me { id } }"

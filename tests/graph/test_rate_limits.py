@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from services.models import AuditAction, AuditLog
-from services.settings import RateLimit
+from services.platform.settings import RateLimit
 from tests import files
 from tests.factories import PASSWORD, api_process, error_codes
 from tests.graph.test_certificates import upload

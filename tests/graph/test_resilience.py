@@ -13,10 +13,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from graph.errors import format_error
-from services.db import RetryPolicy, create_engine
 from services.models import AuditAction, AuditLog
+from services.platform.db import RetryPolicy, create_engine
+from services.platform.resources import Usage
 from services.queue import BUILD_EXPORT, Queue
-from services.resources import Usage
 from tests.factories import api_process, error_codes, gql
 from tests.proxy import Proxy, target_of, through
 

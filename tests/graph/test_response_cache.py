@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
-from services.cache import tenant_key
 from services.models import AttendanceStatus, User
-from services.settings import RateLimit, TrustMode
+from services.platform.cache import tenant_key
+from services.platform.settings import RateLimit, TrustMode
 from tests.factories import (
     PASSWORD,
     School,

@@ -10,7 +10,7 @@ import uuid
 
 import orjson
 
-from services.settings import TrustMode
+from services.platform.settings import TrustMode
 from tests.factories import api_process, counted_statements, error_codes
 
 

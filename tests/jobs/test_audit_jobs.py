@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from jobs.audit import archive_audit_logs, ensure_audit_partitions
 from jobs.platform import recorded
 from jobs.worker import WorkerSettings
+from services.platform.storage import LocalStore
 from services.queue import CRON_LAST_RUN
-from services.storage import LocalStore
 
 
 def test_both_run_daily_once_per_slot_and_partitions_at_start_too():

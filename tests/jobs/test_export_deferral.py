@@ -14,8 +14,8 @@ from services.audit import Origin
 from services.auth import Viewer
 from services.exports import MAX_DEFERRALS, ExportRequest, request_export
 from services.models import Export, ExportFormat, ExportStatus
+from services.platform.resources import Usage
 from services.queue import BUILD_EXPORT, Queue
-from services.resources import Usage
 
 DAY = date(2026, 10, 5)
 

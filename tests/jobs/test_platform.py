@@ -21,8 +21,9 @@ from jobs.worker import create_workers, shared_context, supervise_workers
 from services.access import Access
 from services.attendance import Mark, mark_attendance
 from services.auth import Viewer
-from services.cache import Cache
 from services.models import AttendanceStatus, DeadLetter, OutboxJob
+from services.platform.cache import Cache
+from services.platform.settings import DEFAULT_CACHE_TTLS
 from services.queue import (
     INVALIDATE_CACHE,
     Queue,
@@ -31,7 +32,6 @@ from services.queue import (
     enqueue,
     retry_dead_letters,
 )
-from services.settings import DEFAULT_CACHE_TTLS
 from tests.factories import run_jobs
 
 

@@ -27,9 +27,9 @@ from services.audit_maintenance import (
     archive_audit_logs,
     ensure_partitions,
 )
-from services.db import SessionFactory
 from services.models import AuditAction, AuditLog
-from services.storage import LocalStore, ObjectStore, S3Store, StorageUnavailable
+from services.platform.db import SessionFactory
+from services.platform.storage import LocalStore, ObjectStore, S3Store, StorageUnavailable
 
 TENANT = uuid.uuid4()
 NEVER = 10**12  # a threshold no test table reaches

@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.cache import Cache, ServerIdentity, Source, Spec
-from services.circuit import BreakerState, CircuitBreaker
-from services.errors import NotFound
+from services.platform.cache import Cache, ServerIdentity, Source, Spec
+from services.platform.circuit import BreakerState, CircuitBreaker
+from services.platform.errors import NotFound
 
 TTLS = {"figure": 10}
 

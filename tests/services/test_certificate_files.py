@@ -16,7 +16,7 @@ from services.certificates import (
     clean_file_name,
     inspect_file,
 )
-from services.errors import Invalid
+from services.platform.errors import Invalid
 from tests import files
 
 

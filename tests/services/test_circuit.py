@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.circuit import BreakerState, CircuitBreaker
+from services.platform.circuit import BreakerState, CircuitBreaker
 
 
 class Clock:

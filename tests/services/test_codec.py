@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.cached_reads import RankingPage
-from services.codec import decode, encode
 from services.dashboards import (
     AttendanceEntry,
     AttendanceHistory,
@@ -17,6 +16,7 @@ from services.dashboards import (
     WeeklyAttendance,
 )
 from services.metrics import AttendanceCounts, WeekPoint
+from services.platform.codec import decode, encode
 from services.statistics import ClassStatistics, StudentRank
 
 moments = st.datetimes(timezones=st.just(UTC))

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.dashboards import student_dashboard
-from services.errors import NotFound
 from services.metrics import Thresholds
 from services.models import AttendanceStatus, Student
+from services.platform.errors import NotFound
 
 TODAY = date(2026, 11, 30)
 

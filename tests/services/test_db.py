@@ -14,8 +14,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.worker import shared_context
-from services.circuit import BreakerState, CircuitBreaker
-from services.db import (
+from services.directory import rows_by_ids
+from services.models import Student
+from services.platform.circuit import BreakerState, CircuitBreaker
+from services.platform.db import (
     BreakerOpen,
     DatabaseUnavailable,
     RetryPolicy,
@@ -25,8 +27,6 @@ from services.db import (
     is_transient,
     unavailable,
 )
-from services.directory import rows_by_ids
-from services.models import Student
 
 
 class Sleeps:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.downloads import Grant, Links, tenant_of
-from services.storage import Download, quarantine_key
+from services.platform.storage import Download, quarantine_key
 
 LINKS = Links(secret="s" * 32)
 DOWNLOAD = Download(file_name="sick note é.pdf", content_type="application/pdf")

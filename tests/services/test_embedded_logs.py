@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from services.embedded import log_to_file
+from services.platform.embedded import log_to_file
 
 
 def test_a_librarys_records_go_to_its_file_once(tmp_path, capsys):

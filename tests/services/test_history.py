@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.dashboards import attendance_history
-from services.errors import Invalid
 from services.metrics import attendance_rate, week_start, weekly_history
 from services.models import AttendanceStatus
+from services.platform.errors import Invalid
 
 WEDNESDAY = date(2026, 3, 11)
 

@@ -25,9 +25,9 @@ from services.live import (
     statistics_channel,
 )
 from services.models import Role
+from services.platform.settings import RateLimit
 from services.presence import ConnectionRefused, Presence
 from services.rate_limits import RateLimiter
-from services.settings import RateLimit
 
 
 def marks(classroom_id: uuid.UUID) -> MarksEvent:

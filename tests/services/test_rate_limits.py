@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.platform.settings import RateLimit
 from services.rate_limits import RateLimited, RateLimiter
-from services.settings import RateLimit
 
 
 def limiter(redis, count: int, seconds: int) -> RateLimiter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.recording import Recording, recorded, unrecorded_read
+from services.platform.recording import Recording, recorded, unrecorded_read
 
 TAGS = st.sampled_from(["student:a", "student:b", "classroom:c", "statistics", "user:u"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.resources import ResourceMonitor, SystemUsage, Usage, memory_limit_bytes
+from services.platform.resources import ResourceMonitor, SystemUsage, Usage, memory_limit_bytes
 
 
 class Clock:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scanning import (
+from services.platform.scanning import (
     DENY_LIST_THREAT,
     EICAR,
     EICAR_THREAT,

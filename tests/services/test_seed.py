@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from services.models import AttendanceRecord, Classroom, Student, TeacherAssignment, Tenant, User
+from services.platform.storage import create_store
 from services.seed import (
     DEMO_PASSWORD,
     DEMO_PERIODS,
@@ -18,7 +19,6 @@ from services.seed import (
     seed_bulk,
     seed_demo,
 )
-from services.storage import create_store
 from tests.factories import gql
 
 LOGIN = 'mutation L($e: String!, $p: String!) { login(tenant: "demo", email: $e, password: $p) { token user { role } } }'

@@ -1,6 +1,6 @@
 import pytest
 
-from services.settings import Environment, Settings, SettingsError
+from services.platform.settings import Environment, Settings, SettingsError
 
 
 def test_defaults_are_a_development_setup():

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.downloads import Links
-from services.storage import (
+from services.platform.storage import (
     Download,
     LocalStore,
     ObjectMissing,

@@ -10,8 +10,8 @@ import pytest
 
 from services import auth
 from services.auth import TokenVerifier, Viewer, issue_token
-from services.errors import Unauthenticated
 from services.models import Role
+from services.platform.errors import Unauthenticated
 
 SECRET = "s" * 40
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.models import Role
-from services.settings import Settings, SettingsError, TrustMode
+from services.platform.settings import Settings, SettingsError, TrustMode
 from services.trusted_documents import (
     ManifestError,
     Policy,

@@ -9,7 +9,7 @@ import pytest
 
 from rollcall.browser import launch_options
 from rollcall.processes import ServerProcess, running_server
-from services.settings import Settings
+from services.platform.settings import Settings
 from tests.factories import process_env
 
 

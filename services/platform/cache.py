@@ -50,10 +50,10 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
-from services import recording
-from services.circuit import BreakerState, CircuitBreaker
-from services.codec import decode, encode
-from services.telemetry import (
+from services.platform import recording
+from services.platform.circuit import BreakerState, CircuitBreaker
+from services.platform.codec import decode, encode
+from services.platform.telemetry import (
     CACHE_LOOKUPS,
     CACHE_REDIS_ERRORS,
     CACHE_SERVER_CHANGES,
@@ -188,7 +188,7 @@ class Lookup(Generic[T]):
 @dataclass
 class CacheStats:
     """Counters since start, for /health/ready; /metrics counts the same events by kind
-    (services/telemetry.py)."""
+    (services/platform/telemetry.py)."""
 
     l1_hits: int = 0
     l2_hits: int = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from services.errors import ErrorCode, ServiceError
+from services.platform.errors import ErrorCode, ServiceError
 
 SAMPLE_INTERVAL_SECONDS = 5.0
 CGROUP = Path("/sys/fs/cgroup")

@@ -14,7 +14,7 @@ import re
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.errors import ErrorCode, Invalid, ServiceError
+from services.platform.errors import ErrorCode, Invalid, ServiceError
 
 KEY_PREFIX = "rollcall:apq:"
 TTL_SECONDS = 7 * 24 * 3600

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from services.errors import ErrorCode, ServiceError
+from services.platform.errors import ErrorCode, ServiceError
 
 # The EICAR anti-virus test string (https://www.eicar.org); detected anywhere in a file, as
 # ClamAV detects it, so that it can sit inside a file that passes type checks.

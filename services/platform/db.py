@@ -24,14 +24,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from services import recording
-from services.circuit import CircuitBreaker
-from services.errors import ErrorCode, ServiceError
-from services.telemetry import DB_BREAKER_REFUSALS, DB_RETRIES
+from services.platform import recording
+from services.platform.circuit import CircuitBreaker
+from services.platform.errors import ErrorCode, ServiceError
+from services.platform.telemetry import DB_BREAKER_REFUSALS, DB_RETRIES
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # asyncpg waits 60 s for a connection unless told; a database that does not answer within this
 # is down as far as a request is concerned.
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -152,7 +152,7 @@ class SessionFactory(async_sessionmaker[AsyncSession]):
         )
 
     def __call__(self, **local_kw: Any) -> AsyncSession:
-        """A session; what it reads is covered by no cache tag (services/recording.py)."""
+        """A session; what it reads is covered by no cache tag (services/platform/recording.py)."""
         recording.unrecorded_read("the database was read outside the cache")
         return super().__call__(**local_kw)
 

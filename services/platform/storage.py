@@ -29,7 +29,7 @@ from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import MinioException, S3Error
 
-from services.errors import ErrorCode, ServiceError
+from services.platform.errors import ErrorCode, ServiceError
 
 CHUNK_SIZE = 1024 * 1024
 QUARANTINE_PREFIX = "quarantine/"
