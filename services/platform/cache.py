@@ -8,18 +8,11 @@ a write that has invalidated its tags is seen by the very next read in every pro
 included. Versions are random rather than counted: a tag evicted or expired comes back with a
 fresh token, so an old entry can never become valid again.
 
-A Redis that goes back in time (restarted from an older snapshot, a lagging replica promoted,
-a backup restored) brings old tag versions back together with the entries computed under
-them. So every entry also records its tenant's *epoch*: a random token stored beside the
-``run_id`` of the Redis server that made it. A server process never has the run_id of another
-(each start draws a new one), so on any other server the epoch is drawn anew and every entry
-brought back becomes a miss. Scripts compare the epoch's run_id with the one this process
-last saw, and ask the server for its own (INFO) only when they differ; every new connection
-learns the server's run_id before its first command, so no read can trust an epoch on a server
-this process has not identified. docs/cache-epoch.md says why this design and what it costs.
-
-Keys are ``tenant:{<tenant id>}:…``. The braces are a Redis Cluster hash tag: a tenant's
-entries, tags, epoch and locks share one slot, so the scripts below stay valid on a cluster.
+A Redis that goes back in time (a restart from an older snapshot, a lagging replica promoted)
+would bring old versions back with their entries, so every entry also records its tenant's
+*epoch*, valid only on the Redis server (``run_id``) that drew it (docs/cache-epoch.md). Keys,
+entries, tokens and the server's identity are in cache_entries.py, the scripts in
+cache_scripts.py.
 
 Past its soft TTL an entry is still served (stale-while-revalidate) and refreshed in the
 background, unless the process is short of CPU or memory; Redis drops it at twice the soft
@@ -32,25 +25,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import itertools
 import logging
-import math
-import re
 import secrets
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
 from services.platform import recording
+from services.platform.cache_entries import (
+    TAG_TTL_SECONDS,
+    CacheStats,
+    CacheUnavailable,
+    Entry,
+    Lookup,
+    ServerIdentity,
+    Source,
+    Spec,
+    Tokens,
+    tenant_key,
+)
+from services.platform.cache_scripts import (
+    INVALIDATE_SCRIPT,
+    READ_SCRIPT,
+    RELEASE_SCRIPT,
+    STORE_SCRIPT,
+)
 from services.platform.circuit import BreakerState, CircuitBreaker
 from services.platform.codec import decode, encode
 from services.platform.telemetry import (
@@ -63,256 +67,11 @@ from services.platform.telemetry import (
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
-TAG_TTL_SECONDS = 24 * 3600  # longer than any entry lives; an expired tag only causes misses
 LOCK_TTL_MS = 5_000
 LOCK_POLL_SECONDS = 0.01
 HARD_TTL_FACTOR = 2
 SAME = b"same"
 READ_ATTEMPTS = 3
-RUN_ID = re.compile(rb"^run_id:([0-9a-f]+)", re.MULTILINE)
-
-# KEYS: epoch, entry, tags…, watched…, markers…; ARGV: tag count, the caller's L1 stamp, a fresh
-# token, tag TTL, the run_id this process last saw, watched count. The epoch {run, token} is
-# drawn anew when its run is not the server's (asked with INFO only when it is not the
-# caller's); when it replaces another server's epoch, every marker is set to Redis's clock (that
-# server's data may lack the ones writes left since). Returns {run_id} alone
-# when the caller's run_id is not the server's, else {run_id, current versions, watched values,
-# 'same' | stamp, soft expiry, payload}; the current versions are the epoch's token and then
-# each tag's version.
-READ_SCRIPT = """
-local run = ARGV[5]
-local epoch = redis.call('HMGET', KEYS[1], 'run', 'token')
-if epoch[1] ~= run then
-  run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  if epoch[1] ~= run then
-    epoch[2] = ARGV[3] .. '.epoch'
-    redis.call('HSET', KEYS[1], 'run', run, 'token', epoch[2])
-    if epoch[1] then
-      local now = redis.call('TIME')
-      for i = tonumber(ARGV[1]) + tonumber(ARGV[6]) + 3, #KEYS do
-        redis.call('SET', KEYS[i], string.format('%d.%06d', now[1], now[2]))
-      end
-    end
-  end
-end
-if run ~= ARGV[5] then
-  return {run}
-end
-local current = epoch[2]
-local ntags = tonumber(ARGV[1])
-for i = 3, ntags + 2 do
-  local version = redis.call('GET', KEYS[i])
-  if not version then
-    version = ARGV[3] .. '.' .. i
-    redis.call('SET', KEYS[i], version, 'EX', ARGV[4])
-  end
-  current = current .. ',' .. version
-end
-local watched = {}
-for i = ntags + 3, ntags + tonumber(ARGV[6]) + 2 do
-  watched[#watched + 1] = redis.call('GET', KEYS[i]) or ''
-end
-local reply = {run, current, watched}
-local entry = redis.call('HMGET', KEYS[2], 'v', 'c', 's', 'd')
-if entry[1] == current then
-  if entry[2] == ARGV[2] then
-    reply[4] = 'same'
-  else
-    reply[4] = entry[2]
-    reply[5] = entry[3]
-    reply[6] = entry[4]
-  end
-end
-return reply
-"""
-
-# KEYS: epoch, entry, tags…; ARGV: versions read before computing, stamp, soft expiry,
-# payload, TTL ms, then field/value pairs stored beside them. Stores nothing when the epoch or a
-# tag changed meanwhile: that value may predate the write (or the server it was computed for).
-STORE_SCRIPT = """
-local current = redis.call('HGET', KEYS[1], 'token') or ''
-for i = 3, #KEYS do
-  current = current .. ',' .. (redis.call('GET', KEYS[i]) or '')
-end
-if current ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[2], 'v', ARGV[1], 'c', ARGV[2], 's', ARGV[3], 'd', ARGV[4])
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return 1
-"""
-
-# KEYS: tags…, touched…; ARGV: tag count, a fresh token, tag TTL. Touched keys get Redis's clock.
-INVALIDATE_SCRIPT = """
-local ntags = tonumber(ARGV[1])
-for i = 1, ntags do
-  redis.call('SET', KEYS[i], ARGV[2] .. '.' .. i, 'EX', ARGV[3])
-end
-local now = redis.call('TIME')
-for i = ntags + 1, #KEYS do
-  redis.call('SET', KEYS[i], string.format('%d.%06d', now[1], now[2]))
-end
-return ntags
-"""
-
-RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-class Source(StrEnum):
-    L1 = "l1"
-    L2 = "l2"
-    DATABASE = "database"  # a miss: computed and stored
-    BYPASS = "bypass"  # Redis unavailable: computed, not cached
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup(Generic[T]):
-    """A value and where it came from; ``watched`` holds the watched keys' values (None when
-    Redis was not asked); ``soft_expiry`` is when it goes stale (told by ``peek``)."""
-
-    value: T
-    source: Source
-    stale: bool
-    watched: tuple[str | None, ...] = ()
-    soft_expiry: float = math.inf
-
-
-@dataclass
-class CacheStats:
-    """Counters since start, for /health/ready; /metrics counts the same events by kind
-    (services/platform/telemetry.py)."""
-
-    l1_hits: int = 0
-    l2_hits: int = 0
-    misses: int = 0
-    computed: int = 0
-    undecodable: int = 0
-    stale_serves: int = 0
-    invalidations: int = 0
-    stores_skipped: int = 0
-    redis_errors: int = 0
-    bypassed: int = 0
-    background_refreshes: int = 0
-    refreshes_deferred: int = 0
-    server_changes: int = 0
-
-    @property
-    def hits(self) -> int:
-        return self.l1_hits + self.l2_hits
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "hits": self.hits,
-            "l1_hits": self.l1_hits,
-            "l2_hits": self.l2_hits,
-            "misses": self.misses,
-            "computed": self.computed,
-            "undecodable": self.undecodable,
-            "stale_serves": self.stale_serves,
-            "invalidations": self.invalidations,
-            "stores_skipped": self.stores_skipped,
-            "redis_errors": self.redis_errors,
-            "bypassed": self.bypassed,
-            "background_refreshes": self.background_refreshes,
-            "refreshes_deferred": self.refreshes_deferred,
-            "server_changes": self.server_changes,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Entry(Generic[T]):
-    value: T
-    versions: str
-    stamp: str
-    soft_expiry: float
-    hard_expiry: float
-
-
-@dataclass(frozen=True, slots=True)
-class Spec(Generic[T]):
-    """What to read: the entry's key, its tags, how to decode and how to compute it."""
-
-    tenant_id: uuid.UUID
-    kind: str
-    key: str
-    tags: tuple[str, ...]
-    value_type: type[T]
-    compute: Callable[[], Awaitable[T]]
-    watch: tuple[str, ...] = ()
-
-    @property
-    def entry_key(self) -> str:
-        return tenant_key(self.tenant_id, self.kind, self.key)
-
-    def redis_keys(self) -> list[str]:
-        return [
-            tenant_key(self.tenant_id, "epoch"),
-            self.entry_key,
-            *(tenant_key(self.tenant_id, "tag", tag) for tag in self.tags),
-            *(tenant_key(self.tenant_id, name) for name in self.watch),
-        ]
-
-
-class ServerIdentity:
-    """The run_id of the Redis server this process talks to, as last seen.
-
-    ``connected`` is the client's ``redis_connect_func``: every new connection (a reconnect
-    after a restart or a failover included) asks the server's run_id before its first command,
-    so a read sent to a server this process has not identified is known for what it is.
-    ``on_change`` runs when the run_id changes (not when it is first learned).
-    """
-
-    def __init__(self) -> None:
-        self.run_id = ""
-        self.on_change: Callable[[str, str], None] = lambda previous, current: None
-
-    async def connected(self, connection: Connection) -> None:
-        await connection.on_connect()
-        await connection.send_command("INFO", "server")
-        info = await connection.read_response()
-        found = RUN_ID.search(info if isinstance(info, bytes) else str(info).encode())
-        if found is None:
-            raise RedisError("INFO server named no run_id")
-        self.identified(found.group(1).decode())
-
-    def identified(self, run_id: str) -> None:
-        previous, self.run_id = self.run_id, run_id
-        if previous and previous != run_id:
-            self.on_change(previous, run_id)
-
-
-class CacheUnavailable(RuntimeError):
-    """Redis could not be reached (or the breaker is open): the caller must fall back."""
-
-
-def tenant_key(tenant_id: uuid.UUID, *parts: str) -> str:
-    return ":".join((_tenant_prefix(tenant_id), *parts))
-
-
-@functools.lru_cache(maxsize=4096)
-def _tenant_prefix(tenant_id: uuid.UUID) -> str:
-    """Made once per tenant: a read builds a dozen keys, and str(UUID) is not free."""
-    return f"tenant:{{{tenant_id}}}"
-
-
-class Tokens:
-    """Fresh version tokens, unique across processes and restarts (a random prefix drawn per
-    process, then a counter): as good as random for a version, at a fraction of the cost."""
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_hex(6)
-        self._counter = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):x}"
 
 
 class Cache:
