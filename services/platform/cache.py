@@ -36,7 +36,8 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.platform import recording
+from services.platform import cache_scripts as scripts
+from services.platform import recording, telemetry
 from services.platform.cache_entries import (
     TAG_TTL_SECONDS,
     CacheStats,
@@ -49,20 +50,8 @@ from services.platform.cache_entries import (
     Tokens,
     tenant_key,
 )
-from services.platform.cache_scripts import (
-    INVALIDATE_SCRIPT,
-    READ_SCRIPT,
-    RELEASE_SCRIPT,
-    STORE_SCRIPT,
-)
 from services.platform.circuit import BreakerState, CircuitBreaker
 from services.platform.codec import decode, encode
-from services.platform.telemetry import (
-    CACHE_LOOKUPS,
-    CACHE_REDIS_ERRORS,
-    CACHE_SERVER_CHANGES,
-    CACHE_STALE_SERVES,
-)
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -109,10 +98,10 @@ class Cache:
         self._clock = clock
         self._flights: dict[tuple[str, str], asyncio.Task[Entry[Any]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._read = redis.register_script(READ_SCRIPT)
-        self._store = redis.register_script(STORE_SCRIPT)
-        self._release = redis.register_script(RELEASE_SCRIPT)
-        self._invalidate = redis.register_script(INVALIDATE_SCRIPT)
+        self._read = redis.register_script(scripts.READ_SCRIPT)
+        self._store = redis.register_script(scripts.STORE_SCRIPT)
+        self._release = redis.register_script(scripts.RELEASE_SCRIPT)
+        self._invalidate = redis.register_script(scripts.INVALIDATE_SCRIPT)
         self._token = Tokens()
 
     @property
@@ -127,7 +116,7 @@ class Cache:
                 return await self._fetch(spec)
         except CacheUnavailable:
             self.stats.bypassed += 1
-            CACHE_LOOKUPS.labels(spec.kind, "bypass").inc()
+            telemetry.CACHE_LOOKUPS.labels(spec.kind, "bypass").inc()
             recording.unrecorded_read("the cache was bypassed")
             value = await spec.compute()
             return Lookup(value, Source.BYPASS, stale=False)
@@ -253,7 +242,7 @@ class Cache:
         validated against the old one, so it goes; L2's entries are misses from now on."""
         self._l1.clear()
         self.stats.server_changes += 1
-        CACHE_SERVER_CHANGES.inc()
+        telemetry.CACHE_SERVER_CHANGES.inc()
         logger.warning(
             "cache: Redis server changed (run_id %s → %s); its entries start a new epoch",
             previous,
@@ -262,7 +251,7 @@ class Cache:
 
     def _failed(self, error: BaseException) -> None:
         self.stats.redis_errors += 1
-        CACHE_REDIS_ERRORS.inc()
+        telemetry.CACHE_REDIS_ERRORS.inc()
         self.breaker.record_failure()
         logger.warning("cache: Redis failed (%s); reading from the database", error)
 
@@ -270,14 +259,14 @@ class Cache:
         versions, watched, entry, source = await self._stored(spec)
         if entry is None:
             self.stats.misses += 1
-            CACHE_LOOKUPS.labels(spec.kind, "miss").inc()
+            telemetry.CACHE_LOOKUPS.labels(spec.kind, "miss").inc()
             computed = await self._single_flight(spec, versions)
             self._note(spec, versions, computed.soft_expiry, stale=False)
             return Lookup(computed.value, Source.DATABASE, stale=False, watched=watched)
         stale = entry.soft_expiry <= self._clock()
         if stale:
             self.stats.stale_serves += 1
-            CACHE_STALE_SERVES.labels(spec.kind).inc()
+            telemetry.CACHE_STALE_SERVES.labels(spec.kind).inc()
             self._refresh_in_background(spec, versions)
         self._note(spec, versions, entry.soft_expiry, stale=stale)
         return Lookup(entry.value, source, stale=stale, watched=watched)
@@ -298,11 +287,11 @@ class Cache:
         if len(reply) > 2 and reply[2] == SAME and local is not None:
             self._l1.move_to_end(key)
             self.stats.l1_hits += 1
-            CACHE_LOOKUPS.labels(spec.kind, "l1_hit").inc()
+            telemetry.CACHE_LOOKUPS.labels(spec.kind, "l1_hit").inc()
             return versions, watched, local, Source.L1
         if len(reply) > 2 and (stored := self._entry_from_reply(spec, versions, reply)):
             self.stats.l2_hits += 1
-            CACHE_LOOKUPS.labels(spec.kind, "l2_hit").inc()
+            telemetry.CACHE_LOOKUPS.labels(spec.kind, "l2_hit").inc()
             return versions, watched, stored, Source.L2
         return versions, watched, None, Source.DATABASE
 
