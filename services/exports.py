@@ -13,33 +13,27 @@ line). Rows are ordered by date, classroom, period and student name.
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, BinaryIO, Protocol
 from urllib.parse import urljoin
 
-import orjson
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
-from sqlalchemy import ColumnElement, Select, false, func, select, tuple_
+from sqlalchemy import ColumnElement, false, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.access import Access
 from services.downloads import Links
+from services.export_files import CONTENT_TYPES, EXTENSIONS, write_rows
 from services.live import publish_notifications
 from services.models import (
     AttendanceRecord,
     AuditAction,
-    Classroom,
     Export,
     ExportFormat,
     ExportStatus,
@@ -47,7 +41,6 @@ from services.models import (
     Role,
     Severity,
     Student,
-    Subject,
     TeacherAssignment,
     User,
 )
@@ -61,23 +54,8 @@ MAX_RANGE_DAYS = 366
 LINK_LIFETIME = timedelta(hours=24)
 OBJECT_KIND = "exports"
 RESOURCE = "export"
-STREAM_BATCH = 2000
 EXPIRY_BATCH = 100
-COLUMNS = (
-    "date",
-    "period",
-    "studentId",
-    "studentName",
-    "classroom",
-    "subject",
-    "status",
-    "markedAt",
-)
-CONTENT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSON: "application/json"}
-EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.JSON: "json"}
 FINISHED = frozenset({ExportStatus.READY, ExportStatus.FAILED, ExportStatus.EXPIRED})
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 UNEXPECTED_FAILURE = "The export could not be built. Request it again later."
 # While a process is short of CPU or memory an export's build waits this long (it is the
 # heaviest thing a user can ask for), at most MAX_DEFERRALS times: deferred, never denied.
@@ -285,7 +263,7 @@ async def build_export(
         scope = await _scope(session, export)
     key = export.object_key
     with tempfile.TemporaryFile() as spool:
-        row_count = await _write_rows(session_factory, export, scope, spool)
+        row_count = await write_rows(session_factory, export, scope, spool)
         size = spool.seek(0, os.SEEK_END)
         spool.seek(0)
         await store.put(key, spool, size=size, content_type=CONTENT_TYPES[export.format])
@@ -412,118 +390,6 @@ async def _scope(session: AsyncSession, export: Export) -> list[ColumnElement[bo
         Student.tenant_id == export.tenant_id, Student.user_id == export.requested_by
     )
     return [AttendanceRecord.student_id.in_(own)]
-
-
-def rows_query(export: Export, scope: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    return (
-        select(
-            AttendanceRecord.date,
-            AttendanceRecord.period,
-            Student.id,
-            Student.name,
-            Classroom.name,
-            Subject.name,
-            AttendanceRecord.status,
-            AttendanceRecord.marked_at,
-        )
-        .join(Student, Student.id == AttendanceRecord.student_id)
-        .join(Classroom, Classroom.id == AttendanceRecord.classroom_id)
-        .join(Subject, Subject.id == AttendanceRecord.subject_id)
-        .where(
-            AttendanceRecord.tenant_id == export.tenant_id,
-            AttendanceRecord.date.between(export.date_from, export.date_to),
-            *scope,
-        )
-        .order_by(
-            AttendanceRecord.date,
-            Classroom.name,
-            AttendanceRecord.period,
-            Student.name,
-            Student.id,
-        )
-    )
-
-
-async def _write_rows(
-    session_factory: SessionFactory,
-    export: Export,
-    scope: Sequence[ColumnElement[bool]],
-    spool: BinaryIO,
-) -> int:
-    """Stream the rows into ``spool`` a batch at a time; how many."""
-    out = _writer(export.format, spool)
-    count = 0
-    async with session_factory() as session:
-        result = await session.stream(
-            rows_query(export, scope).execution_options(yield_per=STREAM_BATCH)
-        )
-        async for batch in result.partitions():
-            # Formatting a batch is CPU work: off the loop the worker's other jobs share.
-            await asyncio.to_thread(lambda rows=batch: out.write([_values(row) for row in rows]))
-            count += len(batch)
-    await asyncio.to_thread(out.close)
-    return count
-
-
-def _values(row: Sequence[Any]) -> tuple[Any, ...]:
-    day, period, student_id, student, classroom, subject, status, marked_at = row
-    return (
-        day.isoformat(),
-        period,
-        str(student_id),
-        student,
-        classroom,
-        subject,
-        status.value,
-        marked_at.isoformat(),
-    )
-
-
-class _Writer(Protocol):
-    def write(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _CsvWriter:
-    def __init__(self, raw: BinaryIO) -> None:
-        self._text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        self._csv = csv.writer(self._text)
-        self._csv.writerow(COLUMNS)
-
-    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self._csv.writerows(tuple(_cell(value) for value in row) for row in rows)
-
-    def close(self) -> None:
-        self._text.flush()
-        self._text.detach()  # the spool stays open for the store to read
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-class _JsonWriter:
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._separator = b"[\n"
-
-    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        for row in rows:
-            self._raw.write(self._separator)
-            self._raw.write(orjson.dumps(dict(zip(COLUMNS, row, strict=True))))
-            self._separator = b",\n"
-
-    def close(self) -> None:
-        self._raw.write(b"[]\n" if self._separator == b"[\n" else b"\n]\n")
-
-
-def _writer(export_format: ExportFormat, raw: BinaryIO) -> _Writer:
-    if export_format is ExportFormat.CSV:
-        return _CsvWriter(raw)
-    return _JsonWriter(raw)
 
 
 def _absolute(link: str, public_url: str | None) -> str:
