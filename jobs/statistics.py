@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.cached_reads import refresh_statistics as refresh
+from services.statistics_refresh import refresh_statistics as refresh
 
 
 async def refresh_statistics(ctx: dict[str, Any]) -> None:

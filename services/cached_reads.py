@@ -25,25 +25,20 @@ against the value's own student and classroom, on hits and misses alike.
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import NoReturn, Protocol, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import dashboards, statistics
 from services.access import Access
 from services.directory import rows_by_ids
-from services.live import StatisticsEvent, publish, statistics_channel
 from services.models import Classroom, Student, Tenant
-from services.platform.cache import TAG_TTL_SECONDS, Cache, Lookup, ServerIdentity, Spec, tenant_key
+from services.platform.cache import Cache, Lookup, ServerIdentity, Spec
 from services.platform.circuit import CircuitBreaker
 from services.platform.db import SessionFactory
 from services.platform.errors import Forbidden, NotFound
@@ -69,23 +64,6 @@ STATISTICS_PENDING = "statistics:pending"
 # The refresh cron runs every 10 minutes; a snapshot older than that and a grace is overdue.
 STATISTICS_REFRESH_INTERVAL = timedelta(minutes=10)
 STATISTICS_OVERDUE_AFTER = STATISTICS_REFRESH_INTERVAL + timedelta(minutes=2)
-
-# KEYS: the pending marker, the statistics tag; ARGV: refresh start (Redis clock), fresh token,
-# tag TTL. The snapshot changed, so the tag gets a new version, marker or not (a Redis that lost
-# the marker must not keep aggregates from before the refresh). A refresh that started after
-# the last mark clears the marker; one that started before it leaves the marker (that mark is
-# not in the snapshot yet). Returns 1 when there was a marker.
-SETTLE_SCRIPT = """
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-local pending = redis.call('GET', KEYS[1])
-if not pending then
-  return 0
-end
-if tonumber(pending) <= tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"""
 
 
 class Kind(StrEnum):
@@ -422,49 +400,3 @@ def mark_tags(classroom_id: uuid.UUID, student_ids: Sequence[uuid.UUID]) -> list
 async def invalidate_marks(cache: Cache, *, tenant_id: uuid.UUID, tags: Sequence[str]) -> None:
     """Invalidate a mark's tags and note that the statistics snapshot lacks it."""
     await cache.invalidate(tenant_id=tenant_id, tags=tags, touch=(STATISTICS_PENDING,))
-
-
-async def refresh_statistics(*, session_factory: SessionFactory, cache: Cache) -> list[uuid.UUID]:
-    """Refresh the statistics snapshot, then settle every tenant's pending marks and tell their
-    live subscribers; the tenants that had some. The start time is read first, from Redis's
-    clock, the one marks use.
-
-    The refresh never waits for the cache: without Redis it still runs, and the cached
-    aggregates age out by their TTL (their pending markers settle at the next refresh).
-    """
-    try:
-        seconds, microseconds = await cache.redis.time()
-    except (RedisError, OSError, TimeoutError):
-        logger.warning("cache Redis unavailable: refreshing without settling", exc_info=True)
-        await statistics.refresh_statistics(session_factory=session_factory)
-        return []
-    await statistics.refresh_statistics(session_factory=session_factory)
-    refreshed_at = datetime.now(UTC)
-    async with session_factory() as session:
-        tenant_ids = list(await session.scalars(select(Tenant.id)))
-    settled = await settle_statistics(
-        cache.redis, tenant_ids=tenant_ids, refresh_started=seconds + microseconds / 1_000_000
-    )
-    for tenant_id in settled:
-        await publish(cache.redis, statistics_channel(tenant_id), StatisticsEvent(refreshed_at))
-    return settled
-
-
-async def settle_statistics(
-    redis: Redis, *, tenant_ids: Sequence[uuid.UUID], refresh_started: float
-) -> list[uuid.UUID]:
-    """After a refresh: renew every tenant's statistics tag and clear the pending markers the
-    refresh covered. The tenants that had pending marks."""
-    settle = redis.register_script(SETTLE_SCRIPT)
-    async with redis.pipeline(transaction=False) as pipe:
-        for tenant_id in tenant_ids:
-            await settle(
-                keys=[
-                    tenant_key(tenant_id, STATISTICS_PENDING),
-                    tenant_key(tenant_id, "tag", STATISTICS_TAG),
-                ],
-                args=[repr(refresh_started), secrets.token_hex(8), TAG_TTL_SECONDS],
-                client=pipe,
-            )
-        results = await pipe.execute()
-    return [tenant_id for tenant_id, had in zip(tenant_ids, results, strict=True) if had]

@@ -19,7 +19,7 @@ from graph.app import create_app
 from jobs.worker import create_workers, run_workers, shared_context
 from rollcall.processes import child_env
 from services.auth import Viewer, hash_password, issue_token
-from services.cached_reads import create_cache, refresh_statistics
+from services.cached_reads import create_cache
 from services.models import (
     AttendanceRecord,
     AttendanceStatus,
@@ -35,6 +35,7 @@ from services.models import (
 from services.platform.db import RetryPolicy, SessionFactory
 from services.platform.resources import Usage
 from services.platform.settings import Settings
+from services.statistics_refresh import refresh_statistics
 from services.trusted_documents import read_manifest, register
 
 PASSWORD = "correct horse battery staple"
