@@ -1,6 +1,6 @@
 """Export benchmark: ``build_export`` over 10k, 100k and 500k attendance rows, time and memory.
 
-Creates a throwaway database and seeds one school per size with ``services.seed.seed_bulk``
+Creates a throwaway database and seeds one school per size with ``services.bulk_seed.seed_bulk``
 (one classroom, ``--days`` school days x 6 periods, as many students as the size needs), then
 runs the export job's service, ``services.exports.build_export``, in this process for each size
 and format, storing on local disk in a temporary directory. For each build it prints the time,
@@ -45,6 +45,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from benchmarks.foundation import execute_autocommit, scratch_database  # noqa: E402
 from benchmarks.jobs import render  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.downloads import Links  # noqa: E402
 from services.exports import build_export  # noqa: E402
 from services.models import (  # noqa: E402
@@ -58,7 +59,7 @@ from services.models import (  # noqa: E402
 from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.platform.settings import Settings  # noqa: E402
 from services.platform.storage import ObjectStore, create_store  # noqa: E402
-from services.seed import DEMO_PERIODS, seed_bulk  # noqa: E402
+from services.seed import DEMO_PERIODS  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 SEED_PREFIX = "bench-export"

@@ -1,6 +1,6 @@
 """Foundation latency benchmark: dashboards, rankings and marking, in-process and over HTTP.
 
-Creates a throwaway database, seeds it with ``services.seed.seed_bulk`` (a 2,000-student class
+Creates a throwaway database, seeds it with ``services.bulk_seed.seed_bulk`` (a 2,000-student class
 for dashboards and marking, a 5,000-student class for rankings; 30 days x 6 periods each), then
 times sequential GraphQL requests against ``graph.app.create_app`` through httpx's ASGI
 transport and against ``rollcall serve`` over TCP, and prints p50/p95 against the targets.
@@ -48,10 +48,11 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 
 from graph.app import create_app  # noqa: E402
 from rollcall.processes import running_server  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.models import Classroom, ClassroomSubject, Student, Tenant  # noqa: E402
 from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate  # noqa: E402
 from services.platform.settings import Settings  # noqa: E402
-from services.seed import DEMO_PASSWORD, DEMO_PERIODS, school_days, seed_bulk  # noqa: E402
+from services.seed import DEMO_PASSWORD, DEMO_PERIODS, school_days  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"

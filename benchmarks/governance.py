@@ -40,10 +40,10 @@ from sqlalchemy import select  # noqa: E402
 from benchmarks.foundation import percentile, scratch_database  # noqa: E402
 from graph.app import create_app  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.models import Role, Student, User  # noqa: E402
 from services.platform.db import create_engine, create_session_factory  # noqa: E402
 from services.platform.settings import RateLimit, Settings  # noqa: E402
-from services.seed import seed_bulk  # noqa: E402
 from services.trusted_documents import read_manifest, register  # noqa: E402
 
 ME = "query Me { me { id role } }"

@@ -61,6 +61,7 @@ from benchmarks.foundation import (  # noqa: E402
 from graph.app import create_app  # noqa: E402
 from jobs.platform import durable  # noqa: E402
 from jobs.worker import WorkerSettings, create_workers, run_workers, shared_context  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.models import (  # noqa: E402
     AlertState,
     AttendanceStatus,
@@ -70,7 +71,7 @@ from services.models import (  # noqa: E402
 from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.platform.settings import Settings  # noqa: E402
 from services.queue import CHECK_THRESHOLDS, Queue, enqueue, schedule_threshold_check  # noqa: E402
-from services.seed import DEMO_PERIODS, seed_bulk  # noqa: E402
+from services.seed import DEMO_PERIODS  # noqa: E402
 from tests.factories import Factory  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"

@@ -84,6 +84,7 @@ from benchmarks.live import raise_open_files_limit  # noqa: E402
 from rollcall.live_client import LiveClient  # noqa: E402
 from rollcall.processes import ServerProcess, running_server, running_worker  # noqa: E402
 from services.auth import Viewer, hash_password, issue_token  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.models import (  # noqa: E402
     Classroom,
     ClassroomSubject,
@@ -95,7 +96,7 @@ from services.models import (  # noqa: E402
 )
 from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from services.platform.settings import Settings  # noqa: E402
-from services.seed import DEMO_PASSWORD, DEMO_PERIODS, seed_bulk  # noqa: E402
+from services.seed import DEMO_PASSWORD, DEMO_PERIODS  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 PREFIX = "bench-load"

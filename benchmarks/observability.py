@@ -41,12 +41,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 import graph.app  # noqa: E402
 from benchmarks.foundation import percentile, scratch_database  # noqa: E402
 from services.auth import Viewer, issue_token  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.models import Role, Student, User  # noqa: E402
 from services.platform.db import create_engine, create_session_factory  # noqa: E402
 from services.platform.logs import ACCESS_LOGGER, JsonFormatter, RequestContextFilter  # noqa: E402
 from services.platform.settings import Settings  # noqa: E402
 from services.platform.telemetry import GRAPHQL_ERRORS, HTTP_REQUEST_DURATION  # noqa: E402
-from services.seed import seed_bulk  # noqa: E402
 
 DASHBOARD = "query Dashboard($id: ID!) { studentDashboard(studentId: $id) { attendanceRate } }"
 BLOCK = 200

@@ -35,11 +35,11 @@ from sqlalchemy import select  # noqa: E402
 from benchmarks.foundation import percentile, scratch_database  # noqa: E402
 from graph.app import create_app  # noqa: E402
 from services.auth import Viewer, issue_token  # noqa: E402
+from services.bulk_seed import seed_bulk  # noqa: E402
 from services.models import Role, User  # noqa: E402
 from services.platform.db import create_engine, create_session_factory  # noqa: E402
 from services.platform.resources import ResourceMonitor, SystemUsage  # noqa: E402
 from services.platform.settings import Settings  # noqa: E402
-from services.seed import seed_bulk  # noqa: E402
 from tests.proxy import Proxy, target_of, through  # noqa: E402
 
 ME = {"query": "{ me { id role } }"}

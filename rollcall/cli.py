@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from services.audit_maintenance import MONTHS_AHEAD, archive_audit_logs, ensure_partitions
+from services.bulk_seed import Outcome, SchoolSeeded, SeedConflict, seed_bulk
 from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.platform.embedded import (
     CACHE,
@@ -30,14 +31,7 @@ from services.platform.embedded import (
 from services.platform.logs import configure_logging
 from services.platform.settings import Settings, SettingsError
 from services.platform.storage import create_store
-from services.seed import (
-    DEMO_PASSWORD,
-    Outcome,
-    SchoolSeeded,
-    SeedConflict,
-    seed_bulk,
-    seed_demo,
-)
+from services.seed import DEMO_PASSWORD, seed_demo
 
 EMBEDDED_DATABASE = "rollcall"
 MAX_SCHOOLS, MAX_CLASSES, MAX_STUDENTS, MAX_DAYS = 1_000, 500, 2_000, 400

@@ -5,15 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import hash_password
@@ -152,7 +150,7 @@ def random_statuses(slots: int, rng: random.Random) -> list[AttendanceStatus]:
     ]
 
 
-async def _copy_attendance(session: AsyncSession, rows: Iterator[tuple[Any, ...]]) -> None:
+async def copy_attendance(session: AsyncSession, rows: Iterator[tuple[Any, ...]]) -> None:
     """COPY is an order of magnitude faster than INSERT for hundreds of thousands of marks."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
@@ -161,7 +159,7 @@ async def _copy_attendance(session: AsyncSession, rows: Iterator[tuple[Any, ...]
     )
 
 
-async def _create_school(
+async def create_school(
     session: AsyncSession,
     *,
     slug: str,
@@ -202,7 +200,7 @@ async def _create_school(
     return tenant, teacher, classrooms, subjects
 
 
-def _marks(
+def attendance_rows(
     *,
     tenant: Tenant,
     student: tuple[uuid.UUID, uuid.UUID],
@@ -243,7 +241,7 @@ async def seed_demo(
             if not reset:
                 return False
             await session.execute(delete(Tenant).where(Tenant.id == existing.id))
-        tenant, teacher, classrooms, subjects = await _create_school(
+        tenant, teacher, classrooms, subjects = await create_school(
             session,
             slug=DEMO_SLUG,
             name="Demo School",
@@ -308,7 +306,7 @@ async def seed_demo(
                     if number <= len(accounts)
                     else random_statuses(slots, rng)
                 )
-                yield from _marks(
+                yield from attendance_rows(
                     tenant=tenant,
                     student=(student.id, student.classroom_id),
                     statuses=statuses,
@@ -318,7 +316,7 @@ async def seed_demo(
                     teacher=teacher,
                 )
 
-        await _copy_attendance(session, rows())
+        await copy_attendance(session, rows())
         session.add_all(_demo_announcements(tenant.id, accounts, today))
     if store is not None:
         await _demo_certificates(session_factory, store, tenant.id, accounts[:2])
@@ -433,162 +431,3 @@ async def _demo_certificates(
                     scanned_at=func.now(),
                 )
             )
-
-
-@dataclass(frozen=True, slots=True)
-class SchoolShape:
-    """What a bulk school holds: what its seed was asked for, or what one already has."""
-
-    classes: int
-    students: int  # per class
-    days: int
-
-    def describe(self) -> str:
-        return f"{self.classes} classes x {self.students} students over {self.days} days"
-
-
-class Outcome(StrEnum):
-    """What a bulk seed did with one school."""
-
-    CREATED = "created"
-    PRESENT = "present"  # already there with the same shape: left as it is
-    DROPPED = "dropped"  # there with another shape, and --reset asked: recreated next
-
-
-@dataclass(frozen=True, slots=True)
-class SchoolSeeded:
-    """One bulk school, as the seed left it."""
-
-    slug: str
-    outcome: Outcome
-    shape: SchoolShape
-    marks: int
-    seconds: float
-
-    @property
-    def login(self) -> str:
-        return f"admin@{self.slug}.school"
-
-
-class SeedConflict(ValueError):
-    """A school of the seed's names already holds other data than the arguments ask for."""
-
-
-async def _school_shape(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[SchoolShape, int]:
-    """The shape of a bulk school as it is (students per class: its largest class's count),
-    and how many marks it holds."""
-    classes = await session.scalar(
-        select(func.count()).select_from(Classroom).where(Classroom.tenant_id == tenant_id)
-    )
-    largest = await session.scalar(
-        select(func.count())
-        .select_from(Student)
-        .where(Student.tenant_id == tenant_id)
-        .group_by(Student.classroom_id)
-        .order_by(func.count().desc())
-        .limit(1)
-    )
-    days, marks = (
-        await session.execute(
-            select(func.count(func.distinct(AttendanceRecord.date)), func.count()).where(
-                AttendanceRecord.tenant_id == tenant_id
-            )
-        )
-    ).one()
-    return SchoolShape(classes=classes or 0, students=largest or 0, days=days), marks
-
-
-async def seed_bulk(
-    *,
-    session_factory: SessionFactory,
-    today: date,
-    schools: int,
-    classes: int,
-    students: int,
-    days: int,
-    periods: int = DEMO_PERIODS,
-    prefix: str = "bulk",
-    random_seed: int = 1,
-    reset: bool = False,
-    report: Callable[[SchoolSeeded], None] = lambda seeded: None,
-) -> list[uuid.UUID]:
-    """``schools`` tenants (``{prefix}-1`` …), each with ``classes`` × ``students`` students
-    and ``days`` school days of marks; their ids.
-
-    Idempotent: a school already present with the same shape is left as it is (reported
-    "present"); one with another shape is a SeedConflict, unless ``reset`` drops it first
-    (reported "dropped"). Each school draws from a generator seeded with its own slug, so
-    the same arguments give the same data whichever schools a former run already made.
-    """
-    shape = SchoolShape(classes=classes, students=students, days=days)
-    calendar = school_days(today, days)
-    tenant_ids: list[uuid.UUID] = []
-    changed = False
-    for school in range(1, schools + 1):
-        slug = f"{prefix}-{school}"
-        started = time.perf_counter()
-        async with session_factory() as session, session.begin():
-            existing = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-            if existing is not None:
-                found, marks = await _school_shape(session, existing)
-                if not reset:
-                    if found != shape:
-                        raise SeedConflict(
-                            f"{slug} already holds {found.describe()}, not {shape.describe()}: "
-                            "seed with its arguments, or add --reset to drop and recreate it"
-                        )
-                    tenant_ids.append(existing)
-                    report(SchoolSeeded(slug, Outcome.PRESENT, found, marks, 0.0))
-                    continue
-                await session.execute(delete(Tenant).where(Tenant.id == existing))
-                report(SchoolSeeded(slug, Outcome.DROPPED, found, marks, 0.0))
-            rng = random.Random(f"{random_seed}:{slug}")
-            tenant, teacher, classrooms, subjects = await _create_school(
-                session,
-                slug=slug,
-                name=f"School {school}",
-                classroom_names=[f"Class {n}" for n in range(1, shape.classes + 1)],
-                staff_domain=f"{slug}.school",
-                periods_per_day=periods,
-            )
-            student_rows = [
-                {
-                    "tenant_id": tenant.id,
-                    "classroom_id": room.id,
-                    "name": f"{room.name} Student {n:05d}",
-                }
-                for room in classrooms
-                for n in range(1, shape.students + 1)
-            ]
-            created = (
-                await session.execute(
-                    insert(Student).returning(Student.id, Student.classroom_id), student_rows
-                )
-            ).all()
-
-            def rows(
-                created: Sequence[Any] = created,
-                tenant: Tenant = tenant,
-                teacher: User = teacher,
-                subjects: Sequence[Subject] = subjects,
-                rng: random.Random = rng,
-            ) -> Iterator[tuple[Any, ...]]:
-                for student_id, classroom_id in created:
-                    yield from _marks(
-                        tenant=tenant,
-                        student=(student_id, classroom_id),
-                        statuses=random_statuses(len(calendar) * periods, rng),
-                        days=calendar,
-                        subjects=subjects,
-                        periods=periods,
-                        teacher=teacher,
-                    )
-
-            await _copy_attendance(session, rows())
-            tenant_ids.append(tenant.id)
-        marks = len(created) * len(calendar) * periods
-        report(SchoolSeeded(slug, Outcome.CREATED, shape, marks, time.perf_counter() - started))
-        changed = True
-    if changed:
-        await refresh_statistics(session_factory=session_factory)
-    return tenant_ids

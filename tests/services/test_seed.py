@@ -8,17 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import delete, func, select
 
+from services.bulk_seed import SchoolSeeded, SchoolShape, SeedConflict, seed_bulk
 from services.models import AttendanceRecord, Classroom, Student, TeacherAssignment, Tenant, User
 from services.platform.storage import create_store
-from services.seed import (
-    DEMO_PASSWORD,
-    DEMO_PERIODS,
-    SchoolSeeded,
-    SchoolShape,
-    SeedConflict,
-    seed_bulk,
-    seed_demo,
-)
+from services.seed import DEMO_PASSWORD, DEMO_PERIODS, seed_demo
 from tests.factories import gql
 
 LOGIN = 'mutation L($e: String!, $p: String!) { login(tenant: "demo", email: $e, password: $p) { token user { role } } }'
