@@ -14,7 +14,7 @@ import asyncio
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope
 
-from services.certificates import MAX_FILE_SIZE
+from services.certificate_files import MAX_FILE_SIZE
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
 # The operation, the map and the parts' headers: generous for one upload mutation.

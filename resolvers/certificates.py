@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
-from services import certificates
+from services import certificate_files, certificates
 from services.models import FileStatus, MedicalCertificate
 from services.platform.errors import Invalid
 from services.tenants import tenant_today
@@ -40,12 +40,12 @@ async def upload(
         student = viewer.student_id
     else:
         raise Invalid("input.studentId", "Name the student the certificate is for.")
-    cover = certificates.Cover(
+    cover = certificate_files.Cover(
         covers_from=covers_from, covers_to=covers_to, description=description or None
     )
     # Reading (and hashing) up to 10 MB is blocking file I/O: off the event loop.
     inspected = await asyncio.to_thread(
-        certificates.inspect_file,
+        certificate_files.inspect_file,
         file.file,
         file_name=file.filename,
         declared_type=file.content_type,

@@ -31,7 +31,7 @@ from services.administration import (
     after_roster_changed,
     tenant_subject_ids,
 )
-from services.certificates import clean_file_name
+from services.certificate_files import clean_file_name
 from services.models import (
     AuditAction,
     Classroom,

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from graph.uploads import DRAIN_LIMIT, MAX_MULTIPART_BODY
 from rollcall.processes import running_server
-from services.certificates import MAX_FILE_SIZE, sweep_orphans
+from services.certificate_files import MAX_FILE_SIZE
+from services.certificates import sweep_orphans
 from services.models import (
     AttendanceRecord,
     AttendanceStatus,
@@ -557,7 +558,8 @@ async def test_a_row_that_cannot_be_committed_leaves_no_object(factory, settings
     from services.access import Access
     from services.audit import Origin
     from services.auth import Viewer
-    from services.certificates import Cover, inspect_file, upload_certificate
+    from services.certificate_files import Cover, inspect_file
+    from services.certificates import upload_certificate
 
     school = await factory.school(students=1)
     student = school.students[0]

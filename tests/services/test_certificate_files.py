@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.certificates import (
+from services.certificate_files import (
     ACCEPTED_TYPES,
     MAX_FILE_NAME,
     MAX_FILE_SIZE,
