@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
 from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
-from services import certificate_files, certificates
+from services import certificate_files, certificate_listing, certificates
 from services.models import FileStatus, MedicalCertificate
 from services.platform.errors import Invalid
 from services.tenants import tenant_today
@@ -96,7 +96,7 @@ async def certificates_page(
     student = parse_id(student_id, "studentId") if student_id is not None else None
     position = decode_time_cursor(after, CERTIFICATE_CURSOR)
     async with context.session_factory() as session:
-        page = await certificates.certificates_page(
+        page = await certificate_listing.certificates_page(
             session,
             access=context.access,
             student_id=student,
@@ -118,5 +118,7 @@ async def certificates_page(
 def download_url(info: Info, certificate: MedicalCertificate) -> str | None:
     """An absolute link: this API serves every download, under its public URL."""
     context = info.context
-    link = certificates.download_url(context.links, certificate, viewer_id=context.viewer.user_id)
+    link = certificate_listing.download_url(
+        context.links, certificate, viewer_id=context.viewer.user_id
+    )
     return None if link is None else urljoin(context.public_url, link)

@@ -1,4 +1,5 @@
-"""Medical certificates: validated upload, scan, review, listing and download links.
+"""Medical certificates: upload, scan and review (their files: certificate_files.py; reading
+them: certificate_listing.py).
 
 Nothing is ever half-written. The object is stored first and the row (with its audit entry)
 committed after; if the commit fails the object is deleted, and ``sweep_orphans`` removes any
@@ -11,14 +12,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import BinaryIO
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -31,7 +31,6 @@ from services.certificate_files import (
     validate_cover,
 )
 from services.dashboards import AttendanceEntry
-from services.downloads import Links
 from services.live import publish_notifications
 from services.models import (
     AttendanceRecord,
@@ -41,7 +40,6 @@ from services.models import (
     MedicalCertificate,
     Notification,
     NotificationType,
-    Role,
     Severity,
     Student,
     Subject,
@@ -52,7 +50,6 @@ from services.platform.db import SessionFactory
 from services.platform.errors import Invalid, NotFound, ServiceError
 from services.platform.scanning import Scanner, ScanResult
 from services.platform.storage import (
-    Download,
     ObjectMissing,
     ObjectStore,
     StorageUnavailable,
@@ -61,12 +58,9 @@ from services.platform.storage import (
 )
 from services.queue import SCAN_CERTIFICATE, Queue, enqueue, schedule_emails
 
-LINK_LIFETIME = timedelta(hours=24)
 ORPHAN_AGE = timedelta(hours=1)
 OBJECT_KIND = "certificates"
 RESOURCE = "medical_certificate"
-# Only a scanned, clean file is shown to anyone but its uploader.
-SCANNED_CLEAN = frozenset({FileStatus.AWAITING_REVIEW, FileStatus.APPROVED, FileStatus.REJECTED})
 logger = logging.getLogger(__name__)
 
 
@@ -75,14 +69,9 @@ class Decision(StrEnum):
     REJECT = "REJECT"
 
 
-@dataclass(frozen=True, slots=True)
-class CertificatesPage:
-    certificates: list[MedicalCertificate]
-    has_next_page: bool
-    total: int
-
-
-async def _student(session: AsyncSession, tenant_id: uuid.UUID, student_id: uuid.UUID) -> Student:
+async def existing_student(
+    session: AsyncSession, tenant_id: uuid.UUID, student_id: uuid.UUID
+) -> Student:
     student = await session.scalar(
         select(Student).where(Student.tenant_id == tenant_id, Student.id == student_id)
     )
@@ -113,7 +102,7 @@ async def upload_certificate(
     validate_cover(cover, today=today)
     tenant_id = access.tenant_id
     async with session_factory() as session:
-        student = await _student(session, tenant_id, student_id)
+        student = await existing_student(session, tenant_id, student_id)
     await access.ensure_can_access_certificates(
         student_id=student.id, classroom_id=student.classroom_id
     )
@@ -262,7 +251,7 @@ async def _tell_student(
     *,
     email_available: bool,
 ) -> list[Notification]:
-    student = await _student(session, certificate.tenant_id, certificate.student_id)
+    student = await existing_student(session, certificate.tenant_id, certificate.student_id)
     if student.user_id is None:
         return []
     notification = await notify(
@@ -319,7 +308,7 @@ async def review_certificate(
             certificate = await _locked(session, tenant_id, certificate_id)
             if certificate is None:
                 raise NotFound("No such certificate.")
-            student = await _student(session, tenant_id, certificate.student_id)
+            student = await existing_student(session, tenant_id, certificate.student_id)
             await access.ensure_can_review(student.classroom_id)
             if certificate.status is not FileStatus.AWAITING_REVIEW:
                 raise Invalid(
@@ -416,74 +405,6 @@ async def _subject_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uui
         return {}
     rows = await session.execute(select(Subject.id, Subject.name).where(Subject.id.in_(ids)))
     return {subject_id: name for subject_id, name in rows}
-
-
-async def certificates_page(
-    session: AsyncSession,
-    *,
-    access: Access,
-    student_id: uuid.UUID | None,
-    status: FileStatus | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> CertificatesPage:
-    """Certificates the viewer may read, newest first: a student's own; a teacher's classes'
-    (or one student's); an admin's whole tenant (or one student's)."""
-    access.ensure_handles_certificates()
-    tenant_id = access.tenant_id
-    scope = [MedicalCertificate.tenant_id == tenant_id]
-    viewer = access.viewer
-    if student_id is None and viewer.role is Role.STUDENT:
-        if viewer.student_id is None:
-            raise NotFound("This account has no student record.")
-        student_id = viewer.student_id
-    if student_id is not None:
-        access.ensure_student_reads_own(student_id)
-        student = await _student(session, tenant_id, student_id)
-        await access.ensure_can_access_certificates(
-            student_id=student.id, classroom_id=student.classroom_id
-        )
-        scope.append(MedicalCertificate.student_id == student_id)
-    elif not access.sees_whole_tenant():
-        taught = select(Student.id).where(
-            Student.tenant_id == tenant_id,
-            Student.classroom_id.in_(await access.own_classroom_ids()),
-        )
-        scope.append(MedicalCertificate.student_id.in_(taught))
-    if status is not None:
-        scope.append(MedicalCertificate.status == status)
-    query = (
-        select(MedicalCertificate)
-        .where(*scope)
-        .order_by(MedicalCertificate.uploaded_at.desc(), MedicalCertificate.id.desc())
-        .limit(limit + 1)
-    )
-    if after is not None:
-        query = query.where(
-            tuple_(MedicalCertificate.uploaded_at, MedicalCertificate.id) < tuple_(*after)
-        )
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(MedicalCertificate).where(*scope))
-    return CertificatesPage(
-        certificates=rows[:limit], has_next_page=len(rows) > limit, total=total or 0
-    )
-
-
-def download_url(
-    links: Links, certificate: MedicalCertificate, *, viewer_id: uuid.UUID
-) -> str | None:
-    """A link valid for 24 h, for a viewer already allowed to read the certificate: once it
-    scanned clean, or for its uploader before that; never once quarantined."""
-    if certificate.status is FileStatus.QUARANTINED:
-        return None
-    if certificate.status not in SCANNED_CLEAN and certificate.uploaded_by != viewer_id:
-        return None
-    return links.sign(
-        certificate.object_key,
-        download=Download(file_name=certificate.file_name, content_type=certificate.content_type),
-        user_id=viewer_id,
-        expires_in=LINK_LIFETIME,
-    )
 
 
 async def sweep_orphans(
