@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 
-from graph.observability import request_fields
+from graph.operations import request_fields
 from services.platform.db import unavailable
 from services.platform.errors import ErrorCode, Invalid, ServiceError
 from services.platform.telemetry import GRAPHQL_ERRORS

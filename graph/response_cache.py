@@ -24,7 +24,7 @@ import orjson
 from graphql import FieldNode, GraphQLError, OperationType, parse
 from strawberry.types import ExecutionResult
 
-from graph.observability import chosen_operation, note_operation, operation_labels
+from graph.operations import chosen_operation, note_operation, operation_labels
 from resolvers.context import Context
 from resolvers.freshness import ResponseStatus
 from services.auth import Viewer

@@ -29,7 +29,7 @@ from graph.freshness import apply_freshness
 from graph.limits import validation
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
-from graph.observability import OperationNames
+from graph.operations import OperationNames
 from graph.rate_limits import apply_refusals
 from graph.school import SchoolQuery
 from graph.tracing import tracing_extensions
