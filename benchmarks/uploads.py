@@ -78,7 +78,7 @@ from benchmarks.foundation import (  # noqa: E402
 )
 from benchmarks.jobs import Throughput, drain, forget_results, poll_label, render  # noqa: E402
 from benchmarks.live import Roster, log_problems, seed_class, server_env  # noqa: E402
-from graph.uploads import MAX_MULTIPART_BODY  # noqa: E402
+from graph.edge.uploads import MAX_MULTIPART_BODY  # noqa: E402
 from rollcall.processes import ServerProcess, running_server  # noqa: E402
 from services.certificate_files import MAX_FILE_SIZE  # noqa: E402
 from services.models import FileStatus, MedicalCertificate  # noqa: E402

@@ -17,13 +17,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from graph.files import download
-from graph.health import health, queues, ready
-from graph.middleware import RequestIdMiddleware
-from graph.observability import AccessLogMiddleware, Telemetry, metrics
-from graph.page import page_routes
+from graph.edge.files import download
+from graph.edge.health import health, queues, ready
+from graph.edge.middleware import RequestIdMiddleware
+from graph.edge.observability import AccessLogMiddleware, Telemetry, metrics
+from graph.edge.page import page_routes
+from graph.edge.view import GraphQLView
 from graph.schema import create_schema
-from graph.view import GraphQLView
 from services.auth import TokenVerifier
 from services.cached_reads import create_cache
 from services.downloads import Links
@@ -175,7 +175,7 @@ def create_app(
         # graphql-transport-ws only: the legacy graphql-ws protocol is refused (4406), see
         # strawberry's advisory GHSA-vpwc-v33q-mq89.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-        # Uploads are CSRF-safe: graph/uploads.py demands a preflight header first.
+        # Uploads are CSRF-safe: graph/edge/uploads.py demands a preflight header first.
         multipart_uploads_enabled=True,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.ws_operations_per_connection,

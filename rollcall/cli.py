@@ -84,7 +84,7 @@ async def _serve(settings: Settings, host: str, port: int, with_worker: bool) ->
             port=port,
             lifespan="on",
             # Logging is configured already (main); each request is logged by the app's own
-            # access log (graph/observability.py), with more in it than uvicorn's.
+            # access log (graph/edge/observability.py), with more in it than uvicorn's.
             log_config=None,
             access_log=False,
             timeout_keep_alive=settings.http_keep_alive_seconds,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.view import prefers_graphql_response
+from graph.edge.view import prefers_graphql_response
 from rollcall.processes import node_packages, running_server
 from tests.factories import process_env
 

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from graph.page import CONTENT_SECURITY_POLICY, WEB_DIR
+from graph.edge.page import CONTENT_SECURITY_POLICY, WEB_DIR
 from rollcall.cli import _schema_problems
 from scripts import page_manifest
 from services import trusted_documents

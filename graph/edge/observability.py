@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.health import answers, queue_figures
+from graph.edge.health import answers, queue_figures
 from graph.tracing import start_tracing
 from services.auth import Viewer
 from services.platform.db import database_answers

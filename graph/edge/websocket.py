@@ -33,8 +33,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from graph.edge.observability import operation_record
 from graph.errors import format_error
-from graph.observability import operation_record
 from resolvers.context import Context
 from services.credentials import ensure_current
 from services.platform.errors import ServiceError, TooManyOperations, Unauthenticated

@@ -17,11 +17,11 @@ from strawberry.asgi import GraphQL
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from graph.http_cache import cache_policy
-from graph.observability import note_viewer
-from graph.page import GRAPHIQL_ASSETS
-from graph.uploads import MultipartRefused, drain, guarded, is_multipart
-from graph.websocket import FORBIDDEN, LiveConnectionHandler, Refused
+from graph.edge.http_cache import cache_policy
+from graph.edge.observability import note_viewer
+from graph.edge.page import GRAPHIQL_ASSETS
+from graph.edge.uploads import MultipartRefused, drain, guarded, is_multipart
+from graph.edge.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
 from services.audit import Origin
 from services.auth import TokenVerifier, Viewer
@@ -187,7 +187,7 @@ class GraphQLView(GraphQL[Context, None]):
     @functools.cached_property
     def graphql_ide_html(self) -> str:
         """Strawberry's GraphiQL page, loading its pinned scripts and styles from this app
-        (``/graphiql/``, graph/page.py) instead of unpkg: it works offline, and the
+        (``/graphiql/``, graph/edge/page.py) instead of unpkg: it works offline, and the
         integrity hashes it pins still hold (scripts/vendor_graphiql.py copies the files)."""
         return super().graphql_ide_html.replace(CDN, GRAPHIQL_ASSETS)
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from graph.view import request_error, request_origin
+from graph.edge.view import request_error, request_origin
 from services.downloads import REDIRECT_LIFETIME, Links, record_download
 from services.platform.db import DatabaseUnavailable
 from services.platform.errors import ErrorCode
