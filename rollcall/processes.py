@@ -45,7 +45,12 @@ async def node_packages(directory: Path) -> str | None:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, errors = await asyncio.wait_for(installing.communicate(), timeout=300)
+    try:
+        _, errors = await asyncio.wait_for(installing.communicate(), timeout=300)
+    except TimeoutError:
+        installing.kill()
+        await installing.wait()
+        return "npm ci did not finish within 5 minutes (is the registry reachable?)"
     if installing.returncode != 0:
         return f"npm ci failed: {errors.decode(errors='replace')[-300:]}"
     return None
