@@ -31,7 +31,7 @@ from services.auth import Viewer
 from services.cached_reads import STATISTICS_PENDING
 from services.platform.recording import Recording
 from services.platform.settings import Settings
-from services.response_cache import StoredResponse, response_key
+from services.response_cache import ResponseCache, StoredResponse, response_key
 
 # The root fields made of cached reads alone (and ``__typename``, which reads nothing).
 CACHEABLE_ROOT_FIELDS = frozenset(
@@ -105,8 +105,9 @@ def schema_fingerprint(sdl: str, settings: Settings | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Cacheable:
-    """An operation the response cache may answer: its key and its plan."""
+    """An operation the response cache may answer: the cache, its key and its plan."""
 
+    responses: ResponseCache
     key: str
     plan: Plan
     viewer: Viewer
@@ -120,7 +121,8 @@ def cacheable(
     operation_name: str | None,
     variables: dict[str, Any] | None,
 ) -> Cacheable | None:
-    if context.responses is None or not isinstance(viewer := context.viewer_or_error, Viewer):
+    responses = context.responses
+    if responses is None or not isinstance(viewer := context.viewer_or_error, Viewer):
         return None
     found = plan(document, operation_name)
     if not found.cacheable:
@@ -132,15 +134,15 @@ def cacheable(
         variables=variables,
         viewer=viewer,
     )
-    return None if key is None else Cacheable(key=key, plan=found, viewer=viewer)
+    if key is None:
+        return None
+    return Cacheable(responses=responses, key=key, plan=found, viewer=viewer)
 
 
 async def serve(context: Context, operation: Cacheable) -> ExecutionResult | None:
     """The stored answer, counted against its rate limits; None to run the operation (no
     valid answer stored, or a limit refuses: running it tells how, as it always does)."""
-    if context.responses is None:
-        return None
-    hit = await context.responses.lookup(operation.viewer.tenant_id, operation.key)
+    hit = await operation.responses.lookup(operation.viewer.tenant_id, operation.key)
     if hit is None or not await context.count_limits(hit.response.limits):
         return None
     context.viewer_confirmed = True  # the token's account was checked by the tags held
@@ -159,10 +161,10 @@ async def keep(
     context: Context, operation: Cacheable, result: ExecutionResult, running: Recording
 ) -> None:
     """Keep ``result`` when it may be served again: no error, and every read recorded."""
-    if context.responses is None or result.errors or result.data is None:
+    if result.errors or result.data is None:
         return
     statistics = context.freshness.statistics
-    stored = await context.responses.store(
+    stored = await operation.responses.store(
         operation.viewer.tenant_id,
         operation.key,
         StoredResponse(

@@ -103,7 +103,10 @@ class RateLimiter:
         """``hit``, except that a refusal is only answered (False), not raised nor counted as a
         denial: for a caller that will run the operation, which is then refused and counted."""
         found = await self._apply(name, identity, count=True)
-        return (True, None) if found is None else found[:2]
+        if found is None:
+            return True, None
+        allowed, quota, _ = found
+        return allowed, quota
 
     def _refuse_when_over(self, name: str, found: tuple[bool, Quota, int] | None) -> Quota | None:
         if found is None:
