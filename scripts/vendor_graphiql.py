@@ -1,4 +1,4 @@
-"""Copies the files strawberry's GraphiQL page loads from unpkg into ``graph/graphiql/``.
+"""Copies the files strawberry's GraphiQL page loads from unpkg into ``graph/vendor/graphiql/``.
 
 Each file comes from its package's tarball on the npm registry and must match the Subresource
 Integrity hash strawberry's template pins for it, so what the app serves is byte for byte what
@@ -23,7 +23,7 @@ from pathlib import Path
 from strawberry.http.ides import get_graphql_ide_html
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "graph" / "graphiql"
+TARGET = ROOT / "graph" / "vendor" / "graphiql"
 CDN = "https://unpkg.com/"
 REGISTRY = "https://registry.npmjs.org"
 # src="https://unpkg.com/<package>@<version>/<path>" integrity="sha384-…"

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Scope
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 # GraphiQL's scripts and styles, at the paths unpkg serves them (scripts/vendor_graphiql.py):
 # third-party files, kept apart from the pages' own.
-GRAPHIQL_DIR = Path(__file__).resolve().parents[1] / "graphiql"
+GRAPHIQL_DIR = Path(__file__).resolve().parents[1] / "vendor" / "graphiql"
 GRAPHIQL_ASSETS = "/graphiql/"
 CONTENT_SECURITY_POLICY = "; ".join(
     (
