@@ -15,6 +15,7 @@ const FILES = [
   "/web/js/format.js",
   "/web/js/live.js",
   "/web/js/main.js",
+  "/web/js/page.js",
   "/web/js/password.js",
   "/web/js/queries.js",
   "/web/js/store.js",

@@ -1,7 +1,7 @@
 // The student dashboard page: sign in, the dashboard kept live over a websocket, and the last
 // good data from localStorage whenever the API cannot be reached.
 
-import { GraphQLFailure, NetworkFailure, describeFailure, request, upload } from "./api.js";
+import { GraphQLFailure, NetworkFailure, request, upload } from "./api.js";
 import { rateChart } from "./chart.js";
 import { byId, h, safeHref, setText } from "./dom.js";
 import {
@@ -22,9 +22,10 @@ import {
   weekday,
 } from "./format.js";
 import { LiveConnection, socketUrl } from "./live.js";
+import { announce, flash, loginHandler, showLoginCard } from "./page.js";
 import { setUpPasswordForms } from "./password.js";
 import * as queries from "./queries.js";
-import { forget, isStale, loadSession, loadSnapshot, saveSession, saveSnapshot } from "./store.js";
+import { SESSIONS, forget, isStale, loadSession, loadSnapshot, saveSnapshot } from "./store.js";
 
 const HISTORY_WEEKS = 12;
 const REFRESH_DEBOUNCE_MS = 400;
@@ -160,10 +161,6 @@ function showError(message) {
   const element = byId("page-error");
   element.hidden = !message;
   element.textContent = message ?? "";
-}
-
-function announce(message) {
-  setText("announcer", message);
 }
 
 // ---- rendering ---------------------------------------------------------------------------
@@ -507,7 +504,7 @@ function dashboardPushed({ data }) {
   renderDashboard(dashboard);
   renderFreshness();
   if (marksChanged) {
-    flash("rate-value");
+    flash(byId("rate-value"));
     announce(`Your attendance was updated: ${percent(dashboard.attendanceRate)}.`);
     scheduleRefresh();
   }
@@ -527,27 +524,12 @@ function notificationPushed({ data }) {
   if (notification.type === "FILE_APPROVED" || notification.type === "FILE_REJECTED") scheduleRefresh();
 }
 
-function flash(id) {
-  const element = byId(id);
-  element.classList.remove("flash");
-  // Restart the animation when two updates come close together.
-  void element.offsetWidth;
-  element.classList.add("flash");
-}
-
 // ---- session -----------------------------------------------------------------------------
 
 function showLogin(message) {
-  byId("session").hidden = true;
-  byId("dashboard-view").hidden = true;
-  byId("login-view").hidden = false;
   byId("offline-banner").hidden = true;
   byId("stale-banner").hidden = true;
-  setText("school-name", "");
-  const error = byId("login-error");
-  error.hidden = !message;
-  error.textContent = message ?? "";
-  byId("login-tenant").focus();
+  showLoginCard("dashboard-view", message);
 }
 
 function start(session) {
@@ -562,37 +544,6 @@ function start(session) {
   setOnline(navigator.onLine);
   if (navigator.onLine) refresh();
   connectLive();
-}
-
-async function login(event) {
-  event.preventDefault();
-  const form = event.target;
-  const error = byId("login-error");
-  const submit = byId("login-submit");
-  submit.disabled = true;
-  error.hidden = true;
-  try {
-    const { login: signedIn } = await request(queries.LOGIN, {
-      tenant: form.elements.tenant.value.trim(),
-      email: form.elements.email.value.trim(),
-      password: form.elements.password.value,
-    });
-    const { token, user } = signedIn;
-    if (!user.student) {
-      showLogin("This page shows a student's own attendance: teachers take the register at /teacher.");
-      return;
-    }
-    form.reset();
-    const session = { token, viewer: user };
-    saveSession(session);
-    start(session);
-    byId("main").focus();
-  } catch (failure) {
-    error.hidden = false;
-    error.textContent = describeFailure(failure);
-  } finally {
-    submit.disabled = false;
-  }
 }
 
 function logout(message) {
@@ -611,7 +562,16 @@ function logout(message) {
 // ---- start -------------------------------------------------------------------------------
 
 function main() {
-  byId("login-form").addEventListener("submit", login);
+  byId("login-form").addEventListener(
+    "submit",
+    loginHandler({
+      accepts: (user) => Boolean(user.student),
+      refusal: "This page shows a student's own attendance: teachers take the register at /teacher.",
+      sessionKey: SESSIONS.student,
+      showLogin,
+      start,
+    }),
+  );
   byId("logout").addEventListener("click", () => logout());
   byId("mark-all-read").addEventListener("click", markAllRead);
   byId("week-previous").addEventListener("click", () => browseWeeks(-1));

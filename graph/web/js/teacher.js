@@ -6,8 +6,9 @@ import { GraphQLFailure, describeFailure, request } from "./api.js";
 import { byId, h, setText } from "./dom.js";
 import { STATUS_CYCLE, STATUS_LABELS, nextStatus, schoolToday, shortDate, weekday } from "./format.js";
 import { LiveConnection, socketUrl } from "./live.js";
+import { announce, flash, loginHandler, showLoginCard } from "./page.js";
 import * as queries from "./queries.js";
-import { SESSIONS, forget, loadSession, saveSession } from "./store.js";
+import { SESSIONS, forget, loadSession } from "./store.js";
 
 // The roles markAttendance accepts; anyone else is sent elsewhere at sign-in.
 const MARKERS = new Set(["TEACHER", "ADMIN"]);
@@ -281,17 +282,6 @@ function showError(message) {
   element.textContent = message ?? "";
 }
 
-function announce(message) {
-  setText("announcer", message);
-}
-
-function flash(element) {
-  element.classList.remove("flash");
-  // Restart the animation when two updates come close together.
-  void element.offsetWidth;
-  element.classList.add("flash");
-}
-
 function clearInvalid() {
   for (const element of document.querySelectorAll("[aria-invalid]")) element.removeAttribute("aria-invalid");
 }
@@ -422,14 +412,7 @@ function marked({ data }) {
 // ---- session -----------------------------------------------------------------------------------
 
 function showLogin(message) {
-  byId("session").hidden = true;
-  byId("register-view").hidden = true;
-  byId("login-view").hidden = false;
-  setText("school-name", "");
-  const error = byId("login-error");
-  error.hidden = !message;
-  error.textContent = message ?? "";
-  byId("login-tenant").focus();
+  showLoginCard("register-view", message);
 }
 
 function start(session) {
@@ -444,37 +427,6 @@ function start(session) {
   renderConnection();
   connectLive();
   showClasses();
-}
-
-async function login(event) {
-  event.preventDefault();
-  const form = event.target;
-  const error = byId("login-error");
-  const submitButton = byId("login-submit");
-  submitButton.disabled = true;
-  error.hidden = true;
-  try {
-    const { login: signedIn } = await request(queries.LOGIN, {
-      tenant: form.elements.tenant.value.trim(),
-      email: form.elements.email.value.trim(),
-      password: form.elements.password.value,
-    });
-    const { token, user } = signedIn;
-    if (!MARKERS.has(user.role)) {
-      showLogin("Only teachers and admins take the register: students see their attendance at /.");
-      return;
-    }
-    form.reset();
-    const session = { token, viewer: user };
-    saveSession(session, SESSIONS.teacher);
-    start(session);
-    byId("main").focus();
-  } catch (failure) {
-    error.hidden = false;
-    error.textContent = describeFailure(failure);
-  } finally {
-    submitButton.disabled = false;
-  }
 }
 
 function logout(message) {
@@ -503,7 +455,16 @@ function logout(message) {
 // ---- start -------------------------------------------------------------------------------------
 
 function main() {
-  byId("login-form").addEventListener("submit", login);
+  byId("login-form").addEventListener(
+    "submit",
+    loginHandler({
+      accepts: (user) => MARKERS.has(user.role),
+      refusal: "Only teachers and admins take the register: students see their attendance at /.",
+      sessionKey: SESSIONS.teacher,
+      showLogin,
+      start,
+    }),
+  );
   byId("logout").addEventListener("click", () => logout());
   byId("register-choice").addEventListener("submit", (event) => event.preventDefault());
   byId("register-choice").addEventListener("change", (event) => {
