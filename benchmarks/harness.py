@@ -23,15 +23,21 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from sqlalchemy import make_url, text
+from asgi_lifespan import LifespanManager
+from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+from starlette.types import ASGIApp
 
 from rollcall.processes import ServerProcess, running_server
-from services.platform.db import create_engine, create_session_factory, migrate
+from services.auth import Viewer, issue_token
+from services.bulk_seed import seed_bulk
+from services.models import Role, Student, User
+from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.platform.settings import Settings
 from services.seed import DEMO_PASSWORD, seed_demo
 
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 REQUEST_TIMEOUT = 30.0  # a connection with no answer this long after the window is an error
 LOGIN = """mutation Login($tenant: String!, $email: String!, $password: String!) {
@@ -93,19 +99,30 @@ class Samples:
     def max(self) -> float:
         return max(self.latencies, default=math.nan)
 
+    def summary(self, *, throughput: bool = False) -> str:
+        """``n=… mean=… p50=… p95=…`` (and req/s, and the errors) on one line."""
+        if not self.latencies:
+            return "no samples"
+        line = f"n={len(self.latencies)} mean={self.mean:.2f} ms p50={self.p(50):.2f} ms "
+        line += f"p95={self.p(95):.2f} ms" + (f" {self.throughput:.0f} req/s" if throughput else "")
+        return line + (f" ERRORS={self.errors} ({self.first_error})" if self.errors else "")
+
 
 def verdict(passed: bool | None) -> str:
     return {True: "PASS", False: "FAIL", None: "info"}[passed]
 
 
 def cell_text(value: Cell, spec: str | None) -> str:
+    """A figure as a table shows it: ``spec`` formats numbers; NaN is n/a, None a dash."""
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
     if spec is not None:
         return spec.format(value)
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.2f}"
-    return f"{value:,}" if isinstance(value, int) else value
+    return f"{value:.2f}" if isinstance(value, float) else f"{value:,}"
 
 
 def render_table(
@@ -160,9 +177,11 @@ class Report:
         if text is not None:
             self.say(text)
 
-    def check(self, name: str, passed: bool, detail: str) -> bool:
+    def check(self, name: str, passed: bool, detail: str, *, say: bool = True) -> bool:
+        """A target met or missed (``say=False`` when a table already shows it)."""
         self.checks.append({"name": name, "passed": passed, "detail": detail})
-        self.say(f"  {name}: {detail}: {verdict(passed)}")
+        if say:
+            self.say(f"  {name}: {detail}: {verdict(passed)}")
         return passed
 
     def finish(self, *, failed: bool, strict: bool = False) -> int:
@@ -648,3 +667,60 @@ async def cache_counters(clients: Sequence[httpx.AsyncClient]) -> dict[str, int]
             if isinstance(value, int):
                 total[name] = total.get(name, 0) + value
     return total
+
+
+# --------------------------------------------------------------------------- in process
+
+
+@contextlib.asynccontextmanager
+async def database_sessions(
+    settings: Settings, *, pool_max: int = 4
+) -> AsyncIterator[SessionFactory]:
+    """Sessions on the scratch database until the block ends (the engine disposed after)."""
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_max=pool_max)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def token_for(settings: Settings, user: User) -> str:
+    """An hour's bearer token of ``user``, issued directly: a login would cost an argon2 check."""
+    viewer = Viewer(user_id=user.id, tenant_id=user.tenant_id, role=user.role)
+    return issue_token(viewer, secret=settings.jwt_secret, ttl_seconds=3600, now=datetime.now(UTC))
+
+
+async def bulk_class(
+    session_factory: SessionFactory, *, prefix: str, students: int, days: int
+) -> tuple[User, Student]:
+    """One school of one class (``services.bulk_seed.seed_bulk``); its admin and a student."""
+    [tenant_id] = await seed_bulk(
+        session_factory=session_factory,
+        today=datetime.now(UTC).date(),
+        schools=1,
+        classes=1,
+        students=students,
+        days=days,
+        prefix=prefix,
+    )
+    async with session_factory() as session:
+        admin = await session.scalar(
+            select(User).where(User.tenant_id == tenant_id, User.role == Role.ADMIN)
+        )
+        student = await session.scalar(select(Student).where(Student.tenant_id == tenant_id))
+    assert admin is not None and student is not None
+    return admin, student
+
+
+@contextlib.asynccontextmanager
+async def in_process(app: ASGIApp) -> AsyncIterator[GraphQL]:
+    """The ASGI ``app`` started (its lifespan) and a GraphQL client of it through httpx's ASGI
+    transport: no sockets and no other process, so only the app's own work is timed."""
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://bench"
+        ) as client,
+    ):
+        yield GraphQL(client)
