@@ -26,7 +26,7 @@ from jobs.notifications import (
     send_notification_email,
 )
 from jobs.outbox import drain_outbox
-from jobs.platform import JobLockWorker, PreferringWorker, durable, recorded
+from jobs.platform import Job, JobLockWorker, PreferringWorker, durable, recorded
 from jobs.statistics import refresh_statistics
 from services.cached_reads import create_cache
 from services.downloads import Links
@@ -43,6 +43,29 @@ RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 logger = logging.getLogger(__name__)
 # A first archival may take many months at once: ~15 s per million rows (benchmarks/audit.py).
 ARCHIVE_TIMEOUT_SECONDS = 3 * 3600
+
+
+def scheduled(
+    job: Job,
+    *,
+    timeout_seconds: float = CRON_TIMEOUT_SECONDS,
+    hour: int | None = None,
+    minute: int | set[int] | None = None,
+    second: int = 0,
+    run_at_startup: bool = False,
+    timeout: float | None = None,
+) -> CronJob:
+    """``job`` as a unique cron job named ``cron:<job>`` that notes when it last finished."""
+    return cron(
+        recorded(job, timeout_seconds=timeout_seconds),
+        name=f"cron:{job.__name__}",
+        hour=hour,
+        minute=minute,
+        second=second,
+        run_at_startup=run_at_startup,
+        unique=True,
+        timeout=timeout,
+    )
 
 
 class WorkerSettings:
@@ -64,62 +87,21 @@ class WorkerSettings:
         durable(import_roster, timeout_seconds=300, on_give_up=import_failed),
     )
     cron_jobs: Sequence[CronJob] = (
-        cron(
-            recorded(refresh_statistics, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:refresh_statistics",
-            minute=set(range(0, 60, 10)),
-            unique=True,
-            run_at_startup=True,
-        ),
-        cron(
-            recorded(check_all_thresholds, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:check_all_thresholds",
-            minute=5,
-            unique=True,
-            run_at_startup=True,
-        ),
-        cron(
-            recorded(sweep_orphan_objects, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:sweep_orphan_objects",
-            minute=45,
-            unique=True,
-        ),
-        cron(
-            recorded(expire_old_exports, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:expire_old_exports",
-            minute=50,
-            unique=True,
-        ),
-        cron(
-            recorded(ensure_audit_partitions, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:ensure_audit_partitions",
-            hour=2,
-            minute=10,
-            unique=True,
-            run_at_startup=True,
-        ),
-        cron(
-            recorded(archive_audit_logs, timeout_seconds=ARCHIVE_TIMEOUT_SECONDS),
-            name="cron:archive_audit_logs",
+        scheduled(refresh_statistics, minute=set(range(0, 60, 10)), run_at_startup=True),
+        scheduled(check_all_thresholds, minute=5, run_at_startup=True),
+        scheduled(sweep_orphan_objects, minute=45),
+        scheduled(expire_old_exports, minute=50),
+        scheduled(ensure_audit_partitions, hour=2, minute=10, run_at_startup=True),
+        scheduled(
+            archive_audit_logs,
+            timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
             hour=3,
             minute=20,
-            unique=True,
             # arq's own timeout (300 s unless told) only backs up recorded's
             timeout=ARCHIVE_TIMEOUT_SECONDS + 60,
         ),
-        cron(
-            recorded(requeue_stale_emails, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:requeue_stale_emails",
-            second=45,
-            unique=True,
-        ),
-        cron(
-            recorded(drain_outbox, timeout_seconds=CRON_TIMEOUT_SECONDS),
-            name="cron:drain_outbox",
-            second=30,
-            unique=True,
-            run_at_startup=True,
-        ),
+        scheduled(requeue_stale_emails, second=45),
+        scheduled(drain_outbox, second=30, run_at_startup=True),
     )
     max_jobs = 10
     # arq waits this long between polls when idle: it bounds how soon an alert job starts

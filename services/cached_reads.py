@@ -142,17 +142,18 @@ class Reader:
         tags: tuple[str, ...],
         value_type: type[T],
         compute: Callable[[], Awaitable[T]],
-        watch: tuple[str, ...] = (),
+        aggregates: bool = False,
     ) -> Lookup[T]:
+        """``aggregates``: the value holds class aggregates, from the statistics snapshot."""
         return await self.cache.fetch(
             Spec(
                 tenant_id=self.tenant_id,
                 kind=kind,
                 key=key,
-                tags=tags,
+                tags=(*tags, STATISTICS_TAG) if aggregates else tags,
                 value_type=value_type,
                 compute=compute,
-                watch=watch,
+                watch=(STATISTICS_PENDING,) if aggregates else (),
             )
         )
 
@@ -162,10 +163,9 @@ class Reader:
         *,
         kind: Kind,
         key: str,
-        tags: tuple[str, ...],
         value_type: type[S],
         compute: Callable[[], Awaitable[S]],
-        watch: tuple[str, ...] = (),
+        aggregates: bool = False,
     ) -> Lookup[S]:
         """A read about one student: the rights needing no data first, the rest against the
         value's own student and classroom (on hits as on misses)."""
@@ -174,12 +174,45 @@ class Reader:
         except Forbidden as refused:
             await self._refuse(refused, Student, student_id)
         found = await self._fetch(
-            kind=kind, key=key, tags=tags, value_type=value_type, compute=compute, watch=watch
+            kind=kind,
+            key=key,
+            tags=(student_tag(student_id),),
+            value_type=value_type,
+            compute=compute,
+            aggregates=aggregates,
         )
         await self.access.ensure_can_read_student(
             student_id=found.value.student_id, classroom_id=found.value.classroom_id
         )
         return found
+
+    async def _classroom_read(
+        self,
+        classroom_id: uuid.UUID,
+        *,
+        ensure: Callable[[uuid.UUID], Awaitable[None]],
+        kind: Kind,
+        key: str,
+        value_type: type[T],
+        read: Callable[[AsyncSession], Awaitable[T]],
+    ) -> Lookup[T]:
+        """A read of a classroom's aggregates, once ``ensure`` allows the viewer."""
+        try:
+            await ensure(classroom_id)
+        except Forbidden as refused:
+            await self._refuse(refused, Classroom, classroom_id)
+
+        async def compute() -> T:
+            return await self.session_factory.reading(read)
+
+        return await self._fetch(
+            kind=kind,
+            key=key,
+            tags=(classroom_tag(classroom_id),),
+            value_type=value_type,
+            compute=compute,
+            aggregates=True,
+        )
 
     async def _refuse(
         self, refused: Forbidden, model: type[Student | Classroom], key: uuid.UUID
@@ -211,10 +244,9 @@ class Reader:
             student_id,
             kind=Kind.DASHBOARD,
             key=str(student_id),
-            tags=(student_tag(student_id), STATISTICS_TAG),
             value_type=dashboards.StudentDashboard,
             compute=compute,
-            watch=(STATISTICS_PENDING,),
+            aggregates=True,
         )
 
     async def weekly_attendance(
@@ -231,7 +263,6 @@ class Reader:
             student_id,
             kind=Kind.WEEKLY,
             key=f"{student_id}:{week_start.isoformat()}",
-            tags=(student_tag(student_id),),
             value_type=dashboards.WeeklyAttendance,
             compute=compute,
         )
@@ -257,7 +288,6 @@ class Reader:
             kind=Kind.HISTORY,
             # The window moves with the school's date, so the date is part of the key.
             key=f"{student_id}:{weeks}:{today.isoformat()}",
-            tags=(student_tag(student_id),),
             value_type=dashboards.AttendanceHistory,
             compute=compute,
         )
@@ -281,45 +311,29 @@ class Reader:
             student_id,
             kind=Kind.STUDENT_RANKING,
             key=str(student_id),
-            tags=(student_tag(student_id), STATISTICS_TAG),
             value_type=statistics.StudentRank,
             compute=compute,
-            watch=(STATISTICS_PENDING,),
+            aggregates=True,
         )
 
     async def class_statistics(self, classroom_id: uuid.UUID) -> Lookup[statistics.ClassStatistics]:
-        try:
-            await self.access.ensure_can_read_classroom(classroom_id)
-        except Forbidden as refused:
-            await self._refuse(refused, Classroom, classroom_id)
-
-        async def compute() -> statistics.ClassStatistics:
-            found = await self.session_factory.reading(
-                lambda session: statistics.class_statistics(
-                    session, tenant_id=self.tenant_id, classroom_id=classroom_id
-                )
+        async def read(session: AsyncSession) -> statistics.ClassStatistics:
+            return await existing_class_statistics(
+                session, tenant_id=self.tenant_id, classroom_id=classroom_id
             )
-            if found is None:
-                raise NotFound("No such classroom.")
-            return found
 
-        return await self._fetch(
+        return await self._classroom_read(
+            classroom_id,
+            ensure=self.access.ensure_can_read_classroom,
             kind=Kind.CLASS_STATISTICS,
             key=str(classroom_id),
-            tags=(classroom_tag(classroom_id), STATISTICS_TAG),
             value_type=statistics.ClassStatistics,
-            compute=compute,
-            watch=(STATISTICS_PENDING,),
+            read=read,
         )
 
     async def class_rankings(
         self, classroom_id: uuid.UUID, *, after: tuple[int, uuid.UUID] | None, limit: int
     ) -> Lookup[RankingPage]:
-        try:
-            await self.access.ensure_can_read_rankings(classroom_id)
-        except Forbidden as refused:
-            await self._refuse(refused, Classroom, classroom_id)
-
         async def read(session: AsyncSession) -> RankingPage:
             ranks = await statistics.rankings_page(
                 session,
@@ -330,25 +344,31 @@ class Reader:
             )
             if ranks:
                 return RankingPage(ranks=ranks, total=ranks[0].total_students)
-            found = await statistics.class_statistics(
+            found = await existing_class_statistics(
                 session, tenant_id=self.tenant_id, classroom_id=classroom_id
             )
-            if found is None:
-                raise NotFound("No such classroom.")
             return RankingPage(ranks=[], total=found.total_students)
 
-        async def compute() -> RankingPage:
-            return await self.session_factory.reading(read)
-
         cursor = "first" if after is None else f"{after[0]}:{after[1]}"
-        return await self._fetch(
+        return await self._classroom_read(
+            classroom_id,
+            ensure=self.access.ensure_can_read_rankings,
             kind=Kind.CLASS_RANKINGS,
             key=f"{classroom_id}:{cursor}:{limit}",
-            tags=(classroom_tag(classroom_id), STATISTICS_TAG),
             value_type=RankingPage,
-            compute=compute,
-            watch=(STATISTICS_PENDING,),
+            read=read,
         )
+
+
+async def existing_class_statistics(
+    session: AsyncSession, *, tenant_id: uuid.UUID, classroom_id: uuid.UUID
+) -> statistics.ClassStatistics:
+    found = await statistics.class_statistics(
+        session, tenant_id=tenant_id, classroom_id=classroom_id
+    )
+    if found is None:
+        raise NotFound("No such classroom.")
+    return found
 
 
 def create_cache(
