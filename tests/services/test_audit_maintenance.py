@@ -11,7 +11,7 @@ import gzip
 import json
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from sqlalchemy import insert, text
 from services.audit_maintenance import (
     ARCHIVE_PREFIX,
     ArchiveNotVerified,
+    ArchiveReport,
     archive_audit_logs,
     ensure_partitions,
 )
@@ -37,6 +38,27 @@ NEVER = 10**12  # a threshold no test table reaches
 
 def at(year: int, month: int, day: int = 1, hour: int = 0) -> datetime:
     return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+# When most tests archive: 90 days back is early May 2019.
+ARCHIVAL_DAY = at(2019, 8, 1)
+
+
+def archive(
+    session_factory: SessionFactory,
+    store: ObjectStore,
+    *,
+    now: datetime = ARCHIVAL_DAY,
+    min_rows: int = 0,
+) -> Awaitable[ArchiveReport]:
+    """An archival keeping 90 days, of any month however few its rows (unless ``min_rows``)."""
+    return archive_audit_logs(
+        session_factory=session_factory,
+        store=store,
+        min_rows=min_rows,
+        retention_days=90,
+        now=now,
+    )
 
 
 async def forget_far_months(session_factory: SessionFactory) -> None:
@@ -215,13 +237,7 @@ async def test_entries_written_while_a_month_is_made_all_land_in_it(session_fact
 async def test_archival_does_nothing_below_the_threshold(session_factory, store):
     await ensure_partitions(session_factory=session_factory, months_ahead=1, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, 3), at(2019, 3, 3)])
-    report = await archive_audit_logs(
-        session_factory=session_factory,
-        store=store,
-        min_rows=NEVER,
-        retention_days=90,
-        now=at(2020, 1, 1),
-    )
+    report = await archive(session_factory, store, now=at(2020, 1, 1), min_rows=NEVER)
     assert report.archived == () and "at most" in (report.skipped or "")
     assert len(await home_of(session_factory, entries)) == 2
     assert await store.listing(ARCHIVE_PREFIX) == []
@@ -237,13 +253,7 @@ async def test_old_months_are_archived_verified_then_dropped(session_factory, st
     may = await add_entries(session_factory, [at(2019, 5, 1), at(2019, 5, 3)])
     expected = await as_archived(session_factory, january + february + april)
     # when archival runs
-    report = await archive_audit_logs(
-        session_factory=session_factory,
-        store=store,
-        min_rows=3,
-        retention_days=90,
-        now=at(2019, 8, 15),
-    )
+    report = await archive(session_factory, store, now=at(2019, 8, 15), min_rows=3)
     # then each old month is one object holding exactly its rows, the partitions are gone,
     # April's rows left the default partition and May (not wholly past the cutoff) is untouched
     assert [(done.key, done.rows) for done in report.archived] == [
@@ -265,13 +275,7 @@ async def test_old_months_are_archived_verified_then_dropped(session_factory, st
         may, "audit_logs_default"
     )
     # and a second run finds nothing more to do
-    again = await archive_audit_logs(
-        session_factory=session_factory,
-        store=store,
-        min_rows=0,
-        retention_days=90,
-        now=at(2019, 8, 15),
-    )
+    again = await archive(session_factory, store, now=at(2019, 8, 15))
     assert again.archived == () and again.skipped is None
     assert len(await store.listing(ARCHIVE_PREFIX)) == 4
 
@@ -297,24 +301,12 @@ async def test_an_archive_that_does_not_read_back_keeps_its_partition(session_fa
     await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, 2), at(2019, 1, 3)])
     with pytest.raises(ArchiveNotVerified):
-        await archive_audit_logs(
-            session_factory=session_factory,
-            store=AlteredReads(store),  # type: ignore[arg-type]
-            min_rows=0,
-            retention_days=90,
-            now=at(2019, 8, 1),
-        )
+        await archive(session_factory, AlteredReads(store))  # type: ignore[arg-type]
     assert await home_of(session_factory, entries) == dict.fromkeys(entries, "audit_logs_2019_01")
     # and the next run (as after a crash between upload and drop) rewrites the object it left
     # byte for byte, then drops the partition: no row lost, none twice
     left = await object_bytes(store, f"{ARCHIVE_PREFIX}2019-01")
-    report = await archive_audit_logs(
-        session_factory=session_factory,
-        store=store,
-        min_rows=0,
-        retention_days=90,
-        now=at(2019, 8, 1),
-    )
+    report = await archive(session_factory, store)
     assert [done.rows for done in report.archived] == [2]
     assert await object_bytes(store, f"{ARCHIVE_PREFIX}2019-01") == left
     rows = await archived_rows(store, f"{ARCHIVE_PREFIX}2019-01")
@@ -333,13 +325,7 @@ async def test_a_refused_upload_keeps_every_row(session_factory, store):
     await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2018, 6, 1), at(2019, 1, 2)])
     with pytest.raises(StorageUnavailable):
-        await archive_audit_logs(
-            session_factory=session_factory,
-            store=RefusingUploads(store),  # type: ignore[arg-type]
-            min_rows=0,
-            retention_days=90,
-            now=at(2019, 8, 1),
-        )
+        await archive(session_factory, RefusingUploads(store))  # type: ignore[arg-type]
     assert sorted((await home_of(session_factory, entries)).values()) == [
         "audit_logs_2019_01",
         "audit_logs_default",
@@ -353,13 +339,7 @@ async def test_an_unreachable_store_keeps_every_row(session_factory):
     kept = await add_entries(session_factory, [at(2019, 1, 2)])
     dead = S3Store.from_url("s3://key:secret-key@127.0.0.1:9/nowhere?secure=false")
     with pytest.raises(StorageUnavailable):
-        await archive_audit_logs(
-            session_factory=session_factory,
-            store=dead,
-            min_rows=0,
-            retention_days=90,
-            now=at(2019, 8, 1),
-        )
+        await archive(session_factory, dead)
     assert await home_of(session_factory, stray + kept) == {
         stray[0]: "audit_logs_default",
         kept[0]: "audit_logs_2019_01",
@@ -369,17 +349,10 @@ async def test_an_unreachable_store_keeps_every_row(session_factory):
 async def test_rows_arriving_for_an_archived_month_join_its_object(session_factory, store):
     # given April 2019's default-partition rows archived
     first = await add_entries(session_factory, [at(2019, 4, 2), at(2019, 4, 3)])
-    arguments = {
-        "session_factory": session_factory,
-        "store": store,
-        "min_rows": 0,
-        "retention_days": 90,
-        "now": at(2019, 9, 1),
-    }
-    await archive_audit_logs(**arguments)
+    await archive(session_factory, store, now=at(2019, 9, 1))
     # when another row of April arrives and archival runs again
     late = await add_entries(session_factory, [at(2019, 4, 1)])
-    report = await archive_audit_logs(**arguments)
+    report = await archive(session_factory, store, now=at(2019, 9, 1))
     # then the object holds every April row exactly once, and the table none
     assert [done.rows for done in report.archived] == [1]
     rows = await archived_rows(store, f"{ARCHIVE_PREFIX}default-2019-04")
@@ -410,16 +383,15 @@ async def test_a_month_written_to_while_archived_is_kept_then_archived_whole(
         await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, 2), at(2019, 1, 3)])
     writer = WriterDuringUpload(store, session_factory, at(2019, 1, 4))
-    arguments = {"session_factory": session_factory, "min_rows": 0, "retention_days": 90}
     # when an entry of January arrives while it is being archived
-    first = await archive_audit_logs(store=writer, now=at(2019, 8, 1), **arguments)  # type: ignore[arg-type]
+    first = await archive(session_factory, writer)  # type: ignore[arg-type]
     # then January is kept whole (its object lacks the late entry) ...
     assert first.archived == ()
     assert set(await home_of(session_factory, entries + writer.arrived)) == set(
         entries + writer.arrived
     )
     # ... and the next run archives all of it, each entry once
-    again = await archive_audit_logs(store=store, now=at(2019, 8, 1), **arguments)
+    again = await archive(session_factory, store)
     assert [done.rows for done in again.archived] == [3]
     [key] = [done.key for done in again.archived]
     assert [row["id"] for row in await archived_rows(store, key)] == entries + writer.arrived
@@ -442,13 +414,7 @@ async def test_entries_written_during_archival_are_unharmed(session_factory, sto
     current, stray, report = await asyncio.gather(
         write(at(2041, 4, 3)),
         write(at(2042, 1, 1)),
-        archive_audit_logs(
-            session_factory=session_factory,
-            store=store,
-            min_rows=0,
-            retention_days=90,
-            now=at(2019, 8, 1),
-        ),
+        archive(session_factory, store),
     )
     # then the old months are archived and every new entry was written where it belongs
     assert report.rows == 2 and await home_of(session_factory, old) == {}
@@ -461,18 +427,7 @@ async def test_entries_written_during_archival_are_unharmed(session_factory, sto
 async def test_two_archival_runs_never_overlap(session_factory, store):
     await ensure_partitions(session_factory=session_factory, months_ahead=0, now=at(2019, 1, 5))
     entries = await add_entries(session_factory, [at(2019, 1, day) for day in range(1, 29)])
-    reports = await asyncio.gather(
-        *(
-            archive_audit_logs(
-                session_factory=session_factory,
-                store=store,
-                min_rows=0,
-                retention_days=90,
-                now=at(2019, 8, 1),
-            )
-            for _ in range(2)
-        )
-    )
+    reports = await asyncio.gather(*(archive(session_factory, store) for _ in range(2)))
     assert sorted(report.rows for report in reports) == [0, 28]
     assert sorted(str(report.skipped) for report in reports) == [
         "None",
@@ -503,13 +458,7 @@ async def test_every_row_is_in_the_table_or_in_exactly_one_archive(
         ids = await add_entries(session_factory, first)
         await ensure_partitions(session_factory=session_factory, months_ahead=2, now=ensured)
         for days_after in runs:
-            await archive_audit_logs(
-                session_factory=session_factory,
-                store=store,
-                min_rows=0,
-                retention_days=90,
-                now=at(2019, 4, 1) + timedelta(days=days_after),
-            )
+            await archive(session_factory, store, now=at(2019, 4, 1) + timedelta(days=days_after))
             ids += await add_entries(session_factory, later)
         # then each entry is either still in the table or in exactly one archive
         in_table = list(await home_of(session_factory, ids))
