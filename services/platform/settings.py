@@ -9,13 +9,14 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from services.platform.signing_secret import DEVELOPMENT_JWT_SECRET, secret_problem
+
 PREFIX = "ROLLCALL_"
 DEFAULT_POOL_MIN = 10
 DEFAULT_POOL_MAX = 50
 # Degradation thresholds of design property 47: above either, non-critical work is deferred.
 DEFAULT_DEGRADE_CPU_PERCENT = 80
 DEFAULT_DEGRADE_MEMORY_PERCENT = 85
-DEVELOPMENT_JWT_SECRET = "rollcall-development-secret-not-for-production-use"
 _RATE_LIMIT_ITEM = re.compile(r"^(?P<name>[a-z_]+)=(?P<count>\d+)/(?P<seconds>\d+)s$")
 # Soft TTLs in seconds of each cached read (the design's table: student metrics 2 min, class
 # figures and weekly attendance 5 min; the weekly history as the weekly view); an entry may be
@@ -245,6 +246,8 @@ class Settings:
         if (secret := raw("JWT_SECRET")) is not None:
             if len(secret) < 32:
                 problems.append(f"{PREFIX}JWT_SECRET must be at least 32 characters long")
+            elif env is Environment.PRODUCTION and (problem := secret_problem(secret)):
+                problems.append(f"{PREFIX}JWT_SECRET {problem}")
             values["jwt_secret"] = secret
         elif env is Environment.PRODUCTION:
             problems.append(f"{PREFIX}JWT_SECRET is required when {PREFIX}ENV=production")

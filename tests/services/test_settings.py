@@ -52,7 +52,7 @@ def test_production_graphiql_is_off_unless_enabled():
         "ROLLCALL_ENV": "production",
         "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://db/x",
         "ROLLCALL_REDIS_URL": "redis://r",
-        "ROLLCALL_JWT_SECRET": "x" * 32,
+        "ROLLCALL_JWT_SECRET": "7f3c9a1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d6a0f3e9c7b1d5a2f8e4c6b0d9a3f",
     }
     assert Settings.from_env(base).graphiql is False
     assert Settings.from_env({**base, "ROLLCALL_GRAPHIQL": "true"}).graphiql is True
@@ -78,7 +78,7 @@ def test_logs_are_json_in_production_and_readable_in_development_unless_set():
         "ROLLCALL_ENV": "production",
         "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://u@db/rollcall",
         "ROLLCALL_REDIS_URL": "redis://redis:6379/0",
-        "ROLLCALL_JWT_SECRET": "x" * 32,
+        "ROLLCALL_JWT_SECRET": "7f3c9a1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d6a0f3e9c7b1d5a2f8e4c6b0d9a3f",
     }
     assert Settings.from_env(production).json_logs is True
     assert Settings.from_env({}).json_logs is False
