@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TypedDict
 
 from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
 from services import administration, password_resets, roster_imports
+from services.access import Access
+from services.audit import Origin
 from services.models import Classroom, RosterImport, Student, Tenant
+from services.platform.db import SessionFactory
 from services.platform.errors import Invalid
 from services.rosters import MAX_FILE_BYTES
 
 
-def _followers(info: Info) -> administration.Followers:
+class _Change(TypedDict):
+    session_factory: SessionFactory
+    access: Access
+    origin: Origin
+    followers: administration.Followers
+
+
+def _change(info: Info) -> _Change:
+    """What every audited change with followers takes from the request: who makes it, from
+    where, and what it hands on once it has committed."""
     context = info.context
-    return administration.Followers(
-        cache=context.cache,
-        queue=context.redis,
-        refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
-        now=context.now().timestamp(),
+    return _Change(
+        session_factory=context.session_factory,
+        access=context.access,
+        origin=context.origin,
+        followers=administration.Followers(
+            cache=context.cache,
+            queue=context.redis,
+            refresh_delay_seconds=context.settings.statistics_refresh_delay_seconds,
+            now=context.now().timestamp(),
+        ),
     )
 
 
@@ -42,52 +60,36 @@ async def create_classroom(info: Info, name: str, subject_ids: list[str] | None)
 
 
 async def create_student(info: Info, name: str, email: str, classroom_id: str) -> Student:
-    context = info.context
     return await administration.create_student(
-        session_factory=context.session_factory,
-        access=context.access,
+        **_change(info),
         name=name,
         email=email,
         classroom_id=parse_id(classroom_id, "input.classroomId"),
-        origin=context.origin,
-        followers=_followers(info),
     )
 
 
 async def move_student(info: Info, student_id: str, classroom_id: str) -> Student:
-    context = info.context
     return await administration.move_student(
-        session_factory=context.session_factory,
-        access=context.access,
+        **_change(info),
         student_id=parse_id(student_id, "studentId"),
         classroom_id=parse_id(classroom_id, "classroomId"),
-        origin=context.origin,
-        followers=_followers(info),
     )
 
 
 async def assign_teacher(info: Info, classroom_id: str, email: str) -> Classroom:
-    context = info.context
     return await administration.assign_teacher(
-        session_factory=context.session_factory,
-        access=context.access,
+        **_change(info),
         classroom_id=parse_id(classroom_id, "classroomId"),
         email=email,
-        origin=context.origin,
-        followers=_followers(info),
     )
 
 
 async def update_thresholds(info: Info, *, mahroom: float, warning: float, tasdiq: float) -> Tenant:
-    context = info.context
     return await administration.update_thresholds(
-        session_factory=context.session_factory,
-        access=context.access,
+        **_change(info),
         mahroom=mahroom,
         warning=warning,
         tasdiq=tasdiq,
-        origin=context.origin,
-        followers=_followers(info),
     )
 
 
