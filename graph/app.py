@@ -175,7 +175,7 @@ def create_app(
         # graphql-transport-ws only: the legacy graphql-ws protocol is refused (4406), see
         # strawberry's advisory GHSA-vpwc-v33q-mq89.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-        # Uploads are CSRF-safe: graph/edge/uploads.py demands a preflight header first.
+        # Uploads are CSRF-safe: graph/edge/bodies.py demands a preflight header first.
         multipart_uploads_enabled=True,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.ws_operations_per_connection,

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from resolvers.context import Context
+from services.platform.errors import Invalid
 from services.platform.persisted_queries import document_hash, requested_hash
 from services.trusted_documents import DocumentNotTrusted
 
@@ -24,7 +25,11 @@ async def resolve_document(
     query: str | None, persisted: object | None, context: Context
 ) -> Document:
     """The document to run. PERSISTED_QUERY_NOT_IN_LIST when the caller must run registered
-    documents and this is not one; PERSISTED_QUERY_NOT_FOUND when a hash names nothing known."""
+    documents and this is not one; PERSISTED_QUERY_NOT_FOUND when a hash names nothing known;
+    VALIDATION_ERROR for a document longer than the settings allow, before it is parsed."""
+    limit = context.settings.query_max_length
+    if query is not None and len(query) > limit:
+        raise Invalid("query", f"The document is longer than {limit:,} characters.")
     policy = context.trust_policy
     digest = requested_hash(persisted) if persisted is not None else None
     if digest is not None and query is None:

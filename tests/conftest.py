@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -101,6 +102,8 @@ def settings(
         database_url=database_url,
         redis_url=redis_url,
         storage_url=f"file://{tmp_path_factory.mktemp('storage')}",
+        # A secret production would accept, so that tests may run the app as production.
+        jwt_secret=secrets.token_hex(32),
         # PostgreSQL's 100 connections are shared by every app the tests start.
         db_pool_min=2,
         statistics_refresh_delay_seconds=1,

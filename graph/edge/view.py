@@ -18,10 +18,10 @@ from strawberry.asgi import GraphQL
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from graph.edge.bodies import BodyRefused, drain, guarded
 from graph.edge.http_cache import cache_policy
 from graph.edge.observability import note_viewer
 from graph.edge.page import GRAPHIQL_ASSETS, GRAPHIQL_DIR
-from graph.edge.uploads import MultipartRefused, drain, guarded, is_multipart
 from graph.edge.websocket import FORBIDDEN, LiveConnectionHandler, Refused
 from resolvers.context import Context
 from services.audit import Origin
@@ -123,7 +123,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As strawberry's, except that a request refused whole (bad JSON, a mutation over GET,
-        a subscription over HTTP, an upload without its CSRF header or too large) is answered
+        a subscription over HTTP, an upload without its CSRF header, a body too large) is answered
         with a GraphQL error body, not plain text; and that a client preferring
         application/graphql-response+json gets it, with a 400 for a request that never ran."""
         if scope["type"] != "http":
@@ -134,9 +134,8 @@ class GraphQLView(GraphQL[Context, None]):
         state = scope.setdefault("state", {})
         state.update(graphql_response=modern, results=[])
         try:
-            request = Request(
-                scope=scope, receive=guarded(scope, receive) if is_multipart(scope) else receive
-            )
+            limit = state["settings"].max_body_bytes
+            request = Request(scope=scope, receive=guarded(scope, receive, max_body_bytes=limit))
             response = await self.run(request)
             if request.method == "GET" and response.media_type == JSON:
                 response = cache_policy(request, response)
@@ -153,7 +152,7 @@ class GraphQLView(GraphQL[Context, None]):
                 status_code=status,
                 headers=headers,
             )
-        except MultipartRefused as refused:
+        except BodyRefused as refused:
             code = ErrorCode.VALIDATION_ERROR if refused.field else ErrorCode.BAD_REQUEST
             read_to_end = await drain(scope, receive, received=refused.received)
             response = JSONResponse(

@@ -114,6 +114,10 @@ class Settings:
     query_max_depth: int = 12
     query_max_aliases: int = 30
     query_max_tokens: int = 5000
+    # Characters of a document, padding included: tokens alone let whitespace through.
+    query_max_length: int = 100_000
+    # Bytes of a request body that is not a multipart upload (those have their own cap).
+    max_body_bytes: int = 1024 * 1024
     query_max_cost: int = 5000
     query_max_batch: int = 10
     db_pool_min: int = DEFAULT_POOL_MIN
@@ -273,6 +277,8 @@ class Settings:
             ("QUERY_MAX_DEPTH", "query_max_depth", 2, 100),
             ("QUERY_MAX_ALIASES", "query_max_aliases", 0, 1000),
             ("QUERY_MAX_TOKENS", "query_max_tokens", 100, 1_000_000),
+            ("QUERY_MAX_LENGTH", "query_max_length", 1_000, 10_000_000),
+            ("MAX_BODY_BYTES", "max_body_bytes", 1024, 64 * 1024 * 1024),
             ("QUERY_MAX_COST", "query_max_cost", 10, 10_000_000),
             ("QUERY_MAX_BATCH", "query_max_batch", 1, 100),
             ("AUDIT_ARCHIVE_MIN_ROWS", "audit_archive_min_rows", 0, 10**12),

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from graph.edge.uploads import DRAIN_LIMIT, MAX_MULTIPART_BODY
+from graph.edge.bodies import DRAIN_LIMIT, MAX_MULTIPART_BODY
 from rollcall.processes import running_server
 from services.certificate_files import MAX_FILE_SIZE
 from services.certificates import sweep_orphans

@@ -1,10 +1,11 @@
-"""What a multipart (file upload) request must satisfy before any of its body is parsed.
+"""What a request body must satisfy before any of it is parsed.
 
-Multipart is a "simple" content type: a browser sends one cross-site without asking, so a
-request must also carry a header no simple request can (Apollo's CSRF prevention:
-``Apollo-Require-Preflight`` or ``X-Apollo-Operation-Name``). Its body is counted as it
-arrives and refused the moment it exceeds one file's limit plus room for the operation,
-so an oversized upload is never buffered whole.
+Every body is counted as it arrives and refused (413) the moment it exceeds its cap, or at
+once when its declared length does, so that an oversized body is never buffered whole: a
+JSON body has ``max_body_bytes`` (1 MiB by default), a multipart upload one file's limit plus
+room for the operation. Multipart is a "simple" content type: a browser sends one cross-site
+without asking, so it must also carry a header no simple request can (Apollo's CSRF
+prevention: ``Apollo-Require-Preflight`` or ``X-Apollo-Operation-Name``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ DRAIN_LIMIT = 2 * MAX_MULTIPART_BODY
 DRAIN_SECONDS = 5.0
 
 
-class MultipartRefused(Exception):
+class BodyRefused(Exception):
     """Not a ValueError, so that strawberry's form parsing does not swallow it."""
 
     def __init__(
@@ -40,8 +41,8 @@ class MultipartRefused(Exception):
         self.received = received  # bytes of the body read before the refusal
 
 
-def too_large(received: int = 0) -> MultipartRefused:
-    return MultipartRefused(
+def upload_too_large(received: int = 0) -> BodyRefused:
+    return BodyRefused(
         413,
         f"The upload is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB; send one file per "
         "request.",
@@ -50,24 +51,36 @@ def too_large(received: int = 0) -> MultipartRefused:
     )
 
 
+def body_too_large(limit: int, received: int = 0) -> BodyRefused:
+    return BodyRefused(413, f"The request body is larger than {limit:,} bytes.", received=received)
+
+
 def is_multipart(scope: Scope) -> bool:
     content_type = Headers(scope=scope).get("content-type", "")
     return scope["method"] == "POST" and content_type.lower().startswith("multipart/form-data")
 
 
-def guarded(scope: Scope, receive: Receive) -> Receive:
-    """``receive`` for a multipart request: MultipartRefused for a missing preflight header
-    or a declared length over the limit (before reading), or once more than the limit has
-    arrived (for chunked bodies that declare none)."""
+def guarded(scope: Scope, receive: Receive, *, max_body_bytes: int) -> Receive:
+    """``receive`` that raises BodyRefused for a declared length over the body's cap (before
+    reading), once more than the cap has arrived (for chunked bodies that declare none), or,
+    for a multipart request, a missing preflight header."""
     headers = Headers(scope=scope)
-    if not any(headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
-        raise MultipartRefused(
-            400,
-            "Multipart requests must send the header Apollo-Require-Preflight: true "
-            "(CSRF protection).",
-        )
+    if multipart := is_multipart(scope):
+        if not any(headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
+            raise BodyRefused(
+                400,
+                "Multipart requests must send the header Apollo-Require-Preflight: true "
+                "(CSRF protection).",
+            )
+        limit = MAX_MULTIPART_BODY
+    else:
+        limit = max_body_bytes
+
+    def too_large(received: int = 0) -> BodyRefused:
+        return upload_too_large(received) if multipart else body_too_large(limit, received)
+
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_MULTIPART_BODY:
+    if declared.isdigit() and int(declared) > limit:
         raise too_large()
     received = 0
 
@@ -76,7 +89,7 @@ def guarded(scope: Scope, receive: Receive) -> Receive:
         message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
-            if received > MAX_MULTIPART_BODY:
+            if received > limit:
                 raise too_large(received)
         return message
 
