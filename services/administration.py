@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.access import Access, teacher_tag
 from services.cached_reads import STATISTICS_PENDING, STATISTICS_TAG, classroom_tag, student_tag
+from services.directory import existing
 from services.metrics import Thresholds
 from services.models import (
     AuditAction,
@@ -60,17 +61,6 @@ class Followers:
     queue: ArqRedis
     refresh_delay_seconds: int
     now: float
-
-
-async def _classroom(
-    session: AsyncSession, tenant_id: uuid.UUID, classroom_id: uuid.UUID
-) -> Classroom:
-    found = await session.scalar(
-        select(Classroom).where(Classroom.tenant_id == tenant_id, Classroom.id == classroom_id)
-    )
-    if found is None:
-        raise NotFound("No such classroom.")
-    return found
 
 
 async def _account(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> User | None:
@@ -223,7 +213,7 @@ async def create_student(
     email = clean_email(email, field="input.email")
     async with session_factory() as session:
         async with session.begin():
-            await _classroom(session, tenant_id, classroom_id)
+            await existing(session, Classroom, tenant_id, classroom_id)
             if await _account(session, tenant_id, email) is not None:
                 raise Invalid("input.email", f"An account with the email {email} already exists.")
             account = User(tenant_id=tenant_id, email=email, role=Role.STUDENT)
@@ -271,7 +261,7 @@ async def move_student(
             )
             if student is None:
                 raise NotFound("No such student.")
-            await _classroom(session, tenant_id, classroom_id)
+            await existing(session, Classroom, tenant_id, classroom_id)
             previous = student.classroom_id
             if previous == classroom_id:
                 return student
@@ -311,7 +301,7 @@ async def assign_teacher(
     email = clean_email(email, field="email")
     async with session_factory() as session:
         async with session.begin():
-            classroom = await _classroom(session, tenant_id, classroom_id)
+            classroom = await existing(session, Classroom, tenant_id, classroom_id)
             teacher, created = await ensure_teacher(session, tenant_id=tenant_id, email=email)
             if teacher is None:
                 raise Invalid("email", f"{email} is not a teacher's account; only teachers teach.")

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import dashboards, statistics
 from services.access import Access
-from services.directory import rows_by_ids
+from services.directory import existing, rows_by_ids
 from services.models import Classroom, Student, Tenant
 from services.platform.cache import Cache, Lookup, ServerIdentity, Spec
 from services.platform.circuit import CircuitBreaker
@@ -294,9 +294,7 @@ class Reader:
 
     async def student_ranking(self, student_id: uuid.UUID) -> Lookup[statistics.StudentRank]:
         async def read(session: AsyncSession) -> statistics.StudentRank:
-            student = await dashboards.existing_student(
-                session, tenant_id=self.tenant_id, student_id=student_id
-            )
+            student = await existing(session, Student, self.tenant_id, student_id)
             return await statistics.student_rank(
                 session,
                 tenant_id=student.tenant_id,

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import Access
-from services.certificates import existing_student
+from services.directory import existing
 from services.downloads import Links
 from services.models import FileStatus, MedicalCertificate, Role, Student
 from services.platform.errors import NotFound
@@ -50,7 +50,7 @@ async def certificates_page(
         student_id = viewer.student_id
     if student_id is not None:
         access.ensure_student_reads_own(student_id)
-        student = await existing_student(session, tenant_id, student_id)
+        student = await existing(session, Student, tenant_id, student_id)
         await access.ensure_can_access_certificates(
             student_id=student.id, classroom_id=student.classroom_id
         )

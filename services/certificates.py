@@ -31,6 +31,7 @@ from services.certificate_files import (
     validate_cover,
 )
 from services.dashboards import AttendanceEntry
+from services.directory import existing
 from services.live import publish_notifications
 from services.models import (
     AttendanceRecord,
@@ -69,17 +70,6 @@ class Decision(StrEnum):
     REJECT = "REJECT"
 
 
-async def existing_student(
-    session: AsyncSession, tenant_id: uuid.UUID, student_id: uuid.UUID
-) -> Student:
-    student = await session.scalar(
-        select(Student).where(Student.tenant_id == tenant_id, Student.id == student_id)
-    )
-    if student is None:
-        raise NotFound("No such student.")
-    return student
-
-
 async def upload_certificate(
     *,
     session_factory: SessionFactory,
@@ -102,7 +92,7 @@ async def upload_certificate(
     validate_cover(cover, today=today)
     tenant_id = access.tenant_id
     async with session_factory() as session:
-        student = await existing_student(session, tenant_id, student_id)
+        student = await existing(session, Student, tenant_id, student_id)
     await access.ensure_can_access_certificates(
         student_id=student.id, classroom_id=student.classroom_id
     )
@@ -251,7 +241,7 @@ async def _tell_student(
     *,
     email_available: bool,
 ) -> list[Notification]:
-    student = await existing_student(session, certificate.tenant_id, certificate.student_id)
+    student = await existing(session, Student, certificate.tenant_id, certificate.student_id)
     if student.user_id is None:
         return []
     notification = await notify(
@@ -308,7 +298,7 @@ async def review_certificate(
             certificate = await _locked(session, tenant_id, certificate_id)
             if certificate is None:
                 raise NotFound("No such certificate.")
-            student = await existing_student(session, tenant_id, certificate.student_id)
+            student = await existing(session, Student, tenant_id, certificate.student_id)
             await access.ensure_can_review(student.classroom_id)
             if certificate.status is not FileStatus.AWAITING_REVIEW:
                 raise Invalid(

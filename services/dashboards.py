@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.directory import rows_by_ids
+from services.directory import existing
 from services.metrics import (
     TREND_WINDOW_DAYS,
     WEEK_DAYS,
@@ -100,17 +100,6 @@ class AttendanceHistory:
     points: list[WeekPoint]
 
 
-async def existing_student(
-    session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID
-) -> Student:
-    """The tenant's student, or NOT_FOUND. Callers check the viewer's rights (cached reads
-    do it before and after computing, since one computation serves every viewer)."""
-    (student,) = await rows_by_ids(session, Student, tenant_id, [student_id])
-    if student is None:
-        raise NotFound("No such student.")
-    return student
-
-
 def counts_by_status() -> tuple[ColumnElement[int], ...]:
     """The columns of ``AttendanceCounts``, in its field order, over the selected records."""
     return (
@@ -194,7 +183,7 @@ async def weekly_attendance(
     session: AsyncSession, *, tenant_id: uuid.UUID, student_id: uuid.UUID, week_start: date
 ) -> WeeklyAttendance:
     """The seven days from ``week_start``, each with its records by period."""
-    student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
+    student = await existing(session, Student, tenant_id, student_id)
     week_end = week_start + timedelta(days=WEEK_DAYS - 1)
     records = list(
         await session.scalars(
@@ -244,7 +233,7 @@ async def attendance_history(
     last cumulative rate is the dashboard's. One row per marked day is read (at most a few
     hundred a school year)."""
     check_history_weeks(weeks)
-    student = await existing_student(session, tenant_id=tenant_id, student_id=student_id)
+    student = await existing(session, Student, tenant_id, student_id)
     rows = await session.execute(
         select(AttendanceRecord.date, counted(), with_status(AttendanceStatus.PRESENT))
         .where(

@@ -19,6 +19,7 @@ from services.models import (
     Tenant,
     User,
 )
+from services.platform.errors import NotFound
 
 Model = TypeVar("Model", Classroom, Student, Subject, User)
 Named = TypeVar("Named", Classroom, Student)
@@ -36,6 +37,17 @@ async def rows_by_ids(
         )
     }
     return [found.get(key) for key in ids]
+
+
+async def existing(
+    session: AsyncSession, model: type[Model], tenant_id: uuid.UUID, key: uuid.UUID
+) -> Model:
+    """The tenant's row, or NOT_FOUND. Callers check the viewer's rights (cached reads do it
+    before and after computing, since one computation serves every viewer)."""
+    (row,) = await rows_by_ids(session, model, tenant_id, [key])
+    if row is None:
+        raise NotFound(f"No such {model.__name__.lower()}.")
+    return row
 
 
 def _grouped(
