@@ -62,6 +62,19 @@ class School:
     def token(self, user: User) -> str:
         return self.tokens[user.id]
 
+    def absence_today(self, student: Student, period: int = 1) -> dict[str, Any]:
+        """markAttendance's variables: ``student`` ABSENT today, in the first classroom and
+        subject."""
+        return {
+            "input": {
+                "classroomId": str(self.classrooms[0].id),
+                "date": datetime.now(UTC).date().isoformat(),
+                "period": period,
+                "subjectId": str(self.subjects[0].id),
+                "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
+            }
+        }
+
 
 class Factory:
     def __init__(self, *, session_factory: SessionFactory, settings: Settings) -> None:

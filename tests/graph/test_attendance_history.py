@@ -62,15 +62,7 @@ async def test_a_mark_shows_on_the_next_read(client, factory):
         client,
         """mutation Mark($input: MarkAttendanceInput!) {
              markAttendance(input: $input) { records { id } } }""",
-        {
-            "input": {
-                "classroomId": str(school.classrooms[0].id),
-                "date": datetime.now(UTC).date().isoformat(),
-                "period": 1,
-                "subjectId": str(school.subjects[0].id),
-                "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
-            }
-        },
+        school.absence_today(student),
         token=school.token(school.teachers[0]),
     )
     assert "errors" not in marked, marked

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from services.models import AttendanceStatus
 from tests.factories import gql, run_jobs
@@ -29,15 +29,7 @@ async def test_mahroom_alert_after_a_mark(client, factory, redis, settings):
         body = await gql(
             client,
             MARK,
-            {
-                "input": {
-                    "classroomId": str(school.classrooms[0].id),
-                    "date": datetime.now(UTC).date().isoformat(),
-                    "period": period,
-                    "subjectId": str(school.subjects[0].id),
-                    "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
-                }
-            },
+            school.absence_today(student, period),
             token=school.token(school.teachers[0]),
         )
         assert "errors" not in body

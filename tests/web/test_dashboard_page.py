@@ -65,15 +65,7 @@ async def mark_absent(server: ServerProcess, school: School, student: Student, p
     await api(
         server,
         MARK,
-        {
-            "input": {
-                "classroomId": str(school.classrooms[0].id),
-                "date": datetime.now(UTC).date().isoformat(),
-                "period": period,
-                "subjectId": str(school.subjects[0].id),
-                "marks": [{"studentId": str(student.id), "status": "ABSENT"}],
-            }
-        },
+        school.absence_today(student, period),
         token=school.token(school.teachers[0]),
     )
 
