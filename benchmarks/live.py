@@ -1,45 +1,6 @@
-"""Live subscription benchmark: one class of subscribers over two API processes, one mark.
-
-Creates a throwaway database with one classroom of ``--subscribers`` students (default 1,000),
-flushes a Redis database of its own and starts two ``rollcall serve`` processes sharing it
-(``ROLLCALL_RATE_LIMITS=off``). Every student opens a graphql-transport-ws connection, half to
-each process, sends ``connection_init`` with their own token and subscribes to
-``attendanceUpdated`` (no arguments: their own marks). Once both processes report every listener
-in ``/health/ready``, the teacher marks the whole class in one ``markAttendance`` call over HTTP,
-``--rounds`` times (a different period each round). The script prints:
-
-- the latency from the mark's commit to each client's receipt: p50/p95/p99/max over all rounds,
-  and each round's p99 (target: p99 < 200 ms). The commit time is the server's clock right after
-  the transaction committed, carried in the published event (``committed_at``), which this
-  script reads from its own subscription to the classroom's channel; the same latency from
-  the event's ``markedAt`` (PostgreSQL ``now()``, the transaction's start) also counts the
-  mutation's own work;
-- that latency split at the moment the marks were published: the script also subscribes to
-  the classroom's Redis channel itself, so ``markedAt -> published`` is the mutation's work
-  before its publish (the transaction, the cache invalidation), and ``published -> receipt``
-  the fan-out (Redis to both processes, each listener's event, the websocket, this client);
-- the latency from the arrival of the mutation's HTTP response (negative when the event came
-  first: the server publishes before it answers);
-- events missed (none within ``--timeout`` seconds; target 0) and wrong ones (another
-  student's, or not the status marked);
-- the server memory per idle connection: each process's RSS after the connections were opened
-  and left idle, minus its RSS before (after a warm-up), divided by its connections (target:
-  < 100 KB).
-
-The client is this one asyncio process (on uvloop when installed). It stamps each message when
-its connection's reader takes it off the socket, before any waiting task runs, so the figures
-leave out this script's task scheduling but not its share of the machine's cores: the servers,
-PostgreSQL, Redis and this client all run on the same machine.
-
-Run from the repository root::
-
-    .venv/bin/python benchmarks/live.py [--subscribers 1000] [--rounds 3] [--keep]
-
-A script, not a test: it prints figures and exits 1 when a connection failed or an event was
-missed or wrong (or, with ``--strict``, when a target was missed). It FLUSHES its Redis database
-(``--redis-url``, default ``ROLLCALL_REDIS_URL`` or ``redis://127.0.0.1:6379/13``) at the start
-and, unless ``--keep``, at the end.
-"""
+"""Live subscriptions: one class of subscribers over two API processes, marked a few times;
+latency from the mark's commit to each receipt, and server memory per idle connection.
+What it does and how to read it: benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -50,37 +11,37 @@ import contextlib
 import math
 import os
 import random
-import resource
-import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # ``python benchmarks/live.py`` finds the project packages
+import httpx
+import redis.asyncio as aioredis
+from sqlalchemy import insert
 
-import httpx  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
-
-from benchmarks.cache import cpu_seconds, flush_redis, run  # noqa: E402
-from benchmarks.foundation import (  # noqa: E402
+from benchmarks.harness import (
     BenchmarkError,
-    add_server_arguments,
+    GraphQL,
+    Report,
+    cpu_seconds,
+    parser,
     percentile,
+    raise_open_files_limit,
+    run,
     scratch_database,
+    served,
+    status_kb,
+    verdict,
 )
-from rollcall.live_client import Closed, Completed, LiveClient, OperationError  # noqa: E402
-from rollcall.processes import ServerProcess, child_env, running_server  # noqa: E402
-from services.attendance import MAX_MARKS_PER_CALL  # noqa: E402
-from services.auth import Viewer, hash_password, issue_token  # noqa: E402
-from services.live import MarksEvent, classroom_channel  # noqa: E402
-from services.models import (  # noqa: E402
+from rollcall.live_client import Closed, Completed, LiveClient, OperationError
+from rollcall.processes import ServerProcess, child_env
+from services.attendance import MAX_MARKS_PER_CALL
+from services.auth import Viewer, hash_password, issue_token
+from services.live import MarksEvent, classroom_channel
+from services.models import (
     Classroom,
     ClassroomSubject,
     Role,
@@ -90,30 +51,32 @@ from services.models import (  # noqa: E402
     Tenant,
     User,
 )
-from services.platform.codec import decode  # noqa: E402
-from services.platform.db import create_engine, create_session_factory  # noqa: E402
-from services.platform.settings import Settings  # noqa: E402
+from services.platform.codec import decode
+from services.platform.db import create_engine, create_session_factory
+from services.platform.settings import Settings
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 PROCESSES = 2
 PERIODS_PER_DAY = 8
 TOKEN_TTL_SECONDS = 8 * 3600
 READY_TIMEOUT = 120.0  # seconds for every listener to show up in /health/ready
 WARMUP_CONNECTIONS = 3  # per process, opened and closed before the first RSS reading
 WARMUP_DAYS_BACK = 60  # the warm-up marks' date, well before any round's
-
-TARGET_P99_MS = 200.0
-TARGET_MISSED = 0
-TARGET_KB_PER_CONNECTION = 100.0
+TARGET_P99 = 200.0  # ms
+TARGET_KB = 100.0  # per idle connection
 
 SUBSCRIPTION = "subscription { attendanceUpdated { studentId status markedAt } }"
 MARK = """
 mutation Mark($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }
 """
 STATUSES = ("PRESENT", "ABSENT", "SICK", "LEAVE")
-
-
-# --------------------------------------------------------------------------- data
+NOTE = (
+    "(commit: the server's clock right after the mark's transaction committed, carried in the "
+    "published event; the target is judged on commit -> receipt. markedAt is PostgreSQL now() at "
+    "the transaction's start, so markedAt -> receipt also counts the mutation's own work. "
+    "'published' is when this script's own Redis subscriber saw the marks, after the commit and "
+    "the cache invalidation. Receipt: when this client's reader took the message off the socket. "
+    "KB = 1,024 bytes of RSS.)"
+)
 
 
 @dataclass(frozen=True)
@@ -133,65 +96,35 @@ async def seed_class(settings: Settings, count: int) -> Roster:
     assert settings.database_url is not None
     tenant_id, classroom_id, subject_id, teacher_id = (uuid.uuid4() for _ in range(4))
     slug = f"bench-live-{tenant_id.hex[:8]}"
-    password_hash = hash_password(uuid.uuid4().hex)  # nobody logs in
-    user_ids = [uuid.uuid4() for _ in range(count)]
-    student_ids = [uuid.uuid4() for _ in range(count)]
+    hashed = hash_password(uuid.uuid4().hex)  # nobody logs in
+    pairs = [(uuid.uuid4(), uuid.uuid4()) for _ in range(count)]  # (student id, user id)
+    people = [(teacher_id, "teacher", Role.TEACHER)]
+    people += [(user_id, f"student{n}", Role.STUDENT) for n, (_, user_id) in enumerate(pairs)]
+    scope = {"tenant_id": tenant_id}
+    room = {**scope, "classroom_id": classroom_id}
+    users = [
+        {**scope, "id": i, "email": f"{name}@{slug}.school", "role": role, "password_hash": hashed}
+        for i, name, role in people
+    ]
+    students = [
+        {**room, "id": student_id, "user_id": user_id, "name": f"Student {n:04d}"}
+        for n, (student_id, user_id) in enumerate(pairs)
+    ]
+    tenant = {"id": tenant_id, "slug": slug, "name": slug, "periods_per_day": PERIODS_PER_DAY}
+    rows: list[tuple[Any, list[dict[str, Any]]]] = [
+        (Tenant, [tenant]),
+        (User, users),
+        (Classroom, [{**scope, "id": classroom_id, "name": "1-A"}]),
+        (Subject, [{**scope, "id": subject_id, "name": "Maths"}]),
+        (ClassroomSubject, [{**room, "subject_id": subject_id}]),
+        (TeacherAssignment, [{**room, "teacher_id": teacher_id}]),
+        (Student, students),
+    ]
     engine = create_engine(settings.database_url, pool_max=2)
     try:
         async with create_session_factory(engine)() as session, session.begin():
-            await session.execute(
-                insert(Tenant),
-                [{"id": tenant_id, "slug": slug, "name": slug, "periods_per_day": PERIODS_PER_DAY}],
-            )
-            users = [
-                {
-                    "id": teacher_id,
-                    "tenant_id": tenant_id,
-                    "email": f"teacher@{slug}.school",
-                    "password_hash": password_hash,
-                    "role": Role.TEACHER,
-                }
-            ]
-            users += [
-                {
-                    "id": user_id,
-                    "tenant_id": tenant_id,
-                    "email": f"student{n}@{slug}.school",
-                    "password_hash": password_hash,
-                    "role": Role.STUDENT,
-                }
-                for n, user_id in enumerate(user_ids)
-            ]
-            await session.execute(insert(User), users)
-            await session.execute(
-                insert(Classroom), [{"id": classroom_id, "tenant_id": tenant_id, "name": "1-A"}]
-            )
-            await session.execute(
-                insert(Subject), [{"id": subject_id, "tenant_id": tenant_id, "name": "Maths"}]
-            )
-            await session.execute(
-                insert(ClassroomSubject),
-                [{"tenant_id": tenant_id, "classroom_id": classroom_id, "subject_id": subject_id}],
-            )
-            await session.execute(
-                insert(TeacherAssignment),
-                [{"tenant_id": tenant_id, "teacher_id": teacher_id, "classroom_id": classroom_id}],
-            )
-            await session.execute(
-                insert(Student),
-                [
-                    {
-                        "id": student_id,
-                        "tenant_id": tenant_id,
-                        "classroom_id": classroom_id,
-                        "user_id": user_id,
-                        "name": f"Student {n:04d}",
-                    }
-                    for n, (student_id, user_id) in enumerate(
-                        zip(student_ids, user_ids, strict=True)
-                    )
-                ],
-            )
+            for model, values in rows:
+                await session.execute(insert(model), values)
     finally:
         await engine.dispose()
     now = datetime.now(UTC)
@@ -202,16 +135,8 @@ async def seed_class(settings: Settings, count: int) -> Roster:
             viewer, secret=settings.jwt_secret, ttl_seconds=TOKEN_TTL_SECONDS, now=now
         )
 
-    return Roster(
-        tenant_id=tenant_id,
-        classroom_id=classroom_id,
-        subject_id=subject_id,
-        teacher_token=token(teacher_id, Role.TEACHER),
-        students=[
-            (student_id, token(user_id, Role.STUDENT, student_id))
-            for student_id, user_id in zip(student_ids, user_ids, strict=True)
-        ],
-    )
+    tokens = [(s, token(u, Role.STUDENT, s)) for s, u in pairs]
+    return Roster(tenant_id, classroom_id, subject_id, token(teacher_id, Role.TEACHER), tokens)
 
 
 def server_env(settings: Settings) -> dict[str, str]:
@@ -226,71 +151,6 @@ def server_env(settings: Settings) -> dict[str, str]:
     )
 
 
-# --------------------------------------------------------------------------- servers
-
-
-def rss_kb(pid: int) -> int:
-    """The process's resident set size (VmRSS) in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise BenchmarkError(f"no VmRSS for pid {pid}")
-
-
-async def live_report(http: httpx.AsyncClient) -> dict[str, Any]:
-    """The ``live`` section of /health/ready: connections, listeners, delivered, dropped…"""
-    response = await http.get("/health/ready")
-    report: dict[str, Any] = response.json()["live"]
-    return report
-
-
-async def wait_live(
-    https: Sequence[httpx.AsyncClient], expected: Sequence[int], *, within: float
-) -> float:
-    """Until every process reports ``expected`` connections and listeners; the seconds taken."""
-    started = time.perf_counter()
-    deadline = started + within
-    while True:
-        reports = await asyncio.gather(*(live_report(http) for http in https))
-        counts = [(report["connections"], report["listeners"]) for report in reports]
-        if all(c == (n, n) for c, n in zip(counts, expected, strict=True)):
-            return time.perf_counter() - started
-        if time.perf_counter() > deadline:
-            raise BenchmarkError(
-                f"(connections, listeners) per process stayed {counts}, expected {list(expected)}"
-            )
-        await asyncio.sleep(0.05)
-
-
-async def warm_up(server: ServerProcess, http: httpx.AsyncClient, roster: Roster) -> None:
-    """One GraphQL query, and a few connections that subscribe as the benchmark's do and get
-    one event each (a mark of their students, well before the rounds' dates, made through this
-    process), closed again: imports, pools and first-call costs of the whole path count before
-    the first RSS reading and the first round."""
-    response = await http.post(
-        "/graphql",
-        json={"query": "{ __typename }"},
-        headers={"authorization": f"Bearer {roster.teacher_token}"},
-    )
-    if response.status_code != 200 or "errors" in response.json():
-        raise BenchmarkError(f"warm-up query failed: {response.status_code} {response.text[:200]}")
-    students = roster.students[:WARMUP_CONNECTIONS]
-    async with contextlib.AsyncExitStack() as stack:
-        operations: list[tuple[LiveClient, str]] = []
-        for _, token in students:
-            client = await stack.enter_async_context(LiveClient.connect(server.ws_url))
-            await client.init(token, within=30)
-            operations.append((client, await client.subscribe(SUBSCRIPTION)))
-        await wait_live([http], [len(students)], within=30)
-        day = datetime.now(UTC).date() - timedelta(days=WARMUP_DAYS_BACK)
-        await mark_class(http, roster, {str(s): "PRESENT" for s, _ in students}, day, 1)
-        for (student_id, _), (client, operation) in zip(students, operations, strict=True):
-            payload = await client.next(operation, within=10)
-            event = (payload.get("data") or {}).get("attendanceUpdated") or {}
-            if event.get("studentId") != str(student_id):
-                raise BenchmarkError(f"warm-up event is not the student's: {payload}")
-
-
 def log_problems(server: ServerProcess) -> list[str]:
     """Lines of the server's log that report a warning, an error or a traceback."""
     words = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Exception")
@@ -298,16 +158,61 @@ def log_problems(server: ServerProcess) -> list[str]:
     return [line for line in text.splitlines() if any(word in line for word in words)]
 
 
+# --------------------------------------------------------------------------- servers
+
+
+async def live_reports(https: Sequence[httpx.AsyncClient]) -> list[dict[str, Any]]:
+    """Each process's ``live`` section of /health/ready: connections, listeners, delivered…"""
+    responses = await asyncio.gather(*(http.get("/health/ready") for http in https))
+    return [response.json()["live"] for response in responses]
+
+
+async def wait_live(
+    https: Sequence[httpx.AsyncClient], expected: Sequence[int], *, within: float
+) -> float:
+    """Until every process reports ``expected`` connections and listeners; the seconds taken."""
+    started = time.perf_counter()
+    while True:
+        counts = [(r["connections"], r["listeners"]) for r in await live_reports(https)]
+        if all(c == (n, n) for c, n in zip(counts, expected, strict=True)):
+            return time.perf_counter() - started
+        if time.perf_counter() > started + within:
+            raise BenchmarkError(f"(connections, listeners) stayed {counts}, not {list(expected)}")
+        await asyncio.sleep(0.05)
+
+
+async def warm_up(server: ServerProcess, graphql: GraphQL, roster: Roster) -> None:
+    """One GraphQL query, and a few connections that subscribe as the benchmark's do and get
+    one event each (a mark made through this process, well before the rounds' dates), closed
+    again: first-call costs of the whole path count before the first RSS reading."""
+    await graphql.data("{ __typename }", token=roster.teacher_token)
+    students = roster.students[:WARMUP_CONNECTIONS]
+    async with contextlib.AsyncExitStack() as stack:
+        operations: list[tuple[LiveClient, str]] = []
+        for _, token in students:
+            client = await stack.enter_async_context(LiveClient.connect(server.ws_url))
+            await client.init(token, within=30)
+            operations.append((client, await client.subscribe(SUBSCRIPTION)))
+        await wait_live([graphql.client], [len(students)], within=30)
+        day = datetime.now(UTC).date() - timedelta(days=WARMUP_DAYS_BACK)
+        await mark_class(graphql, roster, {str(s): "PRESENT" for s, _ in students}, day, 1)
+        for (student_id, _), (client, operation) in zip(students, operations, strict=True):
+            payload = await client.next(operation, within=10)
+            event = (payload.get("data") or {}).get("attendanceUpdated") or {}
+            if event.get("studentId") != str(student_id):
+                raise BenchmarkError(f"warm-up event is not the student's: {payload}")
+
+
 class PublishWatch:
     """This script's own subscription to the classroom's Redis channel: when each publish
-    reached a Redis subscriber, as the API processes' hubs see it."""
+    reached a Redis subscriber (as the API processes' hubs see it) and its committedAt."""
 
     def __init__(self, redis_url: str, channel: str) -> None:
         self.redis = aioredis.Redis.from_url(redis_url)
         self.channel = channel
         self.pubsub = self.redis.pubsub()
         self.times: list[float] = []
-        self.committed: list[float] = []  # each published call's committedAt, epoch seconds
+        self.committed: list[float] = []  # epoch seconds
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> PublishWatch:
@@ -327,8 +232,7 @@ class PublishWatch:
         async for message in self.pubsub.listen():
             if message.get("type") == "message":
                 self.times.append(time.time())
-                event = decode(MarksEvent, message["data"])
-                self.committed.append(event.committed_at.timestamp())
+                self.committed.append(decode(MarksEvent, message["data"]).committed_at.timestamp())
 
 
 # --------------------------------------------------------------------------- clients
@@ -348,12 +252,21 @@ class StampedQueue(asyncio.Queue[dict[str, Any]]):
 
     def drain(self) -> int:
         """Discard every message not yet taken; how many there were."""
-        count = 0
+        count = self.qsize()
         while not self.empty():
             self.get_nowait()
-            count += 1
         self.arrivals.clear()
         return count
+
+
+class Receipt(NamedTuple):
+    """What one subscriber got in one round: when the reader took the message off the socket
+    and when the waiting task had it (time.time()), the event's markedAt, what was wrong."""
+
+    arrived: float = math.nan
+    taken: float = math.nan
+    marked_at: float | None = None
+    problem: str | None = None  # "missed…" or what was wrong
 
 
 @dataclass
@@ -366,74 +279,57 @@ class Subscriber:
     operation: str = ""
     queue: StampedQueue = field(default_factory=StampedQueue)
     connect_seconds: float = math.nan
-    error: str | None = None  # why the connection failed or ended early
+    error: str | None = None  # why the connection failed
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # subscribed, or failed
 
-    async def hold(
-        self, url: str, gate: asyncio.Semaphore, ready: asyncio.Future[None], stop: asyncio.Event
-    ) -> None:
+    async def hold(self, url: str, gate: asyncio.Semaphore, stop: asyncio.Event) -> None:
         """Connect, ``connection_init``, subscribe (holding a slot of ``gate`` meanwhile), then
         keep the connection open until ``stop`` is set."""
-        await gate.acquire()
-        holding = True
         try:
-            started = time.perf_counter()
-            async with LiveClient.connect(url) as client:
-                await client.init(self.token, within=30)
-                self.operation = await client.subscribe(SUBSCRIPTION)
-                # LiveClient routes each operation's messages to its own queue; this one stamps
-                # them. Nothing can have arrived yet: nothing was marked.
-                client._operations[self.operation] = self.queue
-                self.client = client
-                self.connect_seconds = time.perf_counter() - started
-                gate.release()
-                holding = False
-                ready.set_result(None)
+            async with contextlib.AsyncExitStack() as stack:
+                async with gate:
+                    started = time.perf_counter()
+                    client = await stack.enter_async_context(LiveClient.connect(url))
+                    await client.init(self.token, within=30)
+                    self.operation = await client.subscribe(SUBSCRIPTION)
+                    # LiveClient routes each operation's messages to its own queue; this one
+                    # stamps them. Nothing can have arrived yet: nothing was marked.
+                    client._operations[self.operation] = self.queue
+                    self.client, self.connect_seconds = client, time.perf_counter() - started
+                self.ready.set()
                 await stop.wait()
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
-            if not ready.done():
-                ready.set_exception(error)
         finally:
-            if holding:
-                gate.release()
+            self.ready.set()
 
     @property
     def dropped(self) -> bool:
         """The server closed this connection."""
         return self.client is not None and self.client.closed.done()
 
-
-@dataclass
-class Receipt:
-    """What one subscriber got in one round."""
-
-    arrived: float | None = None  # time.time() when the reader took the message off the socket
-    taken: float | None = None  # time.time() when the waiting task had it
-    marked_at: float | None = None
-    problem: str | None = None  # "missed" or what was wrong
-
-
-async def receive(subscriber: Subscriber, expected: str, within: float) -> Receipt:
-    assert subscriber.client is not None
-    try:
-        payload = await subscriber.client.next(subscriber.operation, within=within)
-    except TimeoutError:
-        return Receipt(problem="missed")
-    except (OperationError, Completed, Closed) as error:
-        subscriber.queue.arrivals.clear()
-        return Receipt(problem=f"missed: {type(error).__name__} {error}")
-    taken = time.time()
-    arrived = subscriber.queue.arrivals.popleft() if subscriber.queue.arrivals else taken
-    event = (payload.get("data") or {}).get("attendanceUpdated")
-    if payload.get("errors") or not event:
-        return Receipt(arrived, taken, problem=f"error payload: {str(payload)[:200]}")
-    marked_at = datetime.fromisoformat(event["markedAt"]).timestamp()
-    receipt = Receipt(arrived, taken, marked_at)
-    if event["studentId"] != subscriber.student_id:
-        receipt.problem = f"wrong student: {event['studentId']} to {subscriber.student_id}"
-    elif event["status"] != expected:
-        receipt.problem = f"wrong status: {event['status']}, marked {expected}"
-    return receipt
+    async def receive(self, expected: str, within: float) -> Receipt:
+        assert self.client is not None
+        try:
+            payload = await self.client.next(self.operation, within=within)
+        except TimeoutError:
+            return Receipt(problem="missed")
+        except (OperationError, Completed, Closed) as error:
+            self.queue.arrivals.clear()
+            return Receipt(problem=f"missed: {type(error).__name__} {error}")
+        taken = time.time()
+        arrived = self.queue.arrivals.popleft() if self.queue.arrivals else taken
+        event = (payload.get("data") or {}).get("attendanceUpdated")
+        if payload.get("errors") or not event:
+            return Receipt(arrived, taken, problem=f"error payload: {str(payload)[:200]}")
+        marked_at = datetime.fromisoformat(event["markedAt"]).timestamp()
+        if event["studentId"] != self.student_id:
+            wrong = f"wrong student: {event['studentId']} to {self.student_id}"
+            return Receipt(arrived, taken, marked_at, wrong)
+        if event["status"] != expected:
+            wrong = f"wrong status: {event['status']}, marked {expected}"
+            return Receipt(arrived, taken, marked_at, wrong)
+        return Receipt(arrived, taken, marked_at)
 
 
 # --------------------------------------------------------------------------- rounds
@@ -446,13 +342,14 @@ class Round:
     period: int
     via: int  # the process that took the mutation
     mutation_ms: float = math.nan
-    from_marked_at: list[float] = field(default_factory=list)  # ms
-    from_commit: list[float] = field(default_factory=list)  # ms
-    marked_to_published: list[float] = field(default_factory=list)  # ms, per call
-    from_published: list[float] = field(default_factory=list)  # ms
-    from_published_by_process: dict[int, list[float]] = field(default_factory=dict)  # ms
-    from_response: list[float] = field(default_factory=list)  # ms
-    dispatch: list[float] = field(default_factory=list)  # ms, reader to waiting task
+    # milliseconds: from_marked_at, from_commit, from_published, from_response, dispatch (reader
+    # to waiting task) per receipt; marked_to_published per call
+    ms: collections.defaultdict[str, list[float]] = field(
+        default_factory=lambda: collections.defaultdict(list)
+    )
+    fan_out_by_process: collections.defaultdict[int, list[float]] = field(
+        default_factory=lambda: collections.defaultdict(list)
+    )
     missed: int = 0
     wrong: int = 0
     extra: int = 0  # events beyond the one expected
@@ -464,151 +361,120 @@ class Round:
 
 
 async def mark_class(
-    http: httpx.AsyncClient,
-    roster: Roster,
-    statuses: dict[str, str],
-    day: date,
-    period: int,
+    graphql: GraphQL, roster: Roster, statuses: dict[str, str], day: date, period: int
 ) -> None:
     """The teacher marks every student (in calls of at most MAX_MARKS_PER_CALL)."""
     marks = [{"studentId": s, "status": status} for s, status in statuses.items()]
     for start in range(0, len(marks), MAX_MARKS_PER_CALL):
         chunk = marks[start : start + MAX_MARKS_PER_CALL]
-        response = await http.post(
-            "/graphql",
-            json={
-                "query": MARK,
-                "variables": {
-                    "input": {
-                        "classroomId": str(roster.classroom_id),
-                        "date": day.isoformat(),
-                        "period": period,
-                        "subjectId": str(roster.subject_id),
-                        "marks": chunk,
-                    }
-                },
-            },
-            headers={"authorization": f"Bearer {roster.teacher_token}"},
-        )
-        body = response.json()
-        records = ((body.get("data") or {}).get("markAttendance") or {}).get("records") or []
-        if response.status_code != 200 or "errors" in body or len(records) != len(chunk):
-            raise BenchmarkError(f"markAttendance failed: {response.status_code} {str(body)[:300]}")
+        variables = {
+            "input": {
+                "classroomId": str(roster.classroom_id),
+                "subjectId": str(roster.subject_id),
+                "date": day.isoformat(),
+                "period": period,
+                "marks": chunk,
+            }
+        }
+        data = await graphql.data(MARK, variables, roster.teacher_token)
+        if len(data["markAttendance"]["records"]) != len(chunk):
+            raise BenchmarkError(f"markAttendance failed: {str(data)[:300]}")
 
 
 async def run_round(
     number: int,
     subscribers: Sequence[Subscriber],
-    servers: Sequence[ServerProcess],
-    https: Sequence[httpx.AsyncClient],
+    servers: Sequence[tuple[ServerProcess, GraphQL]],
     roster: Roster,
     args: argparse.Namespace,
     rng: random.Random,
     watch: PublishWatch,
 ) -> Round:
     index = number - 1
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    result = Round(
-        number=number,
-        day=yesterday - timedelta(days=index // PERIODS_PER_DAY),
-        period=index % PERIODS_PER_DAY + 1,
-        via=index % len(servers),
-    )
+    day = datetime.now(UTC).date() - timedelta(days=1 + index // PERIODS_PER_DAY)
+    r = Round(number, day, index % PERIODS_PER_DAY + 1, via=index % len(servers))
+    https = [graphql.client for _, graphql in servers]
     statuses = {s.student_id: rng.choice(STATUSES) for s in subscribers}
-    hubs_before = await asyncio.gather(*(live_report(http) for http in https))
+    hubs_before = await live_reports(https)
     watch.times.clear()
     watch.committed.clear()
     receivers = [
-        asyncio.create_task(receive(s, statuses[s.student_id], args.timeout)) for s in subscribers
+        asyncio.create_task(s.receive(statuses[s.student_id], args.timeout)) for s in subscribers
     ]
     await asyncio.sleep(0.05)  # every receiver is waiting before the mark
-    cpu_before = [cpu_seconds(server.pid) for server in servers]
+    cpu_before = [cpu_seconds(server.pid) for server, _ in servers]
     client_before = time.process_time()
     sent = time.time()
     try:
-        await mark_class(https[result.via], roster, statuses, result.day, result.period)
+        await mark_class(servers[r.via][1], roster, statuses, r.day, r.period)
     except BaseException:
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
         raise
     responded = time.time()
-    result.mutation_ms = (responded - sent) * 1000
+    r.mutation_ms = (responded - sent) * 1000
     receipts = await asyncio.gather(*receivers)
-    result.client_cpu_ms = (time.process_time() - client_before) * 1000
-    result.server_cpu_ms = [
+    r.client_cpu_ms = (time.process_time() - client_before) * 1000
+    r.server_cpu_ms = [
         (cpu_seconds(server.pid) - before) * 1000
-        for server, before in zip(servers, cpu_before, strict=True)
+        for (server, _), before in zip(servers, cpu_before, strict=True)
     ]
     await asyncio.sleep(args.quiet)  # anything more that arrives now is an extra event
-    result.extra = sum(s.queue.drain() for s in subscribers)
-    published = list(watch.times)
-    committed = list(watch.committed)
-    calls = math.ceil(len(subscribers) / MAX_MARKS_PER_CALL)
-    if len(published) != calls:
-        result.problems.append(f"saw {len(published)} publishes on Redis, expected {calls}")
-    marked_at: dict[int, float] = {}
-    for subscriber, receipt in zip(subscribers, receipts, strict=True):
-        if receipt.marked_at is not None:
-            marked_at.setdefault(subscriber.call, receipt.marked_at)
-        if (
-            receipt.arrived is not None
-            and receipt.marked_at is not None
-            and subscriber.call < len(published)
-        ):
-            fan_out = (receipt.arrived - published[subscriber.call]) * 1000
-            result.from_published.append(fan_out)
-            result.from_commit.append((receipt.arrived - committed[subscriber.call]) * 1000)
-            result.from_published_by_process.setdefault(subscriber.process, []).append(fan_out)
-    result.marked_to_published = [
+    r.extra = sum(s.queue.drain() for s in subscribers)
+    published, committed = list(watch.times), list(watch.committed)
+    if len(published) != (calls := math.ceil(len(subscribers) / MAX_MARKS_PER_CALL)):
+        r.problems.append(f"saw {len(published)} publishes on Redis, expected {calls}")
+    marked_at: dict[int, float] = {}  # each call's, from its first receipt
+    for s, (arrived, taken, at, problem) in zip(subscribers, receipts, strict=True):
+        if problem is not None:
+            r.problems.append(problem)
+            r.missed += problem.startswith("missed")
+            r.wrong += not problem.startswith("missed")
+        if at is None:
+            continue
+        marked_at.setdefault(s.call, at)
+        if s.call < len(published):
+            r.ms["from_published"].append(fan_out := (arrived - published[s.call]) * 1000)
+            r.ms["from_commit"].append((arrived - committed[s.call]) * 1000)
+            r.fan_out_by_process[s.process].append(fan_out)
+        r.ms["from_marked_at"].append((arrived - at) * 1000)
+        r.ms["from_response"].append((arrived - responded) * 1000)
+        r.ms["dispatch"].append((taken - arrived) * 1000)
+    r.ms["marked_to_published"] = [
         (published[call] - at) * 1000
         for call, at in sorted(marked_at.items())
         if call < len(published)
     ]
-    for receipt in receipts:
-        if receipt.problem is not None:
-            if receipt.problem.startswith("missed"):
-                result.missed += 1
-            else:
-                result.wrong += 1
-            result.problems.append(receipt.problem)
-        if receipt.arrived is None or receipt.marked_at is None or receipt.taken is None:
-            continue
-        result.from_marked_at.append((receipt.arrived - receipt.marked_at) * 1000)
-        result.from_response.append((receipt.arrived - responded) * 1000)
-        result.dispatch.append((receipt.taken - receipt.arrived) * 1000)
-    hubs_after = await asyncio.gather(*(live_report(http) for http in https))
-    result.delivered = [
-        after["delivered"] - before["delivered"]
-        for before, after in zip(hubs_before, hubs_after, strict=True)
-    ]
-    result.hub_dropped = [
-        after["dropped"] - before["dropped"]
-        for before, after in zip(hubs_before, hubs_after, strict=True)
-    ]
-    return result
+    for before, after in zip(hubs_before, await live_reports(https), strict=True):
+        r.delivered.append(after["delivered"] - before["delivered"])
+        r.hub_dropped.append(after["dropped"] - before["dropped"])
+    return r
 
 
-def describe_round(r: Round, received: int, total: int) -> str:
-    samples = r.from_marked_at or [math.nan]
-    fan_out = r.from_published or [math.nan]
-    published = ", ".join(f"{ms:.0f}" for ms in r.marked_to_published) or "-"
-    by_process = "; ".join(
-        f"process {process + 1} p50 {percentile(samples, 50):.1f} p99 "
-        f"{percentile(samples, 99):.1f} ms"
-        for process, samples in sorted(r.from_published_by_process.items())
+def spread(samples: Sequence[float], *quantiles: int) -> str:
+    """``p50 1.0 p99 2.0 max 3.0``: the percentiles asked for (100 is the max)."""
+    return " ".join(
+        f"{'max' if q == 100 else f'p{q}'} {percentile(samples, q):.1f}" for q in quantiles
     )
+
+
+def describe_round(r: Round, total: int) -> str:
+    published = ", ".join(f"{ms:.0f}" for ms in r.ms["marked_to_published"]) or "-"
+    by_process = "; ".join(
+        f"process {process + 1} {spread(samples, 50, 99)} ms"
+        for process, samples in sorted(r.fan_out_by_process.items())
+    )
+    servers = " + ".join(f"{ms:.0f}" for ms in r.server_cpu_ms)
     return (
         f"  round {r.number} ({r.day} period {r.period}, marked via process {r.via + 1}): "
-        f"mutation {r.mutation_ms:.0f} ms; received {received}/{total}; missed {r.missed}, "
-        f"wrong {r.wrong}, extra {r.extra}\n"
-        f"    markedAt -> receipt p50 {percentile(samples, 50):.1f} p99 "
-        f"{percentile(samples, 99):.1f} max {max(samples):.1f} ms = markedAt -> published "
-        f"{published} ms + published -> receipt p50 {percentile(fan_out, 50):.1f} p99 "
-        f"{percentile(fan_out, 99):.1f} max {max(fan_out):.1f} ms\n"
+        f"mutation {r.mutation_ms:.0f} ms; received {len(r.ms['from_marked_at'])}/{total}; "
+        f"missed {r.missed}, wrong {r.wrong}, extra {r.extra}\n"
+        f"    markedAt -> receipt {spread(r.ms['from_marked_at'], 50, 99, 100)} ms = markedAt -> "
+        f"published {published} ms + published -> receipt "
+        f"{spread(r.ms['from_published'], 50, 99, 100)} ms\n"
         f"    published -> receipt by process: {by_process or '-'}\n"
-        f"    CPU ms (mark to last receipt): servers "
-        f"{' + '.join(f'{ms:.0f}' for ms in r.server_cpu_ms)}, client {r.client_cpu_ms:.0f}; "
+        f"    CPU ms (mark to last receipt): servers {servers}, client {r.client_cpu_ms:.0f}; "
         f"hub delivered {r.delivered}, dropped {r.hub_dropped}"
     )
 
@@ -616,369 +482,224 @@ def describe_round(r: Round, received: int, total: int) -> str:
 # --------------------------------------------------------------------------- report
 
 
-@dataclass
-class Figure:
-    name: str
-    value: str
-    target: str = "-"
-    passed: bool | None = None  # None: information only
+Row = tuple[str, str, str, str]
 
 
-def render(figures: Sequence[Figure]) -> str:
-    header = ("figure", "value", "target", "result")
-    rows = [
-        (
-            f.name,
-            f.value,
-            f.target,
-            {True: "PASS", False: "MISSED", None: "info"}[f.passed],
-        )
-        for f in figures
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(widths[i]) if i == 1 else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
-
-
-@dataclass
-class Outcome:
-    figures: list[Figure]
-    failed: bool  # a connection failed, or an event was missed or wrong
-    targets_met: bool
-
-
-def summarise(
+def figure_rows(
     counts: Sequence[int],
-    connect_seconds: float,
-    listen_seconds: float,
-    connect_times: Sequence[float],
+    opening: tuple[float, float, list[float]],
     rounds: Sequence[Round],
     memory_kb: Sequence[float],
     args: argparse.Namespace,
-) -> list[Figure]:
-    total = sum(counts)
-    latencies = [ms for r in rounds for ms in r.from_marked_at] or [math.nan]
-    from_commit = [ms for r in rounds for ms in r.from_commit] or [math.nan]
-    from_response = [ms for r in rounds for ms in r.from_response] or [math.nan]
-    fan_out = [ms for r in rounds for ms in r.from_published] or [math.nan]
-    before_publish = [ms for r in rounds for ms in r.marked_to_published] or [math.nan]
-    dispatch = [ms for r in rounds for ms in r.dispatch] or [math.nan]
-    missed = sum(r.missed for r in rounds)
-    wrong = sum(r.wrong for r in rounds) + sum(r.extra for r in rounds)
-    p99 = percentile(from_commit, 99)
-    figures = [
-        Figure("subscribers per process", " / ".join(map(str, counts))),
-        Figure(
+) -> list[Row]:
+    """(figure, value, target, result) rows; ``opening`` is (seconds to connect all, seconds
+    until every listener was reported, each connection's seconds)."""
+
+    def every(name: str) -> list[float]:
+        return [ms for r in rounds for ms in r.ms[name]]
+
+    def row(name: str, value: str, target: str = "-", passed: bool | None = None) -> Row:
+        return name, value, target, verdict(passed)
+
+    def ms(name: str, samples: str | list[float], q: int) -> Row:
+        values = every(samples) if isinstance(samples, str) else samples
+        return row(name, f"{percentile(values, q):.1f} ms")
+
+    connect_seconds, listen_seconds, times = opening
+    p99 = percentile(every("from_commit"), 99)
+    missed, wrong = sum(r.missed for r in rounds), sum(r.wrong + r.extra for r in rounds)
+    before = every("marked_to_published")
+    kb = f"< {TARGET_KB:.0f} KB"
+    one = f"{percentile(times, 50) * 1000:.0f} / {max(times) * 1000:.0f} ms" if times else "-"
+    mutation = f"{sum(r.mutation_ms for r in rounds) / len(rounds):.0f} ms"
+    publish = f"{sum(before) / len(before) if before else math.nan:.1f} ms"
+    memory = [*memory_kb, sum(memory_kb) / len(memory_kb)]
+    processes = [f"process {index + 1}" for index in range(len(memory_kb))]
+    return [
+        row("subscribers per process", " / ".join(map(str, counts))),
+        row(
             f"connect, init and subscribe all ({args.concurrency} at a time)",
             f"{connect_seconds:.2f} s",
         ),
-        Figure("  then until every listener was reported", f"{listen_seconds:.2f} s"),
-        Figure(
-            "  one connection, p50 / max",
-            f"{percentile(connect_times, 50) * 1000:.0f} / {max(connect_times) * 1000:.0f} ms"
-            if connect_times
-            else "-",
+        row("  then until every listener was reported", f"{listen_seconds:.2f} s"),
+        row("  one connection, p50 / max", one),
+        row(f"mutation round trip ({sum(counts)} marks), mean", mutation),
+        row(f"events received ({len(rounds)} rounds)", str(len(every("from_marked_at")))),
+        ms("commit -> receipt p50", "from_commit", 50),
+        ms("commit -> receipt p95", "from_commit", 95),
+        row("commit -> receipt p99", f"{p99:.1f} ms", f"< {TARGET_P99:.0f} ms", p99 < TARGET_P99),
+        *(ms(f"  round {r.number} p99", r.ms["from_commit"], 99) for r in rounds),
+        ms("commit -> receipt max", "from_commit", 100),
+        ms("markedAt -> receipt p50", "from_marked_at", 50),
+        ms("markedAt -> receipt p99", "from_marked_at", 99),
+        row("  of which markedAt -> published, mean", publish),
+        ms("  published -> receipt p50", "from_published", 50),
+        ms("  published -> receipt p99 (lower bound)", "from_published", 99),
+        ms("  published -> receipt max", "from_published", 100),
+        ms("HTTP response -> receipt p50", "from_response", 50),
+        ms("client reader -> waiting task p99", "dispatch", 99),
+        row(f"missed (nothing within {args.timeout:g} s)", str(missed), "0", missed == 0),
+        row("wrong or extra events", str(wrong), "0", wrong == 0),
+        *(
+            row(f"memory per idle connection, {who}", f"{value:.1f} KB", kb, value < TARGET_KB)
+            for who, value in zip([*processes, "mean"], memory, strict=True)
         ),
-        Figure(
-            f"mutation round trip ({total} marks), mean",
-            f"{sum(r.mutation_ms for r in rounds) / len(rounds):.0f} ms",
-        ),
-        Figure(f"events received ({len(rounds)} rounds)", str(len(latencies))),
     ]
-    for q in (50, 95):
-        figures.append(Figure(f"commit -> receipt p{q}", f"{percentile(from_commit, q):.1f} ms"))
-    figures.append(
-        Figure(
-            "commit -> receipt p99",
-            f"{p99:.1f} ms",
-            f"< {TARGET_P99_MS:.0f} ms",
-            p99 < TARGET_P99_MS,
-        )
-    )
-    for r in rounds:
-        samples = r.from_commit or [math.nan]
-        figures.append(Figure(f"  round {r.number} p99", f"{percentile(samples, 99):.1f} ms"))
-    figures += [
-        Figure("commit -> receipt max", f"{max(from_commit):.1f} ms"),
-        Figure("markedAt -> receipt p50", f"{percentile(latencies, 50):.1f} ms"),
-        Figure("markedAt -> receipt p99", f"{percentile(latencies, 99):.1f} ms"),
-        Figure(
-            "  of which markedAt -> published, mean",
-            f"{sum(before_publish) / len(before_publish):.1f} ms",
-        ),
-        Figure("  published -> receipt p50", f"{percentile(fan_out, 50):.1f} ms"),
-        Figure("  published -> receipt p99 (lower bound)", f"{percentile(fan_out, 99):.1f} ms"),
-        Figure("  published -> receipt max", f"{max(fan_out):.1f} ms"),
-        Figure("HTTP response -> receipt p50", f"{percentile(from_response, 50):.1f} ms"),
-        Figure("client reader -> waiting task p99", f"{percentile(dispatch, 99):.1f} ms"),
-        Figure(
-            f"missed (nothing within {args.timeout:g} s)",
-            str(missed),
-            str(TARGET_MISSED),
-            missed == TARGET_MISSED,
-        ),
-        Figure("wrong or extra events", str(wrong), "0", wrong == 0),
-    ]
-    for index, kb in enumerate(memory_kb):
-        figures.append(
-            Figure(
-                f"memory per idle connection, process {index + 1}",
-                f"{kb:.1f} KB",
-                f"< {TARGET_KB_PER_CONNECTION:.0f} KB",
-                kb < TARGET_KB_PER_CONNECTION,
-            )
-        )
-    mean_kb = sum(memory_kb) / len(memory_kb)
-    figures.append(
-        Figure(
-            "memory per idle connection, mean",
-            f"{mean_kb:.1f} KB",
-            f"< {TARGET_KB_PER_CONNECTION:.0f} KB",
-            mean_kb < TARGET_KB_PER_CONNECTION,
-        )
-    )
-    return figures
 
 
 # --------------------------------------------------------------------------- main
 
 
-async def benchmark(args: argparse.Namespace, settings: Settings) -> Outcome:
-    assert settings.redis_url is not None
+async def benchmark(args: argparse.Namespace, settings: Settings, report: Report) -> bool:
+    """The whole run; whether a connection failed or an event was missed or wrong."""
     started = time.perf_counter()
     roster = await seed_class(settings, args.subscribers)
-    print(
-        f"seeded one classroom of {args.subscribers} students in "
-        f"{time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
-    await flush_redis(settings.redis_url)
+    seconds = time.perf_counter() - started
+    report.say(f"seeded one classroom of {args.subscribers} students in {seconds:.1f} s")
     env = server_env(settings)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            servers: list[ServerProcess] = list(
-                await asyncio.gather(
-                    *(stack.enter_async_context(running_server(env)) for _ in range(PROCESSES))
-                )
-            )
-            https = [
-                await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=server.base_url, timeout=60.0)
-                )
-                for server in servers
-            ]
-            try:
-                return await measure(args, roster, servers, https)
-            except BaseException:
-                for index, server in enumerate(servers):
-                    print(f"\n--- server process {index + 1} (pid {server.pid}) log tail ---")
-                    print(server.log_tail(40))
-                raise
-    finally:
-        if not args.keep:
-            await flush_redis(settings.redis_url)
+    async with contextlib.AsyncExitStack() as stack:
+        servers = await asyncio.gather(
+            *(stack.enter_async_context(served(env)) for _ in range(PROCESSES))
+        )
+        try:
+            return await measure(args, settings, report, roster, servers)
+        except BaseException:
+            print_logs(report, [server for server, _ in servers], 40)
+            raise
+
+
+def print_logs(report: Report, servers: Sequence[ServerProcess], lines: int) -> None:
+    for index, server in enumerate(servers):
+        report.say(f"\n--- server process {index + 1} (pid {server.pid}) log tail ---")
+        report.say(server.log_tail(lines))
 
 
 async def measure(
     args: argparse.Namespace,
+    settings: Settings,
+    report: Report,
     roster: Roster,
-    servers: Sequence[ServerProcess],
-    https: Sequence[httpx.AsyncClient],
-) -> Outcome:
-    for index, server in enumerate(servers):
-        print(f"process {index + 1}: pid {server.pid} at {server.base_url}", flush=True)
-    for server, http in zip(servers, https, strict=True):
-        await warm_up(server, http, roster)
+    servers: Sequence[tuple[ServerProcess, GraphQL]],
+) -> bool:
+    processes = [server for server, _ in servers]
+    https = [graphql.client for _, graphql in servers]
+    for index, (server, graphql) in enumerate(servers):
+        report.say(f"process {index + 1}: pid {server.pid} at {server.base_url}")
+        await warm_up(server, graphql, roster)
     await wait_live(https, [0] * len(servers), within=30)
     await asyncio.sleep(args.idle)
-    rss_before = [rss_kb(server.pid) for server in servers]
-
+    rss_before = [status_kb(server.pid)["VmRSS"] for server in processes]
     subscribers = [
-        Subscriber(
-            student_id=str(student_id),
-            token=token,
-            process=index % len(servers),
-            call=index // MAX_MARKS_PER_CALL,
-        )
+        Subscriber(str(student_id), token, index % len(servers), index // MAX_MARKS_PER_CALL)
         for index, (student_id, token) in enumerate(roster.students)
     ]
     counts = [sum(1 for s in subscribers if s.process == p) for p in range(len(servers))]
-    gate = asyncio.Semaphore(args.concurrency)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    readies: list[asyncio.Future[None]] = [loop.create_future() for _ in subscribers]
-    print(f"opening {len(subscribers)} connections, {args.concurrency} at a time…", flush=True)
-    opened = time.perf_counter()
+    report.say(f"opening {len(subscribers)} connections, {args.concurrency} at a time…")
+    opened, gate, stop = time.perf_counter(), asyncio.Semaphore(args.concurrency), asyncio.Event()
     holders = [
-        asyncio.create_task(s.hold(servers[s.process].ws_url, gate, ready, stop))
-        for s, ready in zip(subscribers, readies, strict=True)
+        asyncio.create_task(s.hold(processes[s.process].ws_url, gate, stop)) for s in subscribers
     ]
     try:
-        outcomes = await asyncio.gather(*readies, return_exceptions=True)
+        await asyncio.gather(*(s.ready.wait() for s in subscribers))
         connect_seconds = time.perf_counter() - opened
-        failures = [s for s, outcome in zip(subscribers, outcomes, strict=True) if outcome]
-        if failures:
+        if failures := [s for s in subscribers if s.error]:
             raise BenchmarkError(
                 f"{len(failures)} of {len(subscribers)} connections failed; first: "
                 f"{failures[0].error}"
             )
         listen_seconds = await wait_live(https, counts, within=READY_TIMEOUT)
-        print(
+        report.say(
             f"  all subscribed in {connect_seconds:.2f} s; every listener reported "
-            f"{listen_seconds:.2f} s later; idling {args.idle:g} s",
-            flush=True,
+            f"{listen_seconds:.2f} s later; idling {args.idle:g} s"
         )
         await asyncio.sleep(args.idle)
-        rss_after = [rss_kb(server.pid) for server in servers]
-        memory_kb = [
-            (after - before) / count
-            for before, after, count in zip(rss_before, rss_after, counts, strict=True)
-        ]
-        for index, (before, after) in enumerate(zip(rss_before, rss_after, strict=True)):
-            print(
+        memory_kb = []
+        for index, (server, before) in enumerate(zip(processes, rss_before, strict=True)):
+            after = status_kb(server.pid)["VmRSS"]
+            memory_kb.append((after - before) / counts[index])
+            report.say(
                 f"  process {index + 1} RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB "
-                f"({counts[index]} idle connections: {memory_kb[index]:.1f} KB each)",
-                flush=True,
+                f"({counts[index]} idle connections: {memory_kb[index]:.1f} KB each)"
             )
-
         rng = random.Random(args.seed)
         rounds: list[Round] = []
         channel = classroom_channel(roster.tenant_id, roster.classroom_id).name
-        print(f"marking the class {args.rounds} times…", flush=True)
-        async with PublishWatch(args.redis_url, channel) as watch:
+        report.say(f"marking the class {args.rounds} times…")
+        assert settings.redis_url is not None
+        async with PublishWatch(settings.redis_url, channel) as watch:
             for number in range(1, args.rounds + 1):
-                result = await run_round(
-                    number, subscribers, servers, https, roster, args, rng, watch
+                rounds.append(
+                    r := await run_round(number, subscribers, servers, roster, args, rng, watch)
                 )
-                rounds.append(result)
-                received = len(result.from_marked_at)
-                print(describe_round(result, received, len(subscribers)), flush=True)
-                for problem, times in collections.Counter(result.problems).most_common(5):
-                    print(f"    {times} x {problem}")
+                report.say(describe_round(r, len(subscribers)))
+                for problem, times in collections.Counter(r.problems).most_common(5):
+                    report.say(f"    {times} x {problem}")
                 await asyncio.sleep(args.pause)
-        dropped = [s for s in subscribers if s.dropped]
-        if dropped:
-            first = dropped[0].client
-            assert first is not None
-            print(
-                f"  {len(dropped)} connections were closed by the server; first: "
-                f"{first.closed.result()}"
-            )
-        reports = await asyncio.gather(*(live_report(http) for http in https))
-        for index, report in enumerate(reports):
-            print(f"  process {index + 1} live report: {report}")
+        if dropped := [s.client for s in subscribers if s.dropped and s.client]:
+            first = dropped[0].closed.result()
+            report.say(f"  {len(dropped)} connections were closed by the server; first: {first}")
+        for index, live in enumerate(await live_reports(https)):
+            report.say(f"  process {index + 1} live report: {live}")
     finally:
         stop.set()
         await asyncio.gather(*holders, return_exceptions=True)
 
-    problems = [log_problems(server) for server in servers]
+    problems = [log_problems(server) for server in processes]
     for index, lines in enumerate(problems):
         if lines:
-            print(f"\nprocess {index + 1} logged {len(lines)} warnings/errors; the first:")
-            print("\n".join(f"  {line}" for line in lines[:10]))
-    figures = summarise(
-        counts,
-        connect_seconds,
-        listen_seconds,
-        [s.connect_seconds for s in subscribers],
-        rounds,
-        memory_kb,
-        args,
-    )
+            report.say(f"\nprocess {index + 1} logged {len(lines)} warnings/errors; the first:")
+            report.say(*(f"  {line}" for line in lines[:10]))
+    opening = (connect_seconds, listen_seconds, [s.connect_seconds for s in subscribers])
+    rows = figure_rows(counts, opening, rounds, memory_kb, args)
     failed = bool(dropped) or any(r.missed or r.wrong or r.extra for r in rounds)
     if failed or any(problems):
-        for index, server in enumerate(servers):
-            print(f"\n--- server process {index + 1} (pid {server.pid}) log tail ---")
-            print(server.log_tail(30))
-    print()
-    print(render(figures))
-    print(
-        "(commit: the server's clock right after the mark's transaction committed, carried in "
-        "the published event; the target is judged on commit -> receipt. markedAt is "
-        "PostgreSQL now() at the transaction's start, so markedAt -> receipt also counts the "
-        "mutation's own work. 'published' is when this script's own Redis subscriber saw the "
-        "marks, after the commit and the cache invalidation. Receipt: when this client's reader "
-        "took the message off the socket. KB = 1,024 bytes of RSS.)"
-    )
-    return Outcome(
-        figures=figures,
-        failed=failed,
-        targets_met=all(f.passed is not False for f in figures),
-    )
-
-
-def raise_open_files_limit() -> tuple[int, int]:
-    """The soft limit of open files raised to the hard limit (the servers inherit it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
+        print_logs(report, processes, 30)
+    report.table("figures", ("figure", "value", "target", "result"), rows)
+    for name, value, target, result in rows:
+        if target != "-":
+            report.check(name.strip(), result == "PASS", f"{value}, target {target}", say=False)
+    report.say(NOTE)
+    return failed
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python benchmarks/live.py",
-        description="Latency and memory of live attendance subscriptions over two API processes.",
-    )
-    parser.add_argument(
-        "--subscribers", type=int, default=1000, help="students of the class, one connection each"
-    )
-    add_server_arguments(parser, redis_default=DEFAULT_REDIS_URL)
-    parser.add_argument("--rounds", type=int, default=3, help="times the class is marked")
-    parser.add_argument(
-        "--concurrency", type=int, default=50, help="connections being opened at once"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds after which an event counts missed"
-    )
-    parser.add_argument(
-        "--idle", type=float, default=2.0, help="idle seconds before each RSS reading"
-    )
-    parser.add_argument(
-        "--quiet", type=float, default=0.5, help="seconds to watch for extra events after a round"
-    )
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between rounds")
-    parser.add_argument("--seed", type=int, default=1, help="random seed for the statuses")
-    parser.add_argument("--keep", action="store_true", help="keep the database (and Redis data)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args(argv)
+    arguments = parser("live", "Latency and memory of live subscriptions over two API processes.")
+    for flag, kind, default, text in (
+        ("--subscribers", int, 1000, "students of the class, one connection each"),
+        ("--rounds", int, 3, "times the class is marked"),
+        ("--concurrency", int, 50, "connections being opened at once"),
+        ("--timeout", float, 10.0, "seconds after which an event counts missed"),
+        ("--idle", float, 2.0, "idle seconds before each RSS reading"),
+        ("--quiet", float, 0.5, "seconds to watch for extra events after a round"),
+        ("--pause", float, 1.0, "seconds between rounds"),
+        ("--seed", int, 1, "random seed for the statuses"),
+    ):
+        arguments.add_argument(flag, type=kind, default=default, help=text)
+    args = arguments.parse_args(argv)
     if args.subscribers < PROCESSES or args.rounds < 1 or args.concurrency < 1:
-        parser.error(f"--subscribers must be at least {PROCESSES}; --rounds, --concurrency >= 1")
+        arguments.error(f"--subscribers must be at least {PROCESSES}; --rounds, --concurrency >= 1")
     if args.timeout <= 0 or min(args.idle, args.quiet, args.pause) < 0:
-        parser.error("--timeout must be positive; --idle, --quiet and --pause not negative")
+        arguments.error("--timeout must be positive; --idle, --quiet and --pause not negative")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    report = Report("live", as_json=args.json)
     soft, _ = raise_open_files_limit()
-    # scratch_database reads the servers' addresses from the environment.
-    os.environ["ROLLCALL_DATABASE_URL"] = args.database_url
-    os.environ["ROLLCALL_REDIS_URL"] = args.redis_url
     started = time.perf_counter()
-    with scratch_database(
-        "rollcall_bench_live", redis_default=DEFAULT_REDIS_URL, keep=args.keep
-    ) as db:
-        redis = urlsplit(db.settings.redis_url or "")
-        print(
+    with scratch_database("live", redis_db=13, keep=args.keep) as db:
+        report.say(
             f"rollcall live benchmark: {os.cpu_count()} CPUs, {args.subscribers} subscribers over "
             f"{PROCESSES} API processes, {args.rounds} rounds, open files limit {soft}, "
-            f"database {db.name}, Redis {redis.hostname}:{redis.port}{redis.path} (flushed)",
-            flush=True,
+            f"{db.describe()}"
         )
-        outcome: Outcome = run(benchmark(args, db.settings))
-    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
-    if outcome.failed:
-        print("events were MISSED or wrong, or connections dropped (see above)")
-    return 1 if outcome.failed or (args.strict and not outcome.targets_met) else 0
+        failed = run(benchmark(args, db.settings, report))
+    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+    if failed:
+        report.say("events were MISSED or wrong, or connections dropped (see above)")
+    return report.finish(failed=failed, strict=args.strict)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
