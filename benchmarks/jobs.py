@@ -12,9 +12,9 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -38,7 +38,7 @@ from graph.app import create_app
 from jobs.platform import durable
 from jobs.worker import WorkerSettings, create_workers, run_workers, shared_context
 from services.bulk_seed import seed_bulk
-from services.models import AlertState, AttendanceStatus, Notification, NotificationType
+from services.models import AlertState, AttendanceStatus, Notification, NotificationType, Student
 from services.platform.db import SessionFactory, create_engine, create_session_factory
 from services.platform.settings import Settings
 from services.queue import CHECK_THRESHOLDS, Queue, enqueue, schedule_threshold_check
@@ -114,18 +114,11 @@ class Throughput:
         return f" FAILED={self.failed} RETRIED={self.retried} {self.error or ''}"
 
     def cells(self) -> tuple[Cell, ...]:
-        return (
-            self.workload,
-            self.poll,
-            self.jobs,
-            self.jobs / self.enqueue_seconds if self.enqueue_seconds else None,
-            self.drain_seconds,
-            self.jobs_per_second,
-            self.students / self.drain_seconds if self.students and self.drain_seconds else None,
-            self.run_seconds,
-            self.cpu_percent,
-            self.failures,
-        )
+        drain, enqueue = self.drain_seconds, self.enqueue_seconds
+        rates = (self.jobs / enqueue if enqueue else None, drain, self.jobs_per_second)
+        per_student = self.students / drain if self.students and drain else None
+        rest = (per_student, self.run_seconds, self.cpu_percent, self.failures)
+        return (self.workload, self.poll, self.jobs, *rates, *rest)
 
     def line(self) -> str:
         queues = ", ".join(
@@ -149,21 +142,8 @@ def describe(samples: Samples) -> str:
     return line + (f" ERRORS={samples.errors} ({samples.first_error})" if samples.errors else "")
 
 
-def latency_cells(measure: str, mode: str, samples: Samples) -> tuple[Cell, ...]:
-    n = len(samples.latencies)
-    return (
-        measure,
-        mode,
-        n,
-        samples.mean,
-        samples.p(50),
-        samples.p(95),
-        samples.max,
-        samples.errors,
-    )
-
-
-# --------------------------------------------------------------------------- workers
+def latency_cells(measure: str, mode: str, s: Samples) -> tuple[Cell, ...]:
+    return (measure, mode, len(s.latencies), s.mean, s.p(50), s.p(95), s.max, s.errors)
 
 
 def patch_poll_delay(workers: Sequence[Worker], poll_delay: float | None) -> None:
@@ -226,74 +206,40 @@ class Bench:
     report: Report
 
 
-# --------------------------------------------------------------------------- figure A
-
-
 async def burst(
-    bench: Bench,
-    workload: str,
-    students: int,
-    poll_delay: float | None,
-    queued: Awaitable[dict[str, int]],
+    bench: Bench, tenant_id: uuid.UUID, students: list[uuid.UUID], batch: int, poll: float | None
 ) -> Throughput:
-    """``queued`` (jobs put in the queues, how many per queue), timed; then the workers drain."""
-    started = time.perf_counter()
-    expected = await queued
-    enqueue_seconds = time.perf_counter() - started
-    result = Throughput(
-        workload, poll_label(poll_delay), sum(expected.values()), students, enqueue_seconds
-    )
-    return await drain(bench.settings, result, poll_delay=poll_delay, expected=expected)
-
-
-async def trivial_jobs(bench: Bench, poll_delay: float | None) -> Throughput:
-    await bench.arq.delete(COUNTER_KEY)
-
-    async def queue_jobs() -> dict[str, int]:
-        expected = {Queue.URGENT.value: 0, Queue.NORMAL.value: 0}
-        async with bench.session_factory() as session:  # used only if Redis refused (the outbox)
-            for number in range(bench.args.jobs):
-                queue = Queue.URGENT if number % 2 == 0 else Queue.NORMAL
-                await enqueue(bench.arq, session, bench_incr.__name__, number, queue=queue)
-                expected[queue.value] += 1
-        return expected
-
-    result = await burst(bench, "bench_incr (1 Redis INCR)", 0, poll_delay, queue_jobs())
-    counted = int(await bench.arq.get(COUNTER_KEY) or 0)
-    if counted != result.jobs and result.error is None:
-        result.error = f"counter is {counted}, expected {result.jobs}"
-    return result
-
-
-async def threshold_jobs(
-    bench: Bench,
-    tenant_id: uuid.UUID,
-    student_ids: Sequence[uuid.UUID],
-    batch: int,
-    poll_delay: float | None,
-) -> Throughput:
-    # Every check run starts from no remembered standing, so each does the same work.
-    async with bench.session_factory() as session, session.begin():
+    """One row of figure A: ``--jobs`` trivial jobs (``batch`` 0), or check_thresholds over
+    ``students``, ``batch`` a job; queued (timed), then drained and checked."""
+    arq, sessions = bench.arq, bench.session_factory
+    await arq.delete(COUNTER_KEY)
+    async with sessions() as session, session.begin():
+        # every check run starts from no remembered standing, so each does the same work
         await session.execute(delete(AlertState).where(AlertState.tenant_id == tenant_id))
-
-    async def queue_jobs() -> dict[str, int]:
-        groups = [student_ids[at : at + batch] for at in range(0, len(student_ids), batch)]
-        async with bench.session_factory() as session:
-            for group in groups:
-                await schedule_threshold_check(
-                    bench.arq, session, tenant_id=tenant_id, student_ids=group
-                )
-        return {Queue.URGENT.value: len(groups)}
-
-    label = "1 student" if batch == 1 else f"{batch} students"
-    workload = f"{CHECK_THRESHOLDS} ({label} per job)"
-    result = await burst(bench, workload, len(student_ids), poll_delay, queue_jobs())
-    async with bench.session_factory() as session:
-        checked = await session.scalar(
-            select(func.count()).select_from(AlertState).where(AlertState.tenant_id == tenant_id)
-        )
-    if checked != len(student_ids) and result.error is None:
-        result.error = f"{checked} of {len(student_ids)} students have an alert state"
+    expected = {Queue.URGENT.value: 0} | ({} if batch else {Queue.NORMAL.value: 0})
+    started = time.perf_counter()
+    async with sessions() as session:  # used only if Redis refused (the outbox)
+        for number in range(bench.args.jobs) if batch == 0 else ():
+            queue = Queue.URGENT if number % 2 == 0 else Queue.NORMAL
+            await enqueue(arq, session, bench_incr.__name__, number, queue=queue)
+            expected[queue.value] += 1
+        for at in range(0, len(students), batch) if batch else ():
+            group = students[at : at + batch]
+            await schedule_threshold_check(arq, session, tenant_id=tenant_id, student_ids=group)
+            expected[Queue.URGENT.value] += 1
+    per_job = "1 student" if batch == 1 else f"{batch} students"
+    workload = f"{CHECK_THRESHOLDS} ({per_job} per job)" if batch else "bench_incr (1 Redis INCR)"
+    jobs, seconds = sum(expected.values()), time.perf_counter() - started
+    result = Throughput(workload, poll_label(poll), jobs, len(students) if batch else 0, seconds)
+    await drain(bench.settings, result, poll_delay=poll, expected=expected)
+    if batch == 0 and (counted := int(await arq.get(COUNTER_KEY) or 0)) != jobs:
+        result.error = result.error or f"counter is {counted}, expected {jobs}"
+    if batch:
+        async with sessions() as session:
+            states = select(func.count()).select_from(AlertState)
+            checked = await session.scalar(states.where(AlertState.tenant_id == tenant_id))
+        if checked != len(students):
+            result.error = result.error or f"{checked} of {len(students)} have an alert state"
     return result
 
 
@@ -316,15 +262,10 @@ async def figure_a(bench: Bench, delays: Sequence[float | None]) -> list[Through
     say("figure A: jobs/s through one worker process (burst mode)…")
     results: list[Throughput] = []
     for poll_delay in delays:
-        results.append(await trivial_jobs(bench, poll_delay))
-        say(results[-1].line())
-        for batch in (1, len(students)):
-            results.append(await threshold_jobs(bench, tenant_id, students, batch, poll_delay))
+        for batch in (0, 1, len(students)):
+            results.append(await burst(bench, tenant_id, students, batch, poll_delay))
             say(results[-1].line())
     return results
-
-
-# --------------------------------------------------------------------------- figure B
 
 
 async def wait_for_notification(
@@ -356,19 +297,6 @@ async def settle(arq: ArqRedis, *, within_seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def mark_variables(classroom: str, subject: str, student: str, day: date, period: int) -> Any:
-    marks = [{"studentId": student, "status": "ABSENT"}]
-    return {
-        "input": {
-            "classroomId": classroom,
-            "date": day.isoformat(),
-            "period": period,
-            "subjectId": subject,
-            "marks": marks,
-        }
-    }
-
-
 async def alert_latency(
     bench: Bench, poll_delay: float | None, rng: random.Random
 ) -> list[tuple[str, Samples]]:
@@ -383,8 +311,13 @@ async def alert_latency(
     for student in school.students:
         await factory.records(school, student, history)
     warmup, *students = school.students
-    classroom, subject = str(school.classrooms[0].id), str(school.subjects[0].id)
     token = school.token(school.teachers[0])
+    where = {"classroomId": str(school.classrooms[0].id), "subjectId": str(school.subjects[0].id)}
+
+    def absent(student: Student, period: int) -> dict[str, Any]:
+        marks = [{"studentId": str(student.id), "status": "ABSENT"}]
+        return {"input": {**where, "date": str(today), "period": period, "marks": marks}}
+
     mark = Samples()
     latencies = {kind: Samples() for kind, _ in STEPS}
     await forget_results(arq)
@@ -407,8 +340,7 @@ async def alert_latency(
                     await running
                     raise BenchmarkError("the workers stopped before the first mark")
                 await asyncio.sleep(0.01)
-            variables = mark_variables(classroom, subject, str(warmup.id), today, 1)
-            _, _, error = await graphql.timed(MARK, variables, token)
+            _, _, error = await graphql.timed(MARK, absent(warmup, 1), token)
             assert warmup.user_id is not None
             if error is not None or not await wait_for_notification(
                 bench, school.tenant.id, warmup.user_id, NotificationType.ATTENDANCE_WARNING
@@ -419,9 +351,8 @@ async def alert_latency(
                     assert student.user_id is not None
                     # start at a random point of the workers' poll cycle, as real marks do
                     await asyncio.sleep(rng.uniform(0, args.jitter))
-                    variables = mark_variables(classroom, subject, str(student.id), today, period)
                     started = time.perf_counter()
-                    elapsed, _, error = await graphql.timed(MARK, variables, token)
+                    elapsed, _, error = await graphql.timed(MARK, absent(student, period), token)
                     mark.record(elapsed, error)
                     if error is not None:
                         latencies[kind].fail(error)
@@ -453,9 +384,6 @@ async def alert_latency(
     for name, samples in measured[len(STEPS) :]:
         bench.report.say(f"  [{mode}] {name}: {describe(samples)}")
     return measured
-
-
-# --------------------------------------------------------------------------- main
 
 
 async def benchmark(
@@ -500,43 +428,24 @@ async def benchmark(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser(
-        "jobs", "Worker throughput and markAttendance-to-alert latency.", strict=False
-    )
+    about = "Worker throughput and markAttendance-to-alert latency."
+    arguments = parser("jobs", about, strict=False)
     add = arguments.add_argument
     add("--jobs", type=int, default=2000, help="trivial jobs for figure A")
     add("--students", type=int, default=500, help="students of the seeded class (figure A)")
     add("--days", type=int, default=30, help="seeded school days (figure A)")
     add("--alert-students", type=int, default=30, help="students pushed over thresholds (B)")
-    add(
-        "--patched-poll-delay",
-        type=float,
-        default=0.05,
-        help="poll_delay of the patched workers, in seconds (arq's default is 0.5)",
-    )
+    add("--patched-poll-delay", type=float, default=0.05, help="the patched workers' poll_delay, s")
     add("--no-patched", action="store_true", help="measure only the workers as shipped")
-    add(
-        "--refresh-delay",
-        type=int,
-        default=1,
-        help="statistics_refresh_delay_seconds while marking (figure B)",
-    )
-    add(
-        "--jitter",
-        type=float,
-        default=0.5,
-        help="random pause before each mark, up to this many seconds (spreads marks over the "
-        "workers' poll cycle)",
-    )
+    add("--refresh-delay", type=int, default=1, help="statistics_refresh_delay_seconds (B)")
+    add("--jitter", type=float, default=0.5, help="longest random pause before each mark, s")
     add("--timeout", type=float, default=10.0, help="seconds to wait for each notification")
     add("--seed", type=int, default=1, help="random seed for the jitter")
     args = arguments.parse_args(argv)
     if args.jobs < 1 or args.students < 1 or args.days < 1 or args.alert_students < 1:
         arguments.error("--jobs, --students, --days and --alert-students must be at least 1")
     if args.patched_poll_delay < 0 or args.jitter < 0 or args.timeout <= 0:
-        arguments.error(
-            "--patched-poll-delay and --jitter must not be negative, --timeout positive"
-        )
+        arguments.error("--patched-poll-delay, --jitter must not be negative, --timeout positive")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = Report("jobs", as_json=args.json)
     started = time.perf_counter()
