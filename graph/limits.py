@@ -43,6 +43,7 @@ from strawberry.extensions.max_aliases import create_validator as aliases_valida
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema.schema import validate_document
 
+from graph.input_rules import InputLiterals, variable_errors
 from resolvers.pagination import MAX_PAGE_SIZE
 from services.platform.settings import Settings
 
@@ -165,9 +166,11 @@ class Validation(SchemaExtension):
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
             schema = context.schema._schema
-            context.pre_execution_errors = limit_errors(
-                schema, document, self.limits
-            ) or cached_validation(schema, document, context.validation_rules)
+            context.pre_execution_errors = (
+                limit_errors(schema, document, self.limits)
+                or variable_errors(document, context.variables)
+                or cached_validation(schema, document, context.validation_rules)
+            )
         yield
 
 
@@ -180,6 +183,7 @@ def validation(settings: Settings | None) -> list[Callable[[], SchemaExtension]]
         aliases_validator(settings.query_max_aliases),
         depth_validator(settings.query_max_depth, None),
         cost_rule(settings.query_max_cost),
+        InputLiterals,
     )
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.query_max_tokens),

@@ -26,6 +26,7 @@ from graph.dashboards import DashboardQuery
 from graph.errors import format_error, log_unexpected
 from graph.exports import ExportMutation, ExportQuery
 from graph.freshness import apply_freshness
+from graph.input_rules import SCALAR_OVERRIDES
 from graph.limits import validation
 from graph.live import LiveSubscription
 from graph.notifications import NotificationMutation, NotificationQuery
@@ -241,6 +242,7 @@ def create_schema(settings: Settings | None = None) -> Schema:
             ConfirmViewer,
             *tracing_extensions(settings),
         ],
+        scalar_overrides=SCALAR_OVERRIDES,
         config=StrawberryConfig(
             disable_field_suggestions=settings is not None and settings.production,
             batching_config=(

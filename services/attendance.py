@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from arq.connections import ArqRedis
 from sqlalchemy import func, select
@@ -34,6 +34,8 @@ from services.queue import (
 )
 
 MAX_MARKS_PER_CALL = 1000
+# A register is taken during its school year: a mark further back is a typo or an attack.
+MARKABLE_DAYS_BACK = 366
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,12 @@ def validate_marks_shape(
     """Checks that need no database: each failure names the input field."""
     if day > today:
         raise Invalid("date", f"The date {day.isoformat()} is in the future (today is {today}).")
+    if day < today - timedelta(days=MARKABLE_DAYS_BACK):
+        raise Invalid(
+            "date",
+            f"The date {day.isoformat()} is more than a year before today: registers are "
+            "taken during their school year.",
+        )
     if not 1 <= period <= periods_per_day:
         raise Invalid("period", f"The period must be from 1 to {periods_per_day}.")
     if not marks:
