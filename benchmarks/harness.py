@@ -713,6 +713,21 @@ async def bulk_class(
     return admin, student
 
 
+def query_call(
+    graphql: GraphQL,
+    query: str,
+    variables: Mapping[str, Any] | None = None,
+    token: str | None = None,
+) -> Call:
+    """The same request over and over, as ``run_sequential`` and ``run_concurrent`` call it."""
+
+    async def call(_: int) -> tuple[float, str | None]:
+        elapsed, _data, error = await graphql.timed(query, variables, token)
+        return elapsed, error
+
+    return call
+
+
 @contextlib.asynccontextmanager
 async def in_process(app: ASGIApp) -> AsyncIterator[GraphQL]:
     """The ASGI ``app`` started (its lifespan) and a GraphQL client of it through httpx's ASGI
