@@ -1,153 +1,97 @@
-"""Resilience benchmark: what a request costs while the database is away, how soon the API
-answers again once it is back, and what sampling CPU and memory costs.
-
-Creates a throwaway database (``foundation.scratch_database``), seeds one small school, and
-runs one in-process API (httpx's ASGI transport) whose PostgreSQL is reached through a TCP
-proxy (``tests/proxy.py``) that the script takes down and brings back. The retry policy is the
-real one (1, 2, 4 s), the breaker probes after ``--reset`` seconds.
-
-    .venv/bin/python -m benchmarks.resilience [--requests 200] [--reset 2] [--keep]
-
-Prints, in ms: ``me`` with the database up (p50/p95); the first request after the database
-vanished (it waits out the retries until the breaker opens); requests while the breaker is open
-(p50/p95/max, and connections the proxy saw meanwhile: 0 means none was tried); the time from
-the database's return to the first answer; one CPU and memory sample, and one ``constrained``
-check between samples.
-"""
+"""What a request costs while the database is away, how soon the API answers once it is back,
+and what sampling CPU and memory costs (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import harness
+from benchmarks.harness import Report, Samples
+from graph.app import create_app
+from services.platform.resources import ResourceMonitor, SystemUsage
+from services.platform.settings import Settings
+from tests.proxy import Proxy, target_of, through
 
-import httpx  # noqa: E402
-from asgi_lifespan import LifespanManager  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-
-from benchmarks.foundation import percentile, scratch_database  # noqa: E402
-from graph.app import create_app  # noqa: E402
-from services.auth import Viewer, issue_token  # noqa: E402
-from services.bulk_seed import seed_bulk  # noqa: E402
-from services.models import Role, User  # noqa: E402
-from services.platform.db import create_engine, create_session_factory  # noqa: E402
-from services.platform.resources import ResourceMonitor, SystemUsage  # noqa: E402
-from services.platform.settings import Settings  # noqa: E402
-from tests.proxy import Proxy, target_of, through  # noqa: E402
-
-ME = {"query": "{ me { id role } }"}
+ME = "{ me { id role } }"
 
 
-async def admin_token(settings: Settings) -> str:
+def say(report: Report, name: str, value: float, unit: str, spec: str = "8.2f") -> None:
+    report.figure(f"{name} {unit}".strip(), value, f"{name:<44} {value:{spec}} {unit}".strip())
+
+
+async def outage(settings: Settings, reset: int, n: int, report: Report) -> dict[str, Samples]:
+    """The database up, gone (the breaker open) and back, through a proxy taken down and up."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=2)
-    try:
-        [tenant_id] = await seed_bulk(
-            session_factory=create_session_factory(engine),
-            today=datetime.now(UTC).date(),
-            schools=1,
-            classes=1,
-            students=5,
-            days=2,
-            prefix="bench-resilience",
-        )
-        async with create_session_factory(engine)() as session:
-            admin = await session.scalar(
-                select(User).where(User.tenant_id == tenant_id, User.role == Role.ADMIN)
-            )
-    finally:
-        await engine.dispose()
-    assert admin is not None
-    viewer = Viewer(user_id=admin.id, tenant_id=tenant_id, role=admin.role)
-    return issue_token(viewer, secret=settings.jwt_secret, ttl_seconds=3600, now=datetime.now(UTC))
-
-
-async def timed(http: httpx.AsyncClient, token: str) -> tuple[float, int]:
-    started = time.perf_counter()
-    response = await http.post("/graphql", json=ME, headers={"authorization": f"Bearer {token}"})
-    return (time.perf_counter() - started) * 1000, response.status_code
-
-
-def line(name: str, samples: list[float]) -> str:
-    return (
-        f"{name:<44} n={len(samples):<5} p50={percentile(samples, 50):8.2f}"
-        f" p95={percentile(samples, 95):8.2f} max={max(samples):8.2f}"
-    )
-
-
-async def benchmark(settings: Settings, args: argparse.Namespace) -> None:
-    assert settings.database_url is not None
-    token = await admin_token(settings)
+    async with harness.database_sessions(settings, pool_max=2) as sessions:
+        admin, _ = await harness.bulk_class(sessions, prefix="bench-resilience", students=5, days=2)
     proxy = Proxy(*target_of(settings.database_url))
     async with proxy.running() as port:
-        proxied = dataclasses.replace(
-            settings,
-            database_url=through(settings.database_url, port),
-            db_breaker_reset_seconds=args.reset,
-        )
-        async with (
-            LifespanManager(create_app(proxied)) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://bench"
-            ) as http,
-        ):
-            up = [(await timed(http, token))[0] for _ in range(args.requests)]
-            print(line("me, database up", up))
+        url = through(settings.database_url, port)
+        proxied = dataclasses.replace(settings, database_url=url, db_breaker_reset_seconds=reset)
+        async with harness.in_process(create_app(proxied)) as graphql:
+            me = harness.query_call(graphql, ME, token=harness.token_for(settings, admin))
+
+            async def refused(index: int) -> tuple[float, str | None]:
+                elapsed, error = await me(index)
+                return elapsed, None if str(error).startswith("HTTP 503") else f"not 503: {error}"
+
+            up = await harness.run_sequential(Samples(), me, warmup=0, iterations=n)
             proxy.down()
-            first, status = await timed(http, token)
-            print(f"{'first request, database gone':<44} {first:8.2f} ms (HTTP {status})")
-            while (await http.get("/health/ready")).json()["database"]["breaker"] != "open":
-                await timed(http, token)
+            first, error = await me(0)
+            status = str(error).partition(":")[0]  # HTTP 503 and its code
+            text = f"{'first request, database gone':<44} {first:8.2f} ms ({status})"
+            report.figure("first request, database gone ms", first, text)
+            while (await graphql.client.get("/health/ready")).json()["database"][
+                "breaker"
+            ] != "open":
+                await me(0)
             seen = proxy.connections
-            open_samples = []
-            for _ in range(args.requests):
-                elapsed, status = await timed(http, token)
-                assert status == 503, status
-                open_samples.append(elapsed)
-            print(line("me, breaker open (HTTP 503)", open_samples))
-            print(f"{'connections tried while open':<44} {proxy.connections - seen}")
+            broken = await harness.run_sequential(Samples(), refused, warmup=0, iterations=n)
+            say(report, "connections tried while open", proxy.connections - seen, "", "")
             proxy.up()
-            back = time.perf_counter()
-            answered = False
+            back, answered = time.perf_counter(), False
             while not answered:
-                answered = (await timed(http, token))[1] == 200
+                answered = (await me(0))[1] is None
                 await asyncio.sleep(0 if answered else 0.05)
             recovered = (time.perf_counter() - back) * 1000
-            name = f"database back -> first answer (reset {args.reset} s)"
-            print(f"{name:<44} {recovered:8.2f} ms")
+            say(report, f"database back -> first answer (reset {reset} s)", recovered, "ms")
+    return {"me, database up": up, "me, breaker open (HTTP 503)": broken}
+
+
+def sampling(report: Report) -> None:
+    """One CPU and memory sample, and the check that reads the last one between samples."""
     usage = SystemUsage()
     started = time.perf_counter()
     for _ in range(100):
         usage()
-    sample_us = (time.perf_counter() - started) / 100 * 1e6
+    say(report, "one CPU and memory sample", (time.perf_counter() - started) / 100 * 1e6, "µs")
     monitor = ResourceMonitor(cpu_percent=80, memory_percent=85, sample=usage)
     monitor.pressure()
     started = time.perf_counter()
     for _ in range(100_000):
         monitor.pressure()
     check_us = (time.perf_counter() - started) / 100_000 * 1e6
-    print(f"{'one CPU and memory sample':<44} {sample_us:8.2f} µs")
-    print(f"{'one constrained check between samples':<44} {check_us:8.3f} µs")
+    say(report, "one constrained check between samples", check_us, "µs", "8.3f")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--reset", type=int, default=2, help="DB_BREAKER_RESET_SECONDS")
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    args = parser.parse_args()
-    with scratch_database(
-        "rollcall_bench_resilience", redis_default="redis://127.0.0.1:6379/9", keep=args.keep
-    ) as db:
-        asyncio.run(benchmark(db.settings, args))
+def main() -> int:
+    arguments = harness.parser("resilience", __doc__.splitlines()[0], strict=False)
+    arguments.add_argument("--requests", type=int, default=200)
+    arguments.add_argument("--reset", type=int, default=2, help="DB_BREAKER_RESET_SECONDS")
+    args = arguments.parse_args()
+    report = Report("resilience", as_json=args.json)
+    with harness.scratch_database("resilience", redis_db=9, keep=args.keep) as db:
+        # asyncio's own loop, not uvloop: the app runs on it too, as the recorded figures did
+        runs = asyncio.run(outage(db.settings, args.reset, args.requests, report))
+    header = ["request", "n", "p50 ms", "p95 ms", "max ms", "unexpected"]
+    rows = [[name, len(s.latencies), s.p(50), s.p(95), s.max, s.errors] for name, s in runs.items()]
+    report.table("requests", header, rows)
+    report.say("")
+    sampling(report)
+    return report.finish(failed=any(s.errors for s in runs.values()))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
