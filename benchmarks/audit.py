@@ -1,121 +1,85 @@
-"""Audit log upkeep benchmark: archiving a month, and moving rows out of the default partition.
-
-Creates a throwaway database (``ROLLCALL_DATABASE_URL``'s server), then measures:
-
-A. ``archive_audit_logs`` over one monthly partition of ``--rows`` entries (January 2019, so
-   that it is past retention) into ``--storage-url`` (default: local disk in a temporary
-   directory; ``s3://…`` for S3): the time, rows/s, the object's size against the JSON Lines it
-   holds, and the growth of this process's peak RSS (the rows stream through a server-side
-   cursor, so it should not grow with ``--rows``).
-B. ``ensure_partitions`` making a month whose ``--rows`` entries wait in the default partition
-   (March 2041): the time to move them into the new partition and attach it.
-
-Run from the repository root::
-
-    .venv/bin/python -m benchmarks.audit [--rows 100000] [--storage-url URL] [--keep]
-
-A script, not a test: it prints figures and exits 1 when a run did not archive or move every row.
-"""
+"""Audit log upkeep: archiving a month, moving rows out of the default partition (README.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import resource
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # ``python benchmarks/audit.py`` finds the project packages
+from sqlalchemy import text
 
-from sqlalchemy import text  # noqa: E402
+from benchmarks import harness
+from benchmarks.harness import Cell
+from services.audit_maintenance import archive_audit_logs, ensure_partitions
+from services.platform.db import SessionFactory
+from services.platform.settings import Settings
+from services.platform.storage import LocalStore, create_store
 
-from benchmarks.foundation import scratch_database  # noqa: E402
-from services.audit_maintenance import archive_audit_logs, ensure_partitions  # noqa: E402
-from services.platform.db import SessionFactory, create_engine, create_session_factory  # noqa: E402
-from services.platform.storage import LocalStore, create_store  # noqa: E402
-
-INSERT_ENTRIES = """
-INSERT INTO audit_logs (timestamp, tenant_id, user_id, action, resource, resource_id, success,
-                        ip_address, user_agent, metadata)
-SELECT CAST(:start AS timestamptz) + n * interval '1 second', gen_random_uuid(),
-       gen_random_uuid(), 'LOGIN_SUCCESS', 'user', n::text, true, '203.0.113.9',
-       'Mozilla/5.0 (X11; Linux x86_64) Firefox/131.0',
-       jsonb_build_object('n', n, 'reason', 'benchmark entry')
-FROM generate_series(1, :rows) AS n
-"""
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+INSERT_ENTRIES = """INSERT INTO audit_logs (timestamp, tenant_id, user_id, action, resource,
+  resource_id, success, ip_address, user_agent, metadata)
+SELECT CAST(:start AS timestamptz) + n * interval '1 second', gen_random_uuid(), gen_random_uuid(),
+  'LOGIN_SUCCESS', 'user', n::text, true, '203.0.113.9',
+  'Mozilla/5.0 (X11; Linux x86_64) Firefox/131.0', jsonb_build_object('n', n, 'reason',
+  'benchmark entry') FROM generate_series(1, :rows) AS n"""
+JSON_LINES = "SELECT sum(octet_length(row_to_json(a)::text) + 1) FROM audit_logs_2019_01 a"
+JANUARY, JUNE = datetime(2019, 1, 1, tzinfo=UTC), datetime(2019, 6, 1, tzinfo=UTC)
+MARCH = datetime(2041, 3, 1, tzinfo=UTC)
 
 
-async def insert_entries(session_factory: SessionFactory, *, start: datetime, rows: int) -> None:
-    async with session_factory() as session, session.begin():
+async def insert_entries(sessions: SessionFactory, *, start: datetime, rows: int) -> None:
+    async with sessions() as session, session.begin():
         await session.execute(text(INSERT_ENTRIES), {"start": start, "rows": rows})
 
 
-async def measure(database_url: str, rows: int, storage_url: str | None) -> bool:
-    engine = create_engine(database_url, pool_max=4)
-    session_factory = create_session_factory(engine)
-    ok = True
-    try:
-        january = datetime(2019, 1, 1, tzinfo=UTC)
-        await ensure_partitions(session_factory=session_factory, months_ahead=0, now=january)
-        await insert_entries(session_factory, start=january, rows=rows)
-        async with session_factory() as session:
-            raw = await session.scalar(
-                text("SELECT sum(octet_length(row_to_json(a)::text) + 1) FROM audit_logs_2019_01 a")
-            )
+async def measure(settings: Settings, args: argparse.Namespace) -> list[list[Cell]]:
+    """A. January 2019 (past retention) archived; B. March 2041 made while its rows wait in
+    the default partition. A row per step: rows, s, rows/s, object and JSON Lines MB, RSS."""
+    async with harness.database_sessions(settings) as sessions:
+        await ensure_partitions(session_factory=sessions, months_ahead=0, now=JANUARY)
+        await insert_entries(sessions, start=JANUARY, rows=args.rows)
+        async with sessions() as session:
+            raw = await session.scalar(text(JSON_LINES))
         with tempfile.TemporaryDirectory() as root:
-            store = LocalStore(Path(root)) if storage_url is None else create_store(storage_url)
+            store = create_store(args.storage_url) if args.storage_url else LocalStore(Path(root))
             await store.ensure_ready()
-            rss_before = peak_rss_mb()
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started = time.perf_counter()
-            report = await archive_audit_logs(
-                session_factory=session_factory,
-                store=store,
-                min_rows=0,
-                retention_days=90,
-                now=datetime(2019, 6, 1, tzinfo=UTC),
+            archived = await archive_audit_logs(
+                session_factory=sessions, store=store, min_rows=0, retention_days=90, now=JUNE
             )
-            elapsed = time.perf_counter() - started
-        print(
-            f"A. archive {report.rows:,} rows: {elapsed:.2f} s, {report.rows / elapsed:,.0f} rows/s"
-        )
-        print(f"   object {report.bytes / 1e6:.2f} MB of {raw / 1e6:.1f} MB JSON Lines")
-        print(f"   peak RSS grew {peak_rss_mb() - rss_before:.1f} MB")
-        ok &= report.rows == rows
-
-        march = datetime(2041, 3, 1, tzinfo=UTC)
-        await insert_entries(session_factory, start=march, rows=rows)
+            seconds = time.perf_counter() - started
+        growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_kb) / 1024
+        await insert_entries(sessions, start=MARCH, rows=args.rows)
         started = time.perf_counter()
-        made = await ensure_partitions(session_factory=session_factory, months_ahead=0, now=march)
-        elapsed = time.perf_counter() - started
-        moved = sum(partition.moved_rows for partition in made)
-        print(f"B. move {moved:,} rows out of the default partition and attach: {elapsed:.2f} s")
-        ok &= moved == rows
-    finally:
-        await engine.dispose()
-    return ok
+        made = await ensure_partitions(session_factory=sessions, months_ahead=0, now=MARCH)
+        moving = time.perf_counter() - started
+    moved = sum(partition.moved_rows for partition in made)
+    rate = archived.rows / seconds
+    return [
+        ["A. archive", archived.rows, seconds, rate, archived.bytes / 1e6, raw / 1e6, growth],
+        ["B. move out of the default partition and attach", moved, moving, None, None, None, None],
+    ]
 
 
-def main() -> None:
-    arguments = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def main() -> int:
+    arguments = harness.parser("audit", __doc__.splitlines()[0], strict=False)
     arguments.add_argument("--rows", type=int, default=100_000)
     arguments.add_argument("--storage-url", help="the store to archive to (default: local disk)")
-    arguments.add_argument("--keep", action="store_true", help="keep the database")
-    options = arguments.parse_args()
-    with scratch_database(
-        "rollcall_bench_audit", redis_default="redis://127.0.0.1:6379/9", keep=options.keep
-    ) as scratch:
-        assert scratch.settings.database_url is not None
-        ok = asyncio.run(measure(scratch.settings.database_url, options.rows, options.storage_url))
-    sys.exit(0 if ok else 1)
+    args = arguments.parse_args()
+    report = harness.Report("audit", as_json=args.json)
+    with harness.scratch_database("audit", redis_db=9, keep=args.keep) as db:
+        rows = asyncio.run(measure(db.settings, args))
+    header = ["step", "rows", "s", "rows/s", "object MB", "JSON Lines MB", "peak RSS grew MB"]
+    formats = {"rows/s": "{:,.0f}", "JSON Lines MB": "{:.1f}", "peak RSS grew MB": "{:.1f}"}
+    report.table("steps", header, rows, formats=formats)
+    done = f"{rows[0][1]:,} archived and {rows[1][1]:,} moved of {args.rows:,}"
+    report.check("every row archived and moved", rows[0][1] == rows[1][1] == args.rows, done)
+    return report.finish(failed=False, strict=True)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
