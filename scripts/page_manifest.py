@@ -23,6 +23,9 @@ from pathlib import Path
 
 from graphql import OperationDefinitionNode, parse
 
+from services.platform.persisted_queries import document_hash
+from services.trusted_documents import APOLLO_MANIFEST_FORMAT
+
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "graph" / "web" / "js" / "queries.js"
 MANIFEST = ROOT / "deploy" / "rollcall-web-documents.json"
@@ -43,9 +46,6 @@ def page_documents(node: str) -> list[str]:
 
 def manifest(documents: list[str]) -> str:
     """Apollo's manifest (version 1) of ``documents``, one operation each, sorted by name."""
-    from services.platform.persisted_queries import document_hash
-    from services.trusted_documents import APOLLO_MANIFEST_FORMAT
-
     operations = []
     for body in documents:
         [operation] = [
@@ -85,5 +85,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())
