@@ -8,11 +8,18 @@ from typing import Any
 import httpx
 import pytest
 
+from rollcall.browser import chromium_missing
 from rollcall.processes import ServerProcess
 from services.models import Student
 from tests.factories import PASSWORD, School
 
+# Each browser test module's pytestmark: selected by ``-m browser``, skipped without Chromium.
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
+]
 playwright_api = pytest.importorskip("playwright.async_api")
+expect = playwright_api.expect
 
 
 async def api(

@@ -16,19 +16,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from rollcall.browser import chromium_missing
 from rollcall.processes import ServerProcess
 from services.live import publish_notifications
 from services.models import AttendanceStatus, NotificationType, Severity, Student
 from services.notifications import Draft, create_notification
 from tests.factories import PASSWORD, Factory, School
-from tests.web.browsing import api, sign_in, text
+from tests.web.browsing import BROWSER_TESTS, api, expect, sign_in, text
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
-]
-playwright_api = pytest.importorskip("playwright.async_api")
+pytestmark = BROWSER_TESTS
 
 DASHBOARD = """query {
   studentDashboard {
@@ -159,12 +154,12 @@ async def test_staff_are_sent_to_the_api_and_wrong_passwords_are_refused(context
     await page.get_by_label("Email").fill(school.teachers[0].email)
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
-    await playwright_api.expect(page.locator("#login-error")).to_contain_text("student")
+    await expect(page.locator("#login-error")).to_contain_text("student")
     assert await page.evaluate("localStorage.getItem('rollcall.session')") is None
     await page.get_by_label("Email").fill(school.accounts[school.students[0].id].email)
     await page.get_by_label("Password", exact=True).fill("not the password")
     await page.get_by_role("button", name="Sign in").click()
-    await playwright_api.expect(page.locator("#login-error")).to_contain_text("password is wrong")
+    await expect(page.locator("#login-error")).to_contain_text("password is wrong")
     assert await page.locator("#dashboard-view").is_hidden()
 
 
@@ -179,9 +174,7 @@ async def test_a_teachers_mark_shows_live_without_a_reload(context, server, fact
     # when their teacher marks them absent through the API
     await mark_absent(server, school, student, period=3)
     # then the page shows it within seconds, without navigating
-    await playwright_api.expect(page.locator("#count-absent")).to_have_text(
-        str(absent_before + 1), timeout=10_000
-    )
+    await expect(page.locator("#count-absent")).to_have_text(str(absent_before + 1), timeout=10_000)
     expected = (await api(server, DASHBOARD, token=school.student_token(student)))[
         "studentDashboard"
     ]
@@ -207,7 +200,7 @@ async def test_earlier_weeks_can_be_browsed_and_the_current_one_comes_back(
     assert await page.locator("#week-current").is_hidden()
     # when they go back two weeks
     await page.locator("#week-previous").click()
-    await playwright_api.expect(page.locator("#week-title")).not_to_have_text(this_week)
+    await expect(page.locator("#week-title")).not_to_have_text(this_week)
     await page.locator("#week-previous").click()
     # then that week's grid shows the sick period, and the way back is offered
     await page.wait_for_selector("#week tbody tr:nth-child(3) .status-sick")
@@ -215,7 +208,7 @@ async def test_earlier_weeks_can_be_browsed_and_the_current_one_comes_back(
     assert await page.locator("#week-current").is_visible()
     # when they return to this week, then it is the current grid again, with nothing after it
     await page.locator("#week-current").click()
-    await playwright_api.expect(page.locator("#week-title")).to_have_text(this_week)
+    await expect(page.locator("#week-title")).to_have_text(this_week)
     assert await page.locator("#week .status-sick").count() == 0
     assert await page.locator("#week-next").is_disabled()
     # and offline, where only this week is kept, earlier ones cannot be asked for
@@ -247,9 +240,7 @@ async def test_the_page_reconnects_and_subscribes_again(context, server, factory
     await page.wait_for_selector("#connection[data-state='live']", timeout=10_000)
     assert len(sockets) == 2
     await mark_absent(server, school, student, period=4)
-    await playwright_api.expect(page.locator("#count-absent")).to_have_text(
-        str(absent_before + 1), timeout=10_000
-    )
+    await expect(page.locator("#count-absent")).to_have_text(str(absent_before + 1), timeout=10_000)
 
 
 async def test_offline_the_saved_data_shows_with_a_warning_and_no_uploads(context, server, factory):

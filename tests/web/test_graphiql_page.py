@@ -6,16 +6,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import pytest
+from tests.web.browsing import BROWSER_TESTS, expect
 
-from rollcall.browser import chromium_missing
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
-]
-playwright_api = pytest.importorskip("playwright.async_api")
-expect = playwright_api.expect
+pytestmark = BROWSER_TESTS
 
 
 async def test_graphiql_runs_a_query_with_the_network_cut(server, browser):

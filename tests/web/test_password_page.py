@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from rollcall.browser import chromium_missing
 from tests.factories import run_jobs
-from tests.web.browsing import api, live
+from tests.web.browsing import BROWSER_TESTS, api, expect, live
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
-]
-playwright_api = pytest.importorskip("playwright.async_api")
-expect = playwright_api.expect
+pytestmark = BROWSER_TESTS
 
 CREATE_STUDENT = """mutation CreateStudent($input: CreateStudentInput!) {
   createStudent(input: $input) { id }

@@ -17,18 +17,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import update
 
-from rollcall.browser import chromium_missing
 from rollcall.processes import ServerProcess
 from services.models import Student, Tenant, User
 from tests.factories import PASSWORD, Factory, School
-from tests.web.browsing import api, sign_in, text
+from tests.web.browsing import BROWSER_TESTS, api, expect, sign_in, text
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
-]
-playwright_api = pytest.importorskip("playwright.async_api")
-expect = playwright_api.expect
+pytestmark = BROWSER_TESTS
 
 PHONE, DESKTOP = 375, 1280
 WEEK = """query Week($weekStart: Date!, $studentId: ID) {
