@@ -1,9 +1,11 @@
 """Whether a token still speaks for its account.
 
-A token issued before the account's last password change, or for an account since disabled or
-deleted, is refused. The account's state is read through the cache (tag ``user:<id>``): a
-request pays one Redis round trip, and a change reaches every process at its next request,
-since the change invalidates the tag before it is reported done.
+A token issued before the account's last password change, for an account since disabled or
+deleted, or whose role or student link is not the account's (a forged claim, or a role changed
+since it was issued), is refused: what a request may do is the account's, never the token's.
+The account's state is read through the cache (tag ``user:<id>``): a request pays one Redis
+round trip, and a change reaches every process at its next request, since the change
+invalidates the tag before it is reported done.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth import Viewer
-from services.models import User
+from services.models import Role, Student, User
 from services.platform.cache import Cache, Spec
 from services.platform.db import SessionFactory
 from services.platform.errors import Unauthenticated
@@ -33,6 +35,8 @@ class Credentials:
 
     active: bool
     changed_at_ms: int | None
+    role: Role | None = None
+    student_id: uuid.UUID | None = None
 
 
 async def ensure_current(viewer: Viewer, *, cache: Cache, session_factory: SessionFactory) -> None:
@@ -41,9 +45,9 @@ async def ensure_current(viewer: Viewer, *, cache: Cache, session_factory: Sessi
     async def read(session: AsyncSession) -> Credentials:
         row = (
             await session.execute(
-                select(User.active, User.credentials_changed_at).where(
-                    User.tenant_id == viewer.tenant_id, User.id == viewer.user_id
-                )
+                select(User.active, User.credentials_changed_at, User.role, Student.id)
+                .outerjoin(Student, Student.user_id == User.id)
+                .where(User.tenant_id == viewer.tenant_id, User.id == viewer.user_id)
             )
         ).first()
         if row is None:
@@ -52,6 +56,8 @@ async def ensure_current(viewer: Viewer, *, cache: Cache, session_factory: Sessi
         return Credentials(
             active=row.active,
             changed_at_ms=None if changed is None else int(changed.timestamp() * 1000),
+            role=row.role,
+            student_id=row.id,
         )
 
     found = await cache.fetch(
@@ -70,3 +76,7 @@ async def ensure_current(viewer: Viewer, *, cache: Cache, session_factory: Sessi
     changed = credentials.changed_at_ms
     if changed is not None and (viewer.issued_at_ms is None or viewer.issued_at_ms < changed):
         raise Unauthenticated("The password was changed after this token was issued; log in again.")
+    if (viewer.role, viewer.student_id) != (credentials.role, credentials.student_id):
+        raise Unauthenticated(
+            "This token's role is not the account's (changed since); log in again."
+        )

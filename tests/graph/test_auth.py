@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from services.auth import Viewer, decode_token, issue_token
+from services.credentials import user_tag
 from services.models import AuditAction, AuditLog, Role, User
+from services.platform.cache import Cache
+from services.platform.settings import DEFAULT_CACHE_TTLS
 from tests.factories import PASSWORD, api_process, error_codes, gql
 
 LOGIN = """
@@ -271,3 +274,57 @@ async def test_a_login_replaces_a_hash_made_with_older_settings(client, factory)
         stored = await session.scalar(select(User.password_hash).where(User.id == teacher.id))
     assert stored != old and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert "errors" not in await log_in(client, school, teacher.email, PASSWORD)
+
+
+AUDIT = "{ auditLogs(first: 1) { totalCount } }"
+REFUSED = {Role.PARTNER: "PERSISTED_QUERY_NOT_IN_LIST"}
+
+
+def claiming(factory, user: User, role: Role, student_id: uuid.UUID | None) -> str:
+    """A validly signed token for ``user`` that claims ``role`` and ``student_id``."""
+    viewer = Viewer(user_id=user.id, tenant_id=user.tenant_id, role=role, student_id=student_id)
+    return issue_token(viewer, secret=factory.secret, ttl_seconds=3600, now=datetime.now(UTC))
+
+
+async def test_a_token_re_signed_with_another_role_is_refused(client, factory):
+    school = await factory.school(students=2)
+    student = school.students[0]
+    account = school.accounts[student.id]
+    forged = claiming(factory, account, Role.ADMIN, student.id)
+    for document in (AUDIT, ME):
+        assert error_codes(await gql(client, document, token=forged)) == ["UNAUTHENTICATED"]
+    assert error_codes(await gql(client, ME, token=school.student_token(student))) == []
+
+
+async def test_a_token_naming_another_student_is_refused(client, factory):
+    school = await factory.school(students=2)
+    mine, theirs = school.students
+    forged = factory.issue(school.accounts[mine.id], student_id=theirs.id)
+    dashboard = "{ studentDashboard { studentId } }"
+    assert error_codes(await gql(client, dashboard, token=forged)) == ["UNAUTHENTICATED"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(role=st.sampled_from(list(Role)), linked=st.booleans())
+async def test_only_the_accounts_own_claims_are_accepted(client, factory, role, linked):
+    school = await factory.school(students=1)
+    student = school.students[0]
+    account = school.accounts[student.id]
+    token = claiming(factory, account, role, student.id if linked else None)
+    own = role is Role.STUDENT and linked
+    body = await gql(client, ME, token=token)
+    # A PARTNER claim is refused sooner: partners run registered documents only.
+    assert error_codes(body) == ([] if own else [REFUSED.get(role, "UNAUTHENTICATED")])
+
+
+async def test_a_role_change_takes_effect_at_the_next_request(client, factory, redis):
+    school = await factory.school(students=1)
+    teacher = school.teachers[0]
+    token = school.token(teacher)
+    assert error_codes(await gql(client, ME, token=token)) == []
+    async with factory.session_factory() as session, session.begin():
+        await session.execute(update(User).where(User.id == teacher.id).values(role=Role.ADMIN))
+    # What an account change does once committed (services.logins, password_resets).
+    cache = Cache(redis=redis, ttls=DEFAULT_CACHE_TTLS)
+    await cache.invalidate(tenant_id=school.tenant.id, tags=[user_tag(teacher.id)])
+    assert error_codes(await gql(client, AUDIT, token=token)) == ["UNAUTHENTICATED"]
