@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
+from resolvers.pagination import Page, decode_time_cursor, page_size, time_page
 from services import certificate_files, certificate_listing, certificates
 from services.models import FileStatus, MedicalCertificate
 from services.platform.errors import Invalid
@@ -104,13 +104,12 @@ async def certificates_page(
             after=position,
             limit=size,
         )
-    return Page(
-        items=[
-            (encode_time_cursor(CERTIFICATE_CURSOR, c.uploaded_at, c.id), c)
-            for c in page.certificates
-        ],
+    return time_page(
+        CERTIFICATE_CURSOR,
+        page.certificates,
+        lambda c: (c.uploaded_at, c.id),
+        after=position,
         has_next_page=page.has_next_page,
-        has_previous_page=position is not None,
         total_count=page.total,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urljoin
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
+from resolvers.pagination import Page, decode_time_cursor, page_size, time_page
 from services import exports
 from services.models import Export
 
@@ -37,10 +37,12 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
             session, access=context.access, after=position, limit=size
         )
     )
-    return Page(
-        items=[(encode_time_cursor(EXPORT_CURSOR, e.created_at, e.id), e) for e in page.exports],
+    return time_page(
+        EXPORT_CURSOR,
+        page.exports,
+        lambda e: (e.created_at, e.id),
+        after=position,
         has_next_page=page.has_next_page,
-        has_previous_page=position is not None,
         total_count=page.total,
     )
 

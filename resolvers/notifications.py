@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_time_cursor, encode_time_cursor, page_size
+from resolvers.pagination import Page, decode_time_cursor, page_size, time_page
 from services import notifications
 from services.models import Notification
 
@@ -29,13 +29,12 @@ async def notifications_page(
             limit=size,
         )
     )
-    return Page(
-        items=[
-            (encode_time_cursor(NOTIFICATION_CURSOR, n.created_at, n.id), n)
-            for n in page.notifications
-        ],
+    return time_page(
+        NOTIFICATION_CURSOR,
+        page.notifications,
+        lambda n: (n.created_at, n.id),
+        after=position,
         has_next_page=page.has_next_page,
-        has_previous_page=position is not None,
         total_count=page.total,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -56,6 +57,24 @@ def decode_cursor(
 def encode_time_cursor(kind: str, at: datetime, key: uuid.UUID) -> str:
     """A cursor of a list ordered newest first on (timestamp, id)."""
     return encode_cursor(kind, at.isoformat(), key)
+
+
+def time_page(
+    kind: str,
+    nodes: Sequence[Node],
+    stamp: Callable[[Node], tuple[datetime, uuid.UUID]],
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    has_next_page: bool,
+    total_count: int,
+) -> Page[Node]:
+    """A page of a list ordered newest first on ``stamp(node)``, read from ``after``."""
+    return Page(
+        items=[(encode_time_cursor(kind, *stamp(node)), node) for node in nodes],
+        has_next_page=has_next_page,
+        has_previous_page=after is not None,
+        total_count=total_count,
+    )
 
 
 def decode_time_cursor(cursor: str | None, kind: str) -> tuple[datetime, uuid.UUID] | None:
