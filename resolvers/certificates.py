@@ -105,12 +105,7 @@ async def certificates_page(
             limit=size,
         )
     return time_page(
-        CERTIFICATE_CURSOR,
-        page.certificates,
-        lambda c: (c.uploaded_at, c.id),
-        after=position,
-        has_next_page=page.has_next_page,
-        total_count=page.total,
+        CERTIFICATE_CURSOR, page.certificates, lambda c: (c.uploaded_at, c.id), page, position
     )
 
 

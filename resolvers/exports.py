@@ -37,14 +37,7 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
             session, access=context.access, after=position, limit=size
         )
     )
-    return time_page(
-        EXPORT_CURSOR,
-        page.exports,
-        lambda e: (e.created_at, e.id),
-        after=position,
-        has_next_page=page.has_next_page,
-        total_count=page.total,
-    )
+    return time_page(EXPORT_CURSOR, page.exports, lambda e: (e.created_at, e.id), page, position)
 
 
 async def own_export(info: Info, export_id: str) -> Export | None:

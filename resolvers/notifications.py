@@ -30,12 +30,7 @@ async def notifications_page(
         )
     )
     return time_page(
-        NOTIFICATION_CURSOR,
-        page.notifications,
-        lambda n: (n.created_at, n.id),
-        after=position,
-        has_next_page=page.has_next_page,
-        total_count=page.total,
+        NOTIFICATION_CURSOR, page.notifications, lambda n: (n.created_at, n.id), page, position
     )
 
 

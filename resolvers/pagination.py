@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import orjson
 
@@ -26,6 +26,15 @@ class Page(Generic[Node]):
     has_next_page: bool
     has_previous_page: bool
     total_count: int
+
+
+class Slice(Protocol):
+    """What a service's page read says besides its rows."""
+
+    @property
+    def has_next_page(self) -> bool: ...
+    @property
+    def total(self) -> int: ...
 
 
 def page_size(first: int | None, default: int) -> int:
@@ -63,17 +72,15 @@ def time_page(
     kind: str,
     nodes: Sequence[Node],
     stamp: Callable[[Node], tuple[datetime, uuid.UUID]],
-    *,
+    read: Slice,
     after: tuple[datetime, uuid.UUID] | None,
-    has_next_page: bool,
-    total_count: int,
 ) -> Page[Node]:
-    """A page of a list ordered newest first on ``stamp(node)``, read from ``after``."""
+    """The ``read`` nodes of a list ordered newest first on ``stamp(node)``, from ``after``."""
     return Page(
         items=[(encode_time_cursor(kind, *stamp(node)), node) for node in nodes],
-        has_next_page=has_next_page,
+        has_next_page=read.has_next_page,
         has_previous_page=after is not None,
-        total_count=total_count,
+        total_count=read.total,
     )
 
 
