@@ -88,6 +88,9 @@ async def _serve(settings: Settings, host: str, port: int, with_worker: bool) ->
             log_config=None,
             access_log=False,
             timeout_keep_alive=settings.http_keep_alive_seconds,
+            # The app reads X-Forwarded-For itself, from ROLLCALL_TRUSTED_PROXIES only:
+            # uvicorn's default believes it from any local peer.
+            proxy_headers=False,
         )
     )
     # What is loaded by now (modules, the schema, the models) lives as long as the process:

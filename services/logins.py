@@ -1,8 +1,12 @@
 """Logging in and changing passwords, with their limits and their audit trail.
 
-Failures are limited per (tenant, email) (``login``, the design's 5 per 15 min) and per IP
-address (``login_ip``, looser: a whole school may sit behind one address). Over either, even
-the right password is refused until the window has room. Every attempt is audited:
+Failures are limited per (account, IP address) (``login``, the design's 5 per 15 min), per IP
+address (``login_ip``, looser: a whole school may sit behind one address) and per account from
+every address (``login_account``, slower). Over one, even the right password is refused until
+the window has room, but the account's own limit holds only at an address that has failed for
+the account: guesses from elsewhere, however many, never stop its owner signing in from an
+address of theirs, and each guessing address still gets but a few tries. Every attempt is
+audited (a refusal as RATE_LIMIT_EXCEEDED):
 LOGIN_SUCCESS, or LOGIN_FAILURE with its reason, IP address and user agent. A password change
 proves the current password; wrong ones are limited like failed logins (``login``'s 5 per
 15 min), in a window of the account's own, apart from the (tenant, email) one: a stolen token
@@ -25,6 +29,7 @@ from services.auth import (
     LoginFailed,
     LoginResult,
     Viewer,
+    check_credentials_shape,
     hash_password,
     login,
     needs_rehash,
@@ -39,8 +44,9 @@ from services.platform.telemetry import LOGIN_FAILURES
 from services.queue import invalidate_or_schedule
 from services.rate_limits import RateLimited, RateLimiter, record_refusal
 
-EMAIL_LIMIT = "login"
+PAIR_LIMIT = "login"
 IP_LIMIT = "login_ip"
+ACCOUNT_LIMIT = "login_account"
 RESOURCE = "session"
 PASSWORD_LENGTH = (12, 128)
 
@@ -57,11 +63,15 @@ async def log_in(
     ttl_seconds: int,
     now: datetime,
 ) -> LoginResult:
+    check_credentials_shape(tenant_slug, email, password)
     account = (tenant_slug.strip().lower(), email.strip().lower())
     address = origin.ip_address or "unknown"
+    pair = (*account, address)
     try:
-        await limiter.check(EMAIL_LIMIT, *account)
+        await limiter.check(PAIR_LIMIT, *pair)
         await limiter.check(IP_LIMIT, address)
+        if await limiter.counted(PAIR_LIMIT, *pair):
+            await limiter.check(ACCOUNT_LIMIT, *account)
     except RateLimited as refused:
         tenant_id = await _tenant_id(session_factory, account[0])
         if tenant_id is not None:
@@ -87,7 +97,11 @@ async def log_in(
             )
     except LoginFailed as failed:
         LOGIN_FAILURES.labels(failed.reason).inc()
-        for name, identity in ((EMAIL_LIMIT, account), (IP_LIMIT, (address,))):
+        for name, identity in (
+            (PAIR_LIMIT, pair),
+            (IP_LIMIT, (address,)),
+            (ACCOUNT_LIMIT, account),
+        ):
             # Over the limit with this failure: the next attempt is the one refused.
             with contextlib.suppress(RateLimited):
                 await limiter.hit(name, *identity)
@@ -165,7 +179,7 @@ async def change_password(
     check_new_password(current_password, new_password)
     account = ("user", str(viewer.user_id))
     try:
-        await limiter.check(EMAIL_LIMIT, *account)
+        await limiter.check(PAIR_LIMIT, *account)
     except RateLimited as refused:
         await record_refusal(
             session_factory,
@@ -188,7 +202,7 @@ async def change_password(
         # Off the event loop: a hash is tens of milliseconds of CPU.
         if not await asyncio.to_thread(verify_password, user.password_hash, current_password):
             with contextlib.suppress(RateLimited):
-                await limiter.hit(EMAIL_LIMIT, *account)
+                await limiter.hit(PAIR_LIMIT, *account)
             await audit.record_alone(
                 session_factory,
                 tenant_id=viewer.tenant_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from services.presence import ConnectionRefused
 from services.trusted_documents import CLIENT_HEADER
 
 BEARER = "bearer "
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 CDN = "https://unpkg.com/"
 JSON = "application/json"
 # GraphQL over HTTP's own media type: with it, a request that never ran (a document that does
@@ -92,10 +94,38 @@ def viewer_from_header(
 
 
 def request_origin(request: Request | WebSocket) -> Origin:
-    """Where a request came from, for the audit log."""
-    return Origin.of(
-        request.client.host if request.client else None, request.headers.get("user-agent")
-    )
+    """Where a request came from, for the audit log and the per-address limits."""
+    peer = request.client.host if request.client else None
+    settings = getattr(request.state, "settings", None)
+    proxies = trusted_networks(settings.trusted_proxies if settings is not None else ())
+    address = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+    return Origin.of(address, request.headers.get("user-agent"))
+
+
+@functools.cache
+def trusted_networks(proxies: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, proxies: tuple[IPNetwork, ...]
+) -> str | None:
+    """The client's address: the connection's, unless it comes from a trusted proxy; then
+    the nearest address in X-Forwarded-For that is not one of those proxies (the ones further
+    left were written by the client and prove nothing)."""
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    address = peer
+    while address is not None and is_trusted(address, proxies) and hops:
+        address = hops.pop()
+    return address
+
+
+def is_trusted(address: str, proxies: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
 
 
 def request_error(

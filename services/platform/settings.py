@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,9 +78,13 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = {
     "export": RateLimit(5, 3600),
     "upload": RateLimit(10, 3600),
     "subscription": RateLimit(10, 60),
+    # Failed logins per (account, IP address): the design's 5 per 15 min, for one address.
     "login": RateLimit(5, 900),
     # Failed logins per IP address: looser than per account, as a whole school may share one.
     "login_ip": RateLimit(50, 900),
+    # Failed logins per account from every address: slower, and applied only at addresses
+    # that have failed for the account, so that strangers cannot lock its owner out.
+    "login_account": RateLimit(30, 3600),
     # Reset mails per account, and reset requests plus bad reset tokens per IP address.
     "password_reset": RateLimit(3, 3600),
     "password_reset_ip": RateLimit(30, 3600),
@@ -102,6 +107,9 @@ class Settings:
     jwt_ttl_seconds: int = 8 * 3600
     clamd_url: str | None = None
     scan_deny_sha256: frozenset[str] = frozenset()
+    # Peers (addresses or networks) whose X-Forwarded-For is believed: the reverse proxies in
+    # front. None by default: then a client's address is its connection's, whatever it claims.
+    trusted_proxies: tuple[str, ...] = ()
     public_url: str | None = None
     smtp_url: str | None = None
     email_from: str = "Rollcall <no-reply@rollcall.invalid>"
@@ -310,6 +318,17 @@ class Settings:
                     f"{PREFIX}SCAN_DENY_SHA256 holds what is not a SHA-256 hex digest: {bad[0]!r}"
                 )
             values["scan_deny_sha256"] = frozenset(digests)
+        if (text := raw("TRUSTED_PROXIES")) is not None:
+            networks = [item.strip() for item in text.split(",") if item.strip()]
+            for network in networks:
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    problems.append(
+                        f"{PREFIX}TRUSTED_PROXIES holds what is not an address or network: "
+                        f"{network!r}"
+                    )
+            values["trusted_proxies"] = tuple(networks)
         if (text := raw("PUBLIC_URL")) is not None:
             if urlsplit(text).scheme not in {"http", "https"} or not urlsplit(text).hostname:
                 problems.append(f"{PREFIX}PUBLIC_URL must be an http:// or https:// URL")

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from tests.factories import counted_statements, error_codes, gql
 
-LOGIN = "mutation L($t: String!, $e: String!, $p: String!) { login(tenant: $t, email: $e, password: $p) { token } }"  # noqa: E501
-REVIEW = "mutation R($id: ID!, $reason: String) { reviewMedicalCertificate(id: $id, decision: REJECTED, reason: $reason) { id } }"  # noqa: E501
+LOGIN = "mutation L($t: String!, $e: String!, $p: String!) { login(tenant: $t, email: $e, password: $p) { token } }"
+REVIEW = "mutation R($id: ID!, $reason: String) { reviewMedicalCertificate(id: $id, decision: REJECTED, reason: $reason) { id } }"
 WEEK = "query W($d: Date!) { weeklyAttendance(weekStart: $d) { weekStart } }"
 AUDIT = "query A($f: AuditLogFilter) { auditLogs(filter: $f) { totalCount } }"
 MARK = (
-    "mutation M($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }"  # noqa: E501
+    "mutation M($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }"
 )
 HOSTILE = ["a\x00b", "\ud800", "ok\udfffok", "\x00"]
 ARGUMENT = {"t": "tenant", "e": "email", "p": "password"}  # what each variable is given to
