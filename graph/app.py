@@ -23,6 +23,7 @@ from graph.edge.middleware import RequestIdMiddleware
 from graph.edge.observability import AccessLogMiddleware, Telemetry, metrics
 from graph.edge.page import page_routes
 from graph.edge.view import GraphQLView
+from graph.edge.websocket import Admissions
 from graph.schema import create_schema
 from services.auth import TokenVerifier
 from services.cached_reads import create_cache
@@ -178,6 +179,7 @@ def create_app(
         # Uploads are CSRF-safe: graph/edge/bodies.py demands a preflight header first.
         multipart_uploads_enabled=True,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        admissions=Admissions(settings.ws_unauthenticated_per_address),
         max_subscriptions_per_connection=settings.ws_operations_per_connection,
     )
     return Starlette(

@@ -23,7 +23,13 @@ from graph.edge.bodies import BodyRefused, drain, guarded
 from graph.edge.http_cache import cache_policy
 from graph.edge.observability import note_viewer
 from graph.edge.page import GRAPHIQL_ASSETS, GRAPHIQL_DIR
-from graph.edge.websocket import FORBIDDEN, LiveConnectionHandler, Refused
+from graph.edge.websocket import (
+    FORBIDDEN,
+    TRY_AGAIN_LATER,
+    Admissions,
+    LiveConnectionHandler,
+    Refused,
+)
 from resolvers.context import Context
 from services.audit import Origin
 from services.auth import TokenVerifier, Viewer
@@ -151,11 +157,18 @@ def is_wrong_method(refused: HTTPException) -> bool:
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = LiveConnectionHandler
 
+    def __init__(self, *args: Any, admissions: Admissions, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.admissions = admissions
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As strawberry's, except that a request refused whole (bad JSON, a mutation over GET,
         a subscription over HTTP, an upload without its CSRF header, a body too large) is answered
         with a GraphQL error body, not plain text; and that a client preferring
         application/graphql-response+json gets it, with a 400 for a request that never ran."""
+        if scope["type"] == "websocket":
+            await self.live(scope, receive, send)
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -198,6 +211,22 @@ class GraphQLView(GraphQL[Context, None]):
             response.media_type = GRAPHQL_RESPONSE
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         await response(scope, receive, send)
+
+    async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket, admitted only while its address holds fewer unacknowledged ones than
+        the limit (refused at the handshake otherwise); its place is given back once it is
+        acknowledged or ends."""
+        origin = request_origin(WebSocket(scope, receive, send))
+        admission = self.admissions.admit(origin.ip_address or "unknown")
+        if admission is None:
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+            return
+        scope.setdefault("state", {})["admission"] = admission
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            admission.release()
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
         """As strawberry's; when the client asked for application/graphql-response+json, a

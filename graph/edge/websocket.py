@@ -7,6 +7,8 @@ Close codes:
   password changes (checked every ping interval);
 - 4408 no ``connection_init`` in time (strawberry);
 - 1013 over the per-user connection limit or the connection rate (try again later);
+- a refused handshake (HTTP 403) for a client address already holding
+  ``WS_UNAUTHENTICATED_PER_ADDRESS`` connections that have not yet sent ``connection_init``;
 - 1001 no ``pong`` within a ping interval;
 - 1012 the server is restarting (uvicorn): reconnect, possibly to another process.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 
 from graphql import GraphQLError
@@ -63,6 +66,40 @@ class Refused(Exception):
         return cls(TRY_AGAIN_LATER, f"{refused.message} Retry in {refused.retry_after} s.")
 
 
+class Admissions:
+    """The connections of each client address that have not yet been acknowledged, in this
+    process: a client may hold only ``limit`` of them, so unauthenticated sockets (each
+    waiting up to the ``connection_init`` timeout) cannot pile up."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting: Counter[str] = Counter()
+
+    def admit(self, address: str) -> Admission | None:
+        if self.waiting[address] >= self.limit:
+            return None
+        self.waiting[address] += 1
+        return Admission(self, address)
+
+
+class Admission:
+    """One connection's place among its address's waiting ones, given back once."""
+
+    def __init__(self, admissions: Admissions, address: str) -> None:
+        self.admissions = admissions
+        self.address = address
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        waiting = self.admissions.waiting
+        waiting[self.address] -= 1
+        if waiting[self.address] <= 0:
+            del waiting[self.address]
+
+
 class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
     _keepalive: asyncio.Task[None] | None = None
     _awaiting_pong = False
@@ -73,6 +110,10 @@ class LiveConnectionHandler(BaseGraphQLTransportWSHandler[Context, None]):
         except Refused as refused:
             await self.websocket.close(code=refused.code, reason=refused.reason)
             return
+        if self.connection_acknowledged:
+            admission = getattr(self.context.response.state, "admission", None)
+            if admission is not None:
+                admission.release()
         if self.connection_acknowledged and self._keepalive is None:
             self._keepalive = asyncio.create_task(self._keep_alive(), name="live-keepalive")
 

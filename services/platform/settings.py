@@ -143,6 +143,8 @@ class Settings:
     ws_connections_per_user: int = 5
     ws_operations_per_connection: int = 20
     ws_init_timeout_seconds: int = 10
+    # Connections of one client address not yet past connection_init, per process.
+    ws_unauthenticated_per_address: int = 10
     ws_ping_interval_seconds: int = 10
     # How long an idle HTTP connection is kept open: longer than the idle timeouts of the
     # proxies and load balancers in front (60 s is common), so that they close first and never
@@ -280,6 +282,7 @@ class Settings:
             ("WS_CONNECTIONS_PER_USER", "ws_connections_per_user", 1, 1000),
             ("WS_OPERATIONS_PER_CONNECTION", "ws_operations_per_connection", 1, 1000),
             ("WS_INIT_TIMEOUT_SECONDS", "ws_init_timeout_seconds", 1, 300),
+            ("WS_UNAUTHENTICATED_PER_ADDRESS", "ws_unauthenticated_per_address", 1, 10_000),
             ("WS_PING_INTERVAL_SECONDS", "ws_ping_interval_seconds", 1, 300),
             ("HTTP_KEEP_ALIVE_SECONDS", "http_keep_alive_seconds", 1, 3600),
             ("QUERY_MAX_DEPTH", "query_max_depth", 2, 100),
