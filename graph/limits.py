@@ -60,17 +60,7 @@ def cost_rule(max_cost: int) -> type[ValidationRule]:
 
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            definitions = context.document.definitions
-            fragments = {
-                definition.name.value: definition
-                for definition in definitions
-                if isinstance(definition, FragmentDefinitionNode)
-            }
-            for node in definitions:
-                if not isinstance(node, OperationDefinitionNode):
-                    continue
-                root = context.schema.get_root_type(node.operation)
-                cost = selection_cost(node.selection_set, root, fragments, 0) if root else 0
+            for node, cost in operation_costs(context.schema, context.document):
                 if cost > max_cost:
                     self.report_error(
                         GraphQLError(
@@ -81,6 +71,48 @@ def cost_rule(max_cost: int) -> type[ValidationRule]:
                     )
 
     return CostRule
+
+
+@lru_cache(maxsize=VALIDATION_CACHE_SIZE)
+def operation_costs(
+    schema: GraphQLSchema, document: DocumentNode
+) -> tuple[tuple[OperationDefinitionNode, int], ...]:
+    """Each operation of ``document`` with its estimated cost."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    costs = []
+    for node in document.definitions:
+        if isinstance(node, OperationDefinitionNode):
+            root = schema.get_root_type(node.operation)
+            costs.append(
+                (node, selection_cost(node.selection_set, root, fragments, 0) if root else 0)
+            )
+    return tuple(costs)
+
+
+def request_cost_errors(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, context: Any
+) -> list[GraphQLError]:
+    """The refusal of an operation that, with those before it in the same request (a batch),
+    would cost more than one request may."""
+    budget = getattr(context, "cost_budget", None)
+    if budget is None:
+        return []
+    costs = operation_costs(schema, document)
+    chosen = [
+        cost for node, cost in costs if operation_name in (None, getattr(node.name, "value", None))
+    ]
+    if budget.spend(max(chosen, default=0)):
+        return []
+    return [
+        GraphQLError(
+            f"The request's operations together cost {budget.spent}, over the limit of "
+            f"{budget.limit} for one request: send fewer operations or smaller ones."
+        )
+    ]
 
 
 def selection_cost(
@@ -169,6 +201,7 @@ class Validation(SchemaExtension):
             context.pre_execution_errors = (
                 limit_errors(schema, document, self.limits)
                 or variable_errors(document, context.variables)
+                or request_cost_errors(schema, document, context.operation_name, context.context)
                 or cached_validation(schema, document, context.validation_rules)
             )
         yield

@@ -40,6 +40,19 @@ from services.trusted_documents import Policy, TrustedDocuments
 
 
 @dataclass
+class CostBudget:
+    """The estimated cost the operations of one request may spend together."""
+
+    limit: int
+    spent: int = 0
+
+    def spend(self, cost: int) -> bool:
+        """Whether ``cost`` more still fits (it is spent either way)."""
+        self.spent += cost
+        return self.spent <= self.limit
+
+
+@dataclass
 class Context:
     settings: Settings
     session_factory: SessionFactory
@@ -71,6 +84,9 @@ class Context:
     connection_params: dict[str, object] | None = None
     lease: Lease | None = None
     viewer_confirmed: bool = False
+    # What an HTTP request's operations may cost together (a batch's); None on a websocket,
+    # whose operations are limited one by one and by their number.
+    cost_budget: CostBudget | None = None
 
     @property
     def viewer(self) -> Viewer:

@@ -30,7 +30,7 @@ from graph.edge.websocket import (
     LiveConnectionHandler,
     Refused,
 )
-from resolvers.context import Context
+from resolvers.context import Context, CostBudget
 from services.audit import Origin
 from services.auth import TokenVerifier, Viewer
 from services.platform.errors import ErrorCode, ServiceError, Unauthenticated
@@ -264,6 +264,26 @@ class GraphQLView(GraphQL[Context, None]):
             request.query_params.get("extensions") is None
         )
 
+    async def parse_multipart(self, request: Any) -> dict[str, str]:
+        """As strawberry's, once the map is one that names each file once, for a variable of
+        its own: files mapped to one variable (the last would win) or sent unnamed are
+        refused, not dropped."""
+        form = await request.get_form_data()  # Starlette keeps the parsed form: read once
+        raw = form.form.get("map", "{}")
+        files_map = self.parse_json(raw) if isinstance(raw, bytes | str) else raw
+        if not isinstance(files_map, dict) or not all(
+            isinstance(paths, list) and all(isinstance(path, str) for path in paths)
+            for paths in files_map.values()
+        ):
+            raise HTTPException(400, "The multipart map must name, for each file, its variables.")
+        paths = [path for paths in files_map.values() for path in paths]
+        if len(paths) != len(set(paths)):
+            raise HTTPException(400, "Each variable takes one file: the map sends two to one.")
+        sent = [name for name, value in form.files.items() if not isinstance(value, str)]
+        if len(sent) > len(files_map):
+            raise HTTPException(400, "The request sends files the multipart map does not name.")
+        return await super().parse_multipart(request)
+
     def _validate_batch_request(self, request_data: list[Any], protocol: Any) -> None:
         """Strawberry's check (batching on, at most ``query_max_batch`` operations), and an
         empty batch refused rather than answered with an empty list."""
@@ -299,6 +319,9 @@ class GraphQLView(GraphQL[Context, None]):
             origin=request_origin(request),
             public_url=(settings.public_url or str(request.base_url).rstrip("/")) + "/",
             viewer_or_error=viewer,
+            cost_budget=CostBudget(settings.query_max_cost)
+            if isinstance(request, Request)
+            else None,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object]:

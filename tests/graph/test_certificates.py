@@ -691,3 +691,31 @@ async def test_over_a_real_socket_a_client_reads_the_413_of_a_body_slightly_too_
             assert response.status_code == 413
         assert (await upload(http, token, files.pdf())).status_code == 200
     assert await rows(factory, school) != []
+
+
+@pytest.mark.parametrize(
+    ("files_map", "sent"),
+    [
+        ({"0": ["variables.file"], "1": ["variables.file"]}, ["0", "1"]),
+        ({"0": ["variables.file"]}, ["0", "1", "2"]),
+        ({"0": "variables.file"}, ["0"]),
+    ],
+)
+async def test_a_multipart_map_must_name_each_file_once(client, factory, files_map, sent):
+    school = await factory.school(students=1)
+    operations = {"query": UPLOAD, "variables": {"file": None, "input": COVER}}
+    response = await client.post(
+        "/graphql",
+        data={
+            "operations": orjson.dumps(operations).decode(),
+            "map": orjson.dumps(files_map).decode(),
+        },
+        files={key: ("note.pdf", files.pdf(), "application/pdf") for key in sent},
+        headers={
+            "apollo-require-preflight": "true",
+            "authorization": f"Bearer {school.student_token(school.students[0])}",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert await stored_keys(local_store(factory.settings), school) == []

@@ -133,3 +133,26 @@ def test_limits_are_checked_without_the_full_validation():
     result = create_schema(Settings()).execute_sync(aliases)
     assert result.errors and "aliases" in result.errors[0].message
     assert cached_validation.cache_info().misses == before.misses
+
+
+async def test_a_batch_shares_one_cost_limit(settings, factory):
+    school = await factory.school(students=1)
+    token = school.token(school.admin)
+    document = "{ " + " ".join(f"a{n}: me {{ id email role }}" for n in range(5)) + " }"  # 20
+    cheap = dataclasses.replace(settings, query_max_cost=50)
+    async with api_process(cheap) as http:
+        with counted_statements() as statements:
+            answers = (
+                await http.post(
+                    "/graphql",
+                    json=[{"query": document}] * 4,
+                    headers={"authorization": f"Bearer {token}"},
+                )
+            ).json()
+        alone = await gql(http, document, token=token)
+    assert [error_codes(answer) for answer in answers[:2]] == [[], []]
+    for refused in answers[2:]:
+        assert error_codes(refused) == ["GRAPHQL_VALIDATION_FAILED"]
+        assert "together cost" in refused["errors"][0]["message"]
+    assert error_codes(alone) == []  # the budget is the request's, not the process's
+    assert len(statements) < 10
