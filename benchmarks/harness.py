@@ -739,3 +739,38 @@ async def in_process(app: ASGIApp) -> AsyncIterator[GraphQL]:
         ) as client,
     ):
         yield GraphQL(client)
+
+
+# --------------------------------------------------------------------------- latency rows
+
+TIMED = ("n", "mean ms", "p50 ms", "p95 ms", "max ms")
+
+
+@dataclass
+class Timed:
+    """One row of latencies, ``name`` in ``mode``, against a p95 target (None: information)."""
+
+    name: str
+    mode: str
+    target_ms: float | None = None
+    samples: Samples = field(default_factory=Samples)
+
+    @property
+    def passed(self) -> bool | None:
+        """False after a failure; else whether p95 met the target (None: no target, no samples)."""
+        if self.samples.errors:
+            return False
+        if self.target_ms is None or not self.samples.latencies:
+            return None
+        return self.samples.p(95) < self.target_ms
+
+    def cells(self) -> tuple[Cell, ...]:
+        """The name, the mode and the ``TIMED`` figures, for a table row."""
+        s = self.samples
+        return (self.name, self.mode, len(s.latencies), s.mean, s.p(50), s.p(95), s.max)
+
+    def check(self, report: Report) -> None:
+        """The target's check in ``report``, unsaid (a table shows it), when there is one."""
+        if self.passed is not None:
+            detail = f"p95 {self.samples.p(95):.2f} ms"
+            report.check(f"{self.name} [{self.mode}]", self.passed, detail, say=False)
