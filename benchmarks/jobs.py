@@ -17,29 +17,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import result_key_prefix
 from arq.worker import Function, Worker
-from asgi_lifespan import LifespanManager
 from sqlalchemy import delete, func, select
 
-from benchmarks.foundation import load_school
-from benchmarks.harness import (
-    BenchmarkError,
-    Cell,
-    GraphQL,
-    Report,
-    Samples,
-    parser,
-    scratch_database,
-)
+from benchmarks import harness
+from benchmarks.harness import BenchmarkError, Cell, Report, Samples, Timed
 from graph.app import create_app
 from jobs.platform import durable
 from jobs.worker import WorkerSettings, create_workers, run_workers, shared_context
-from services.bulk_seed import seed_bulk
 from services.models import AlertState, AttendanceStatus, Notification, NotificationType, Student
-from services.platform.db import SessionFactory, create_engine, create_session_factory
+from services.platform.db import SessionFactory
 from services.platform.settings import Settings
 from services.queue import CHECK_THRESHOLDS, Queue, enqueue, schedule_threshold_check
 from services.seed import DEMO_PERIODS
@@ -56,7 +45,7 @@ MARK = """mutation Mark($input: MarkAttendanceInput!) {
   markAttendance(input: $input) { records { id studentId status } } }"""
 THROUGHPUT = ("workload", "worker poll_delay", "jobs", "enqueue/s", "drain s", "jobs/s")
 THROUGHPUT += ("students/s", "run s", "process CPU", "failed")
-LATENCY = ("measure", "worker poll_delay", "n", "mean ms", "p50 ms", "p95 ms", "max ms", "errors")
+LATENCY = ("measure", "worker poll_delay", *harness.TIMED, "errors")
 FORMATS = {"enqueue/s": "{:.0f}", "jobs/s": "{:.0f}", "students/s": "{:.0f}"}
 FORMATS |= {"process CPU": "{:.0f} %", "worker CPU": "{:.0f} %"}
 FORMATS |= {name: "{:.1f}" for name in LATENCY if name.endswith(" ms")}
@@ -133,23 +122,20 @@ class Throughput:
 
 
 def describe(samples: Samples) -> str:
-    if not samples.latencies:
-        return f"no samples, {samples.errors} errors ({samples.first_error})"
-    line = (
-        f"n={len(samples.latencies)} p50={samples.p(50):.1f} ms p95={samples.p(95):.1f} ms "
-        f"max={samples.max:.1f} ms"
-    )
-    return line + (f" ERRORS={samples.errors} ({samples.first_error})" if samples.errors else "")
+    """The one-line summary, or why there are no samples."""
+    if samples.latencies:
+        return samples.summary()
+    return f"no samples, {samples.errors} errors ({samples.first_error})"
 
 
-def latency_cells(measure: str, mode: str, s: Samples) -> tuple[Cell, ...]:
-    return (measure, mode, len(s.latencies), s.mean, s.p(50), s.p(95), s.max, s.errors)
-
-
-def patch_poll_delay(workers: Sequence[Worker], poll_delay: float | None) -> None:
-    """Override the shipped poll delays of both workers."""
+def start_workers(
+    settings: Settings, shared: dict[str, Any], poll_delay: float | None, *, burst: bool = False
+) -> tuple[list[Worker], asyncio.Task[None]]:
+    """Both workers (no cron jobs) running, their poll delays as shipped or ``poll_delay``."""
+    workers = create_workers(settings, shared, functions=FUNCTIONS, cron_jobs=(), burst=burst)
     for worker in workers if poll_delay is not None else ():
         worker.poll_delay_s = poll_delay
+    return workers, asyncio.create_task(run_workers(workers))
 
 
 def finished(worker: Worker) -> int:
@@ -161,11 +147,8 @@ async def drain(
 ) -> Throughput:
     """Both workers in burst mode until the queues are empty; fills in ``result``'s timings."""
     async with shared_context(settings, retry_backoff_seconds=0.05) as shared:
-        workers = create_workers(settings, shared, functions=FUNCTIONS, cron_jobs=(), burst=True)
-        patch_poll_delay(workers, poll_delay)
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        task = asyncio.create_task(run_workers(workers))
+        started, cpu_started = time.perf_counter(), time.process_time()
+        workers, task = start_workers(settings, shared, poll_delay, burst=True)
         while not task.done():
             now = time.perf_counter() - started
             for worker in workers:
@@ -246,18 +229,13 @@ async def burst(
 async def figure_a(bench: Bench, delays: Sequence[float | None]) -> list[Throughput]:
     args, say = bench.args, bench.report.say
     say(f"seeding 1 class x {args.students} students x {args.days} days x {DEMO_PERIODS} periods…")
-    started = time.perf_counter()
-    (tenant_id,) = await seed_bulk(
-        session_factory=bench.session_factory,
-        today=datetime.now(UTC).date(),
-        schools=1,
-        classes=1,
-        students=args.students,
-        days=args.days,
-        periods=DEMO_PERIODS,
-        prefix=SEED_PREFIX,
-    )
-    students = (await load_school(bench.session_factory, tenant_id)).student_ids
+    started, sessions = time.perf_counter(), bench.session_factory
+    shape = {"prefix": SEED_PREFIX, "students": args.students, "days": args.days}
+    admin, _ = await harness.bulk_class(sessions, **shape)
+    tenant_id = admin.tenant_id
+    async with sessions() as session:
+        of_tenant = select(Student.id).where(Student.tenant_id == tenant_id)
+        students = list(await session.scalars(of_tenant.order_by(Student.id)))
     say(f"  seeded in {time.perf_counter() - started:.1f} s")
     say("figure A: jobs/s through one worker process (burst mode)…")
     results: list[Throughput] = []
@@ -297,11 +275,10 @@ async def settle(arq: ArqRedis, *, within_seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def alert_latency(
-    bench: Bench, poll_delay: float | None, rng: random.Random
-) -> list[tuple[str, Samples]]:
-    args, settings, arq = bench.args, bench.settings, bench.arq
-    mode = poll_label(poll_delay)
+async def alert_latency(bench: Bench, poll_delay: float | None, rng: random.Random) -> list[Timed]:
+    """Figure B's rows for one poll delay: mark -> notification per step, the mutation's round
+    trip, and check_thresholds' queue wait and run time from arq's kept results."""
+    args, settings, arq, mode = bench.args, bench.settings, bench.arq, poll_label(poll_delay)
     factory = Factory(session_factory=bench.session_factory, settings=settings)
     # one extra student warms the whole path (API, enqueue, job, notification) unrecorded
     school = await factory.school(students=args.alert_students + 1)
@@ -318,22 +295,15 @@ async def alert_latency(
         marks = [{"studentId": str(student.id), "status": "ABSENT"}]
         return {"input": {**where, "date": str(today), "period": period, "marks": marks}}
 
-    mark = Samples()
-    latencies = {kind: Samples() for kind, _ in STEPS}
+    latencies = {kind: Timed(f"mark -> {kind.value} row", mode) for kind, _ in STEPS}
+    mark = Timed("markAttendance round trip", mode)
+    waits, runs = (Timed(f"{CHECK_THRESHOLDS} {m} (arq)", mode) for m in ("queue wait", "run time"))
     await forget_results(arq)
-
-    app = create_app(settings)
     async with (
         shared_context(settings) as shared,
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://bench"
-        ) as client,
+        harness.in_process(create_app(settings)) as graphql,
     ):
-        graphql = GraphQL(client)
-        workers = create_workers(settings, shared, functions=FUNCTIONS, cron_jobs=())
-        patch_poll_delay(workers, poll_delay)
-        running = asyncio.create_task(run_workers(workers))
+        workers, running = start_workers(settings, shared, poll_delay)
         try:
             while not all("redis" in worker.ctx for worker in workers):  # pools are up
                 if running.done():
@@ -347,67 +317,55 @@ async def alert_latency(
             ):
                 raise BenchmarkError(f"the warm-up mark raised no warning: {error or 'timeout'}")
             for kind, period in STEPS:
+                samples = latencies[kind].samples
                 for student in students:
                     assert student.user_id is not None
                     # start at a random point of the workers' poll cycle, as real marks do
                     await asyncio.sleep(rng.uniform(0, args.jitter))
                     started = time.perf_counter()
                     elapsed, _, error = await graphql.timed(MARK, absent(student, period), token)
-                    mark.record(elapsed, error)
+                    mark.samples.record(elapsed, error)
                     if error is not None:
-                        latencies[kind].fail(error)
+                        samples.fail(error)
                         continue
                     found = await wait_for_notification(
                         bench, school.tenant.id, student.user_id, kind
                     )
-                    latency = (time.perf_counter() - started) * 1000
-                    missing = f"no {kind.value} within {args.timeout:g} s"
-                    latencies[kind].record(latency, None if found else missing)
-                bench.report.say(
-                    f"  [{mode}] mark -> {kind.value} row: {describe(latencies[kind])}"
-                )
+                    missing = None if found else f"no {kind.value} within {args.timeout:g} s"
+                    samples.record((time.perf_counter() - started) * 1000, missing)
+                bench.report.say(f"  [{mode}] {latencies[kind].name}: {describe(samples)}")
             # let the last check (which may still be between its commit and its result) and the
             # debounced statistics refresh finish, so no job is cancelled and re-run later
             await settle(arq, within_seconds=settings.statistics_refresh_delay_seconds + 10)
         finally:
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
-    waits, runs = Samples(), Samples()
-    for result in await arq.all_job_results():
-        if result.function == CHECK_THRESHOLDS:
-            waits.latencies.append((result.start_time - result.enqueue_time).total_seconds() * 1000)
-            runs.latencies.append((result.finish_time - result.start_time).total_seconds() * 1000)
-    measured = [(f"mark -> {kind.value} row", latencies[kind]) for kind, _ in STEPS]
-    measured += [("markAttendance round trip", mark)]
-    measured += [(f"{CHECK_THRESHOLDS} queue wait (arq)", waits)]
-    measured += [(f"{CHECK_THRESHOLDS} run time (arq)", runs)]
-    for name, samples in measured[len(STEPS) :]:
-        bench.report.say(f"  [{mode}] {name}: {describe(samples)}")
-    return measured
+    for r in await arq.all_job_results():
+        if r.function == CHECK_THRESHOLDS:
+            waits.samples.latencies.append((r.start_time - r.enqueue_time).total_seconds() * 1000)
+            runs.samples.latencies.append((r.finish_time - r.start_time).total_seconds() * 1000)
+    for row in (mark, waits, runs):
+        bench.report.say(f"  [{mode}] {row.name}: {describe(row.samples)}")
+    return [*latencies.values(), mark, waits, runs]
 
 
 async def benchmark(
     args: argparse.Namespace, settings: Settings, report: Report
-) -> tuple[list[Throughput], list[tuple[str, str, Samples]]]:
-    assert settings.database_url is not None and settings.redis_url is not None
+) -> tuple[list[Throughput], list[Timed]]:
+    assert settings.redis_url is not None
     delays: list[float | None] = [None] if args.no_patched else [None, args.patched_poll_delay]
-    engine = create_engine(settings.database_url, pool_max=10)
-    arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    bench = Bench(args, settings, arq, create_session_factory(engine), report)
-    try:
+    async with (
+        harness.database_sessions(settings, pool_max=10) as sessions,
+        await create_pool(RedisSettings.from_dsn(settings.redis_url)) as arq,
+    ):
+        bench = Bench(args, settings, arq, sessions, report)
         throughput = await figure_a(bench, delays)
         report.say(
             f"figure B: markAttendance -> notification row, {args.alert_students} students, API "
             "and workers in one event loop…"
         )
         rng = random.Random(args.seed)
-        latency = []
-        for poll_delay in delays:
-            measured = await alert_latency(bench, poll_delay, rng)
-            latency += [(name, poll_label(poll_delay), samples) for name, samples in measured]
-    finally:
-        await arq.aclose()
-        await engine.dispose()
+        latency = [row for delay in delays for row in await alert_latency(bench, delay, rng)]
     report.say(
         "",
         f"Figure A: jobs through one worker process (URGENT + NORMAL workers, max_jobs="
@@ -422,14 +380,14 @@ async def benchmark(
         f"Figure B: markAttendance -> notification row ({args.alert_students} students, "
         f"sequential, notifications polled every {NOTIFICATION_POLL_SECONDS * 1000:.0f} ms)",
     )
-    rows = [latency_cells(*row) for row in latency]
+    rows = [(*row.cells(), row.samples.errors) for row in latency]
     report.table("figure B", LATENCY, rows, left=2, formats=FORMATS)
     return throughput, latency
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     about = "Worker throughput and markAttendance-to-alert latency."
-    arguments = parser("jobs", about, strict=False)
+    arguments = harness.parser("jobs", about, strict=False)
     add = arguments.add_argument
     add("--jobs", type=int, default=2000, help="trivial jobs for figure A")
     add("--students", type=int, default=500, help="students of the seeded class (figure A)")
@@ -450,14 +408,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report("jobs", as_json=args.json)
     started = time.perf_counter()
     # arq's queue keys are global: a stale job in the (flushed) Redis would skew the figures
-    with scratch_database("jobs", redis_db=10, keep=args.keep) as db:
+    with harness.scratch_database("jobs", redis_db=10, keep=args.keep) as db:
         settings = dataclasses.replace(
             db.settings, statistics_refresh_delay_seconds=args.refresh_delay
         )
         report.say(f"rollcall jobs benchmark: {os.cpu_count()} CPUs, {db.describe()}")
         throughput, latency = asyncio.run(benchmark(args, settings, report))
     report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
-    failed = any(r.failures for r in throughput) or any(s.errors for *_, s in latency)
+    failed = any(r.failures for r in throughput) or any(row.samples.errors for row in latency)
     return report.finish(failed=failed)
 
 
