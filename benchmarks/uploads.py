@@ -23,34 +23,21 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from sqlalchemy import func, select, update
 
-from benchmarks.harness import (
-    BenchmarkError,
-    Cell,
-    MemoryWatch,
-    Report,
-    Samples,
-    cpu_seconds,
-    flush_redis,
-    idle_rss_kb,
-    parser,
-    reset_peak,
-    run,
-    run_concurrent,
-    scratch_database,
-    status_kb,
-)
+from benchmarks import harness
+from benchmarks.harness import BenchmarkError, Cell, MemoryWatch, Report, Samples
 from benchmarks.jobs import Throughput, drain, forget_results, poll_label
-from benchmarks.live import Roster, log_problems, seed_class, server_env
+from benchmarks.live import log_problems, server_env
 from graph.edge.bodies import MAX_MULTIPART_BODY
 from rollcall.processes import ServerProcess, running_server
 from services.certificate_files import MAX_FILE_SIZE
 from services.models import FileStatus, MedicalCertificate
-from services.platform.db import SessionFactory, create_engine, create_session_factory
+from services.platform.db import SessionFactory
 from services.platform.settings import Settings
 from services.queue import SCAN_CERTIFICATE, Queue
 from tests import files
@@ -143,13 +130,9 @@ class Bench:
     client: httpx.AsyncClient
     arq: ArqRedis
     session_factory: SessionFactory
-    roster: Roster
+    tokens: Iterator[str]  # the seeded students', round and round
     multipart: Multipart = field(default_factory=Multipart.build)
     accepted: int = 0  # bytes of the uploads the server accepted
-    tokens: Iterator[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = itertools.cycle([token for _, token in self.roster.students])
 
     async def upload(self, content: bytes) -> tuple[float, str | None]:
         """One upload as the next seeded student; (milliseconds, an error or None)."""
@@ -178,84 +161,55 @@ class Bench:
             raise BenchmarkError(f"{what} failed: {error}")
 
 
-@dataclass
-class Row:
-    """One size at one concurrency."""
-
-    size: int
-    concurrency: int
-    samples: Samples
-    server_cpu_seconds: float
-    client_cpu_seconds: float
-    peak_rss_kb: int
-    max_spooled: int
-
-    @property
-    def done(self) -> int:
-        return len(self.samples.latencies) - self.samples.errors
-
-    @property
-    def mb_per_second(self) -> float:
-        return self.done * self.size / MB / (self.samples.seconds or math.nan)
-
-    def cells(self) -> tuple[Cell, ...]:
-        s, wall, cpu = self.samples, self.samples.seconds or math.nan, self.server_cpu_seconds
-        latency = (s.p(50), s.p(95), s.p(99), s.max, self.done / wall, self.mb_per_second)
-        per_upload = 1000 * cpu / self.done if self.done else None
-        cpus = (100 * cpu / wall, per_upload, 100 * self.client_cpu_seconds / wall)
-        rss = (self.peak_rss_kb / 1024, self.max_spooled)
-        return (size_label(self.size), self.concurrency, self.done, s.errors, *latency, *cpus, *rss)
-
-    def line(self) -> str:
-        s = self.samples
-        line = (
-            f"  {size_label(self.size)} x{self.concurrency}: {self.done} uploads in "
-            f"{s.seconds:.2f} s, p50 {s.p(50):.1f} ms, p99 {s.p(99):.1f} ms, "
-            f"{self.mb_per_second:.1f} MB/s"
-        )
-        return line + (f" ERRORS={s.errors} ({s.first_error})" if s.errors else "")
-
-
-async def measure_row(bench: Bench, content: bytes, concurrency: int) -> Row:
-    pid, client_before = bench.server.pid, time.process_time()
-    cpu_before, samples, n = cpu_seconds(pid), Samples(), bench.args.files
+async def measure_row(bench: Bench, content: bytes, concurrency: int) -> tuple[Cell, ...]:
+    """``--files`` uploads of ``content`` by ``concurrency`` clients: a row of the table."""
+    pid, size, samples = bench.server.pid, len(content), Samples()
+    client_before, server_before = time.process_time(), harness.cpu_seconds(pid)
     async with MemoryWatch(pid, interval=RSS_INTERVAL, extra=spooled_files) as watch:
-        await run_concurrent(
-            samples, lambda _: bench.upload(content), clients=concurrency, requests=n, warmup=0
-        )
-    server_cpu, client_cpu = cpu_seconds(pid) - cpu_before, time.process_time() - client_before
-    peaks = (watch.peak_kb, watch.peak_extra)
-    return Row(len(content), concurrency, samples, server_cpu, client_cpu, *peaks)
+        loop = {"clients": concurrency, "requests": bench.args.files, "warmup": 0}
+        await harness.run_concurrent(samples, lambda _: bench.upload(content), **loop)
+    server = harness.cpu_seconds(pid) - server_before
+    client, wall = time.process_time() - client_before, samples.seconds or math.nan
+    done = len(samples.latencies) - samples.errors
+    bench.report.say(f"  {size_label(size)} x{concurrency}: {samples.summary(throughput=True)}")
+    latency = (samples.p(50), samples.p(95), samples.p(99), samples.max)
+    rates = (done / wall, done * size / MB / wall, 100 * server / wall)
+    cpu = (1000 * server / done if done else None, 100 * client / wall)
+    peaks = (watch.peak_kb / 1024, watch.peak_extra)
+    return (size_label(size), concurrency, done, samples.errors, *latency, *rates, *cpu, *peaks)
 
 
 def memory_line(label: str, value: str) -> str:
     return f"  {label:<46}{value}"
 
 
-async def measure_memory(bench: Bench, content: bytes) -> tuple[list[tuple[str, Cell, str]], int]:
+async def measure_memory(bench: Bench, content: bytes) -> tuple[float, int]:
     """``--memory-rounds`` bursts of ``--memory-concurrency`` simultaneous uploads: the server's
-    memory as (figure, value, text), the RSS at idle first, and how many of the uploads failed."""
+    memory as figures; the RSS at idle before them (MB) and how many of the uploads failed."""
     pid, concurrency, size = bench.server.pid, bench.args.memory_concurrency, len(content)
-    idle = await idle_rss_kb(pid)
-    reset, failed = reset_peak(pid), 0
+    idle = await harness.idle_rss_kb(pid) / 1024
+    reset, failed = harness.reset_peak(pid), 0
     async with MemoryWatch(pid, interval=RSS_INTERVAL, extra=spooled_files) as watch:
         for _ in range(bench.args.memory_rounds):
             burst = await asyncio.gather(*(bench.upload(content) for _ in range(concurrency)))
             failed += sum(error is not None for _, error in burst)
-    hwm = status_kb(pid)["VmHWM"] / 1024 if reset else None
-    after, idle_mb, peak = await idle_rss_kb(pid) / 1024, idle / 1024, watch.peak_kb / 1024
-    growth = max(peak, hwm or 0) - idle_mb
-    per_upload, kept = f"{growth / concurrency:8.2f} MB", f"({after - idle_mb:+.1f} MB kept)"
+    hwm = harness.status_kb(pid)["VmHWM"] / 1024 if reset else None
+    after, peak = await harness.idle_rss_kb(pid) / 1024, watch.peak_kb / 1024
+    growth = max(peak, hwm or 0) - idle
+    per_upload = growth / concurrency
     buffered = f"(whole uploads held in memory would be >= {concurrency * size / MB:.0f} MB)"
-    return [
-        ("RSS at idle", idle_mb, f"{idle_mb:8.1f} MB"),
+    for label, value, text in [
+        ("RSS at idle", idle, f"{idle:8.1f} MB"),
         ("peak, sampled every 20 ms", peak, f"{peak:8.1f} MB ({watch.samples} samples)"),
         ("peak, VmHWM since the reset", hwm, "n/a (no reset)" if hwm is None else f"{hwm:8.1f} MB"),
         ("growth at the peak", growth, f"{growth:8.1f} MB {buffered}"),
-        (f"growth per concurrent {size_label(size)} upload", growth / concurrency, per_upload),
-        ("RSS 1 s after the last upload", after, f"{after:8.1f} MB {kept}"),
+        (f"growth per concurrent {size_label(size)} upload", per_upload, f"{per_upload:8.2f} MB"),
+        ("RSS 1 s after the last upload", after, f"{after:8.1f} MB ({after - idle:+.1f} MB kept)"),
         ("uploads spooled to disk at once (max)", watch.peak_extra, f"{watch.peak_extra:8d}"),
-    ], failed
+    ]:
+        bench.report.figure(f"memory: {label}", value, memory_line(label, text))
+    bench.report.figure("memory: failed uploads", failed)
+    return idle, failed
 
 
 @dataclass
@@ -307,7 +261,7 @@ async def refuse_httpx(bench: Bench, total: int, declared: bool, blocking: bool)
     a thread); ``sent`` counts a piece once httpx came back for the next (it was written)."""
     url, multipart = bench.server.base_url, bench.multipart
     result = Refusal(HTTPX_SYNC if blocking else HTTPX, declared, multipart.length(total))
-    headers = multipart.headers(bench.roster.students[0][1])
+    headers = multipart.headers(next(bench.tokens))
     if declared:  # else httpx sends it chunked
         headers["content-length"] = str(result.length)
 
@@ -340,7 +294,7 @@ async def refuse_socket(bench: Bench, total: int, declared: bool) -> Refusal:
     failed write does not end the reading: the answer may already be in the receive buffer."""
     host, port, multipart = bench.server.host, bench.server.port, bench.multipart
     result = Refusal(SOCKET, declared, multipart.length(total))
-    headers = multipart.headers(bench.roster.students[0][1])
+    headers = multipart.headers(next(bench.tokens))
     headers |= {"content-length": str(result.length)} if declared else {}
     headers |= {} if declared else {"transfer-encoding": "chunked"}
     head = f"POST /graphql HTTP/1.1\r\nhost: {host}:{port}\r\n"
@@ -410,93 +364,65 @@ def refusal_rows(refusals: list[Refusal], total: int) -> list[tuple[Cell, ...]]:
     return rows
 
 
-@dataclass
-class Scans:
-    size: int
-    result: Throughput
-    run_ms: Samples  # each job's own run time, from arq's kept results
-    busy_seconds: float  # the first job's start -> the last job's finish
-    statuses: dict[str, int]  # the certificates of this size, by status
+class Scans(NamedTuple):
+    """One drain of the scan queue: its row of the table, whether it failed, what it scanned."""
+
+    cells: tuple[Cell, ...]
+    failed: bool
     scanned: list[tuple[str, str]]  # the jobs' (tenant, certificate) arguments
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.result.failures) or set(self.statuses) != {"AWAITING_REVIEW"}
-
-    @property
-    def mb_per_second(self) -> float:
-        r = self.result
-        return r.jobs * self.size / MB / r.drain_seconds if r.drain_seconds else 0.0
-
-    def cells(self) -> tuple[Cell, ...]:
-        r, busy = self.result, self.busy_seconds
-        rates = (r.drain_seconds, r.jobs_per_second, self.mb_per_second, busy)
-        runs = (r.jobs / busy if busy else 0.0, self.run_ms.p(50), self.run_ms.p(95))
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
-        return (
-            size_label(self.size),
-            r.poll,
-            r.jobs,
-            *rates,
-            *runs,
-            r.cpu_percent,
-            r.failures,
-            statuses,
-        )
-
-    def line(self) -> str:
-        r = self.result
-        return (
-            f"  [{r.poll}] scanned {r.jobs} {size_label(self.size)} files in "
-            f"{r.drain_seconds:.2f} s: {r.jobs_per_second:.1f} scans/s, "
-            f"{self.mb_per_second:.1f} MB/s; statuses {self.statuses}" + r.failure()
-        )
 
 
 async def scan_all(bench: Bench, size: int, poll_delay: float | None) -> Scans:
     """Both workers in burst mode over every queued scan, timed from their start."""
     queued = await bench.arq.zcard(Queue.NORMAL.value)
     await forget_results(bench.arq)
-    result = Throughput(f"scan {size_label(size)}", poll_label(poll_delay), queued)
-    await drain(
-        bench.settings, result, poll_delay=poll_delay, expected={Queue.NORMAL.value: queued}
-    )
-    jobs = [r for r in await bench.arq.all_job_results() if r.function == SCAN_CERTIFICATE]
-    runs = Samples([(r.finish_time - r.start_time).total_seconds() * 1000 for r in jobs])
-    busy = 0.0
-    if jobs:
-        first = min(r.start_time for r in jobs)
-        busy = (max(r.finish_time for r in jobs) - first).total_seconds()
+    r = Throughput(f"scan {size_label(size)}", poll_label(poll_delay), queued)
+    await drain(bench.settings, r, poll_delay=poll_delay, expected={Queue.NORMAL.value: queued})
+    bench.report.say(r.line())
+    jobs = [j for j in await bench.arq.all_job_results() if j.function == SCAN_CERTIFICATE]
+    runs = Samples([(j.finish_time - j.start_time).total_seconds() * 1000 for j in jobs])
+    starts, ends = [j.start_time for j in jobs], [j.finish_time for j in jobs]
+    busy = (max(ends) - min(starts)).total_seconds() if jobs else 0.0
     async with bench.session_factory() as session:
-        counted = await session.execute(
-            select(MedicalCertificate.status, func.count())
-            .where(MedicalCertificate.size == size)
-            .group_by(MedicalCertificate.status)
+        of_size = select(MedicalCertificate.status, func.count()).where(
+            MedicalCertificate.size == size
         )
+        counted = await session.execute(of_size.group_by(MedicalCertificate.status))
         statuses = {FileStatus(status).value: count for status, count in counted.all()}
-    scanned = [(str(r.args[0]), str(r.args[1])) for r in jobs]
-    return Scans(size, result, runs, busy, statuses, scanned)
+    mb_per_second = r.jobs * size / MB / r.drain_seconds if r.drain_seconds else 0.0
+    rates = (
+        r.drain_seconds,
+        r.jobs_per_second,
+        mb_per_second,
+        busy,
+        r.jobs / busy if busy else 0.0,
+    )
+    listed = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    cells = (size_label(size), r.poll, r.jobs, *rates, runs.p(50), runs.p(95), r.cpu_percent)
+    failed = bool(r.failures) or set(statuses) != {"AWAITING_REVIEW"}
+    scanned = [(str(j.args[0]), str(j.args[1])) for j in jobs]
+    return Scans((*cells, r.failures, listed), failed, scanned)
 
 
-async def rescan(bench: Bench, scans: Scans) -> Scans:
+async def rescan(bench: Bench, size: int, scanned: list[tuple[str, str]]) -> Scans:
     """The scanned certificates back to PENDING and their scans queued again, as the upload
     queued them; then the same work with the patched poll delay."""
     await forget_results(bench.arq)
     async with bench.session_factory() as session, session.begin():
         await session.execute(
             update(MedicalCertificate)
-            .where(MedicalCertificate.id.in_([uuid.UUID(c) for _, c in scans.scanned]))
+            .where(MedicalCertificate.id.in_([uuid.UUID(c) for _, c in scanned]))
             .values(status=FileStatus.PENDING, scan_result=None, scanned_at=None)
         )
-    for tenant_id, certificate_id in scans.scanned:
-        job_id = f"{SCAN_CERTIFICATE}:{certificate_id}"
-        queue = Queue.NORMAL.value
-        job = await bench.arq.enqueue_job(
-            SCAN_CERTIFICATE, tenant_id, certificate_id, _queue_name=queue, _job_id=job_id
-        )
+    for tenant_id, certificate_id in scanned:
+        queued = {
+            "_queue_name": Queue.NORMAL.value,
+            "_job_id": f"{SCAN_CERTIFICATE}:{certificate_id}",
+        }
+        job = await bench.arq.enqueue_job(SCAN_CERTIFICATE, tenant_id, certificate_id, **queued)
         if job is None:
             raise BenchmarkError(f"could not queue the scan of {certificate_id} again")
-    return await scan_all(bench, scans.size, bench.args.patched_poll_delay)
+    return await scan_all(bench, size, bench.args.patched_poll_delay)
 
 
 def stored_bytes(root: Path) -> int:
@@ -510,50 +436,41 @@ async def measure(bench: Bench, contents: dict[int, bytes], biggest: bytes) -> b
     for content in [*contents.values(), biggest] * args.warmup:
         await bench.must_upload(content, "warm-up upload")
     big = f"{args.memory_concurrency} concurrent {size_label(len(biggest))} uploads"
-    say(f"memory: {args.memory_rounds} x {big}…")
-    memory, memory_failed = await measure_memory(bench, biggest)
-    say(*(memory_line(label, text) for label, _, text in memory))
+    say(f"server memory, {args.memory_rounds} rounds of {big}:")
+    idle, memory_failed = await measure_memory(bench, biggest)
     say("scanning the warm-up's and the memory run's files (untimed)…")
     await scan_all(bench, len(biggest), args.patched_poll_delay)
-    rows: list[Row] = []
+    rows: list[tuple[Cell, ...]] = []
     scans: list[Scans] = []
     for size, content in contents.items():
-        for concurrency in args.concurrency:
-            rows.append(await measure_row(bench, content, concurrency))
-            say(rows[-1].line())
+        rows += [await measure_row(bench, content, clients) for clients in args.concurrency]
         scans.append(await scan_all(bench, size, None))
-        say(scans[-1].line())
         if not args.no_patched:
-            scans.append(await rescan(bench, scans[-1]))
-            say(scans[-1].line())
+            scans.append(await rescan(bench, size, scans[-1].scanned))
     total = int(args.oversize_mb * MB)
     say(f"oversized: {args.oversize_trials} trials per way of a {total / MB:g} MB body…")
     refusals = await measure_refusals(bench, total)
     # The server still answers, and kept nothing of the refused bodies.
     await bench.must_upload(contents[min(contents)], "an upload after the oversized ones")
     await scan_all(bench, min(contents), args.patched_poll_delay)
-    end = await idle_rss_kb(bench.server.pid) / 1024
+    end = await harness.idle_rss_kb(bench.server.pid) / 1024
     assert bench.settings.storage_url is not None
     stored = stored_bytes(Path(bench.settings.storage_url.removeprefix("file://")))
     problems = log_problems(bench.server)
 
     say("", "uploads (latency: request start to the whole answer; MB/s of file content):")
-    report.table("uploads", UPLOADS, [r.cells() for r in rows], formats=FORMATS)
-    say("", f"server memory, {args.memory_rounds} rounds of {big}:")
-    for label, value, text in memory:
-        report.figure(f"memory: {label}", value, memory_line(label, text))
-    label, idle = "RSS at idle after the whole run", float(memory[0][1] or 0)
-    text = memory_line(label, f"{end:8.1f} MB ({end - idle:+.1f} MB)")
-    report.figure(f"memory: {label}", end, text)
-    report.figure("memory: failed uploads", memory_failed)
+    report.table("uploads", UPLOADS, rows, formats=FORMATS)
     limit = f"limit {MAX_MULTIPART_BODY / MB:.2f} MB"
     say("", f"oversized body ({limit}; time and bytes sent per trial):")
     report.table("oversized", REFUSALS, refusal_rows(refusals, total), left=2)
     say("", "scans (both workers in burst mode, no cron jobs, the built-in signature scanner):")
-    report.table("scans", SCANS, [s.cells() for s in scans], left=2, formats=FORMATS)
+    report.table("scans", SCANS, [s.cells for s in scans], left=2, formats=FORMATS)
+    label = "RSS at idle after the whole run"
+    text = memory_line(label, f"{end:8.1f} MB ({end - idle:+.1f} MB)")
+    report.figure(f"memory: {label}", end, f"\n{text}")
     mismatch = "" if stored == bench.accepted else "  (MISMATCH)"
     report.figure("stored on disk MB", stored / MB)
-    text = f"\nstored on disk {stored / MB:.1f} MB; accepted uploads {bench.accepted / MB:.1f} MB"
+    text = f"stored on disk {stored / MB:.1f} MB; accepted uploads {bench.accepted / MB:.1f} MB"
     report.figure("accepted uploads MB", bench.accepted / MB, text + mismatch)
     report.figure("server log warnings/errors", len(problems))
     if problems:
@@ -565,50 +482,42 @@ async def measure(bench: Bench, contents: dict[int, bytes], biggest: bytes) -> b
         "as deleted temporary files. drain s: workers started -> last scan done; busy s: first "
         "scan started -> last done; job p50/p95: each scan job's own run time, 10 at a time.)"
     )
-    uploads_failed = any(r.samples.errors for r in rows) or memory_failed > 0
+    uploads_failed = any(row[UPLOADS.index("errors")] for row in rows) or memory_failed > 0
     return uploads_failed or not all(r.cut_off for r in refusals) or any(s.failed for s in scans)
 
 
 async def benchmark(args: argparse.Namespace, settings: Settings, report: Report) -> bool:
-    assert settings.database_url is not None and settings.redis_url is not None
-    assert settings.storage_url is not None
+    assert settings.redis_url is not None and settings.storage_url is not None
     started = time.perf_counter()
-    roster = await seed_class(settings, STUDENTS)
+    school = await harness.seed_school(settings, classes=1, students_per_class=STUDENTS, days=0)
     seconds = time.perf_counter() - started
     report.say(f"seeded one classroom of {STUDENTS} students in {seconds:.1f} s")
-    await flush_redis(settings.redis_url)
+    await harness.flush_redis(settings.redis_url)
     env = server_env(settings) | {"ROLLCALL_STORAGE_URL": settings.storage_url}
     rng = random.Random(args.seed)
     sizes = sorted({int(mb * MB) for mb in args.size_mb})
     contents = {size: pdf_of_size(size, rng) for size in sizes}
     biggest = pdf_of_size(MAX_FILE_SIZE, rng)
-    engine = create_engine(settings.database_url, pool_max=2)
-    arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     limits = httpx.Limits(max_connections=max(args.concurrency) + 2)
-    try:
-        async with (
-            running_server(env) as server,
-            httpx.AsyncClient(
-                base_url=server.base_url, timeout=REQUEST_TIMEOUT, limits=limits
-            ) as client,
-        ):
-            where = f"{server.base_url}, files in {settings.storage_url}"
-            report.say(f"server pid {server.pid} at {where}")
-            sessions = create_session_factory(engine)
-            bench = Bench(args, settings, report, server, client, arq, sessions, roster)
-            try:
-                return await measure(bench, contents, biggest)
-            except BaseException:
-                report.say(f"\n--- server (pid {server.pid}) log tail ---\n{server.log_tail(40)}")
-                raise
-    finally:
-        await arq.aclose()
-        await engine.dispose()
+    async with (
+        harness.database_sessions(settings, pool_max=2) as sessions,
+        await create_pool(RedisSettings.from_dsn(settings.redis_url)) as arq,
+        running_server(env) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=REQUEST_TIMEOUT, limits=limits) as http,
+    ):
+        report.say(f"server pid {server.pid} at {server.base_url}, files in {settings.storage_url}")
+        tokens = itertools.cycle([token for _, token in school.students])
+        bench = Bench(args, settings, report, server, http, arq, sessions, tokens)
+        try:
+            return await measure(bench, contents, biggest)
+        except BaseException:
+            report.say(f"\n--- server (pid {server.pid}) log tail ---\n{server.log_tail(40)}")
+            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     about = "Latency, memory and refusals of uploadMedicalCertificate, and scan speed."
-    arguments = parser("uploads", about, strict=False)
+    arguments = harness.parser("uploads", about, strict=False)
     add = arguments.add_argument
     add("--files", type=int, default=100, help="uploads per size and concurrency")
     add("--concurrency", type=int, nargs="+", default=[1, 8], help="concurrent clients per row")
@@ -636,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = tempfile.mkdtemp(prefix="rollcall-bench-uploads-")
     started = time.perf_counter()
     try:
-        with scratch_database("uploads", redis_db=12, keep=args.keep) as db:
+        with harness.scratch_database("uploads", redis_db=12, keep=args.keep) as db:
             # the built-in signature scanner, denying nothing
             no_scanner = {"clamd_url": None, "scan_deny_sha256": frozenset()}
             settings = dataclasses.replace(
@@ -648,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"clients {', '.join(map(str, args.concurrency))}, {db.describe()}, temporary "
                 f"files in {tempfile.gettempdir()}"
             )
-            failed = run(benchmark(args, settings, report))
+            failed = harness.run(benchmark(args, settings, report))
     finally:
         if args.keep:
             report.say(f"kept the stored files in {storage}")
