@@ -13,34 +13,23 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import RedisSettings, create_pool
 from sqlalchemy import func, select
 
-from benchmarks.harness import (
-    Cell,
-    Report,
-    execute_autocommit,
-    parser,
-    reset_peak,
-    scratch_database,
-    status_kb,
-)
-from services.bulk_seed import seed_bulk
+from benchmarks import harness
+from benchmarks.harness import Cell, Report
 from services.downloads import Links
 from services.exports import build_export
-from services.models import AttendanceRecord, Export, ExportFormat, ExportStatus, Role, User
-from services.platform.db import SessionFactory, create_engine, create_session_factory
+from services.models import AttendanceRecord, Export, ExportFormat, ExportStatus
+from services.platform.db import SessionFactory
 from services.platform.settings import Settings
-from services.platform.storage import ObjectStore, create_store
+from services.platform.storage import create_store
 from services.seed import DEMO_PERIODS
 
-SEED_PREFIX = "bench-export"
 MB = 1024 * 1024
 LINK_SECRET = "benchmark-link-secret-of-no-importance"
 HEADER = ("rows", "format", "build s", "rows/s", "file MB", "MB/s", "RSS before MB")
@@ -49,166 +38,98 @@ FORMATS = {name: "{:.1f}" for name in HEADER if "MB" in name}
 FORMATS |= {"rows/s": "{:,.0f}", "peak RSS growth MB": "{:+.1f}", "growth / file": "{:.1f} %"}
 
 
-@dataclass(frozen=True)
-class Seeded:
-    rows: int
-    tenant_id: uuid.UUID
-    admin_id: uuid.UUID
-    first_day: date
-    last_day: date
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Build:
-    rows: int
-    export_format: ExportFormat
-    status: ExportStatus | None
-    row_count: int
-    size: int
-    seconds: float
-    rss_before_kb: int
-    peak_kb: int
-
-    @property
-    def failed(self) -> bool:
-        return self.status is not ExportStatus.READY or self.row_count != self.rows
-
-    @property
-    def growth_kb(self) -> int:
-        return self.peak_kb - self.rss_before_kb
-
-    def cells(self) -> tuple[Cell, ...]:
-        seconds, mb = self.seconds, self.size / MB
-        share = 100 * self.growth_kb * 1024 / self.size if self.size else None
-        sizes = (self.rows / seconds, mb, mb / seconds, self.rss_before_kb / 1024)
-        memory = (self.growth_kb / 1024, share)
-        status = "FAILED" if self.failed else "READY"
-        return (self.rows, self.export_format.value, seconds, *sizes, *memory, status)
-
-
-async def seed(session_factory: SessionFactory, rows: int, days: int) -> Seeded:
+async def seed(
+    sessions: SessionFactory, rows: int, days: int, report: Report
+) -> tuple[int, dict[str, Any]]:
+    """A school of at least ``rows`` attendance rows (whole students): how many it has, and the
+    columns of an export of them all."""
     started = time.perf_counter()
-    [tenant_id] = await seed_bulk(
-        session_factory=session_factory,
-        today=datetime.now(UTC).date(),
-        schools=1,
-        classes=1,
-        students=math.ceil(rows / (days * DEMO_PERIODS)),
-        days=days,
-        prefix=f"{SEED_PREFIX}-{rows}",
-    )
-    async with session_factory() as session:
-        admin_id = await session.scalar(
-            select(User.id).where(User.tenant_id == tenant_id, User.role == Role.ADMIN)
-        )
-        dates = select(
-            func.min(AttendanceRecord.date), func.max(AttendanceRecord.date), func.count()
-        ).where(AttendanceRecord.tenant_id == tenant_id)
-        first, last, count = (await session.execute(dates)).one()
-    assert admin_id is not None
-    return Seeded(count, tenant_id, admin_id, first, last, time.perf_counter() - started)
+    students = math.ceil(rows / (days * DEMO_PERIODS))
+    shape = {"prefix": f"bench-export-{rows}", "students": students, "days": days}
+    admin, _ = await harness.bulk_class(sessions, **shape)
+    of_school = AttendanceRecord.tenant_id == admin.tenant_id
+    dates = select(func.min(AttendanceRecord.date), func.max(AttendanceRecord.date), func.count())
+    async with sessions() as session:
+        first, last, count = (await session.execute(dates.where(of_school))).one()
+    report.say(f"seeded {count:,} rows in {time.perf_counter() - started:.1f} s")
+    export = {"tenant_id": admin.tenant_id, "requested_by": admin.id}
+    return count, export | {"date_from": first, "date_to": last}
 
 
 async def build(
-    session_factory: SessionFactory,
-    store: ObjectStore,
-    redis: aioredis.Redis,
-    arq: ArqRedis,
-    seeded: Seeded,
-    export_format: ExportFormat,
-) -> Build:
-    """Queue nothing: a PENDING export row, then the job's service, timed and measured."""
-    async with session_factory() as session, session.begin():
-        export = Export(
-            tenant_id=seeded.tenant_id,
-            requested_by=seeded.admin_id,
-            format=export_format,
-            date_from=seeded.first_day,
-            date_to=seeded.last_day,
-            status=ExportStatus.PENDING,
-        )
-        session.add(export)
+    services: dict[str, Any], rows: int, export: dict[str, Any], export_format: ExportFormat
+) -> tuple[Cell, ...]:
+    """Queue nothing: a PENDING export, then the job's service (``build_export`` with
+    ``services``), timed and measured; a row of the table."""
+    sessions = services["session_factory"]
+    async with sessions() as session, session.begin():
+        pending = Export(**export, format=export_format, status=ExportStatus.PENDING)
+        session.add(pending)
         await session.flush()
-        export_id = export.id
+        export_id = pending.id
     gc.collect()
-    rss_before = status_kb()["VmRSS"]
-    reset_peak()
+    rss_before = harness.status_kb()["VmRSS"]
+    harness.reset_peak()
     started = time.perf_counter()
-    status = await build_export(
-        session_factory=session_factory,
-        store=store,
-        links=Links(secret=LINK_SECRET),
-        redis=redis,
-        queue=arq,
-        tenant_id=seeded.tenant_id,
-        export_id=export_id,
-        public_url=None,
-        email_available=False,
-    )
+    status = await build_export(**services, tenant_id=export["tenant_id"], export_id=export_id)
     seconds = time.perf_counter() - started
-    peak = status_kb()["VmHWM"]
-    async with session_factory() as session:
-        done = await session.scalar(select(Export).where(Export.id == export_id))
+    growth = harness.status_kb()["VmHWM"] - rss_before
+    async with sessions() as session:
+        done = await session.get(Export, export_id)
     assert done is not None
-    counts = (done.row_count or 0, done.size or 0)
-    return Build(seeded.rows, export_format, status, *counts, seconds, rss_before, peak)
+    size, mb = done.size or 0, (done.size or 0) / MB
+    share = 100 * growth * 1024 / size if size else None
+    ready = status is ExportStatus.READY and done.row_count == rows
+    outcome = "READY" if ready else f"FAILED ({status}, {done.row_count} rows)"
+    figures = (rows / seconds, mb, mb / seconds, rss_before / 1024, growth / 1024, share)
+    return (rows, export_format.value, seconds, *figures, outcome)
 
 
-def describe(result: Build) -> str:
+def describe(row: tuple[Cell, ...]) -> str:
+    """A build's line as it ends: rows, format, seconds, rows/s, MB and the RSS growth."""
+    rows, name, seconds, rate, mb, _, _, growth, _, status = row
+    failed = "" if status == "READY" else f"  {status}"
     return (
-        f"  {result.rows:>8,} rows {result.export_format.value:4}: {result.seconds:6.2f} s, "
-        f"{result.rows / result.seconds:>9,.0f} rows/s, {result.size / MB:7.1f} MB, "
-        f"peak RSS {result.growth_kb / 1024:+6.1f} MB"
-        + ("" if not result.failed else f"  FAILED ({result.status}, {result.row_count} rows)")
+        f"  {rows:>8,} rows {name:4}: {seconds:6.2f} s, {rate:>9,.0f} rows/s, {mb:7.1f} MB, "
+        f"peak RSS {growth:+6.1f} MB{failed}"
     )
 
 
 async def benchmark(
     rows: Sequence[int], formats: Sequence[str], days: int, settings: Settings, report: Report
-) -> list[Build]:
+) -> list[tuple[Cell, ...]]:
     assert settings.database_url is not None and settings.redis_url is not None
-    engine = create_engine(settings.database_url, pool_max=10)
-    session_factory = create_session_factory(engine)
     assert settings.storage_url is not None
-    store = create_store(settings.storage_url)
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    results: list[Build] = []
-    try:
-        schools = []
-        for size in rows:
-            seeded = await seed(session_factory, size, days)
-            report.say(f"seeded {seeded.rows:,} rows in {seeded.seconds:.1f} s")
-            schools.append(seeded)
-        await execute_autocommit(settings.database_url, "VACUUM (ANALYZE)")
+    async with (
+        harness.database_sessions(settings, pool_max=10) as sessions,
+        aioredis.Redis.from_url(settings.redis_url) as redis,
+        await create_pool(RedisSettings.from_dsn(settings.redis_url)) as arq,
+    ):
+        store, links = create_store(settings.storage_url), Links(secret=LINK_SECRET)
+        services = {"session_factory": sessions, "store": store, "links": links, "redis": redis}
+        services |= {"queue": arq, "public_url": None, "email_available": False}
+        schools = [await seed(sessions, size, days, report) for size in rows]
+        await harness.execute_autocommit(settings.database_url, "VACUUM (ANALYZE)")
         # Warm-up: imports, pools, the thread pool and first-call costs.
-        await build(session_factory, store, redis, arq, schools[0], ExportFormat.CSV)
-        report.say(f"builds (this process's RSS at start {status_kb()['VmRSS'] / 1024:.1f} MB):")
-        for seeded in schools:
+        await build(services, *schools[0], ExportFormat.CSV)
+        rss = harness.status_kb()["VmRSS"] / 1024
+        report.say(f"builds (this process's RSS at start {rss:.1f} MB):")
+        results = []
+        for count, export in schools:
             for name in formats:
-                result = await build(session_factory, store, redis, arq, seeded, ExportFormat(name))
-                results.append(result)
-                report.say(describe(result))
-    finally:
-        await arq.aclose()
-        await redis.aclose()
-        await engine.dispose()
+                results.append(await build(services, count, export, ExportFormat(name)))
+                report.say(describe(results[-1]))
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser("exports", "Time and memory of building attendance exports.", strict=False)
-    arguments.add_argument(
-        "--rows",
-        type=int,
-        nargs="+",
-        default=[10_000, 100_000, 500_000],
-        help="attendance rows per seeded school (rounded up to whole students)",
-    )
-    names = [f.value for f in ExportFormat]
-    arguments.add_argument("--formats", nargs="+", choices=names, default=names)
-    arguments.add_argument("--days", type=int, default=50, help="seeded school days")
+    about = "Time and memory of building attendance exports."
+    arguments = harness.parser("exports", about, strict=False)
+    add, names = arguments.add_argument, [f.value for f in ExportFormat]
+    rows = [10_000, 100_000, 500_000]
+    add("--rows", type=int, nargs="+", default=rows, help="attendance rows per school (at least)")
+    add("--formats", nargs="+", choices=names, default=names)
+    add("--days", type=int, default=50, help="seeded school days")
     args = arguments.parse_args(argv)
     if min(args.rows) < 1 or args.days < 1:
         arguments.error("--rows and --days must be at least 1")
@@ -217,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     storage = tempfile.mkdtemp(prefix="rollcall-bench-exports-")
     try:
-        with scratch_database("exports", redis_db=13, keep=args.keep) as db:
+        with harness.scratch_database("exports", redis_db=13, keep=args.keep) as db:
             settings = dataclasses.replace(db.settings, storage_url=f"file://{storage}")
             report.say(
                 f"rollcall export benchmark: {os.cpu_count()} CPUs, {db.describe()}, "
@@ -235,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "growth: VmHWM during the build minus VmRSS before it; growth / file: that growth as a "
         "share of the file's size)",
     )
-    report.table("builds", HEADER, [r.cells() for r in results], left=2, formats=FORMATS)
+    report.table("builds", HEADER, results, left=2, formats=FORMATS)
     report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
-    return report.finish(failed=any(r.failed for r in results))
+    return report.finish(failed=any(row[-1] != "READY" for row in results))
 
 
 if __name__ == "__main__":
