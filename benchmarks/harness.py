@@ -15,27 +15,29 @@ import resource
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
-from sqlalchemy import make_url, select, text
+from sqlalchemy import insert, make_url, select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp
 
+from rollcall.live_client import LiveClient
 from rollcall.processes import ServerProcess, running_server
-from services.auth import Viewer, issue_token
+from services.auth import Viewer, hash_password, issue_token
 from services.bulk_seed import seed_bulk
-from services.models import Role, Student, User
+from services.models import ClassroomSubject, Role, Student, TeacherAssignment, Tenant, User
 from services.platform.db import SessionFactory, create_engine, create_session_factory, migrate
 from services.platform.settings import Settings
-from services.seed import DEMO_PASSWORD, seed_demo
+from services.seed import DEMO_PASSWORD, DEMO_PERIODS, seed_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -739,6 +741,207 @@ async def in_process(app: ASGIApp) -> AsyncIterator[GraphQL]:
         ) as client,
     ):
         yield GraphQL(client)
+
+
+# --------------------------------------------------------------------------- a school, its clients
+
+
+@dataclass(frozen=True)
+class Teacher:
+    token: str
+    classroom_id: uuid.UUID
+    subject_ids: list[uuid.UUID]
+    student_ids: list[uuid.UUID]
+
+
+@dataclass(frozen=True)
+class School:
+    """A ``seed_bulk`` school with logins (the demo password): a teacher per classroom, teaching
+    only that one, and each student's (id, token), class by class; tokens signed here."""
+
+    slug: str
+    tenant_id: uuid.UUID
+    teachers: list[Teacher]
+    students: list[tuple[uuid.UUID, str]]
+
+    def email(self, index: int) -> str:
+        """The login of ``students[index]``."""
+        return f"student{index + 1}@{self.slug}.school"
+
+
+async def seed_school(
+    settings: Settings,
+    *,
+    classes: int,
+    students_per_class: int,
+    days: int,
+    periods: int = DEMO_PERIODS,
+) -> School:
+    """One ``seed_bulk`` school and what it leaves out: a user for every student and a teacher
+    per classroom (``student<n>@<slug>.school``, ``teacher<n>@…``), with their tokens."""
+    async with database_sessions(settings, pool_max=2) as sessions:
+        [tenant_id] = await seed_bulk(
+            session_factory=sessions,
+            today=datetime.now(UTC).date(),
+            schools=1,
+            classes=classes,
+            students=students_per_class,
+            days=days,
+            periods=periods,
+            prefix="bench",
+        )
+        async with sessions() as session, session.begin():
+            slug = await session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
+            of_tenant = ClassroomSubject.tenant_id == tenant_id
+            subjects = (
+                await session.execute(
+                    select(ClassroomSubject.classroom_id, ClassroomSubject.subject_id).where(
+                        of_tenant
+                    )
+                )
+            ).all()
+            # Names are "<classroom> Student <n>": their order is class by class.
+            named = select(Student.id, Student.classroom_id).where(Student.tenant_id == tenant_id)
+            students = (await session.execute(named.order_by(Student.name))).all()
+            by_class: dict[uuid.UUID, list[uuid.UUID]] = {}
+            for student_id, classroom_id in students:
+                by_class.setdefault(classroom_id, []).append(student_id)
+            password_hash = hash_password(DEMO_PASSWORD)  # one argon2 hash for everyone
+            student_users = [uuid.uuid4() for _ in students]
+            teacher_users = [uuid.uuid4() for _ in by_class]
+            users = [(u, f"student{n + 1}", Role.STUDENT) for n, u in enumerate(student_users)]
+            users += [(u, f"teacher{n + 1}", Role.TEACHER) for n, u in enumerate(teacher_users)]
+            await session.execute(
+                insert(User),
+                [
+                    {"id": u, "tenant_id": tenant_id, "email": f"{name}@{slug}.school"}
+                    | {"role": role, "password_hash": password_hash}
+                    for u, name, role in users
+                ],
+            )
+            await session.execute(
+                update(Student),
+                [
+                    {"id": s, "user_id": u}
+                    for (s, _), u in zip(students, student_users, strict=True)
+                ],
+            )
+            await session.execute(
+                insert(TeacherAssignment),
+                [
+                    {"tenant_id": tenant_id, "teacher_id": teacher, "classroom_id": room}
+                    for teacher, room in zip(teacher_users, by_class, strict=True)
+                ],
+            )
+    if slug is None or not students:
+        raise BenchmarkError(f"seeded tenant {tenant_id} is incomplete")
+    now = datetime.now(UTC)
+
+    def token(user_id: uuid.UUID, role: Role, student_id: uuid.UUID | None = None) -> str:
+        viewer = Viewer(user_id=user_id, tenant_id=tenant_id, role=role, student_id=student_id)
+        return issue_token(viewer, secret=settings.jwt_secret, ttl_seconds=8 * 3600, now=now)
+
+    teachers = [
+        Teacher(
+            token(teacher, Role.TEACHER),
+            room,
+            sorted(subject for c, subject in subjects if c == room),
+            by_class[room],
+        )
+        for teacher, room in zip(teacher_users, by_class, strict=True)
+    ]
+    tokens = [
+        (s, token(u, Role.STUDENT, s)) for (s, _), u in zip(students, student_users, strict=True)
+    ]
+    return School(slug, tenant_id, teachers, tokens)
+
+
+def mark_input(
+    teacher: Teacher, day: date, period: int, marks: Mapping[str, str]
+) -> dict[str, Any]:
+    """``markAttendance``'s input: the teacher's class, one period, ``marks`` (id → status)."""
+    return {
+        "classroomId": str(teacher.classroom_id),
+        "date": day.isoformat(),
+        "period": period,
+        "subjectId": str(teacher.subject_ids[(period - 1) % len(teacher.subject_ids)]),
+        "marks": [{"studentId": s, "status": status} for s, status in marks.items()],
+    }
+
+
+@contextlib.asynccontextmanager
+async def api_processes(
+    env: Mapping[str, str], count: int, *, limits: httpx.Limits | None = None
+) -> AsyncIterator[list[tuple[ServerProcess, GraphQL]]]:
+    """``count`` ``rollcall serve`` processes started at once, each with a GraphQL client
+    (``limits``: its httpx pool), until the block ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        servers = await asyncio.gather(
+            *(stack.enter_async_context(running_server(env)) for _ in range(count))
+        )
+        pool = limits or httpx.Limits()
+        clients = [
+            httpx.AsyncClient(base_url=s.base_url, timeout=REQUEST_TIMEOUT, limits=pool)
+            for s in servers
+        ]
+        for client in clients:
+            await stack.enter_async_context(client)
+        yield [(server, GraphQL(client)) for server, client in zip(servers, clients, strict=True)]
+
+
+@dataclass
+class Subscription:
+    """One graphql-transport-ws connection (``rollcall.live_client``) holding one subscription."""
+
+    url: str
+    token: str
+    client: LiveClient | None = None
+    operation: str = ""
+    seconds: float = math.nan  # to connect, initialise and subscribe
+    error: str | None = None  # why it failed
+
+    @property
+    def dropped(self) -> bool:
+        """The server closed this connection."""
+        return self.client is not None and self.client.closed.done()
+
+    async def hold(
+        self, query: str, gate: asyncio.Semaphore, opened: asyncio.Event, stop: asyncio.Event
+    ) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                async with gate:
+                    started = time.perf_counter()
+                    client = await stack.enter_async_context(LiveClient.connect(self.url))
+                    await client.init(self.token, within=30)
+                    self.operation = await client.subscribe(query)
+                    self.client, self.seconds = client, time.perf_counter() - started
+                opened.set()
+                await stop.wait()
+        except Exception as error:  # a failed connection is a figure, not a crash
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            opened.set()
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    subscriptions: Sequence[Subscription], query: str, *, concurrency: int
+) -> AsyncIterator[None]:
+    """Each of ``subscriptions`` subscribed to ``query`` (``concurrency`` connecting at a
+    time), all open or failed on entry; closed when the block ends."""
+    gate, stop = asyncio.Semaphore(concurrency), asyncio.Event()
+    openings = [asyncio.Event() for _ in subscriptions]
+    holders = [
+        asyncio.create_task(s.hold(query, gate, opened, stop))
+        for s, opened in zip(subscriptions, openings, strict=True)
+    ]
+    try:
+        await asyncio.gather(*(opened.wait() for opened in openings))
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*holders, return_exceptions=True)
 
 
 # --------------------------------------------------------------------------- latency rows

@@ -12,57 +12,49 @@ import math
 import os
 import random
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import httpx
 import redis.asyncio as aioredis
-from sqlalchemy import insert
 
 from benchmarks.harness import (
     BenchmarkError,
     GraphQL,
     Report,
+    School,
+    Subscription,
+    Teacher,
+    api_processes,
     cpu_seconds,
+    holding,
+    mark_input,
     parser,
     percentile,
     raise_open_files_limit,
     run,
     scratch_database,
-    served,
+    seed_school,
     status_kb,
     verdict,
 )
-from rollcall.live_client import Closed, Completed, LiveClient, OperationError
+from rollcall.live_client import Closed, Completed, OperationError
 from rollcall.processes import ServerProcess, child_env
 from services.attendance import MAX_MARKS_PER_CALL
-from services.auth import Viewer, hash_password, issue_token
 from services.live import MarksEvent, classroom_channel
-from services.models import (
-    Classroom,
-    ClassroomSubject,
-    Role,
-    Student,
-    Subject,
-    TeacherAssignment,
-    Tenant,
-    User,
-)
 from services.platform.codec import decode
-from services.platform.db import create_engine, create_session_factory
 from services.platform.settings import Settings
 
 PROCESSES = 2
 PERIODS_PER_DAY = 8
-TOKEN_TTL_SECONDS = 8 * 3600
 READY_TIMEOUT = 120.0  # seconds for every listener to show up in /health/ready
 WARMUP_CONNECTIONS = 3  # per process, opened and closed before the first RSS reading
 WARMUP_DAYS_BACK = 60  # the warm-up marks' date, well before any round's
 TARGET_P99 = 200.0  # ms
 TARGET_KB = 100.0  # per idle connection
+UNAUTHENTICATED_PER_ADDRESS = "10000"  # the most the API allows
 
 SUBSCRIPTION = "subscription { attendanceUpdated { studentId status markedAt } }"
 MARK = """
@@ -79,75 +71,17 @@ NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class Roster:
-    """One classroom, its teacher's token and each student's (id, token)."""
-
-    tenant_id: uuid.UUID
-    classroom_id: uuid.UUID
-    subject_id: uuid.UUID
-    teacher_token: str
-    students: list[tuple[uuid.UUID, str]]
-
-
-async def seed_class(settings: Settings, count: int) -> Roster:
-    """A tenant with one classroom of ``count`` students, one subject and its teacher, inserted
-    in bulk; tokens are issued here (with the servers' secret), not by logging in."""
-    assert settings.database_url is not None
-    tenant_id, classroom_id, subject_id, teacher_id = (uuid.uuid4() for _ in range(4))
-    slug = f"bench-live-{tenant_id.hex[:8]}"
-    hashed = hash_password(uuid.uuid4().hex)  # nobody logs in
-    pairs = [(uuid.uuid4(), uuid.uuid4()) for _ in range(count)]  # (student id, user id)
-    people = [(teacher_id, "teacher", Role.TEACHER)]
-    people += [(user_id, f"student{n}", Role.STUDENT) for n, (_, user_id) in enumerate(pairs)]
-    scope = {"tenant_id": tenant_id}
-    room = {**scope, "classroom_id": classroom_id}
-    users = [
-        {**scope, "id": i, "email": f"{name}@{slug}.school", "role": role, "password_hash": hashed}
-        for i, name, role in people
-    ]
-    students = [
-        {**room, "id": student_id, "user_id": user_id, "name": f"Student {n:04d}"}
-        for n, (student_id, user_id) in enumerate(pairs)
-    ]
-    tenant = {"id": tenant_id, "slug": slug, "name": slug, "periods_per_day": PERIODS_PER_DAY}
-    rows: list[tuple[Any, list[dict[str, Any]]]] = [
-        (Tenant, [tenant]),
-        (User, users),
-        (Classroom, [{**scope, "id": classroom_id, "name": "1-A"}]),
-        (Subject, [{**scope, "id": subject_id, "name": "Maths"}]),
-        (ClassroomSubject, [{**room, "subject_id": subject_id}]),
-        (TeacherAssignment, [{**room, "teacher_id": teacher_id}]),
-        (Student, students),
-    ]
-    engine = create_engine(settings.database_url, pool_max=2)
-    try:
-        async with create_session_factory(engine)() as session, session.begin():
-            for model, values in rows:
-                await session.execute(insert(model), values)
-    finally:
-        await engine.dispose()
-    now = datetime.now(UTC)
-
-    def token(user_id: uuid.UUID, role: Role, student_id: uuid.UUID | None = None) -> str:
-        viewer = Viewer(user_id=user_id, tenant_id=tenant_id, role=role, student_id=student_id)
-        return issue_token(
-            viewer, secret=settings.jwt_secret, ttl_seconds=TOKEN_TTL_SECONDS, now=now
-        )
-
-    tokens = [(s, token(u, Role.STUDENT, s)) for s, u in pairs]
-    return Roster(tenant_id, classroom_id, subject_id, token(teacher_id, Role.TEACHER), tokens)
-
-
 def server_env(settings: Settings) -> dict[str, str]:
     """This environment without any ``ROLLCALL_*`` variable, plus the scratch database, the
-    flushed Redis, the secret the tokens were signed with and rate limits off."""
+    flushed Redis, the secret the tokens were signed with, rate limits off and no cap on
+    connections from one address awaiting ``connection_init`` (all of them come from here)."""
     assert settings.database_url is not None and settings.redis_url is not None
     return child_env(
         ROLLCALL_DATABASE_URL=settings.database_url,
         ROLLCALL_REDIS_URL=settings.redis_url,
         ROLLCALL_JWT_SECRET=settings.jwt_secret,
         ROLLCALL_RATE_LIMITS="off",
+        ROLLCALL_WS_UNAUTHENTICATED_PER_ADDRESS=UNAUTHENTICATED_PER_ADDRESS,
     )
 
 
@@ -181,58 +115,62 @@ async def wait_live(
         await asyncio.sleep(0.05)
 
 
-async def warm_up(server: ServerProcess, graphql: GraphQL, roster: Roster) -> None:
+async def mark_class(
+    graphql: GraphQL, teacher: Teacher, statuses: Mapping[str, str], day: date, period: int
+) -> None:
+    """The teacher marks every student (in calls of at most MAX_MARKS_PER_CALL)."""
+    marks = list(statuses.items())
+    for start in range(0, len(marks), MAX_MARKS_PER_CALL):
+        chunk = dict(marks[start : start + MAX_MARKS_PER_CALL])
+        variables = {"input": mark_input(teacher, day, period, chunk)}
+        data = await graphql.data(MARK, variables, teacher.token)
+        if len(data["markAttendance"]["records"]) != len(chunk):
+            raise BenchmarkError(f"markAttendance failed: {str(data)[:300]}")
+
+
+async def warm_up(server: ServerProcess, graphql: GraphQL, school: School) -> None:
     """One GraphQL query, and a few connections that subscribe as the benchmark's do and get
     one event each (a mark made through this process, well before the rounds' dates), closed
     again: first-call costs of the whole path count before the first RSS reading."""
-    await graphql.data("{ __typename }", token=roster.teacher_token)
-    students = roster.students[:WARMUP_CONNECTIONS]
-    async with contextlib.AsyncExitStack() as stack:
-        operations: list[tuple[LiveClient, str]] = []
-        for _, token in students:
-            client = await stack.enter_async_context(LiveClient.connect(server.ws_url))
-            await client.init(token, within=30)
-            operations.append((client, await client.subscribe(SUBSCRIPTION)))
-        await wait_live([graphql.client], [len(students)], within=30)
+    teacher = school.teachers[0]
+    await graphql.data("{ __typename }", token=teacher.token)
+    students = school.students[:WARMUP_CONNECTIONS]
+    held = [Subscription(server.ws_url, token) for _, token in students]
+    async with holding(held, SUBSCRIPTION, concurrency=len(held)):
+        if failed := [s.error for s in held if s.error]:
+            raise BenchmarkError(f"a warm-up connection failed: {failed[0]}")
+        await wait_live([graphql.client], [len(held)], within=30)
         day = datetime.now(UTC).date() - timedelta(days=WARMUP_DAYS_BACK)
-        await mark_class(graphql, roster, {str(s): "PRESENT" for s, _ in students}, day, 1)
-        for (student_id, _), (client, operation) in zip(students, operations, strict=True):
-            payload = await client.next(operation, within=10)
+        await mark_class(graphql, teacher, {str(s): "PRESENT" for s, _ in students}, day, 1)
+        for (student_id, _), s in zip(students, held, strict=True):
+            assert s.client is not None
+            payload = await s.client.next(s.operation, within=10)
             event = (payload.get("data") or {}).get("attendanceUpdated") or {}
             if event.get("studentId") != str(student_id):
                 raise BenchmarkError(f"warm-up event is not the student's: {payload}")
 
 
-class PublishWatch:
-    """This script's own subscription to the classroom's Redis channel: when each publish
-    reached a Redis subscriber (as the API processes' hubs see it) and its committedAt."""
+@contextlib.asynccontextmanager
+async def publishes(redis_url: str, channel: str) -> AsyncIterator[list[tuple[float, float]]]:
+    """This script's own subscription to the classroom's Redis channel: for each publish, when
+    it reached a Redis subscriber (as the API processes' hubs see it) and its committedAt."""
+    seen: list[tuple[float, float]] = []  # epoch seconds
+    async with aioredis.Redis.from_url(redis_url) as redis, redis.pubsub() as pubsub:
+        await pubsub.subscribe(channel)
 
-    def __init__(self, redis_url: str, channel: str) -> None:
-        self.redis = aioredis.Redis.from_url(redis_url)
-        self.channel = channel
-        self.pubsub = self.redis.pubsub()
-        self.times: list[float] = []
-        self.committed: list[float] = []  # epoch seconds
-        self._reader: asyncio.Task[None] | None = None
+        async def read() -> None:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    event = decode(MarksEvent, message["data"])
+                    seen.append((time.time(), event.committed_at.timestamp()))
 
-    async def __aenter__(self) -> PublishWatch:
-        await self.pubsub.subscribe(self.channel)
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        reader = asyncio.create_task(read())
+        try:
+            yield seen
+        finally:
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self.pubsub.aclose()
-        await self.redis.aclose()
-
-    async def _read(self) -> None:
-        async for message in self.pubsub.listen():
-            if message.get("type") == "message":
-                self.times.append(time.time())
-                self.committed.append(decode(MarksEvent, message["data"]).committed_at.timestamp())
+                await reader
 
 
 # --------------------------------------------------------------------------- clients
@@ -270,43 +208,16 @@ class Receipt(NamedTuple):
 
 
 @dataclass
-class Subscriber:
-    student_id: str
-    token: str
-    process: int
-    call: int  # which markAttendance call of a round marks this student
-    client: LiveClient | None = None
-    operation: str = ""
+class Subscriber(Subscription):
+    student_id: str = ""
+    process: int = 0
+    call: int = 0  # which markAttendance call of a round marks this student
     queue: StampedQueue = field(default_factory=StampedQueue)
-    connect_seconds: float = math.nan
-    error: str | None = None  # why the connection failed
-    ready: asyncio.Event = field(default_factory=asyncio.Event)  # subscribed, or failed
 
-    async def hold(self, url: str, gate: asyncio.Semaphore, stop: asyncio.Event) -> None:
-        """Connect, ``connection_init``, subscribe (holding a slot of ``gate`` meanwhile), then
-        keep the connection open until ``stop`` is set."""
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                async with gate:
-                    started = time.perf_counter()
-                    client = await stack.enter_async_context(LiveClient.connect(url))
-                    await client.init(self.token, within=30)
-                    self.operation = await client.subscribe(SUBSCRIPTION)
-                    # LiveClient routes each operation's messages to its own queue; this one
-                    # stamps them. Nothing can have arrived yet: nothing was marked.
-                    client._operations[self.operation] = self.queue
-                    self.client, self.connect_seconds = client, time.perf_counter() - started
-                self.ready.set()
-                await stop.wait()
-        except Exception as error:
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            self.ready.set()
-
-    @property
-    def dropped(self) -> bool:
-        """The server closed this connection."""
-        return self.client is not None and self.client.closed.done()
+    def stamp(self) -> None:
+        """Route the subscription's messages to ``queue``: call before anything is marked."""
+        assert self.client is not None
+        self.client._operations[self.operation] = self.queue
 
     async def receive(self, expected: str, within: float) -> Receipt:
         assert self.client is not None
@@ -342,114 +253,36 @@ class Round:
     period: int
     via: int  # the process that took the mutation
     mutation_ms: float = math.nan
-    # milliseconds: from_marked_at, from_commit, from_published, from_response, dispatch (reader
-    # to waiting task) per receipt; marked_to_published per call
+    # milliseconds per receipt: from_marked_at, from_commit, from_published, from_response,
+    # dispatch (reader to waiting task), and from_published by "process <n>"; per call:
+    # marked_to_published
     ms: collections.defaultdict[str, list[float]] = field(
-        default_factory=lambda: collections.defaultdict(list)
-    )
-    fan_out_by_process: collections.defaultdict[int, list[float]] = field(
         default_factory=lambda: collections.defaultdict(list)
     )
     missed: int = 0
     wrong: int = 0
     extra: int = 0  # events beyond the one expected
     problems: list[str] = field(default_factory=list)
-    server_cpu_ms: list[float] = field(default_factory=list)
-    client_cpu_ms: float = math.nan
-    delivered: list[int] = field(default_factory=list)  # per process, from the hub's counters
-    hub_dropped: list[int] = field(default_factory=list)
+    cpu: str = ""  # CPU ms from the mark to the last receipt, and the hubs' counters
 
-
-async def mark_class(
-    graphql: GraphQL, roster: Roster, statuses: dict[str, str], day: date, period: int
-) -> None:
-    """The teacher marks every student (in calls of at most MAX_MARKS_PER_CALL)."""
-    marks = [{"studentId": s, "status": status} for s, status in statuses.items()]
-    for start in range(0, len(marks), MAX_MARKS_PER_CALL):
-        chunk = marks[start : start + MAX_MARKS_PER_CALL]
-        variables = {
-            "input": {
-                "classroomId": str(roster.classroom_id),
-                "subjectId": str(roster.subject_id),
-                "date": day.isoformat(),
-                "period": period,
-                "marks": chunk,
-            }
-        }
-        data = await graphql.data(MARK, variables, roster.teacher_token)
-        if len(data["markAttendance"]["records"]) != len(chunk):
-            raise BenchmarkError(f"markAttendance failed: {str(data)[:300]}")
-
-
-async def run_round(
-    number: int,
-    subscribers: Sequence[Subscriber],
-    servers: Sequence[tuple[ServerProcess, GraphQL]],
-    roster: Roster,
-    args: argparse.Namespace,
-    rng: random.Random,
-    watch: PublishWatch,
-) -> Round:
-    index = number - 1
-    day = datetime.now(UTC).date() - timedelta(days=1 + index // PERIODS_PER_DAY)
-    r = Round(number, day, index % PERIODS_PER_DAY + 1, via=index % len(servers))
-    https = [graphql.client for _, graphql in servers]
-    statuses = {s.student_id: rng.choice(STATUSES) for s in subscribers}
-    hubs_before = await live_reports(https)
-    watch.times.clear()
-    watch.committed.clear()
-    receivers = [
-        asyncio.create_task(s.receive(statuses[s.student_id], args.timeout)) for s in subscribers
-    ]
-    await asyncio.sleep(0.05)  # every receiver is waiting before the mark
-    cpu_before = [cpu_seconds(server.pid) for server, _ in servers]
-    client_before = time.process_time()
-    sent = time.time()
-    try:
-        await mark_class(servers[r.via][1], roster, statuses, r.day, r.period)
-    except BaseException:
-        for task in receivers:
-            task.cancel()
-        await asyncio.gather(*receivers, return_exceptions=True)
-        raise
-    responded = time.time()
-    r.mutation_ms = (responded - sent) * 1000
-    receipts = await asyncio.gather(*receivers)
-    r.client_cpu_ms = (time.process_time() - client_before) * 1000
-    r.server_cpu_ms = [
-        (cpu_seconds(server.pid) - before) * 1000
-        for (server, _), before in zip(servers, cpu_before, strict=True)
-    ]
-    await asyncio.sleep(args.quiet)  # anything more that arrives now is an extra event
-    r.extra = sum(s.queue.drain() for s in subscribers)
-    published, committed = list(watch.times), list(watch.committed)
-    if len(published) != (calls := math.ceil(len(subscribers) / MAX_MARKS_PER_CALL)):
-        r.problems.append(f"saw {len(published)} publishes on Redis, expected {calls}")
-    marked_at: dict[int, float] = {}  # each call's, from its first receipt
-    for s, (arrived, taken, at, problem) in zip(subscribers, receipts, strict=True):
-        if problem is not None:
-            r.problems.append(problem)
-            r.missed += problem.startswith("missed")
-            r.wrong += not problem.startswith("missed")
-        if at is None:
-            continue
-        marked_at.setdefault(s.call, at)
-        if s.call < len(published):
-            r.ms["from_published"].append(fan_out := (arrived - published[s.call]) * 1000)
-            r.ms["from_commit"].append((arrived - committed[s.call]) * 1000)
-            r.fan_out_by_process[s.process].append(fan_out)
-        r.ms["from_marked_at"].append((arrived - at) * 1000)
-        r.ms["from_response"].append((arrived - responded) * 1000)
-        r.ms["dispatch"].append((taken - arrived) * 1000)
-    r.ms["marked_to_published"] = [
-        (published[call] - at) * 1000
-        for call, at in sorted(marked_at.items())
-        if call < len(published)
-    ]
-    for before, after in zip(hubs_before, await live_reports(https), strict=True):
-        r.delivered.append(after["delivered"] - before["delivered"])
-        r.hub_dropped.append(after["dropped"] - before["dropped"])
-    return r
+    def describe(self, total: int) -> str:
+        published = ", ".join(f"{ms:.0f}" for ms in self.ms["marked_to_published"]) or "-"
+        by_process = "; ".join(
+            f"{name} {spread(self.ms[name], 50, 99)} ms"
+            for name in sorted(self.ms)
+            if name.startswith("process")
+        )
+        return (
+            f"  round {self.number} ({self.day} period {self.period}, marked via process "
+            f"{self.via + 1}): mutation {self.mutation_ms:.0f} ms; received "
+            f"{len(self.ms['from_marked_at'])}/{total}; missed {self.missed}, wrong {self.wrong}, "
+            f"extra {self.extra}\n"
+            f"    markedAt -> receipt {spread(self.ms['from_marked_at'], 50, 99, 100)} ms = "
+            f"markedAt -> published {published} ms + published -> receipt "
+            f"{spread(self.ms['from_published'], 50, 99, 100)} ms\n"
+            f"    published -> receipt by process: {by_process or '-'}\n"
+            f"    CPU ms (mark to last receipt): {self.cpu}"
+        )
 
 
 def spread(samples: Sequence[float], *quantiles: int) -> str:
@@ -459,24 +292,70 @@ def spread(samples: Sequence[float], *quantiles: int) -> str:
     )
 
 
-def describe_round(r: Round, total: int) -> str:
-    published = ", ".join(f"{ms:.0f}" for ms in r.ms["marked_to_published"]) or "-"
-    by_process = "; ".join(
-        f"process {process + 1} {spread(samples, 50, 99)} ms"
-        for process, samples in sorted(r.fan_out_by_process.items())
+async def run_round(
+    r: Round,
+    subscribers: Sequence[Subscriber],
+    servers: Sequence[tuple[ServerProcess, GraphQL]],
+    teacher: Teacher,
+    args: argparse.Namespace,
+    statuses: Mapping[str, str],
+    published: list[tuple[float, float]],
+) -> Round:
+    https = [graphql.client for _, graphql in servers]
+    hubs_before = await live_reports(https)
+    published.clear()
+    receivers = [
+        asyncio.create_task(s.receive(statuses[s.student_id], args.timeout)) for s in subscribers
+    ]
+    await asyncio.sleep(0.05)  # every receiver is waiting before the mark
+    cpu_before = [cpu_seconds(server.pid) for server, _ in servers]
+    client_before = time.process_time()
+    sent = time.time()
+    try:
+        await mark_class(servers[r.via][1], teacher, statuses, r.day, r.period)
+    except BaseException:
+        for task in receivers:
+            task.cancel()
+        await asyncio.gather(*receivers, return_exceptions=True)
+        raise
+    responded = time.time()
+    r.mutation_ms = (responded - sent) * 1000
+    receipts = await asyncio.gather(*receivers)
+    client_ms = (time.process_time() - client_before) * 1000
+    servers_ms = [
+        (cpu_seconds(s.pid) - b) * 1000 for (s, _), b in zip(servers, cpu_before, strict=True)
+    ]
+    await asyncio.sleep(args.quiet)  # anything more that arrives now is an extra event
+    r.extra = sum(s.queue.drain() for s in subscribers)
+    seen = list(published)
+    if len(seen) != (calls := math.ceil(len(subscribers) / MAX_MARKS_PER_CALL)):
+        r.problems.append(f"saw {len(seen)} publishes on Redis, expected {calls}")
+    marked_at: dict[int, float] = {}  # each call's, from its first receipt
+    for s, (arrived, taken, at, problem) in zip(subscribers, receipts, strict=True):
+        if problem is not None:
+            r.problems.append(problem)
+            r.missed += problem.startswith("missed")
+            r.wrong += not problem.startswith("missed")
+        if at is None:
+            continue
+        marked_at.setdefault(s.call, at)
+        if s.call < len(seen):
+            r.ms["from_published"].append(fan_out := (arrived - seen[s.call][0]) * 1000)
+            r.ms[f"process {s.process + 1}"].append(fan_out)
+            r.ms["from_commit"].append((arrived - seen[s.call][1]) * 1000)
+        r.ms["from_marked_at"].append((arrived - at) * 1000)
+        r.ms["from_response"].append((arrived - responded) * 1000)
+        r.ms["dispatch"].append((taken - arrived) * 1000)
+    r.ms["marked_to_published"] = [
+        (seen[call][0] - at) * 1000 for call, at in sorted(marked_at.items()) if call < len(seen)
+    ]
+    hubs = list(zip(hubs_before, await live_reports(https), strict=True))
+    r.cpu = (
+        f"servers {' + '.join(f'{ms:.0f}' for ms in servers_ms)}, client {client_ms:.0f}; hub "
+        f"delivered {[a['delivered'] - b['delivered'] for b, a in hubs]}, "
+        f"dropped {[a['dropped'] - b['dropped'] for b, a in hubs]}"
     )
-    servers = " + ".join(f"{ms:.0f}" for ms in r.server_cpu_ms)
-    return (
-        f"  round {r.number} ({r.day} period {r.period}, marked via process {r.via + 1}): "
-        f"mutation {r.mutation_ms:.0f} ms; received {len(r.ms['from_marked_at'])}/{total}; "
-        f"missed {r.missed}, wrong {r.wrong}, extra {r.extra}\n"
-        f"    markedAt -> receipt {spread(r.ms['from_marked_at'], 50, 99, 100)} ms = markedAt -> "
-        f"published {published} ms + published -> receipt "
-        f"{spread(r.ms['from_published'], 50, 99, 100)} ms\n"
-        f"    published -> receipt by process: {by_process or '-'}\n"
-        f"    CPU ms (mark to last receipt): servers {servers}, client {r.client_cpu_ms:.0f}; "
-        f"hub delivered {r.delivered}, dropped {r.hub_dropped}"
-    )
+    return r
 
 
 # --------------------------------------------------------------------------- report
@@ -486,14 +365,14 @@ Row = tuple[str, str, str, str]
 
 
 def figure_rows(
-    counts: Sequence[int],
-    opening: tuple[float, float, list[float]],
+    subscribers: Sequence[Subscriber],
+    opening: tuple[float, float],
     rounds: Sequence[Round],
     memory_kb: Sequence[float],
     args: argparse.Namespace,
 ) -> list[Row]:
     """(figure, value, target, result) rows; ``opening`` is (seconds to connect all, seconds
-    until every listener was reported, each connection's seconds)."""
+    until every listener was reported)."""
 
     def every(name: str) -> list[float]:
         return [ms for r in rounds for ms in r.ms[name]]
@@ -505,7 +384,8 @@ def figure_rows(
         values = every(samples) if isinstance(samples, str) else samples
         return row(name, f"{percentile(values, q):.1f} ms")
 
-    connect_seconds, listen_seconds, times = opening
+    counts = [sum(s.process == p for s in subscribers) for p in range(len(memory_kb))]
+    times = [s.seconds for s in subscribers]
     p99 = percentile(every("from_commit"), 99)
     missed, wrong = sum(r.missed for r in rounds), sum(r.wrong + r.extra for r in rounds)
     before = every("marked_to_published")
@@ -519,9 +399,9 @@ def figure_rows(
         row("subscribers per process", " / ".join(map(str, counts))),
         row(
             f"connect, init and subscribe all ({args.concurrency} at a time)",
-            f"{connect_seconds:.2f} s",
+            f"{opening[0]:.2f} s",
         ),
-        row("  then until every listener was reported", f"{listen_seconds:.2f} s"),
+        row("  then until every listener was reported", f"{opening[1]:.2f} s"),
         row("  one connection, p50 / max", one),
         row(f"mutation round trip ({sum(counts)} marks), mean", mutation),
         row(f"events received ({len(rounds)} rounds)", str(len(every("from_marked_at")))),
@@ -550,63 +430,65 @@ def figure_rows(
 # --------------------------------------------------------------------------- main
 
 
-async def benchmark(args: argparse.Namespace, settings: Settings, report: Report) -> bool:
-    """The whole run; whether a connection failed or an event was missed or wrong."""
-    started = time.perf_counter()
-    roster = await seed_class(settings, args.subscribers)
-    seconds = time.perf_counter() - started
-    report.say(f"seeded one classroom of {args.subscribers} students in {seconds:.1f} s")
-    env = server_env(settings)
-    async with contextlib.AsyncExitStack() as stack:
-        servers = await asyncio.gather(
-            *(stack.enter_async_context(served(env)) for _ in range(PROCESSES))
-        )
-        try:
-            return await measure(args, settings, report, roster, servers)
-        except BaseException:
-            print_logs(report, [server for server, _ in servers], 40)
-            raise
-
-
 def print_logs(report: Report, servers: Sequence[ServerProcess], lines: int) -> None:
     for index, server in enumerate(servers):
         report.say(f"\n--- server process {index + 1} (pid {server.pid}) log tail ---")
         report.say(server.log_tail(lines))
 
 
+async def benchmark(args: argparse.Namespace, settings: Settings, report: Report) -> bool:
+    """The whole run; whether a connection failed or an event was missed or wrong."""
+    started = time.perf_counter()
+    school = await seed_school(
+        settings, classes=1, students_per_class=args.subscribers, days=0, periods=PERIODS_PER_DAY
+    )
+    seconds = time.perf_counter() - started
+    report.say(f"seeded one classroom of {args.subscribers} students in {seconds:.1f} s")
+    async with api_processes(server_env(settings), PROCESSES) as servers:
+        try:
+            return await measure(args, settings, report, school, servers)
+        except BaseException:
+            print_logs(report, [server for server, _ in servers], 40)
+            raise
+
+
 async def measure(
     args: argparse.Namespace,
     settings: Settings,
     report: Report,
-    roster: Roster,
+    school: School,
     servers: Sequence[tuple[ServerProcess, GraphQL]],
 ) -> bool:
     processes = [server for server, _ in servers]
     https = [graphql.client for _, graphql in servers]
     for index, (server, graphql) in enumerate(servers):
         report.say(f"process {index + 1}: pid {server.pid} at {server.base_url}")
-        await warm_up(server, graphql, roster)
+        await warm_up(server, graphql, school)
     await wait_live(https, [0] * len(servers), within=30)
     await asyncio.sleep(args.idle)
     rss_before = [status_kb(server.pid)["VmRSS"] for server in processes]
     subscribers = [
-        Subscriber(str(student_id), token, index % len(servers), index // MAX_MARKS_PER_CALL)
-        for index, (student_id, token) in enumerate(roster.students)
+        Subscriber(
+            processes[index % len(servers)].ws_url,
+            token,
+            student_id=str(student_id),
+            process=index % len(servers),
+            call=index // MAX_MARKS_PER_CALL,
+        )
+        for index, (student_id, token) in enumerate(school.students)
     ]
-    counts = [sum(1 for s in subscribers if s.process == p) for p in range(len(servers))]
+    counts = [sum(s.process == p for s in subscribers) for p in range(len(servers))]
     report.say(f"opening {len(subscribers)} connections, {args.concurrency} at a time…")
-    opened, gate, stop = time.perf_counter(), asyncio.Semaphore(args.concurrency), asyncio.Event()
-    holders = [
-        asyncio.create_task(s.hold(processes[s.process].ws_url, gate, stop)) for s in subscribers
-    ]
-    try:
-        await asyncio.gather(*(s.ready.wait() for s in subscribers))
+    opened = time.perf_counter()
+    async with holding(subscribers, SUBSCRIPTION, concurrency=args.concurrency):
         connect_seconds = time.perf_counter() - opened
         if failures := [s for s in subscribers if s.error]:
             raise BenchmarkError(
                 f"{len(failures)} of {len(subscribers)} connections failed; first: "
                 f"{failures[0].error}"
             )
+        for s in subscribers:
+            s.stamp()
         listen_seconds = await wait_live(https, counts, within=READY_TIMEOUT)
         report.say(
             f"  all subscribed in {connect_seconds:.2f} s; every listener reported "
@@ -623,15 +505,19 @@ async def measure(
             )
         rng = random.Random(args.seed)
         rounds: list[Round] = []
-        channel = classroom_channel(roster.tenant_id, roster.classroom_id).name
+        channel = classroom_channel(school.tenant_id, school.teachers[0].classroom_id).name
         report.say(f"marking the class {args.rounds} times…")
         assert settings.redis_url is not None
-        async with PublishWatch(settings.redis_url, channel) as watch:
-            for number in range(1, args.rounds + 1):
+        async with publishes(settings.redis_url, channel) as published:
+            for index in range(args.rounds):
+                day = datetime.now(UTC).date() - timedelta(days=1 + index // PERIODS_PER_DAY)
+                r = Round(index + 1, day, index % PERIODS_PER_DAY + 1, via=index % len(servers))
+                statuses = {s.student_id: rng.choice(STATUSES) for s in subscribers}
+                teacher = school.teachers[0]
                 rounds.append(
-                    r := await run_round(number, subscribers, servers, roster, args, rng, watch)
+                    await run_round(r, subscribers, servers, teacher, args, statuses, published)
                 )
-                report.say(describe_round(r, len(subscribers)))
+                report.say(r.describe(len(subscribers)))
                 for problem, times in collections.Counter(r.problems).most_common(5):
                     report.say(f"    {times} x {problem}")
                 await asyncio.sleep(args.pause)
@@ -640,17 +526,13 @@ async def measure(
             report.say(f"  {len(dropped)} connections were closed by the server; first: {first}")
         for index, live in enumerate(await live_reports(https)):
             report.say(f"  process {index + 1} live report: {live}")
-    finally:
-        stop.set()
-        await asyncio.gather(*holders, return_exceptions=True)
 
     problems = [log_problems(server) for server in processes]
     for index, lines in enumerate(problems):
         if lines:
             report.say(f"\nprocess {index + 1} logged {len(lines)} warnings/errors; the first:")
             report.say(*(f"  {line}" for line in lines[:10]))
-    opening = (connect_seconds, listen_seconds, [s.connect_seconds for s in subscribers])
-    rows = figure_rows(counts, opening, rounds, memory_kb, args)
+    rows = figure_rows(subscribers, (connect_seconds, listen_seconds), rounds, memory_kb, args)
     failed = bool(dropped) or any(r.missed or r.wrong or r.extra for r in rounds)
     if failed or any(problems):
         print_logs(report, processes, 30)

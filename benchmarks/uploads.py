@@ -102,10 +102,9 @@ class Multipart:
         return len(self.head) + size + len(self.tail)
 
     def headers(self, token: str) -> dict[str, str]:
-        return {
-            "content-type": f"multipart/form-data; boundary={self.boundary}",
-            "apollo-require-preflight": "true",
-            "authorization": f"Bearer {token}",
+        kind = f"multipart/form-data; boundary={self.boundary}"
+        return {"content-type": kind, "apollo-require-preflight": "true"} | {
+            "authorization": f"Bearer {token}"
         }
 
 
