@@ -98,9 +98,8 @@ class Throughput:
         return self.failed + self.retried + (1 if self.error else 0)
 
     def failure(self) -> str:
-        if not self.failures:
-            return ""
-        return f" FAILED={self.failed} RETRIED={self.retried} {self.error or ''}"
+        failed = f" FAILED={self.failed} RETRIED={self.retried} {self.error or ''}"
+        return failed if self.failures else ""
 
     def cells(self) -> tuple[Cell, ...]:
         drain, enqueue = self.drain_seconds, self.enqueue_seconds
@@ -110,10 +109,8 @@ class Throughput:
         return (self.workload, self.poll, self.jobs, *rates, *rest)
 
     def line(self) -> str:
-        queues = ", ".join(
-            f"{queue.rsplit(':', 1)[-1]} drained at {seconds:.2f} s"
-            for queue, seconds in sorted(self.drained_at.items(), key=lambda item: item[1])
-        )
+        drained = sorted(self.drained_at.items(), key=lambda item: item[1])
+        queues = ", ".join(f"{q.rsplit(':', 1)[-1]} drained at {at:.2f} s" for q, at in drained)
         return (
             f"  [{self.poll}] {self.workload}: {self.jobs} job(s) in {self.drain_seconds:.2f} s = "
             f"{self.jobs_per_second:.0f} jobs/s ({queues}; burst run {self.run_seconds:.2f} s)"
@@ -250,11 +247,8 @@ async def wait_for_notification(
     bench: Bench, tenant_id: uuid.UUID, user_id: uuid.UUID, kind: NotificationType
 ) -> bool:
     """Poll the notifications table every 10 ms until the row exists; False on timeout."""
-    query = select(Notification.id).where(
-        Notification.tenant_id == tenant_id,
-        Notification.user_id == user_id,
-        Notification.type == kind,
-    )
+    mine = Notification.tenant_id == tenant_id, Notification.user_id == user_id
+    query = select(Notification.id).where(*mine, Notification.type == kind)
     deadline = time.perf_counter() + bench.args.timeout
     while True:
         async with bench.session_factory() as session:

@@ -102,10 +102,8 @@ class Multipart:
         return len(self.head) + size + len(self.tail)
 
     def headers(self, token: str) -> dict[str, str]:
-        kind = f"multipart/form-data; boundary={self.boundary}"
-        return {"content-type": kind, "apollo-require-preflight": "true"} | {
-            "authorization": f"Bearer {token}"
-        }
+        kind, bearer = f"multipart/form-data; boundary={self.boundary}", f"Bearer {token}"
+        return {"content-type": kind, "apollo-require-preflight": "true", "authorization": bearer}
 
 
 def spooled_files(pid: int) -> int:
