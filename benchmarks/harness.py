@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp
 
 from rollcall.live_client import LiveClient
-from rollcall.processes import ServerProcess, running_server
+from rollcall.processes import ServerProcess, child_env, running_server
 from services.auth import Viewer, hash_password, issue_token
 from services.bulk_seed import seed_bulk
 from services.models import ClassroomSubject, Role, Student, TeacherAssignment, Tenant, User
@@ -792,14 +792,9 @@ async def seed_school(
         )
         async with sessions() as session, session.begin():
             slug = await session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
-            of_tenant = ClassroomSubject.tenant_id == tenant_id
-            subjects = (
-                await session.execute(
-                    select(ClassroomSubject.classroom_id, ClassroomSubject.subject_id).where(
-                        of_tenant
-                    )
-                )
-            ).all()
+            taught = select(ClassroomSubject.classroom_id, ClassroomSubject.subject_id)
+            taught = taught.where(ClassroomSubject.tenant_id == tenant_id)
+            subjects = (await session.execute(taught)).all()
             # Names are "<classroom> Student <n>": their order is class by class.
             named = select(Student.id, Student.classroom_id).where(Student.tenant_id == tenant_id)
             students = (await session.execute(named.order_by(Student.name))).all()
@@ -867,6 +862,27 @@ def mark_input(
         "subjectId": str(teacher.subject_ids[(period - 1) % len(teacher.subject_ids)]),
         "marks": [{"studentId": s, "status": status} for s, status in marks.items()],
     }
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    """This environment without any ``ROLLCALL_*`` variable, plus the scratch database, the
+    flushed Redis, the secret the tokens were signed with, rate limits off and no cap on
+    connections from one address awaiting ``connection_init`` (all of them come from here)."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    return child_env(
+        ROLLCALL_DATABASE_URL=settings.database_url,
+        ROLLCALL_REDIS_URL=settings.redis_url,
+        ROLLCALL_JWT_SECRET=settings.jwt_secret,
+        ROLLCALL_RATE_LIMITS="off",
+        ROLLCALL_WS_UNAUTHENTICATED_PER_ADDRESS="10000",  # the most the API allows
+    )
+
+
+def log_problems(server: ServerProcess) -> list[str]:
+    """Lines of the server's log that report a warning, an error or a traceback."""
+    words = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Exception")
+    text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+    return [line for line in text.splitlines() if any(word in line for word in words)]
 
 
 @contextlib.asynccontextmanager

@@ -30,6 +30,7 @@ from benchmarks.harness import (
     api_processes,
     cpu_seconds,
     holding,
+    log_problems,
     mark_input,
     parser,
     percentile,
@@ -37,11 +38,12 @@ from benchmarks.harness import (
     run,
     scratch_database,
     seed_school,
+    server_env,
     status_kb,
     verdict,
 )
 from rollcall.live_client import Closed, Completed, OperationError
-from rollcall.processes import ServerProcess, child_env
+from rollcall.processes import ServerProcess
 from services.attendance import MAX_MARKS_PER_CALL
 from services.live import MarksEvent, classroom_channel
 from services.platform.codec import decode
@@ -54,7 +56,6 @@ WARMUP_CONNECTIONS = 3  # per process, opened and closed before the first RSS re
 WARMUP_DAYS_BACK = 60  # the warm-up marks' date, well before any round's
 TARGET_P99 = 200.0  # ms
 TARGET_KB = 100.0  # per idle connection
-UNAUTHENTICATED_PER_ADDRESS = "10000"  # the most the API allows
 
 SUBSCRIPTION = "subscription { attendanceUpdated { studentId status markedAt } }"
 MARK = """
@@ -69,27 +70,6 @@ NOTE = (
     "the cache invalidation. Receipt: when this client's reader took the message off the socket. "
     "KB = 1,024 bytes of RSS.)"
 )
-
-
-def server_env(settings: Settings) -> dict[str, str]:
-    """This environment without any ``ROLLCALL_*`` variable, plus the scratch database, the
-    flushed Redis, the secret the tokens were signed with, rate limits off and no cap on
-    connections from one address awaiting ``connection_init`` (all of them come from here)."""
-    assert settings.database_url is not None and settings.redis_url is not None
-    return child_env(
-        ROLLCALL_DATABASE_URL=settings.database_url,
-        ROLLCALL_REDIS_URL=settings.redis_url,
-        ROLLCALL_JWT_SECRET=settings.jwt_secret,
-        ROLLCALL_RATE_LIMITS="off",
-        ROLLCALL_WS_UNAUTHENTICATED_PER_ADDRESS=UNAUTHENTICATED_PER_ADDRESS,
-    )
-
-
-def log_problems(server: ServerProcess) -> list[str]:
-    """Lines of the server's log that report a warning, an error or a traceback."""
-    words = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Exception")
-    text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
-    return [line for line in text.splitlines() if any(word in line for word in words)]
 
 
 # --------------------------------------------------------------------------- servers

@@ -32,7 +32,6 @@ from sqlalchemy import func, select, update
 from benchmarks import harness
 from benchmarks.harness import BenchmarkError, Cell, MemoryWatch, Report, Samples
 from benchmarks.jobs import Throughput, drain, forget_results, poll_label
-from benchmarks.live import log_problems, server_env
 from graph.edge.bodies import MAX_MULTIPART_BODY
 from rollcall.processes import ServerProcess, running_server
 from services.certificate_files import MAX_FILE_SIZE
@@ -453,7 +452,7 @@ async def measure(bench: Bench, contents: dict[int, bytes], biggest: bytes) -> b
     end = await harness.idle_rss_kb(bench.server.pid) / 1024
     assert bench.settings.storage_url is not None
     stored = stored_bytes(Path(bench.settings.storage_url.removeprefix("file://")))
-    problems = log_problems(bench.server)
+    problems = harness.log_problems(bench.server)
 
     say("", "uploads (latency: request start to the whole answer; MB/s of file content):")
     report.table("uploads", UPLOADS, rows, formats=FORMATS)
@@ -490,7 +489,7 @@ async def benchmark(args: argparse.Namespace, settings: Settings, report: Report
     seconds = time.perf_counter() - started
     report.say(f"seeded one classroom of {STUDENTS} students in {seconds:.1f} s")
     await harness.flush_redis(settings.redis_url)
-    env = server_env(settings) | {"ROLLCALL_STORAGE_URL": settings.storage_url}
+    env = harness.server_env(settings) | {"ROLLCALL_STORAGE_URL": settings.storage_url}
     rng = random.Random(args.seed)
     sizes = sorted({int(mb * MB) for mb in args.size_mb})
     contents = {size: pdf_of_size(size, rng) for size in sizes}

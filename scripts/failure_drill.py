@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
@@ -97,7 +98,7 @@ class OwnPostgres:
         assert pid is not None
         os.kill(pid, signal.SIGQUIT)
         deadline = time.monotonic() + 30
-        while _alive(pid):
+        while psutil.pid_exists(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.02)
@@ -159,14 +160,6 @@ class SlowMailServer:
         )
         self.receiving -= 1
         return "250 OK"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class Supervisor:
