@@ -97,6 +97,7 @@ def create_app(
             pool_max=settings.db_pool_max,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             breaker=breaker,
+            pooler=settings.database_pooler,
         )
         try:
             await database_answers(engine)
@@ -113,7 +114,9 @@ def create_app(
             await engine.dispose()
             raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error
         telemetry = Telemetry(engine=engine, settings=settings)
-        session_factory = create_session_factory(engine, retry=retry)
+        session_factory = create_session_factory(
+            engine, retry=retry, pooler=settings.database_pooler
+        )
         resources = ResourceMonitor(
             cpu_percent=settings.degrade_cpu_percent,
             memory_percent=settings.degrade_memory_percent,

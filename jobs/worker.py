@@ -126,9 +126,10 @@ async def shared_context(
         settings.database_url,
         pool_max=WorkerSettings.max_jobs * 2,
         statement_timeout_ms=settings.db_job_statement_timeout_ms,
+        pooler=settings.database_pooler,
     )
     instrument_engine(engine, slow_query_ms=settings.slow_query_ms)
-    session_factory = create_session_factory(engine)
+    session_factory = create_session_factory(engine, pooler=settings.database_pooler)
     cache = create_cache(settings, session_factory=session_factory)
     try:
         yield {

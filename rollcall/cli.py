@@ -137,9 +137,11 @@ async def _work(settings: Settings) -> None:
 async def _database(settings: Settings, *, pool_max: int) -> AsyncIterator[SessionFactory]:
     """Sessions on a small pool of the configured database for one command, closed after."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_max=pool_max)
+    engine = create_engine(
+        settings.database_url, pool_max=pool_max, pooler=settings.database_pooler
+    )
     try:
-        yield create_session_factory(engine)
+        yield create_session_factory(engine, pooler=settings.database_pooler)
     finally:
         await engine.dispose()
 
@@ -417,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with resolved(settings, redis=needs_redis) as ready:
         assert ready.database_url is not None
         if args.command == "migrate":
-            migrate(ready.database_url)
+            migrate(ready.migration_database_url or ready.database_url)
             print("database is at the newest schema")
         elif args.command == "seed":
             asyncio.run(_seed(ready, args))

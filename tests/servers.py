@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -455,3 +456,64 @@ def valkey(directory: Path, **config: str) -> Iterator[Valkey]:
         yield server
     finally:
         server.kill()
+
+
+# --- PgBouncer -------------------------------------------------------------------------------
+
+
+def pgbouncer_binary() -> str | None:
+    """Debian's pgbouncer (``.ci/run`` installs it), else one on PATH."""
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+
+
+@contextlib.contextmanager
+def pgbouncer(directory: Path, upstream: str, *, pool_size: int = 4) -> Iterator[str]:
+    """PgBouncer in transaction mode on a free port in front of the PostgreSQL server of
+    ``upstream`` (a SQLAlchemy URL, trust authentication), with at most ``pool_size`` server
+    connections per database: fewer than the clients, so that transactions of one client land
+    on several server connections. Yields ``upstream`` pointing at PgBouncer."""
+    from sqlalchemy import make_url
+
+    binary = pgbouncer_binary()
+    if binary is None:
+        raise ServerError("pgbouncer is not installed")
+    target = make_url(upstream)
+    # PgBouncer will not run as root: it drops to nobody, who must reach its files, and a
+    # test's own directory sits in one only root may enter.
+    own = Path(tempfile.mkdtemp(prefix="rollcall-pgbouncer-"))
+    own.chmod(0o777)
+    log = own / "pgbouncer.log"
+    users = own / "users.txt"
+    users.write_text(f'"{target.username}" ""\n')
+
+    def start(attempt: int) -> _Started[str]:
+        port = free_ports(1)[0]
+        config = own / "pgbouncer.ini"
+        config.write_text(
+            f"[databases]\n* = host={target.host} port={target.port or 5432}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {HOST}\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\nmax_client_conn = 1000\nlogfile = {log}\n"
+        )
+        for path in (config, users):
+            path.chmod(0o644)
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        process = subprocess.Popen(
+            [binary, *user, str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = target.set(host=HOST, port=port).render_as_string(hide_password=False)
+        return _Started(
+            process, url, lambda: socket.create_connection((HOST, port), 1).close() is None
+        )
+
+    try:
+        with _running("pgbouncer", log, start) as url:
+            yield url
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.copy(log, directory / log.name)
+        shutil.rmtree(own, ignore_errors=True)

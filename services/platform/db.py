@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 from services.platform import recording
 from services.platform.circuit import CircuitBreaker
 from services.platform.errors import ErrorCode, ServiceError
+from services.platform.settings import Pooler
 from services.platform.telemetry import DB_BREAKER_REFUSALS, DB_RETRIES
 
 T = TypeVar("T")
@@ -140,16 +142,19 @@ class RetryPolicy:
 class SessionFactory(async_sessionmaker[AsyncSession]):
     """Sessions on one engine, and the retry policy of work that is safe to repeat."""
 
-    def __init__(self, engine: AsyncEngine, *, retry: RetryPolicy) -> None:
+    def __init__(self, engine: AsyncEngine, *, retry: RetryPolicy, pooler: Pooler) -> None:
         super().__init__(engine, expire_on_commit=False, autoflush=False)
         self.retry = retry
         # Reads need no transaction: at READ COMMITTED each statement takes its own snapshot
         # inside one too, and without one a session saves the BEGIN and ROLLBACK round trips.
-        self._autocommit = async_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT"),
-            expire_on_commit=False,
-            autoflush=False,
+        # Behind PgBouncer in transaction mode they do: a statement is prepared and then run
+        # in two exchanges, which outside a transaction may reach two server connections.
+        reads = (
+            engine
+            if pooler is Pooler.PGBOUNCER
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        self._autocommit = async_sessionmaker(reads, expire_on_commit=False, autoflush=False)
 
     def __call__(self, **local_kw: Any) -> AsyncSession:
         """A session; what it reads is covered by no cache tag (services/platform/recording.py)."""
@@ -186,6 +191,7 @@ def create_engine(
     pool_max: int = 50,
     statement_timeout_ms: int = 0,
     breaker: CircuitBreaker | None = None,
+    pooler: Pooler = Pooler.NONE,
 ) -> AsyncEngine:
     """A pooled engine of at most ``pool_max`` connections, each kept once opened (until
     recycled after 30 minutes): a connection closed on return costs the next request a connect,
@@ -201,19 +207,37 @@ def create_engine(
     Each session's statements are cancelled by the server after ``statement_timeout_ms`` (0:
     never). A new connection that fails for a transient reason raises DatabaseUnavailable
     (SERVICE_UNAVAILABLE for clients; retried). With ``breaker``, every new connection goes
-    through it: while it is open, checking out fails at once with BreakerOpen."""
+    through it: while it is open, checking out fails at once with BreakerOpen.
+
+    Behind PgBouncer in transaction mode (``pooler``) each transaction may run on another
+    server connection, so nothing may outlive one: no statement is cached, and each prepared
+    one gets a name of its own (asyncpg's numbered names collide across server connections:
+    ``prepared statement "__asyncpg_stmt_1__" already exists``). PgBouncer refuses startup
+    parameters it does not know, so the statement timeout is then the database's or role's
+    own (``ALTER ROLE … SET statement_timeout``), not the session's."""
     server_settings = {"application_name": "rollcall"}
-    if statement_timeout_ms:
+    connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+    if pooler is Pooler.PGBOUNCER:
+        connect_args.update(
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=_statement_name,
+        )
+    elif statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
     engine = create_async_engine(
         database_url,
         pool_size=pool_max,
         max_overflow=0,
         pool_recycle=1800,
-        connect_args={"server_settings": server_settings, "timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args={**connect_args, "server_settings": server_settings},
     )
     _guard_connections(engine, breaker)
     return engine
+
+
+def _statement_name() -> str:
+    return f"__rollcall_{uuid.uuid4().hex}__"
 
 
 async def database_answers(engine: AsyncEngine) -> None:
@@ -252,9 +276,11 @@ def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> N
 
 
 def create_session_factory(
-    engine: AsyncEngine, *, retry: RetryPolicy | None = None
+    engine: AsyncEngine, *, retry: RetryPolicy | None = None, pooler: Pooler = Pooler.NONE
 ) -> SessionFactory:
-    return SessionFactory(engine, retry=retry or RetryPolicy())
+    """Sessions on ``engine``, made with the same ``pooler`` (what reads may do without a
+    transaction depends on it)."""
+    return SessionFactory(engine, retry=retry or RetryPolicy(), pooler=pooler)
 
 
 def alembic_config(database_url: str) -> Config:

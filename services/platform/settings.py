@@ -44,6 +44,14 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class Pooler(StrEnum):
+    """What stands between the API and PostgreSQL: nothing, or PgBouncer in transaction mode
+    (then no statement outlives its transaction: services/platform/db.py)."""
+
+    NONE = "none"
+    PGBOUNCER = "pgbouncer"
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     TEXT = "text"
@@ -95,6 +103,10 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = {
 class Settings:
     env: Environment = Environment.DEVELOPMENT
     database_url: str | None = None
+    # Behind PgBouncer in transaction mode, migrations (DDL, a session of their own) may go
+    # to PostgreSQL directly: this URL when set, else DATABASE_URL.
+    migration_database_url: str | None = None
+    database_pooler: Pooler = Pooler.NONE
     redis_url: str | None = None
     cache_redis_url: str | None = None
     cache_ttls: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CACHE_TTLS))
@@ -200,14 +212,22 @@ class Settings:
             env = Environment.DEVELOPMENT
         values["env"] = env
 
-        if (database_url := raw("DATABASE_URL")) is not None:
-            if not database_url.startswith("postgresql+asyncpg://"):
-                problems.append(
-                    f"{PREFIX}DATABASE_URL must start with postgresql+asyncpg://, got "
-                    f"{redact(database_url)!r}"
-                )
-            values["database_url"] = database_url
-        elif env is Environment.PRODUCTION:
+        for name, attribute in (
+            ("DATABASE_URL", "database_url"),
+            ("MIGRATION_DATABASE_URL", "migration_database_url"),
+        ):
+            if (url := raw(name)) is not None:
+                if not url.startswith("postgresql+asyncpg://"):
+                    problems.append(
+                        f"{PREFIX}{name} must start with postgresql+asyncpg://, got {redact(url)!r}"
+                    )
+                values[attribute] = url
+        if (pooler := raw("DATABASE_POOLER")) is not None:
+            try:
+                values["database_pooler"] = Pooler(pooler.strip().lower())
+            except ValueError:
+                problems.append(f"{PREFIX}DATABASE_POOLER must be 'none' or 'pgbouncer'")
+        if "database_url" not in values and env is Environment.PRODUCTION:
             problems.append(f"{PREFIX}DATABASE_URL is required when {PREFIX}ENV=production")
 
         for name, attribute in (("REDIS_URL", "redis_url"), ("CACHE_REDIS_URL", "cache_redis_url")):
