@@ -39,7 +39,7 @@ def production(secret: str) -> Settings:
         "change-me-to-a-random-secret-of-at-least-32-characters",
         "x" * 64,
         "abababababababababababababababababababab",
-        secrets.token_hex(16),  # 16 bytes, 32 characters: long enough, not random enough
+        "3f9a0c7e5b1d2e4f6a8c0b9d7e5f3a1c",  # 16 random bytes: long enough, not random enough
     ],
 )
 def test_production_refuses_a_published_or_weak_secret(secret):
@@ -47,7 +47,11 @@ def test_production_refuses_a_published_or_weak_secret(secret):
         production(secret)
 
 
-@pytest.mark.parametrize("encode", [bytes.hex, lambda key: base64.urlsafe_b64encode(key).decode()])
+@pytest.mark.parametrize(
+    "encode",
+    [bytes.hex, lambda key: base64.urlsafe_b64encode(key).decode()],
+    ids=["hex", "base64url"],
+)
 def test_production_accepts_32_random_bytes_however_written(encode):
     for _ in range(200):
         written = encode(secrets.token_bytes(32))
