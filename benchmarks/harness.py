@@ -915,6 +915,7 @@ class Subscription:
     operation: str = ""
     seconds: float = math.nan  # to connect, initialise and subscribe
     error: str | None = None  # why it failed
+    initial: bool = False  # the subscription's first result is the current value, not an event
 
     @property
     def dropped(self) -> bool:
@@ -924,6 +925,8 @@ class Subscription:
     async def hold(
         self, query: str, gate: asyncio.Semaphore, opened: asyncio.Event, stop: asyncio.Event
     ) -> None:
+        """Connect, initialise, subscribe (and take the first result, when the subscription
+        starts with the current value: ``initial``), then stay open until ``stop``."""
         try:
             async with contextlib.AsyncExitStack() as stack:
                 async with gate:
@@ -931,6 +934,8 @@ class Subscription:
                     client = await stack.enter_async_context(LiveClient.connect(self.url))
                     await client.init(self.token, within=30)
                     self.operation = await client.subscribe(query)
+                    if self.initial:
+                        await client.next(self.operation, within=30)
                     self.client, self.seconds = client, time.perf_counter() - started
                 opened.set()
                 await stop.wait()

@@ -20,28 +20,8 @@ from typing import Any, NamedTuple
 import httpx
 import redis.asyncio as aioredis
 
-from benchmarks.harness import (
-    BenchmarkError,
-    GraphQL,
-    Report,
-    School,
-    Subscription,
-    Teacher,
-    api_processes,
-    cpu_seconds,
-    holding,
-    log_problems,
-    mark_input,
-    parser,
-    percentile,
-    raise_open_files_limit,
-    run,
-    scratch_database,
-    seed_school,
-    server_env,
-    status_kb,
-    verdict,
-)
+from benchmarks import harness
+from benchmarks.harness import BenchmarkError, GraphQL, Report, School, Teacher, percentile
 from rollcall.live_client import Closed, Completed, OperationError
 from rollcall.processes import ServerProcess
 from services.attendance import MAX_MARKS_PER_CALL
@@ -102,7 +82,7 @@ async def mark_class(
     marks = list(statuses.items())
     for start in range(0, len(marks), MAX_MARKS_PER_CALL):
         chunk = dict(marks[start : start + MAX_MARKS_PER_CALL])
-        variables = {"input": mark_input(teacher, day, period, chunk)}
+        variables = {"input": harness.mark_input(teacher, day, period, chunk)}
         data = await graphql.data(MARK, variables, teacher.token)
         if len(data["markAttendance"]["records"]) != len(chunk):
             raise BenchmarkError(f"markAttendance failed: {str(data)[:300]}")
@@ -115,19 +95,20 @@ async def warm_up(server: ServerProcess, graphql: GraphQL, school: School) -> No
     teacher = school.teachers[0]
     await graphql.data("{ __typename }", token=teacher.token)
     students = school.students[:WARMUP_CONNECTIONS]
-    held = [Subscription(server.ws_url, token) for _, token in students]
-    async with holding(held, SUBSCRIPTION, concurrency=len(held)):
+    held = [Subscriber(server.ws_url, token, student_id=str(s)) for s, token in students]
+    async with harness.holding(held, SUBSCRIPTION, concurrency=len(held)):
         if failed := [s.error for s in held if s.error]:
             raise BenchmarkError(f"a warm-up connection failed: {failed[0]}")
+        for s in held:
+            s.stamp()
         await wait_live([graphql.client], [len(held)], within=30)
         day = datetime.now(UTC).date() - timedelta(days=WARMUP_DAYS_BACK)
-        await mark_class(graphql, teacher, {str(s): "PRESENT" for s, _ in students}, day, 1)
-        for (student_id, _), s in zip(students, held, strict=True):
-            assert s.client is not None
-            payload = await s.client.next(s.operation, within=10)
-            event = (payload.get("data") or {}).get("attendanceUpdated") or {}
-            if event.get("studentId") != str(student_id):
-                raise BenchmarkError(f"warm-up event is not the student's: {payload}")
+        await mark_class(
+            graphql, teacher, dict.fromkeys((s.student_id for s in held), "PRESENT"), day, 1
+        )
+        receipts = await asyncio.gather(*(s.receive("PRESENT", within=10) for s in held))
+        if problems := [r.problem for r in receipts if r.problem]:
+            raise BenchmarkError(f"a warm-up event was {problems[0]}")
 
 
 @contextlib.asynccontextmanager
@@ -188,7 +169,7 @@ class Receipt(NamedTuple):
 
 
 @dataclass
-class Subscriber(Subscription):
+class Subscriber(harness.Subscription):
     student_id: str = ""
     process: int = 0
     call: int = 0  # which markAttendance call of a round marks this student
@@ -288,7 +269,7 @@ async def run_round(
         asyncio.create_task(s.receive(statuses[s.student_id], args.timeout)) for s in subscribers
     ]
     await asyncio.sleep(0.05)  # every receiver is waiting before the mark
-    cpu_before = [cpu_seconds(server.pid) for server, _ in servers]
+    cpu_before = [harness.cpu_seconds(server.pid) for server, _ in servers]
     client_before = time.process_time()
     sent = time.time()
     try:
@@ -303,7 +284,8 @@ async def run_round(
     receipts = await asyncio.gather(*receivers)
     client_ms = (time.process_time() - client_before) * 1000
     servers_ms = [
-        (cpu_seconds(s.pid) - b) * 1000 for (s, _), b in zip(servers, cpu_before, strict=True)
+        (harness.cpu_seconds(s.pid) - b) * 1000
+        for (s, _), b in zip(servers, cpu_before, strict=True)
     ]
     await asyncio.sleep(args.quiet)  # anything more that arrives now is an extra event
     r.extra = sum(s.queue.drain() for s in subscribers)
@@ -358,7 +340,7 @@ def figure_rows(
         return [ms for r in rounds for ms in r.ms[name]]
 
     def row(name: str, value: str, target: str = "-", passed: bool | None = None) -> Row:
-        return name, value, target, verdict(passed)
+        return name, value, target, harness.verdict(passed)
 
     def ms(name: str, samples: str | list[float], q: int) -> Row:
         values = every(samples) if isinstance(samples, str) else samples
@@ -419,12 +401,12 @@ def print_logs(report: Report, servers: Sequence[ServerProcess], lines: int) -> 
 async def benchmark(args: argparse.Namespace, settings: Settings, report: Report) -> bool:
     """The whole run; whether a connection failed or an event was missed or wrong."""
     started = time.perf_counter()
-    school = await seed_school(
+    school = await harness.seed_school(
         settings, classes=1, students_per_class=args.subscribers, days=0, periods=PERIODS_PER_DAY
     )
     seconds = time.perf_counter() - started
     report.say(f"seeded one classroom of {args.subscribers} students in {seconds:.1f} s")
-    async with api_processes(server_env(settings), PROCESSES) as servers:
+    async with harness.api_processes(harness.server_env(settings), PROCESSES) as servers:
         try:
             return await measure(args, settings, report, school, servers)
         except BaseException:
@@ -446,7 +428,7 @@ async def measure(
         await warm_up(server, graphql, school)
     await wait_live(https, [0] * len(servers), within=30)
     await asyncio.sleep(args.idle)
-    rss_before = [status_kb(server.pid)["VmRSS"] for server in processes]
+    rss_before = [harness.status_kb(server.pid)["VmRSS"] for server in processes]
     subscribers = [
         Subscriber(
             processes[index % len(servers)].ws_url,
@@ -460,7 +442,7 @@ async def measure(
     counts = [sum(s.process == p for s in subscribers) for p in range(len(servers))]
     report.say(f"opening {len(subscribers)} connections, {args.concurrency} at a time…")
     opened = time.perf_counter()
-    async with holding(subscribers, SUBSCRIPTION, concurrency=args.concurrency):
+    async with harness.holding(subscribers, SUBSCRIPTION, concurrency=args.concurrency):
         connect_seconds = time.perf_counter() - opened
         if failures := [s for s in subscribers if s.error]:
             raise BenchmarkError(
@@ -477,7 +459,7 @@ async def measure(
         await asyncio.sleep(args.idle)
         memory_kb = []
         for index, (server, before) in enumerate(zip(processes, rss_before, strict=True)):
-            after = status_kb(server.pid)["VmRSS"]
+            after = harness.status_kb(server.pid)["VmRSS"]
             memory_kb.append((after - before) / counts[index])
             report.say(
                 f"  process {index + 1} RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB "
@@ -507,7 +489,7 @@ async def measure(
         for index, live in enumerate(await live_reports(https)):
             report.say(f"  process {index + 1} live report: {live}")
 
-    problems = [log_problems(server) for server in processes]
+    problems = [harness.log_problems(server) for server in processes]
     for index, lines in enumerate(problems):
         if lines:
             report.say(f"\nprocess {index + 1} logged {len(lines)} warnings/errors; the first:")
@@ -525,7 +507,9 @@ async def measure(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    arguments = parser("live", "Latency and memory of live subscriptions over two API processes.")
+    arguments = harness.parser(
+        "live", "Latency and memory of live subscriptions over two API processes."
+    )
     for flag, kind, default, text in (
         ("--subscribers", int, 1000, "students of the class, one connection each"),
         ("--rounds", int, 3, "times the class is marked"),
@@ -548,15 +532,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report("live", as_json=args.json)
-    soft, _ = raise_open_files_limit()
+    soft, _ = harness.raise_open_files_limit()
     started = time.perf_counter()
-    with scratch_database("live", redis_db=13, keep=args.keep) as db:
+    with harness.scratch_database("live", redis_db=13, keep=args.keep) as db:
         report.say(
             f"rollcall live benchmark: {os.cpu_count()} CPUs, {args.subscribers} subscribers over "
             f"{PROCESSES} API processes, {args.rounds} rounds, open files limit {soft}, "
             f"{db.describe()}"
         )
-        failed = run(benchmark(args, db.settings, report))
+        failed = harness.run(benchmark(args, db.settings, report))
     report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     if failed:
         report.say("events were MISSED or wrong, or connections dropped (see above)")

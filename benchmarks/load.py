@@ -18,30 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from benchmarks.harness import (
-    DEFAULT_DATABASE_URL,
-    LOGIN,
-    REQUEST_TIMEOUT,
-    Cell,
-    Connection,
-    CpuSnapshot,
-    CpuUse,
-    GraphQL,
-    Report,
-    Samples,
-    School,
-    Subscription,
-    api_processes,
-    cache_counters,
-    graphql_request,
-    holding,
-    mark_input,
-    parser,
-    raise_open_files_limit,
-    run,
-    scratch_database,
-    seed_school,
-)
+from benchmarks import harness
+from benchmarks.harness import Cell, GraphQL, Report, Samples, School, Subscription
 from rollcall.processes import ServerProcess, running_worker
 from services.platform.settings import Settings
 from services.seed import DEMO_PASSWORD, DEMO_PERIODS
@@ -102,7 +80,9 @@ class Morning:
         await asyncio.sleep(max(starts_at - time.perf_counter(), 0))
         email, password = self.school.email(index), DEMO_PASSWORD
         variables = {"tenant": self.school.slug, "email": email, "password": password}
-        elapsed, data, error = await self.servers[index % PROCESSES][1].timed(LOGIN, variables)
+        elapsed, data, error = await self.servers[index % PROCESSES][1].timed(
+            harness.LOGIN, variables
+        )
         if error is None and not (data or {}).get("login", {}).get("token"):
             error = "login answered without a token"
         self.login.record(elapsed, error)
@@ -115,7 +95,7 @@ class Morning:
         async for _ in self.ticks(self.args.mark_interval, rng):
             period = period % DEMO_PERIODS + 1
             marks = {str(s): rng.choice(STATUSES) for s in teacher.student_ids}
-            variables = {"input": mark_input(teacher, today, period, marks)}
+            variables = {"input": harness.mark_input(teacher, today, period, marks)}
             elapsed, data, error = await graphql.timed(MARK, variables, teacher.token)
             records = ((data or {}).get("markAttendance") or {}).get("records", [])
             if error is None and len(records) != len(teacher.student_ids):
@@ -128,13 +108,13 @@ class Morning:
         process, not the API, the limit of a run."""
         student_id, token = self.school.students[index]
         server = self.servers[index % PROCESSES][0]
-        request = graphql_request(server.host, server.port, DASHBOARD, token, None)
-        connection = Connection(server.host, server.port, request, b"")
+        request = harness.graphql_request(server.host, server.port, DASHBOARD, token, None)
+        connection = harness.Connection(server.host, server.port, request, b"")
         try:
             async for _ in self.ticks(self.args.poll_interval, self.rng):
                 started = time.perf_counter()
                 try:
-                    async with asyncio.timeout(REQUEST_TIMEOUT):
+                    async with asyncio.timeout(harness.REQUEST_TIMEOUT):
                         status, raw = await ask(connection)
                     error = self.dashboard_error(status, orjson.loads(raw), student_id)
                 except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
@@ -169,7 +149,7 @@ class Morning:
         )
 
 
-async def ask(connection: Connection) -> tuple[int, bytes]:
+async def ask(connection: harness.Connection) -> tuple[int, bytes]:
     """``connection.answer()``; a kept-alive connection the server closed while it sat idle
     (uvicorn closes them after 5 s) is opened again once, as HTTP clients do."""
     reused = connection.writer is not None
@@ -196,7 +176,11 @@ def hit_rate(before: dict[str, int] | None, after: dict[str, int] | None) -> str
 
 
 def print_figures(
-    report: Report, morning: Morning, subscriptions: Sequence[Subscription], cpu: CpuUse, hits: str
+    report: Report,
+    morning: Morning,
+    subscriptions: Sequence[Subscription],
+    cpu: harness.CpuUse,
+    hits: str,
 ) -> bool:
     """The table, the lines after it and the target; whether every request succeeded."""
     seconds = morning.args.seconds
@@ -276,7 +260,7 @@ async def benchmark(
 ) -> bool:
     """The whole run; whether every request succeeded."""
     started = time.perf_counter()
-    school = await seed_school(
+    school = await harness.seed_school(
         settings, classes=args.classes, students_per_class=args.students_per_class, days=SEED_DAYS
     )
     report.say(
@@ -293,7 +277,7 @@ async def benchmark(
     # in this process and count the wait as the server's latency.
     limits = httpx.Limits(max_connections=len(school.students) + len(school.teachers) + 50)
     async with (
-        api_processes(env, PROCESSES, limits=limits) as servers,
+        harness.api_processes(env, PROCESSES, limits=limits) as servers,
         running_worker(env) as worker,
     ):
         report.say(
@@ -303,26 +287,22 @@ async def benchmark(
         )
         started = time.perf_counter()
         subscriptions = [
-            Subscription(servers[index % PROCESSES][0].ws_url, token)
+            Subscription(servers[index % PROCESSES][0].ws_url, token, initial=True)
             for index, (_, token) in enumerate(school.students[: args.subscribers])
         ]
-        async with holding(subscriptions, SUBSCRIPTION, concurrency=max(args.subscribers, 1)):
-            for s in subscriptions:  # the current dashboard comes first
-                if s.client is not None and s.error is None:
-                    try:
-                        await s.client.next(s.operation, within=30)
-                    except Exception as error:
-                        s.error = f"{type(error).__name__}: {error}"
+        async with harness.holding(
+            subscriptions, SUBSCRIPTION, concurrency=max(args.subscribers, 1)
+        ):
             opened = sum(s.error is None for s in subscriptions)
             report.say(f"{opened} subscriptions open in {time.perf_counter() - started:.1f} s")
             https = [graphql.client for _, graphql in servers]
-            before = await cache_counters(https)
+            before = await harness.cache_counters(https)
             pids = [*(s.pid for s, _ in servers), worker.pid]
-            cpu_before = CpuSnapshot.take(pids)
+            cpu_before = harness.CpuSnapshot.take(pids)
             morning = Morning(args, school, servers)
             await morning.run()
-            cpu = CpuUse.between(cpu_before, CpuSnapshot.take(pids))
-            hits = hit_rate(before, await cache_counters(https))
+            cpu = harness.CpuUse.between(cpu_before, harness.CpuSnapshot.take(pids))
+            hits = hit_rate(before, await harness.cache_counters(https))
             succeeded = print_figures(report, morning, subscriptions, cpu, hits)
         if worker.process.returncode is not None:
             report.say(f"the worker exited early:\n{worker.log_tail()}")
@@ -330,7 +310,7 @@ async def benchmark(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    arguments = parser("load", "School-morning load on two API processes and a worker.")
+    arguments = harness.parser("load", "School-morning load on two API processes and a worker.")
     for flag, kind, default, text in (
         ("--seconds", float, 60.0, "length of the load"),
         ("--classes", int, 50, "classes, one teacher each"),
@@ -351,7 +331,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not 0 <= args.subscribers <= args.classes * args.students_per_class or args.logins < 0:
         arguments.error("--subscribers from 0 to the students; --logins not negative")
     for url in (
-        os.environ.get("ROLLCALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        os.environ.get("ROLLCALL_DATABASE_URL") or harness.DEFAULT_DATABASE_URL,
         os.environ.get("ROLLCALL_REDIS_URL") or "redis://127.0.0.1",
     ):
         if urlsplit(url).hostname not in {"127.0.0.1", "localhost", "::1"}:
@@ -362,14 +342,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report("load", as_json=args.json)
-    soft, _ = raise_open_files_limit()
+    soft, _ = harness.raise_open_files_limit()
     started = time.perf_counter()
-    with scratch_database("load", redis_db=14, keep=args.keep) as db:
+    with harness.scratch_database("load", redis_db=14, keep=args.keep) as db:
         report.say(
             f"rollcall load benchmark: {os.cpu_count()} CPUs, {PROCESSES} API processes + 1 "
             f"worker, ROLLCALL_RATE_LIMITS=off, open files limit {soft}, {db.describe()}"
         )
-        succeeded = run(benchmark(args, db.settings, dict(db.env), report))
+        succeeded = harness.run(benchmark(args, db.settings, dict(db.env), report))
     report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=not succeeded, strict=args.strict)
 

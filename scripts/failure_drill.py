@@ -26,17 +26,8 @@ import psutil
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from benchmarks.harness import (
-    GraphQL,
-    Report,
-    School,
-    api_processes,
-    database_sessions,
-    mark_input,
-    run,
-    seed_school,
-    token_for,
-)
+from benchmarks import harness
+from benchmarks.harness import GraphQL, Report, School
 from benchmarks.load import DASHBOARD, MARK
 from jobs.platform import LOCK_MARGIN_SECONDS
 from jobs.worker import create_workers
@@ -257,7 +248,7 @@ async def teacher_loop(
         if stop.is_set():
             return
         marks = {str(s): rng.choice(("PRESENT", "ABSENT")) for s in teacher.student_ids}
-        variables = {"input": mark_input(teacher, day, period, marks)}
+        variables = {"input": harness.mark_input(teacher, day, period, marks)}
         _, _, error = await client.timed(MARK, variables, teacher.token)
         tally.record("markAttendance", error)
         if error is None:
@@ -310,7 +301,7 @@ async def queues_now(graphql: GraphQL) -> tuple[tuple[int, int, int], int]:
 async def lost_marks(settings: Settings, tally: Tally) -> list[str]:
     """Each mark answered with success that the database does not hold as answered."""
     lost: list[str] = []
-    async with database_sessions(settings, pool_max=2) as sessions, sessions() as session:
+    async with harness.database_sessions(settings, pool_max=2) as sessions, sessions() as session:
         for classroom_id, day, period, marks in tally.marked:
             rows = await session.execute(
                 select(AttendanceRecord.student_id, AttendanceRecord.status).where(
@@ -330,7 +321,7 @@ async def lost_marks(settings: Settings, tally: Tally) -> list[str]:
 
 async def delivery_counts(settings: Settings) -> dict[DeliveryStatus, int]:
     """E-mail deliveries per status."""
-    async with database_sessions(settings, pool_max=1) as sessions, sessions() as session:
+    async with harness.database_sessions(settings, pool_max=1) as sessions, sessions() as session:
         rows = await session.execute(
             select(NotificationDelivery.status, func.count())
             .where(NotificationDelivery.channel == Channel.EMAIL)
@@ -342,16 +333,12 @@ async def delivery_counts(settings: Settings) -> dict[DeliveryStatus, int]:
 async def alert_problems(settings: Settings, school: School, client: GraphQL) -> list[str]:
     """Students whose alert notifications differ from their crossings, or whose recorded
     standing is not their live one (as the school's admin reads it)."""
-    async with database_sessions(settings, pool_max=2) as sessions, sessions() as session:
+    async with harness.database_sessions(settings, pool_max=2) as sessions, sessions() as session:
         admin = await session.scalar(
             select(User).where(User.tenant_id == school.tenant_id, User.role == Role.ADMIN)
         )
-        states = {
-            row.student_id: row
-            for row in await session.scalars(
-                select(AlertState).where(AlertState.tenant_id == school.tenant_id)
-            )
-        }
+        of_school = select(AlertState).where(AlertState.tenant_id == school.tenant_id)
+        states = {row.student_id: row for row in await session.scalars(of_school)}
         notified = await session.execute(
             select(Student.id, func.count(Notification.id))
             .join(Notification, Notification.user_id == Student.user_id)
@@ -360,7 +347,7 @@ async def alert_problems(settings: Settings, school: School, client: GraphQL) ->
         )
         notifications = dict(notified.all())
     assert admin is not None
-    token = token_for(settings, admin)
+    token = harness.token_for(settings, admin)
     problems: list[str] = []
     for student_id, _ in school.students:
         state = states.get(student_id)
@@ -431,11 +418,11 @@ async def drill(
     mail.controller.start()
     try:
         settings = Settings.from_env(env := drill_env(args, database_url, redis.url, mail.url))
-        school = await seed_school(
+        school = await harness.seed_school(
             settings, classes=CLASSES, students_per_class=STUDENTS_PER_CLASS, days=SEED_DAYS
         )
         tally = Tally()
-        async with api_processes(env, 2) as servers, Supervisor(env) as supervisor:
+        async with harness.api_processes(env, 2) as servers, Supervisor(env) as supervisor:
             clients = [graphql for _, graphql in servers]
             report.say(f"stack up: API pids {[s.pid for s, _ in servers]} and a worker")
 
@@ -571,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             database_url = ensure_database(postgres.admin_url, DATABASE)
             migrate(database_url)
-            run(drill(args, report, (postgres, redis), database_url))
+            harness.run(drill(args, report, (postgres, redis), database_url))
         finally:
             redis.stop()
             postgres.stop()
