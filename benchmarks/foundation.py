@@ -1,5 +1,5 @@
-"""Latency of the hot paths (dashboards, rankings, marking), in-process and over HTTP: see
-benchmarks/README.md."""
+"""Latency of the hot paths (dashboards, rankings, marking), in-process, over HTTP and through
+PgBouncer: see benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -25,12 +27,13 @@ from services.models import ClassroomSubject, Role, Student, User
 from services.platform.db import SessionFactory
 from services.platform.settings import Settings
 from services.seed import DEMO_PERIODS, school_days
+from tests.servers import pgbouncer, pgbouncer_binary
 
 SEED_DAYS = 30
 MARKS_PER_CALL = 40
 PAGE_SIZE = 50
 DEEP_PAGE_FROM = 10  # "deep" pages start after the 10th page's cursor
-MODES = ("in-process", "http")
+MODES = ("in-process", "http", "pgbouncer")  # the last only when PgBouncer is installed
 TARGET_DASHBOARD_MS, TARGET_RANKINGS_MS, TARGET_MARK_MS = 20.0, 30.0, 50.0
 
 DASHBOARD = """query Dashboard($studentId: ID!) { studentDashboard(studentId: $studentId) {
@@ -235,6 +238,21 @@ async def run_mode(
     return measured
 
 
+async def through_pgbouncer(
+    db: harness.ScratchDatabase, plan: Plan, args: argparse.Namespace, report: Report
+) -> list[Timed]:
+    """The HTTP mode with PgBouncer 1.18 in transaction mode between the API and PostgreSQL
+    (10 server connections, ``ROLLCALL_DATABASE_POOLER=pgbouncer``)."""
+    assert db.settings.database_url is not None
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        pgbouncer(Path(directory), db.settings.database_url, pool_size=10) as bounced,
+    ):
+        env = {**db.env, "ROLLCALL_DATABASE_URL": bounced, "ROLLCALL_DATABASE_POOLER": "pgbouncer"}
+        async with harness.served(env) as (_, graphql):
+            return await run_mode("pgbouncer", graphql, plan, args, report)
+
+
 def cells(row: Timed) -> tuple[Cell, ...]:
     """A row of the latency table; only the concurrent row (no target) has a throughput."""
     target = row.target_ms
@@ -256,9 +274,13 @@ async def benchmark(
         if mode == "in-process":
             async with harness.in_process(create_app(db.settings)) as graphql:
                 rows += await run_mode(mode, graphql, plan, args, report)
-        else:
+        elif mode == "http":
             async with harness.served(db.env) as (_, graphql):
                 rows += await run_mode(mode, graphql, plan, args, report)
+        elif pgbouncer_binary() is None:
+            report.say("  PgBouncer is not installed (Debian's pgbouncer): not measured")
+        else:
+            rows += await through_pgbouncer(db, plan, args, report)
     report.say("", "seed times (seed_bulk includes its materialized-view refresh):")
     for label, seconds in seed_seconds.items():
         report.figure(f"seed: {label}", seconds, f"  {label:<58} {seconds:7.1f} s")

@@ -51,9 +51,10 @@ def operations() -> st.SearchStrategy[str]:
 
 def failure(status: int, body: Any) -> str | None:
     """What is wrong with an answer (a 5xx, or an INTERNAL_ERROR), or None when it is fine."""
-    if status >= 500:
-        return f"HTTP {status}"
     answers = body if isinstance(body, list) else [body]
+    if status >= 500:
+        messages = [error.get("message") for a in answers for error in a.get("errors") or ()]
+        return f"HTTP {status}: {messages[:1]}"
     for answer in answers:
         for error in answer.get("errors") or ():
             if (error.get("extensions") or {}).get("code") == "INTERNAL_ERROR":

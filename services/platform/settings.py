@@ -156,7 +156,7 @@ class Settings:
     ws_operations_per_connection: int = 20
     ws_init_timeout_seconds: int = 10
     # Connections of one client address not yet past connection_init, per process.
-    ws_unauthenticated_per_address: int = 10
+    ws_unauthenticated_per_address: int = 50
     ws_ping_interval_seconds: int = 10
     # How long an idle HTTP connection is kept open: longer than the idle timeouts of the
     # proxies and load balancers in front (60 s is common), so that they close first and never
