@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import TypedDict
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, create_pool
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +42,7 @@ from services.platform.db import (
     warm,
 )
 from services.platform.persisted_queries import PersistedQueries
+from services.platform.redis_urls import queue_settings
 from services.platform.resources import ResourceMonitor, SystemUsage, Usage
 from services.platform.settings import Settings, redact
 from services.platform.storage import ObjectStore, StorageUnavailable, create_store
@@ -109,7 +110,7 @@ def create_app(
                 f"PostgreSQL is unreachable ({redact(database_url)}): {reason}"
             ) from error
         try:
-            redis = await create_pool(RedisSettings.from_dsn(redis_url))
+            redis = await create_pool(queue_settings(redis_url))
         except (OSError, RedisError) as error:
             await engine.dispose()
             raise StartupError(f"Redis is unreachable ({redact(redis_url)}): {error}") from error

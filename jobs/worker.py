@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from arq import cron
-from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker
 from redis.exceptions import RedisError
@@ -31,6 +30,7 @@ from jobs.statistics import refresh_statistics
 from services.cached_reads import create_cache
 from services.downloads import Links
 from services.platform.db import create_engine, create_session_factory
+from services.platform.redis_urls import queue_settings
 from services.platform.resources import ResourceMonitor, SystemUsage, Usage
 from services.platform.scanning import create_scanner
 from services.platform.settings import Settings
@@ -167,7 +167,7 @@ def create_workers(
     assert settings.redis_url is not None, "the worker needs Redis"
     urgent = WorkerSettings.urgent_functions if functions is None else functions
     common: dict[str, Any] = {
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": queue_settings(settings.redis_url),
         "handle_signals": False,
         "burst": burst,
         "max_jobs": WorkerSettings.max_jobs,

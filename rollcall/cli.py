@@ -147,8 +147,9 @@ async def _database(settings: Settings, *, pool_max: int) -> AsyncIterator[Sessi
 
 
 async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
-    from arq.connections import RedisSettings, create_pool
+    from arq.connections import create_pool
 
+    from services.platform.redis_urls import queue_settings
     from services.queue import dead_letters, retry_dead_letters
 
     assert settings.database_url is not None and settings.redis_url is not None
@@ -167,7 +168,7 @@ async def _dead_letters(settings: Settings, args: argparse.Namespace) -> None:
                 )
             print(f"{len(letters)} dead letter(s)")
         else:
-            redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+            redis = await create_pool(queue_settings(settings.redis_url))
             try:
                 ids = await retry_dead_letters(
                     redis=redis, session_factory=session_factory, letter_id=args.id

@@ -42,6 +42,7 @@ from services.platform.cache import Cache, Lookup, ServerIdentity, Spec
 from services.platform.circuit import CircuitBreaker
 from services.platform.db import SessionFactory
 from services.platform.errors import Forbidden, NotFound
+from services.platform.redis_urls import redis_client
 from services.platform.settings import Settings
 from services.platform.telemetry import TimedRedis
 from services.queue import replay_invalidations
@@ -382,8 +383,9 @@ def create_cache(
     if url is None:
         raise ValueError("the cache needs a Redis URL")
     server = ServerIdentity()
-    redis = TimedRedis.from_url(
+    redis = redis_client(
         url,
+        redis_class=TimedRedis,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         redis_connect_func=server.connected,

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from services.platform.redis_urls import is_sentinel, redis_url_problem
 from services.platform.signing_secret import DEVELOPMENT_JWT_SECRET, secret_problem
 
 PREFIX = "ROLLCALL_"
@@ -232,11 +233,8 @@ class Settings:
 
         for name, attribute in (("REDIS_URL", "redis_url"), ("CACHE_REDIS_URL", "cache_redis_url")):
             if (url := raw(name)) is not None:
-                if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
-                    problems.append(
-                        f"{PREFIX}{name} must be a redis://, rediss:// or unix:// URL, got "
-                        f"{redact(url)!r}"
-                    )
+                if (problem := redis_url_problem(url)) is not None:
+                    problems.append(f"{PREFIX}{name} {problem}, got {redact(url)!r}")
                 values[attribute] = url
         if "redis_url" not in values and env is Environment.PRODUCTION:
             problems.append(f"{PREFIX}REDIS_URL is required when {PREFIX}ENV=production")
@@ -441,6 +439,6 @@ class Settings:
 def redact(url: str) -> str:
     """The URL with any password replaced, for error messages."""
     parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
+    # A Sentinel URL's password may stand alone before the @, where a username would be.
+    secret = parts.password or (parts.username if is_sentinel(url) else None)
+    return url.replace(f"{secret}@", "***@") if secret else url

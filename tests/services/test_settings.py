@@ -1,6 +1,8 @@
 import pytest
+from arq.connections import RedisSettings
 
-from services.platform.settings import Environment, Settings, SettingsError
+from services.platform.redis_urls import SentinelTarget, parse_sentinel, queue_settings
+from services.platform.settings import Environment, Settings, SettingsError, redact
 
 
 def test_defaults_are_a_development_setup():
@@ -144,3 +146,37 @@ def test_resilience_settings_parse_and_are_bounded():
     message = str(raised.value)
     for name in ("DB_STATEMENT_TIMEOUT_MS", "DEGRADE_CPU_PERCENT", "DEGRADE_MEMORY_PERCENT"):
         assert f"ROLLCALL_{name} must be a whole number" in message
+
+
+def test_sentinel_urls_name_their_sentinels_primary_and_database():
+    url = "redis+sentinel://s3cret@10.0.0.1:26379,[::1]:26380/queue/2"
+    settings = Settings.from_env({"ROLLCALL_REDIS_URL": url, "ROLLCALL_CACHE_REDIS_URL": url})
+    assert settings.redis_url == settings.cache_redis_url == url
+    assert parse_sentinel(url) == SentinelTarget(
+        (("10.0.0.1", 26379), ("::1", 26380)), "queue", 2, "s3cret"
+    )
+    plain = parse_sentinel("redis+sentinel://:pw@h:1/m")
+    assert (plain.db, plain.password) == (0, "pw")
+    queue = queue_settings(url)
+    assert (queue.sentinel, queue.sentinel_master, queue.database) == (True, "queue", 2)
+    assert queue.host == [("10.0.0.1", 26379), ("::1", 26380)] and queue.password == "s3cret"
+    assert queue_settings("redis://h:7/3") == RedisSettings.from_dsn("redis://h:7/3")
+    assert redact(url) == "redis+sentinel://***@10.0.0.1:26379,[::1]:26380/queue/2"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel://h:26379", "names no primary"),
+        ("redis+sentinel://h:26379,h/queue", "Sentinel address 'h'"),
+        ("redis+sentinel://h:99999/queue", "Sentinel address 'h:99999'"),
+        ("redis+sentinel://h:1/queue/zero", "database 'zero'"),
+        ("sentinel://h:1/queue", "redis+sentinel://host:port"),
+    ],
+)
+def test_bad_sentinel_urls_say_what_is_wrong_without_the_password(url, problem):
+    secret = url.replace("redis+sentinel://", "redis+sentinel://hunter2@")
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"ROLLCALL_CACHE_REDIS_URL": secret})
+    assert "ROLLCALL_CACHE_REDIS_URL" in str(raised.value) and problem in str(raised.value)
+    assert "hunter2" not in str(raised.value)
