@@ -156,26 +156,27 @@ def bounded(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return within
 
 
-BOUNDED_DATE = ScalarDefinition(
-    name="Date",
-    description="Date (isoformat)",
-    specified_by_url=None,
-    serialize=methodcaller("isoformat"),
-    parse_value=wrap_parser(bounded(dt.date.fromisoformat), "Date"),
-    parse_literal=None,
-    origin=dt.date,
-)
-BOUNDED_DATE_TIME = ScalarDefinition(
-    name="DateTime",
-    description="Date with time (isoformat)",
-    specified_by_url=None,
-    serialize=methodcaller("isoformat"),
-    parse_value=wrap_parser(bounded(dateutil.parser.isoparse), "DateTime"),
-    parse_literal=None,
-    origin=dt.datetime,
-)
-SCALAR_OVERRIDES = {dt.date: BOUNDED_DATE, dt.datetime: BOUNDED_DATE_TIME}
 BOUNDED_PARSERS = {
     "Date": bounded(dt.date.fromisoformat),
     "DateTime": bounded(dateutil.parser.isoparse),
+}
+
+
+def bounded_scalar(name: str, description: str, origin: type) -> ScalarDefinition:
+    """Strawberry's own ``name`` scalar (the same name, description and output), whose input
+    must lie within the bounds."""
+    return ScalarDefinition(
+        name=name,
+        description=description,
+        specified_by_url=None,
+        serialize=methodcaller("isoformat"),
+        parse_value=wrap_parser(BOUNDED_PARSERS[name], name),
+        parse_literal=None,
+        origin=origin,
+    )
+
+
+SCALAR_OVERRIDES = {
+    dt.date: bounded_scalar("Date", "Date (isoformat)", dt.date),
+    dt.datetime: bounded_scalar("DateTime", "Date with time (isoformat)", dt.datetime),
 }
