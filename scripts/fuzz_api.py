@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from benchmarks.harness import (
     Report,
     ScratchDatabase,
+    log_problems,
     parser,
     scratch_database,
     seed_demo_school,
@@ -114,6 +115,8 @@ async def benchmark(db: ScratchDatabase, examples: int, seed: int, report: Repor
         started = time.perf_counter()
         outcomes = await asyncio.to_thread(fuzz, server.base_url, tokens, examples, seed)
         report.say(f"\n{examples:,} fuzzed requests in {time.perf_counter() - started:.0f} s")
+        if outcomes["failures"]:
+            report.say("the server's log said:", *log_problems(server)[:20])
     return outcomes
 
 

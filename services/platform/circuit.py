@@ -80,6 +80,11 @@ class CircuitBreaker:
         if len(self._failures) >= self._threshold:
             self._open(now)
 
+    def record_abandoned(self) -> None:
+        """A call its own caller gave up on (cancelled): it says nothing of the dependency, so
+        it counts as no failure; a half-open probe's turn goes to the next caller."""
+        self._probing = False
+
     def _open(self, now: float) -> None:
         self._opened_at = now
         self._probing = False

@@ -261,10 +261,14 @@ def _guard_connections(engine: AsyncEngine, breaker: CircuitBreaker | None) -> N
             raise BreakerOpen(UNAVAILABLE_MESSAGE)
         try:
             connection = dialect.connect(*cargs, **cparams)
+        except asyncio.CancelledError:
+            # Given up by its request (a sibling field failed, the client left): no sign of
+            # the database's health, or anyone could open the breaker for everyone.
+            if breaker is not None:
+                breaker.record_abandoned()
+            raise
         except BaseException as error:
             if breaker is not None:
-                # A cancelled connect counts too: a half-open probe that never reported back
-                # would leave the breaker refusing everyone.
                 breaker.record_failure()
             logger.warning("database: connecting failed: %r", error)
             if isinstance(error, Exception) and is_transient(error):

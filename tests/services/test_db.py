@@ -251,7 +251,7 @@ async def test_the_breaker_refuses_new_connections_at_once_while_open():
         await engine.dispose()
 
 
-async def test_a_cancelled_probe_does_not_leave_the_breaker_waiting_on_it(settings):
+async def test_a_cancelled_probe_gives_its_turn_to_the_next_caller(settings):
     # given a breaker that is half open, and a probe whose connect is cancelled
     clock = [0.0]
     breaker = CircuitBreaker(failures=1, window_seconds=60, reset_seconds=1, clock=lambda: clock[0])
@@ -264,11 +264,32 @@ async def test_a_cancelled_probe_does_not_leave_the_breaker_waiting_on_it(settin
         probe.cancel()
         with pytest.raises(asyncio.CancelledError):
             await probe
-        # then the breaker is open again and, after its reset time, lets the next probe through
-        assert breaker.state is BreakerState.OPEN
-        clock[0] += 1
+        # then the next caller probes at once, and its success closes the breaker
+        assert breaker.state is BreakerState.HALF_OPEN and not breaker.probing
         async with engine.connect() as connection:
             assert await connection.scalar(text("SELECT 1")) == 1
         assert breaker.state is BreakerState.CLOSED
     finally:
         await engine.dispose()
+
+
+async def test_cancelled_connects_do_not_open_the_breaker():
+    """Requests give up on connects for their own reasons (a sibling field's error cancels the
+    others): however many, the breaker stays closed for everyone else."""
+    listener = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]  # accepts, never answers: a connect hangs
+    breaker = CircuitBreaker(failures=2, window_seconds=60, reset_seconds=60)
+    engine = create_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{port}/none", pool_max=10, breaker=breaker
+    )
+    try:
+        for _ in range(5):
+            connecting = asyncio.ensure_future(engine.connect().start())
+            await asyncio.sleep(0.05)
+            connecting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await connecting
+        assert breaker.state is BreakerState.CLOSED
+    finally:
+        await engine.dispose()
+        listener.close()
