@@ -1,4 +1,5 @@
-"""Real SeaweedFS (S3) and ClamAV servers for tests, each on free loopback ports.
+"""Real SeaweedFS (S3), ClamAV, PgBouncer and Redis Sentinel servers for tests, each on free
+loopback ports.
 
 Every context manager starts its own server under ``directory`` in a new process group, waits
 until the server really answers, and stops the whole group on exit, so each pytest-xdist
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 import minio
+import redis
 import urllib3
 
 HOST = "127.0.0.1"
@@ -517,3 +519,160 @@ def pgbouncer(directory: Path, upstream: str, *, pool_size: int = 4) -> Iterator
         with contextlib.suppress(OSError):
             shutil.copy(log, directory / log.name)
         shutil.rmtree(own, ignore_errors=True)
+
+
+# --- Redis Sentinel --------------------------------------------------------------------------
+
+REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_SENTINEL = "/usr/bin/redis-sentinel"
+SENTINEL_MASTER = "rollcall"
+
+
+def sentinel_binaries() -> tuple[str, str] | None:
+    """Debian's redis-server and redis-sentinel (``.ci/run`` installs them), else None."""
+    if all(os.access(path, os.X_OK) for path in (REDIS_SERVER, REDIS_SENTINEL)):
+        return REDIS_SERVER, REDIS_SENTINEL
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisNode:
+    """One redis-server or redis-sentinel process of the test's own."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """SIGKILL its process group, as a crash or ``kill -9``; nothing is saved."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelSet:
+    """A primary, its replica and three Sentinels watching them (quorum 2)."""
+
+    primary: RedisNode
+    replica: RedisNode
+    sentinels: tuple[RedisNode, ...]
+    master: str = SENTINEL_MASTER
+
+    def url(self, db: int = 0) -> str:
+        """The ``redis+sentinel://`` URL Rollcall is configured with."""
+        addresses = ",".join(f"{HOST}:{node.port}" for node in self.sentinels)
+        return f"redis+sentinel://{addresses}/{self.master}/{db}"
+
+    def primary_port(self) -> int | None:
+        """The port of the primary every Sentinel that answers names (None while they differ)."""
+        named = set()
+        for node in self.sentinels:
+            with (
+                contextlib.suppress(redis.RedisError, OSError),
+                redis.Redis(HOST, node.port, socket_timeout=1) as client,
+            ):
+                named.add(int(client.sentinel_get_master_addr_by_name(self.master)[1]))
+        return named.pop() if len(named) == 1 else None
+
+
+def _redis_answers(port: int, **expected: str) -> bool:
+    """The server on ``port`` answers, and its INFO says ``expected`` (field: value)."""
+    with redis.Redis(HOST, port, socket_timeout=1, decode_responses=True) as client:
+        info = client.info()
+        return all(str(info.get(field)) == value for field, value in expected.items())
+
+
+@contextlib.contextmanager
+def redis_sentinels(
+    directory: Path, *, down_after_ms: int = 1000, failover_timeout_ms: int = 3000
+) -> Iterator[SentinelSet]:
+    """A primary and one replica (no persistence, as fast to kill as to start) and three
+    Sentinels (quorum 2) under ``directory``, once every Sentinel knows the replica and the
+    two other Sentinels: a failover can then be agreed on."""
+    binaries = sentinel_binaries()
+    if binaries is None:
+        raise ServerError("redis-server or redis-sentinel is not installed")
+    server, sentinel = binaries
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def launch(name: str, command: list[str], log: Path, attempt: int) -> subprocess.Popen[bytes]:
+        with log.open("ab") as output:
+            output.write(f"\n--- {name}, attempt {attempt}: {' '.join(command)}\n".encode())
+            output.flush()
+            return subprocess.Popen(
+                command,
+                cwd=directory,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def data_server(name: str, *extra: str) -> Callable[[int], _Started[RedisNode]]:
+        log = directory / f"{name}.log"
+
+        def start(attempt: int) -> _Started[RedisNode]:
+            (port,) = free_ports(1)
+            command = [server, "--port", str(port), "--bind", HOST, "--dir", str(directory)]
+            command += ["--save", "", "--appendonly", "no", "--dbfilename", f"{name}.rdb"]
+            # A replica's first sync starts at once, not after the default 5 s wait for others.
+            command += ["--repl-diskless-sync-delay", "0"]
+            process = launch(name, [*command, *extra], log, attempt)
+            expected = {"master_link_status": "up"} if extra else {}
+            return _Started(
+                process, RedisNode(port, process), lambda: _redis_answers(port, **expected)
+            )
+
+        return start
+
+    def watcher(name: str, primary: int) -> Callable[[int], _Started[RedisNode]]:
+        log = directory / f"{name}.log"
+
+        def start(attempt: int) -> _Started[RedisNode]:
+            (port,) = free_ports(1)
+            config = directory / f"{name}.conf"  # Sentinel rewrites its file as it learns
+            config.write_text(
+                f"port {port}\nbind {HOST}\ndir {directory}\n"
+                f"sentinel monitor {SENTINEL_MASTER} {HOST} {primary} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} {down_after_ms}\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} {failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+            )
+            process = launch(name, [sentinel, str(config)], log, attempt)
+            return _Started(process, RedisNode(port, process), lambda: _redis_answers(port))
+
+        return start
+
+    with contextlib.ExitStack() as stack:
+        primary = stack.enter_context(
+            _running("redis primary", directory / "primary.log", data_server("primary"))
+        )
+        replica = stack.enter_context(
+            _running(
+                "redis replica",
+                directory / "replica.log",
+                data_server("replica", "--replicaof", HOST, str(primary.port)),
+            )
+        )
+        sentinels = tuple(
+            stack.enter_context(
+                _running(
+                    f"sentinel {n}",
+                    directory / f"sentinel-{n}.log",
+                    watcher(f"sentinel-{n}", primary.port),
+                )
+            )
+            for n in range(3)
+        )
+
+        def agreed() -> bool:
+            for node in sentinels:
+                with redis.Redis(HOST, node.port, socket_timeout=1) as client:
+                    state = client.sentinel_master(SENTINEL_MASTER)
+                    if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
+                        return False
+            return True
+
+        _wait_until(agreed, sentinels[0].process, directory / "sentinel-0.log", "the Sentinels")
+        yield SentinelSet(primary, replica, sentinels)
