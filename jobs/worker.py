@@ -45,6 +45,13 @@ RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 logger = logging.getLogger(__name__)
 # A first archival may take many months at once: ~15 s per million rows (benchmarks/audit.py).
 ARCHIVE_TIMEOUT_SECONDS = 3 * 3600
+# How long a cron tick's result is kept. Every worker queues every tick, however late (arq's
+# loop waits for a free job slot before it looks at the clock, then catches up tick by tick),
+# and arq refuses a tick only while its job or its result exists: without the result, a worker
+# late for a tick another had run queued it again, and it ran again once arq's hold on it
+# lapsed (60 s). A day outlasts any wait for a slot (jobs time out within 3 h) and is the
+# daily jobs' own period.
+CRON_RESULT_SECONDS = 24 * 3600
 
 
 def scheduled(
@@ -57,7 +64,8 @@ def scheduled(
     run_at_startup: bool = False,
     timeout: float | None = None,
 ) -> CronJob:
-    """``job`` as a unique cron job named ``cron:<job>`` that notes when it last finished."""
+    """``job`` as a unique cron job named ``cron:<job>`` that notes when it last finished:
+    each tick runs once, whichever workers queue it and however late."""
     return cron(
         recorded(job, timeout_seconds=timeout_seconds),
         name=f"cron:{job.__name__}",
@@ -67,6 +75,7 @@ def scheduled(
         run_at_startup=run_at_startup,
         unique=True,
         timeout=timeout,
+        keep_result=CRON_RESULT_SECONDS,
     )
 
 
@@ -199,9 +208,11 @@ async def supervise_workers(
     shared: dict[str, Any],
     *,
     backoff_seconds: Sequence[float] = RESTART_BACKOFF_SECONDS,
+    functions: Sequence[Function] | None = None,
 ) -> None:
-    """Run the workers until cancelled. When Redis drops them (arq's loop stops on a lost
-    connection), wait and start new ones: jobs wait in Redis, or in the outbox, meanwhile.
+    """Run the workers (of ``functions``, as ``create_workers``) until cancelled. When Redis
+    drops them (arq's loop stops on a lost connection), wait and start new ones: jobs wait in
+    Redis, or in the outbox, meanwhile.
 
     The jobs they were running are cancelled as they stop, and their locks (arq's in-progress
     keys, which Redis could not be told to drop; a promoted replica has them too) are released
@@ -210,7 +221,7 @@ async def supervise_workers(
     failures = 0
     stranded: set[str] = set()
     while True:
-        workers = create_workers(settings, shared)
+        workers = create_workers(settings, shared, functions=functions)
         try:
             if stranded:
                 await release_locks(settings, stranded)

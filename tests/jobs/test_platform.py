@@ -33,6 +33,7 @@ from services.queue import (
     retry_dead_letters,
 )
 from tests.factories import run_jobs
+from tests.servers import valkey
 
 
 async def note_start(ctx: dict[str, Any], tag: str) -> None:
@@ -59,6 +60,11 @@ async def note_lock(ctx: dict[str, Any]) -> None:
 
 async def archive_for_hours(ctx: dict[str, Any]) -> None:
     """Never run: its timeout is what a worker's locks used to last."""
+
+
+async def counted_slowly(ctx: dict[str, Any]) -> None:
+    await ctx["redis"].incr("test:runs")
+    await asyncio.sleep(30)
 
 
 JOBS = [
@@ -329,4 +335,46 @@ async def until_result(pool: ArqRedis, job_id: str, within: float = 20.0) -> Non
     deadline = time.monotonic() + within
     while await pool.get(result_key_prefix + job_id) is None:
         assert time.monotonic() < deadline, f"job {job_id} did not run"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_job_cut_off_by_a_failover_runs_again_at_once(settings, tmp_path):
+    """Redis comes back holding the lock of a job the worker was running (a replica promoted,
+    a snapshot restored): the worker gives the lock back rather than wait out its 75 s."""
+    slow = durable(counted_slowly, timeout_seconds=60)
+    with valkey(tmp_path) as server:
+        own = dataclasses.replace(settings, redis_url=server.url, cache_redis_url=None)
+        pool = await create_pool(RedisSettings.from_dsn(own.redis_url))
+        async with shared_context(own) as shared:
+            workers = asyncio.create_task(
+                supervise_workers(own, shared, backoff_seconds=(0.2,), functions=[slow])
+            )
+            try:
+                await pool.enqueue_job(
+                    "counted_slowly", _queue_name=Queue.URGENT.value, _job_id="cut"
+                )
+                await until_value(pool, "test:runs", b"1")
+                assert await pool.exists(in_progress_key_prefix + "cut")
+                # when the server goes away long enough for the worker to notice, and one
+                # holding the job and its lock takes its place
+                snapshot = server.snapshot()
+                server.kill()
+                await asyncio.sleep(2)
+                server.restart_from(snapshot)
+                # then the job runs again within seconds
+                await until_value(pool, "test:runs", b"2", within=15)
+            finally:
+                workers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await workers
+                await pool.aclose()
+
+
+async def until_value(pool: ArqRedis, key: str, value: bytes, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(RedisError, OSError):
+            if await pool.get(key) == value:
+                return
+        assert time.monotonic() < deadline, f"{key} did not become {value!r}"
         await asyncio.sleep(0.1)
