@@ -23,7 +23,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -41,6 +40,7 @@ from services.models import Notification, NotificationType, Student
 from services.platform.settings import Settings
 from services.queue import CHECK_THRESHOLDS, Queue
 from tests.factories import Factory, School, process_env
+from tests.graph.test_live import mark as mark_through
 
 WAIT_SECONDS = 30.0  # for anything a loaded 2-core machine may be slow to do
 DASHBOARD_LIMIT = 5
@@ -63,10 +63,6 @@ subscription {
   }
 }"""
 NOTIFICATIONS = "subscription { notificationReceived { id type } }"
-MARK = """
-mutation Mark($input: MarkAttendanceInput!) {
-  markAttendance(input: $input) { records { id studentId } }
-}"""
 READ_DASHBOARD = "{ studentDashboard { totalClasses } }"
 
 
@@ -214,27 +210,7 @@ async def listening(server: ServerProcess, expected: int) -> bool:
 async def mark(server: ServerProcess, school: School, period: int) -> dict[str, str]:
     """Every student of the class ABSENT yesterday at ``period``, through ``server``; the
     records' ids by student id."""
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=WAIT_SECONDS) as http:
-        response = await http.post(
-            "/graphql",
-            json={
-                "query": MARK,
-                "variables": {
-                    "input": {
-                        "classroomId": str(school.classrooms[0].id),
-                        "date": (datetime.now(UTC).date() - timedelta(days=1)).isoformat(),
-                        "period": period,
-                        "subjectId": str(school.subjects[0].id),
-                        "marks": [
-                            {"studentId": str(s.id), "status": "ABSENT"} for s in school.students
-                        ],
-                    }
-                },
-            },
-            headers={"authorization": f"Bearer {school.token(school.teachers[0])}"},
-        )
-    body = response.json()
-    assert "errors" not in body, body
+    body = await mark_through(server, school, [(s.id, "ABSENT") for s in school.students], period)
     return {r["studentId"]: r["id"] for r in body["data"]["markAttendance"]["records"]}
 
 

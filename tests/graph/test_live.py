@@ -42,7 +42,9 @@ subscription Dashboard($studentId: ID) {
 }"""
 NOTIFICATIONS = "subscription { notificationReceived { id type title severity read } }"
 MARK = """
-mutation Mark($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }
+mutation Mark($input: MarkAttendanceInput!) {
+  markAttendance(input: $input) { records { id studentId } }
+}
 """
 
 
