@@ -3,9 +3,9 @@ them, so that no resolver sees a value the database or the date arithmetic would
 
 Text must be valid Unicode without NUL (PostgreSQL refuses both, and a lone surrogate cannot
 even be encoded); dates lie within ``MIN_DATE`` … ``MAX_DATE`` (``9999-12-31`` plus a week, or
-``0001-01-01T00:00+14:00`` in UTC, would overflow). Variables are checked before the operation
-are checked with the document's validation, literals by a validation rule, and dates by the
-Date and DateTime scalars too.
+``0001-01-01T00:00+14:00`` in UTC, would overflow). Variables are checked with the document's
+validation, before anything runs; literals by a validation rule; dates by the Date and DateTime
+scalars too.
 """
 
 from __future__ import annotations

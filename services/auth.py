@@ -194,8 +194,8 @@ async def login(
     ttl_seconds: int,
     now: datetime | None = None,
 ) -> LoginResult:
-    """Check the credentials and issue a token. Every failure looks the same to the caller."""
-    check_credentials_shape(tenant_slug, email, password)
+    """Check the credentials (``check_credentials_shape`` passed) and issue a token. Every
+    failure looks the same to the caller."""
     row = (
         await session.execute(
             select(User, Tenant, Student)

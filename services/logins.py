@@ -9,7 +9,7 @@ address of theirs, and each guessing address still gets but a few tries. Every a
 audited (a refusal as RATE_LIMIT_EXCEEDED):
 LOGIN_SUCCESS, or LOGIN_FAILURE with its reason, IP address and user agent. A password change
 proves the current password; wrong ones are limited like failed logins (``login``'s 5 per
-15 min), in a window of the account's own, apart from the (tenant, email) one: a stolen token
+15 min), in a window of the account's own, apart from its logins' ones: a stolen token
 must not become a way to guess it. It is audited PASSWORD_CHANGE, succeeded or not.
 """
 
@@ -68,9 +68,9 @@ async def log_in(
     address = origin.ip_address or "unknown"
     pair = (*account, address)
     try:
-        await limiter.check(PAIR_LIMIT, *pair)
+        standing = await limiter.check(PAIR_LIMIT, *pair)
         await limiter.check(IP_LIMIT, address)
-        if await limiter.counted(PAIR_LIMIT, *pair):
+        if standing is not None and standing.remaining < standing.limit:  # failed here before
             await limiter.check(ACCOUNT_LIMIT, *account)
     except RateLimited as refused:
         tenant_id = await _tenant_id(session_factory, account[0])

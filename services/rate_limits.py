@@ -94,16 +94,11 @@ class RateLimiter:
         None when the limit is off or Redis is unavailable."""
         return self._refuse_when_over(name, await self._apply(name, identity, count=True))
 
-    async def check(self, name: str, *identity: str) -> None:
-        """RateLimited when ``identity`` has no room left under ``name``; counts nothing (for
-        limits on failures, counted by ``hit`` only when an attempt fails)."""
-        self._refuse_when_over(name, await self._apply(name, identity, count=False))
-
-    async def counted(self, name: str, *identity: str) -> int:
-        """How many operations of ``identity`` the window of ``name`` holds now (0 when the
-        limit is off or Redis is unavailable); counts nothing."""
-        found = await self._apply(name, identity, count=False)
-        return 0 if found is None else found[1].limit - found[1].remaining
+    async def check(self, name: str, *identity: str) -> Quota | None:
+        """RateLimited when ``identity`` has no room left under ``name``, else where it stands
+        (None when the limit is off or Redis is unavailable); counts nothing (for limits on
+        failures, counted by ``hit`` only when an attempt fails)."""
+        return self._refuse_when_over(name, await self._apply(name, identity, count=False))
 
     async def try_hit(self, name: str, *identity: str) -> tuple[bool, Quota | None]:
         """``hit``, except that a refusal is only answered (False), not raised nor counted as a
