@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size, relay_page
 from services import attendance, directory
 from services.dashboards import AttendanceEntry
 from services.models import AttendanceStatus, Classroom, Student
@@ -81,21 +81,16 @@ async def classroom_students(
     size = page_size(first, 50)
     keyset = decode_cursor(after, STUDENT_CURSOR, str)
     await context.access.ensure_can_read_classroom(classroom.id)
-    students, total = await context.session_factory.reading(
+    page = await context.session_factory.reading(
         lambda session: directory.students_page(
             session,
             tenant_id=classroom.tenant_id,
             classroom_id=classroom.id,
             after=keyset,
-            limit=size + 1,
+            limit=size,
         )
     )
-    return Page(
-        items=[(encode_cursor(STUDENT_CURSOR, s.name, s.id), s) for s in students[:size]],
-        has_next_page=len(students) > size,
-        has_previous_page=keyset is not None,
-        total_count=total,
-    )
+    return relay_page(page, lambda s: encode_cursor(STUDENT_CURSOR, s.name, s.id), keyset)
 
 
 async def classrooms(info: Info, first: int | None, after: str | None) -> Page[Classroom]:
@@ -106,14 +101,9 @@ async def classrooms(info: Info, first: int | None, after: str | None) -> Page[C
     keyset = decode_cursor(after, CLASSROOM_CURSOR, str)
     access = context.access
     among = None if access.sees_whole_tenant() else await access.own_classroom_ids()
-    found, total = await context.session_factory.reading(
+    page = await context.session_factory.reading(
         lambda session: directory.classrooms_page(
-            session, tenant_id=access.tenant_id, among=among, after=keyset, limit=size + 1
+            session, tenant_id=access.tenant_id, among=among, after=keyset, limit=size
         )
     )
-    return Page(
-        items=[(encode_cursor(CLASSROOM_CURSOR, c.name, c.id), c) for c in found[:size]],
-        has_next_page=len(found) > size,
-        has_previous_page=keyset is not None,
-        total_count=total,
-    )
+    return relay_page(page, lambda c: encode_cursor(CLASSROOM_CURSOR, c.name, c.id), keyset)

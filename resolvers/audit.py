@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size
+from resolvers.pagination import Page, decode_cursor, encode_cursor, page_size, relay_page
 from services import audit
 from services.models import AuditAction, AuditLog
 from services.platform.errors import Invalid
@@ -44,12 +44,7 @@ async def audit_page(
             limit=size,
         )
     )
-    return Page(
-        items=[(_cursor(entry), entry) for entry in page.entries],
-        has_next_page=page.has_next_page,
-        has_previous_page=position is not None,
-        total_count=page.total,
-    )
+    return relay_page(page, _cursor, position)
 
 
 def _cursor(entry: AuditLog) -> str:

@@ -9,7 +9,13 @@ from urllib.parse import urljoin
 from starlette.datastructures import UploadFile
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_time_cursor, page_size, time_page
+from resolvers.pagination import (
+    Page,
+    decode_time_cursor,
+    encode_time_cursor,
+    page_size,
+    relay_page,
+)
 from services import certificate_files, certificate_listing, certificates
 from services.models import FileStatus, MedicalCertificate
 from services.platform.errors import Invalid
@@ -104,8 +110,8 @@ async def certificates_page(
             after=position,
             limit=size,
         )
-    return time_page(
-        CERTIFICATE_CURSOR, page.certificates, lambda c: (c.uploaded_at, c.id), page, position
+    return relay_page(
+        page, lambda c: encode_time_cursor(CERTIFICATE_CURSOR, c.uploaded_at, c.id), position
     )
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from urllib.parse import urljoin
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_time_cursor, page_size, time_page
+from resolvers.pagination import (
+    Page,
+    decode_time_cursor,
+    encode_time_cursor,
+    page_size,
+    relay_page,
+)
 from services import exports
 from services.models import Export
 
@@ -37,7 +43,9 @@ async def exports_page(info: Info, first: int | None, after: str | None) -> Page
             session, access=context.access, after=position, limit=size
         )
     )
-    return time_page(EXPORT_CURSOR, page.exports, lambda e: (e.created_at, e.id), page, position)
+    return relay_page(
+        page, lambda e: encode_time_cursor(EXPORT_CURSOR, e.created_at, e.id), position
+    )
 
 
 async def own_export(info: Info, export_id: str) -> Export | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from resolvers.context import Info, parse_id
-from resolvers.pagination import Page, decode_time_cursor, page_size, time_page
+from resolvers.pagination import (
+    Page,
+    decode_time_cursor,
+    encode_time_cursor,
+    page_size,
+    relay_page,
+)
 from services import notifications
 from services.models import Notification
 
@@ -29,8 +35,8 @@ async def notifications_page(
             limit=size,
         )
     )
-    return time_page(
-        NOTIFICATION_CURSOR, page.notifications, lambda n: (n.created_at, n.id), page, position
+    return relay_page(
+        page, lambda n: encode_time_cursor(NOTIFICATION_CURSOR, n.created_at, n.id), position
     )
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import orjson
 
 from services.platform.errors import Invalid
+from services.platform.keyset import KeysetPage
 
 Node = TypeVar("Node")
 Value = TypeVar("Value", int, str)
@@ -26,15 +27,6 @@ class Page(Generic[Node]):
     has_next_page: bool
     has_previous_page: bool
     total_count: int
-
-
-class Slice(Protocol):
-    """What a service's page read says besides its rows."""
-
-    @property
-    def has_next_page(self) -> bool: ...
-    @property
-    def total(self) -> int: ...
 
 
 def page_size(first: int | None, default: int) -> int:
@@ -68,19 +60,15 @@ def encode_time_cursor(kind: str, at: datetime, key: uuid.UUID) -> str:
     return encode_cursor(kind, at.isoformat(), key)
 
 
-def time_page(
-    kind: str,
-    nodes: Sequence[Node],
-    stamp: Callable[[Node], tuple[datetime, uuid.UUID]],
-    read: Slice,
-    after: tuple[datetime, uuid.UUID] | None,
+def relay_page(
+    page: KeysetPage[Node], cursor: Callable[[Node], str], after: object | None
 ) -> Page[Node]:
-    """The ``read`` nodes of a list ordered newest first on ``stamp(node)``, from ``after``."""
+    """A service's keyset page, read from the keyset ``after``, with each node's cursor."""
     return Page(
-        items=[(encode_time_cursor(kind, *stamp(node)), node) for node in nodes],
-        has_next_page=read.has_next_page,
+        items=[(cursor(node), node) for node in page.rows],
+        has_next_page=page.has_next_page,
         has_previous_page=after is not None,
-        total_count=read.total,
+        total_count=page.total,
     )
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import AuditAction, AuditLog
 from services.platform.db import SessionFactory
 from services.platform.errors import Invalid
+from services.platform.keyset import KeysetPage, keyset_page
 
 USER_AGENT_LIMIT = 500
 
@@ -101,13 +101,6 @@ class AuditFilter:
     success: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    entries: list[AuditLog]
-    has_next_page: bool
-    total: int
-
-
 async def audit_page(
     session: AsyncSession,
     *,
@@ -115,7 +108,7 @@ async def audit_page(
     where: AuditFilter,
     after: tuple[datetime, int] | None,
     limit: int,
-) -> AuditPage:
+) -> KeysetPage[AuditLog]:
     """The tenant's entries matching ``where``, newest first, keyset-paginated on
     (timestamp, id); a date range reads only the partitions it spans."""
     if where.since is not None and where.until is not None and where.since > where.until:
@@ -131,14 +124,7 @@ async def audit_page(
         scope.append(AuditLog.timestamp <= where.until)
     if where.success is not None:
         scope.append(AuditLog.success.is_(where.success))
-    query = (
-        select(AuditLog)
-        .where(*scope)
-        .order_by(AuditLog.timestamp.desc(), AuditLog.id.desc())
-        .limit(limit + 1)
+    order = (AuditLog.timestamp, AuditLog.id)
+    return await keyset_page(
+        session, AuditLog, scope, order=order, after=after, limit=limit, newest_first=True
     )
-    if after is not None:
-        query = query.where(tuple_(AuditLog.timestamp, AuditLog.id) < tuple_(*after))
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(AuditLog).where(*scope))
-    return AuditPage(entries=rows[:limit], has_next_page=len(rows) > limit, total=total or 0)

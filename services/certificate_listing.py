@@ -4,10 +4,9 @@ school's), and the signed links that download them."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import Access
@@ -15,18 +14,12 @@ from services.directory import existing
 from services.downloads import Links
 from services.models import FileStatus, MedicalCertificate, Role, Student
 from services.platform.errors import NotFound
+from services.platform.keyset import KeysetPage, keyset_page
 from services.platform.storage import Download
 
 LINK_LIFETIME = timedelta(hours=24)
 # Only a scanned, clean file is shown to anyone but its uploader.
 SCANNED_CLEAN = frozenset({FileStatus.AWAITING_REVIEW, FileStatus.APPROVED, FileStatus.REJECTED})
-
-
-@dataclass(frozen=True, slots=True)
-class CertificatesPage:
-    certificates: list[MedicalCertificate]
-    has_next_page: bool
-    total: int
 
 
 async def certificates_page(
@@ -37,7 +30,7 @@ async def certificates_page(
     status: FileStatus | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> CertificatesPage:
+) -> KeysetPage[MedicalCertificate]:
     """Certificates the viewer may read, newest first: a student's own; a teacher's classes'
     (or one student's); an admin's whole tenant (or one student's)."""
     access.ensure_handles_certificates()
@@ -63,20 +56,15 @@ async def certificates_page(
         scope.append(MedicalCertificate.student_id.in_(taught))
     if status is not None:
         scope.append(MedicalCertificate.status == status)
-    query = (
-        select(MedicalCertificate)
-        .where(*scope)
-        .order_by(MedicalCertificate.uploaded_at.desc(), MedicalCertificate.id.desc())
-        .limit(limit + 1)
-    )
-    if after is not None:
-        query = query.where(
-            tuple_(MedicalCertificate.uploaded_at, MedicalCertificate.id) < tuple_(*after)
-        )
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(MedicalCertificate).where(*scope))
-    return CertificatesPage(
-        certificates=rows[:limit], has_next_page=len(rows) > limit, total=total or 0
+    order = (MedicalCertificate.uploaded_at, MedicalCertificate.id)
+    return await keyset_page(
+        session,
+        MedicalCertificate,
+        scope,
+        order=order,
+        after=after,
+        limit=limit,
+        newest_first=True,
     )
 
 

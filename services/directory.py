@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, func, select, tuple_
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import (
@@ -20,9 +20,9 @@ from services.models import (
     User,
 )
 from services.platform.errors import NotFound
+from services.platform.keyset import KeysetPage, keyset_page
 
 Model = TypeVar("Model", Classroom, Student, Subject, User)
-Named = TypeVar("Named", Classroom, Student)
 Item = TypeVar("Item")
 
 
@@ -80,23 +80,6 @@ async def subjects_by_classroom_ids(
     return _grouped(rows, classroom_ids)
 
 
-async def _page_by_name(
-    session: AsyncSession,
-    model: type[Named],
-    scope: Sequence[ColumnElement[bool]],
-    after: tuple[str, uuid.UUID] | None,
-    limit: int,
-) -> tuple[list[Named], int]:
-    """Rows of ``model`` within ``scope`` by name then id, after a (name, id) keyset; and how
-    many ``scope`` holds. Two statements, whatever the page."""
-    query = select(model).where(*scope).order_by(model.name, model.id).limit(limit)
-    if after is not None:
-        query = query.where(tuple_(model.name, model.id) > tuple_(*after))
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(model).where(*scope))
-    return rows, total or 0
-
-
 async def students_page(
     session: AsyncSession,
     *,
@@ -104,10 +87,11 @@ async def students_page(
     classroom_id: uuid.UUID,
     after: tuple[str, uuid.UUID] | None,
     limit: int,
-) -> tuple[list[Student], int]:
+) -> KeysetPage[Student]:
     """A classroom's students by name then id, after a (name, id) keyset; and the total."""
     scope = [Student.tenant_id == tenant_id, Student.classroom_id == classroom_id]
-    return await _page_by_name(session, Student, scope, after, limit)
+    order = (Student.name, Student.id)
+    return await keyset_page(session, Student, scope, order=order, after=after, limit=limit)
 
 
 async def classrooms_page(
@@ -117,13 +101,14 @@ async def classrooms_page(
     among: frozenset[uuid.UUID] | None,
     after: tuple[str, uuid.UUID] | None,
     limit: int,
-) -> tuple[list[Classroom], int]:
+) -> KeysetPage[Classroom]:
     """The tenant's classrooms (only those ``among``, when given) by name then id, after a
     (name, id) keyset; and how many there are."""
     scope = [Classroom.tenant_id == tenant_id]
     if among is not None:
         scope.append(Classroom.id.in_(among))
-    return await _page_by_name(session, Classroom, scope, after, limit)
+    order = (Classroom.name, Classroom.id)
+    return await keyset_page(session, Classroom, scope, order=order, after=after, limit=limit)
 
 
 async def teachers_by_classroom_ids(

@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
-from sqlalchemy import ColumnElement, false, func, select, tuple_
+from sqlalchemy import ColumnElement, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
@@ -47,6 +47,7 @@ from services.models import (
 from services.notifications import Draft, notify
 from services.platform.db import SessionFactory
 from services.platform.errors import Invalid, NotFound, ServiceError
+from services.platform.keyset import KeysetPage, keyset_page
 from services.platform.storage import Download, ObjectStore, new_key
 from services.queue import BUILD_EXPORT, Queue, enqueue, schedule_emails
 
@@ -69,13 +70,6 @@ class ExportRequest:
     format: ExportFormat
     date_from: date
     date_to: date
-
-
-@dataclass(frozen=True, slots=True)
-class ExportsPage:
-    exports: list[Export]
-    has_next_page: bool
-    total: int
 
 
 def validate_request(request: ExportRequest, *, access: Access) -> None:
@@ -186,21 +180,14 @@ async def exports_page(
     access: Access,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> ExportsPage:
+) -> KeysetPage[Export]:
     """The viewer's own exports, newest first, keyset-paginated on (created_at, id)."""
     viewer = access.viewer
     scope = [Export.tenant_id == viewer.tenant_id, Export.requested_by == viewer.user_id]
-    query = (
-        select(Export)
-        .where(*scope)
-        .order_by(Export.created_at.desc(), Export.id.desc())
-        .limit(limit + 1)
+    order = (Export.created_at, Export.id)
+    return await keyset_page(
+        session, Export, scope, order=order, after=after, limit=limit, newest_first=True
     )
-    if after is not None:
-        query = query.where(tuple_(Export.created_at, Export.id) < tuple_(*after))
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(Export).where(*scope))
-    return ExportsPage(exports=rows[:limit], has_next_page=len(rows) > limit, total=total or 0)
 
 
 async def own_export(

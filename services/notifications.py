@@ -9,7 +9,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from services.models import (
 from services.platform.db import SessionFactory
 from services.platform.email import send_email
 from services.platform.errors import Invalid, NotFound
+from services.platform.keyset import KeysetPage, keyset_page
 
 # The preference that switches each type of notification on or off.
 CATEGORY = {
@@ -56,13 +57,6 @@ class Preferences:
 
 
 PREFERENCE_NAMES = tuple(f.name for f in fields(Preferences) if f.name != "updated_at")
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationsPage:
-    notifications: list[Notification]
-    has_next_page: bool
-    total: int
 
 
 async def preferences(
@@ -281,7 +275,7 @@ async def notifications_page(
     unread_only: bool,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> NotificationsPage:
+) -> KeysetPage[Notification]:
     """The user's notifications, newest first, keyset-paginated on (created_at, id)."""
     scope = [
         Notification.tenant_id == tenant_id,
@@ -290,18 +284,9 @@ async def notifications_page(
     ]
     if unread_only:
         scope.append(Notification.read_at.is_(None))
-    query = (
-        select(Notification)
-        .where(*scope)
-        .order_by(Notification.created_at.desc(), Notification.id.desc())
-        .limit(limit + 1)
-    )
-    if after is not None:
-        query = query.where(tuple_(Notification.created_at, Notification.id) < tuple_(*after))
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(Notification).where(*scope))
-    return NotificationsPage(
-        notifications=rows[:limit], has_next_page=len(rows) > limit, total=total or 0
+    order = (Notification.created_at, Notification.id)
+    return await keyset_page(
+        session, Notification, scope, order=order, after=after, limit=limit, newest_first=True
     )
 
 
