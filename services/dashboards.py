@@ -25,6 +25,7 @@ from services.metrics import (
     weekly_history,
 )
 from services.models import AttendanceRecord, AttendanceStatus, Student
+from services.platform.attributes import from_attributes
 from services.platform.errors import Invalid, NotFound
 from services.statistics import StudentRank, standing_in_class
 
@@ -61,17 +62,7 @@ class AttendanceEntry:
 
     @classmethod
     def of(cls, record: AttendanceRecord) -> AttendanceEntry:
-        return cls(
-            id=record.id,
-            student_id=record.student_id,
-            classroom_id=record.classroom_id,
-            subject_id=record.subject_id,
-            date=record.date,
-            period=record.period,
-            status=record.status,
-            marked_by=record.marked_by,
-            marked_at=record.marked_at,
-        )
+        return from_attributes(cls, record)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 
 from services.dashboards import AttendanceEntry
 from services.models import Notification, NotificationType, Severity
+from services.platform.attributes import from_attributes
 from services.platform.cache import tenant_key
 from services.platform.codec import decode, encode
 from services.platform.errors import ErrorCode, ServiceError
@@ -91,17 +92,7 @@ class NotificationEvent:
 
     @classmethod
     def of(cls, notification: Notification) -> NotificationEvent:
-        return cls(
-            id=notification.id,
-            user_id=notification.user_id,
-            type=notification.type,
-            severity=notification.severity,
-            title=notification.title,
-            message=notification.message,
-            action_url=notification.action_url,
-            created_at=notification.created_at,
-            read_at=notification.read_at,
-        )
+        return from_attributes(cls, notification)
 
 
 @dataclass(frozen=True, slots=True)

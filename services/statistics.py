@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.metrics import percentile
+from services.platform.attributes import from_attributes
 from services.platform.db import SessionFactory
 
 # Serialises refreshes: two concurrent REFRESH … CONCURRENTLY of one view would queue anyway.
@@ -113,16 +114,7 @@ async def class_statistics(
             )
         ).first()
         if row is not None:
-            return ClassStatistics(
-                classroom_id=row.classroom_id,
-                total_students=row.total_students,
-                average_attendance=row.average_attendance,
-                median_attendance=row.median_attendance,
-                highest_attendance=row.highest_attendance,
-                lowest_attendance=row.lowest_attendance,
-                students_at_risk=row.students_at_risk,
-                last_calculated=row.last_calculated,
-            )
+            return from_attributes(ClassStatistics, row)
     return None
 
 
