@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.models import (
     Classroom,
@@ -23,7 +24,6 @@ from services.platform.errors import NotFound
 from services.platform.keyset import KeysetPage, keyset_page
 
 Model = TypeVar("Model", Classroom, Student, Subject, User)
-Item = TypeVar("Item")
 
 
 async def rows_by_ids(
@@ -50,14 +50,26 @@ async def existing(
     return row
 
 
-def _grouped(
-    pairs: Iterable[Row[tuple[uuid.UUID, Item]]], keys: Sequence[uuid.UUID]
-) -> list[list[Item]]:
-    """(key, item) pairs as one list per key, in key order; the pairs' order is kept."""
-    by_key: dict[uuid.UUID, list[Item]] = defaultdict(list)
-    for key, item in pairs:
-        by_key[key].append(item)
-    return [by_key.get(key, []) for key in keys]
+async def _linked_to_classrooms(
+    session: AsyncSession,
+    link: InstrumentedAttribute[uuid.UUID],
+    order: InstrumentedAttribute[str],
+    tenant_id: uuid.UUID,
+    classroom_ids: Sequence[uuid.UUID],
+) -> list[list[Any]]:
+    """Each classroom's rows that ``link``, a column of a (tenant_id, classroom_id, …) link
+    table, points to, ordered on ``order``; one list per classroom, in key order."""
+    table, model = link.class_, order.class_
+    rows = await session.execute(
+        select(table.classroom_id, model)
+        .join(model, model.id == link)
+        .where(table.tenant_id == tenant_id, table.classroom_id.in_(set(classroom_ids)))
+        .order_by(order)
+    )
+    by_classroom: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for classroom_id, row in rows:
+        by_classroom[classroom_id].append(row)
+    return [by_classroom.get(key, []) for key in classroom_ids]
 
 
 async def tenant_by_id(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
@@ -68,16 +80,8 @@ async def subjects_by_classroom_ids(
     session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
 ) -> list[list[Subject]]:
     """Each classroom's subjects by name, in key order."""
-    rows = await session.execute(
-        select(ClassroomSubject.classroom_id, Subject)
-        .join(Subject, Subject.id == ClassroomSubject.subject_id)
-        .where(
-            ClassroomSubject.tenant_id == tenant_id,
-            ClassroomSubject.classroom_id.in_(set(classroom_ids)),
-        )
-        .order_by(Subject.name)
-    )
-    return _grouped(rows, classroom_ids)
+    link = ClassroomSubject.subject_id
+    return await _linked_to_classrooms(session, link, Subject.name, tenant_id, classroom_ids)
 
 
 async def students_page(
@@ -115,13 +119,5 @@ async def teachers_by_classroom_ids(
     session: AsyncSession, tenant_id: uuid.UUID, classroom_ids: Sequence[uuid.UUID]
 ) -> list[list[User]]:
     """Each classroom's teachers by email, in key order."""
-    rows = await session.execute(
-        select(TeacherAssignment.classroom_id, User)
-        .join(User, User.id == TeacherAssignment.teacher_id)
-        .where(
-            TeacherAssignment.tenant_id == tenant_id,
-            TeacherAssignment.classroom_id.in_(set(classroom_ids)),
-        )
-        .order_by(User.email)
-    )
-    return _grouped(rows, classroom_ids)
+    link = TeacherAssignment.teacher_id
+    return await _linked_to_classrooms(session, link, User.email, tenant_id, classroom_ids)
