@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, tenant_fk
+from services.models.base import Base, owner_fk, tenant_fk
 
 
 class AttendanceStatus(StrEnum):
@@ -50,7 +50,7 @@ class AttendanceRecord(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    student_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    student_id: Mapped[uuid.UUID] = owner_fk("students.id")
     classroom_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("classrooms.id"))
     subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subjects.id"))
     date: Mapped[date] = mapped_column(Date)
@@ -72,9 +72,7 @@ class AlertState(Base):
     __tablename__ = "attendance_alert_states"
 
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    student_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True
-    )
+    student_id: Mapped[uuid.UUID] = owner_fk("students.id", primary_key=True)
     standing: Mapped[str] = mapped_column(String(10), server_default="OK")
     crossings: Mapped[int] = mapped_column(server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

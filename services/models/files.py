@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, tenant_fk, uuid_pk
+from services.models.base import Base, owner_fk, tenant_fk, uuid_pk
 
 
 class FileStatus(StrEnum):
@@ -50,7 +50,7 @@ class MedicalCertificate(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    student_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    student_id: Mapped[uuid.UUID] = owner_fk("students.id")
     uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
@@ -108,7 +108,7 @@ class Export(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    requested_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    requested_by: Mapped[uuid.UUID] = owner_fk("users.id")
     format: Mapped[ExportFormat] = mapped_column(Enum(ExportFormat, name="export_format"))
     date_from: Mapped[date] = mapped_column(Date)
     date_to: Mapped[date] = mapped_column(Date)

@@ -11,7 +11,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
-    ForeignKey,
     Index,
     String,
     Text,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, tenant_fk, uuid_pk
+from services.models.base import Base, owner_fk, tenant_fk, uuid_pk
 
 
 class NotificationType(StrEnum):
@@ -59,7 +58,7 @@ class Notification(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = owner_fk("users.id")
     type: Mapped[NotificationType] = mapped_column(Enum(NotificationType, name="notification_type"))
     severity: Mapped[Severity] = mapped_column(Enum(Severity, name="notification_severity"))
     title: Mapped[str] = mapped_column(String(255))
@@ -78,9 +77,7 @@ class NotificationPreferences(Base):
     __tablename__ = "notification_preferences"
 
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[uuid.UUID] = owner_fk("users.id", primary_key=True)
     email_enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     in_app_enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     attendance_alerts: Mapped[bool] = mapped_column(server_default=text("true"))
@@ -117,9 +114,7 @@ class NotificationDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    notification_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("notifications.id", ondelete="CASCADE")
-    )
+    notification_id: Mapped[uuid.UUID] = owner_fk("notifications.id")
     channel: Mapped[Channel] = mapped_column(Enum(Channel, name="delivery_channel"))
     status: Mapped[DeliveryStatus] = mapped_column(Enum(DeliveryStatus, name="delivery_status"))
     attempts: Mapped[int] = mapped_column(server_default="0")

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, tenant_fk, uuid_pk
+from services.models.base import Base, owner_fk, tenant_fk, uuid_pk
 
 
 class Role(StrEnum):
@@ -89,12 +89,8 @@ class ClassroomSubject(Base):
     __tablename__ = "classroom_subjects"
 
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    classroom_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("classrooms.id", ondelete="CASCADE"), primary_key=True
-    )
-    subject_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("subjects.id", ondelete="CASCADE"), primary_key=True
-    )
+    classroom_id: Mapped[uuid.UUID] = owner_fk("classrooms.id", primary_key=True)
+    subject_id: Mapped[uuid.UUID] = owner_fk("subjects.id", primary_key=True)
 
 
 class TeacherAssignment(Base):
@@ -104,12 +100,8 @@ class TeacherAssignment(Base):
     __table_args__ = (Index("ix_teacher_assignments_classroom", "tenant_id", "classroom_id"),)
 
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
-    teacher_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    classroom_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("classrooms.id", ondelete="CASCADE"), primary_key=True
-    )
+    teacher_id: Mapped[uuid.UUID] = owner_fk("users.id", primary_key=True)
+    classroom_id: Mapped[uuid.UUID] = owner_fk("classrooms.id", primary_key=True)
 
 
 class Student(Base):
