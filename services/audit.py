@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,60 +36,37 @@ class Origin:
         return cls(ip_address=address, user_agent=user_agent)
 
 
-def record(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID | None,
-    action: AuditAction,
-    resource: str,
-    resource_id: str | None,
-    success: bool,
-    origin: Origin,
-    details: Mapping[str, Any],
-) -> AuditLog:
+class Entry(TypedDict):
+    """What an audited action says of itself."""
+
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID | None
+    action: AuditAction
+    resource: str
+    resource_id: str | None
+    success: bool
+    origin: Origin
+    details: Mapping[str, Any]
+
+
+def record(session: AsyncSession, **entry: Unpack[Entry]) -> AuditLog:
     """Add the entry to ``session``: it commits, or rolls back, with the action it records."""
-    entry = AuditLog(
-        tenant_id=tenant_id,
-        user_id=user_id,
-        action=action,
-        resource=resource,
-        resource_id=resource_id,
-        success=success,
+    origin, details = entry.pop("origin"), entry.pop("details")
+    row = AuditLog(
+        **entry,
         ip_address=origin.ip_address,
         user_agent=(origin.user_agent or "")[:USER_AGENT_LIMIT] or None,
         details=dict(details),
     )
-    session.add(entry)
-    return entry
+    session.add(row)
+    return row
 
 
-async def record_alone(
-    session_factory: SessionFactory,
-    *,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID | None,
-    action: AuditAction,
-    resource: str,
-    resource_id: str | None,
-    success: bool,
-    origin: Origin,
-    details: Mapping[str, Any],
-) -> None:
+async def record_alone(session_factory: SessionFactory, **entry: Unpack[Entry]) -> None:
     """An entry in a transaction of its own, for actions that write nothing else (a login,
     a refusal)."""
     async with session_factory() as session, session.begin():
-        record(
-            session,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            action=action,
-            resource=resource,
-            resource_id=resource_id,
-            success=success,
-            origin=origin,
-            details=details,
-        )
+        record(session, **entry)
 
 
 @dataclass(frozen=True, slots=True)
