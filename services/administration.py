@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import audit
 from services.access import Access, teacher_tag
 from services.cached_reads import STATISTICS_PENDING, STATISTICS_TAG, classroom_tag, student_tag
-from services.directory import existing
+from services.directory import existing, locked
 from services.metrics import Thresholds
 from services.models import (
     AuditAction,
@@ -254,11 +254,7 @@ async def move_student(
     tenant_id = access.tenant_id
     async with session_factory() as session:
         async with session.begin():
-            student = await session.scalar(
-                select(Student)
-                .where(Student.tenant_id == tenant_id, Student.id == student_id)
-                .with_for_update()
-            )
+            student = await locked(session, Student, tenant_id, student_id)
             if student is None:
                 raise NotFound("No such student.")
             await existing(session, Classroom, tenant_id, classroom_id)

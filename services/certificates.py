@@ -31,7 +31,7 @@ from services.certificate_files import (
     validate_cover,
 )
 from services.dashboards import AttendanceEntry
-from services.directory import existing
+from services.directory import existing, locked
 from services.live import publish_notifications
 from services.models import (
     AttendanceRecord,
@@ -176,7 +176,7 @@ async def scan_certificate(
     harmless; a certificate past scanning is left alone. The status it ends in (None when
     there is no such certificate). Scanner or storage failures raise, and the job retries."""
     async with session_factory() as session, session.begin():
-        certificate = await _locked(session, tenant_id, certificate_id)
+        certificate = await locked(session, MedicalCertificate, tenant_id, certificate_id)
         if certificate is None:
             return None
         if certificate.status not in {FileStatus.PENDING, FileStatus.SCANNING}:
@@ -195,7 +195,7 @@ async def scan_certificate(
     created: list[Notification] = []
     async with session_factory() as session:
         async with session.begin():
-            certificate = await _locked(session, tenant_id, certificate_id)
+            certificate = await locked(session, MedicalCertificate, tenant_id, certificate_id)
             if certificate is None or certificate.status is not FileStatus.SCANNING:
                 return None if certificate is None else certificate.status
             certificate.scan_result = result.as_dict()
@@ -222,16 +222,6 @@ async def scan_certificate(
             status = certificate.status
         await _announce(redis, queue, session, tenant_id, created)
     return status
-
-
-async def _locked(
-    session: AsyncSession, tenant_id: uuid.UUID, certificate_id: uuid.UUID
-) -> MedicalCertificate | None:
-    return await session.scalar(
-        select(MedicalCertificate)
-        .where(MedicalCertificate.tenant_id == tenant_id, MedicalCertificate.id == certificate_id)
-        .with_for_update()
-    )
 
 
 async def _tell_student(
@@ -295,7 +285,7 @@ async def review_certificate(
     excused: list[AttendanceEntry] = []
     async with session_factory() as session:
         async with session.begin():
-            certificate = await _locked(session, tenant_id, certificate_id)
+            certificate = await locked(session, MedicalCertificate, tenant_id, certificate_id)
             if certificate is None:
                 raise NotFound("No such certificate.")
             student = await existing(session, Student, tenant_id, certificate.student_id)

@@ -1,4 +1,5 @@
-"""Tenant-scoped lookups by id, in key order, for per-request loaders."""
+"""Tenant-scoped lookups by id: in key order for per-request loaders, one row or NOT_FOUND, one
+row locked for its update."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from services.platform.errors import NotFound
 from services.platform.keyset import KeysetPage, keyset_page
 
 Model = TypeVar("Model", Classroom, Student, Subject, User)
+Tenanted = TypeVar("Tenanted")  # a model with ``tenant_id`` and ``id`` columns
 
 
 async def rows_by_ids(
@@ -48,6 +50,17 @@ async def existing(
     if row is None:
         raise NotFound(f"No such {model.__name__.lower()}.")
     return row
+
+
+async def locked(
+    session: AsyncSession, model: type[Tenanted], tenant_id: uuid.UUID, key: uuid.UUID
+) -> Tenanted | None:
+    """The tenant's row, locked (FOR UPDATE) until the transaction ends; None when there is
+    none."""
+    table: Any = model
+    return await session.scalar(
+        select(model).where(table.tenant_id == tenant_id, table.id == key).with_for_update()
+    )
 
 
 async def _linked_to_classrooms(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import audit
 from services.access import Access
+from services.directory import locked
 from services.downloads import Links
 from services.export_files import CONTENT_TYPES, EXTENSIONS, write_rows
 from services.live import publish_notifications
@@ -240,7 +241,7 @@ async def build_export(
     The status it ends in (None when there is no such export). Storage or database failures
     raise, and the job retries."""
     async with session_factory() as session, session.begin():
-        export = await _locked(session, tenant_id, export_id)
+        export = await locked(session, Export, tenant_id, export_id)
         if export is None:
             return None
         if export.status in FINISHED:
@@ -257,7 +258,7 @@ async def build_export(
     link = _absolute(_sign(links, key, export, export.requested_by), public_url)
     async with session_factory() as session:
         async with session.begin():
-            export = await _locked(session, tenant_id, export_id)
+            export = await locked(session, Export, tenant_id, export_id)
             if export is None or export.status is not ExportStatus.RUNNING:
                 return None if export is None else export.status
             export.status = ExportStatus.READY
@@ -300,7 +301,7 @@ async def mark_failed(
     """After the last try failed: FAILED with a message safe to show, and no object kept."""
     message = error.message if isinstance(error, ServiceError) else UNEXPECTED_FAILURE
     async with session_factory() as session, session.begin():
-        export = await _locked(session, tenant_id, export_id)
+        export = await locked(session, Export, tenant_id, export_id)
         if export is None or export.status in FINISHED:
             return
         key = export.object_key
@@ -341,16 +342,6 @@ async def expire_exports(
         expired += len(batch)
         if len(batch) < EXPIRY_BATCH:
             return expired
-
-
-async def _locked(
-    session: AsyncSession, tenant_id: uuid.UUID, export_id: uuid.UUID
-) -> Export | None:
-    return await session.scalar(
-        select(Export)
-        .where(Export.tenant_id == tenant_id, Export.id == export_id)
-        .with_for_update()
-    )
 
 
 async def _scope(session: AsyncSession, export: Export) -> list[ColumnElement[bool]]:

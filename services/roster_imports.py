@@ -32,6 +32,7 @@ from services.administration import (
     tenant_subject_ids,
 )
 from services.certificate_files import clean_file_name
+from services.directory import locked
 from services.models import (
     AuditAction,
     Classroom,
@@ -299,21 +300,11 @@ async def apply_chunk(
     return result
 
 
-async def _load(
-    session: AsyncSession, tenant_id: uuid.UUID, import_id: uuid.UUID
-) -> RosterImport | None:
-    return await session.scalar(
-        select(RosterImport)
-        .where(RosterImport.tenant_id == tenant_id, RosterImport.id == import_id)
-        .with_for_update()
-    )
-
-
 async def _running(
     session: AsyncSession, tenant_id: uuid.UUID, import_id: uuid.UUID
 ) -> RosterImport:
     """The import a running job updates, locked; NOT_FOUND once it was deleted meanwhile."""
-    roster = await _load(session, tenant_id, import_id)
+    roster = await locked(session, RosterImport, tenant_id, import_id)
     if roster is None:
         raise NotFound("The roster import was deleted while it ran.")
     return roster
@@ -348,7 +339,7 @@ async def run_import(
     import). Safe to run again: a finished import is left as it is, a started one resumes."""
     async with session_factory() as session:
         async with session.begin():
-            roster = await _load(session, tenant_id, import_id)
+            roster = await locked(session, RosterImport, tenant_id, import_id)
             if roster is None:
                 return None
             if roster.status in FINISHED or roster.source is None:  # the source goes at the end
@@ -420,7 +411,7 @@ async def mark_failed(
 ) -> None:
     """Every try of the import failed: the import says so instead of staying RUNNING."""
     async with session_factory() as session, session.begin():
-        roster = await _load(session, tenant_id, import_id)
+        roster = await locked(session, RosterImport, tenant_id, import_id)
         if roster is None or roster.status in FINISHED:
             return
         roster.errors = [
