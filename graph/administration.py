@@ -8,6 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.file_uploads import Upload
 
+from graph.attributes import from_attributes
 from graph.school import Classroom, Student
 from resolvers import administration as admin_resolvers
 from resolvers.context import Info
@@ -88,24 +89,15 @@ class RosterImport:
 
     @classmethod
     def from_model(cls, roster: models.RosterImport) -> RosterImport:
-        return cls(
-            id=strawberry.ID(str(roster.id)),
-            status=roster.status,
-            dry_run=roster.dry_run,
-            file_name=roster.file_name,
-            total_rows=roster.total_rows,
-            processed_rows=roster.processed_rows,
-            created=roster.created,
-            updated=roster.updated,
-            unchanged=roster.unchanged,
+        return from_attributes(
+            cls,
+            roster,
             errors=[
                 RosterImportError(
                     line=error["line"], column=error["column"], message=error["message"]
                 )
                 for error in roster.errors
             ],
-            created_at=roster.created_at,
-            completed_at=roster.completed_at,
         )
 
 

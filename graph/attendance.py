@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import strawberry
 
+from graph.attributes import from_attributes
 from graph.school import Student, Subject
 from resolvers import attendance as attendance_resolvers
 from resolvers import dashboards as dashboard_resolvers
@@ -32,17 +33,7 @@ class AttendanceRecord:
 
     @classmethod
     def from_service(cls, record: dashboards.AttendanceEntry) -> AttendanceRecord:
-        return cls(
-            id=strawberry.ID(str(record.id)),
-            student_id=strawberry.ID(str(record.student_id)),
-            classroom_id=strawberry.ID(str(record.classroom_id)),
-            date=record.date,
-            period=record.period,
-            status=record.status,
-            marked_by=strawberry.ID(str(record.marked_by)),
-            marked_at=record.marked_at,
-            model=record,
-        )
+        return from_attributes(cls, record, model=record)
 
     @strawberry.field
     async def subject(self, info: Info) -> Subject:
@@ -76,9 +67,9 @@ class WeeklyAttendance:
 
     @classmethod
     def from_service(cls, week: dashboards.WeeklyAttendance) -> WeeklyAttendance:
-        return cls(
-            student_id=strawberry.ID(str(week.student_id)),
-            week_start=week.week_start,
+        return from_attributes(
+            cls,
+            week,
             week_end=week.days[-1].date,
             days=[
                 AttendanceDay(
@@ -91,7 +82,6 @@ class WeeklyAttendance:
             absent_count=week.counts.absent,
             sick_count=week.counts.sick,
             leave_count=week.counts.leave,
-            attendance_rate=week.attendance_rate,
         )
 
 
@@ -114,14 +104,12 @@ class AttendancePoint:
 
     @classmethod
     def from_service(cls, point: metrics.WeekPoint) -> AttendancePoint:
-        return cls(
-            week_start=point.week_start,
-            week_end=point.week_end,
+        return from_attributes(
+            cls,
+            point,
             total_classes=point.counted,
             present_count=point.present,
-            attendance_rate=point.attendance_rate,
             cumulative_classes=point.cumulative_counted,
-            cumulative_rate=point.cumulative_rate,
         )
 
 

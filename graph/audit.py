@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from graph.attributes import from_attributes
 from graph.pagination import Connection
 from resolvers import audit as audit_resolvers
 from resolvers.context import Info
@@ -30,16 +31,10 @@ class AuditLog:
 
     @classmethod
     def from_model(cls, entry: models.AuditLog) -> AuditLog:
-        return cls(
-            id=strawberry.ID(str(entry.id)),
-            user_id=None if entry.user_id is None else strawberry.ID(str(entry.user_id)),
-            action=entry.action,
-            resource=entry.resource,
-            resource_id=entry.resource_id,
-            success=entry.success,
+        return from_attributes(
+            cls,
+            entry,
             ip_address=None if entry.ip_address is None else str(entry.ip_address),
-            user_agent=entry.user_agent,
-            timestamp=entry.timestamp,
             metadata=entry.details,
         )
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import strawberry
 from strawberry.file_uploads import Upload
 
+from graph.attributes import from_attributes
 from graph.pagination import Connection
 from resolvers import certificates as certificate_resolvers
 from resolvers.context import Info
@@ -51,24 +52,7 @@ class MedicalCertificate:
 
     @classmethod
     def from_model(cls, certificate: models.MedicalCertificate) -> MedicalCertificate:
-        return cls(
-            id=strawberry.ID(str(certificate.id)),
-            student_id=strawberry.ID(str(certificate.student_id)),
-            file_name=certificate.file_name,
-            content_type=certificate.content_type,
-            size=certificate.size,
-            status=certificate.status,
-            rejection_reason=certificate.rejection_reason,
-            uploaded_at=certificate.uploaded_at,
-            uploaded_by=_id(certificate.uploaded_by),
-            covers_from=certificate.covers_from,
-            covers_to=certificate.covers_to,
-            description=certificate.description,
-            reviewed_at=certificate.reviewed_at,
-            reviewed_by=_id(certificate.reviewed_by),
-            excused_records=certificate.excused_records,
-            model=certificate,
-        )
+        return from_attributes(cls, certificate, model=certificate)
 
     @strawberry.field(description="Null until the scan is done.")
     def scan(self) -> ScanResult | None:
@@ -88,10 +72,6 @@ class MedicalCertificate:
     )
     def download_url(self, info: Info) -> str | None:
         return certificate_resolvers.download_url(info, self.model)
-
-
-def _id(value: object | None) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(str(value))
 
 
 @strawberry.input

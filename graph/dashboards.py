@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 
+from graph.attributes import from_attributes
 from graph.pagination import Connection
 from graph.school import Student
 from resolvers import dashboards as dashboard_resolvers
@@ -34,15 +35,7 @@ class StudentRanking:
 
     @classmethod
     def from_service(cls, rank: statistics.StudentRank) -> StudentRanking:
-        return cls(
-            student_id=strawberry.ID(str(rank.student_id)),
-            rank=rank.rank,
-            total_students=rank.total_students,
-            percentile=rank.percentile,
-            attendance_rate=rank.attendance_rate,
-            last_calculated=rank.calculated_at,
-            model=rank,
-        )
+        return from_attributes(cls, rank, last_calculated=rank.calculated_at, model=rank)
 
     @strawberry.field
     async def student(self, info: Info) -> Student:
@@ -76,22 +69,17 @@ class StudentDashboard:
     @classmethod
     def from_service(cls, dashboard: dashboards.StudentDashboard) -> StudentDashboard:
         counts = dashboard.counts
-        return cls(
-            student_id=strawberry.ID(str(dashboard.student_id)),
+        return from_attributes(
+            cls,
+            dashboard,
             total_classes=counts.counted,
             present_days=counts.present,
             absent_days=counts.absent,
             sick_days=counts.sick,
             leave_days=counts.leave,
-            attendance_rate=dashboard.attendance_rate,
-            class_average=dashboard.class_average,
             ranking=dashboard.ranking.rank,
             class_size=dashboard.ranking.total_students,
             percentile=dashboard.ranking.percentile,
-            trend=dashboard.trend,
-            standing=dashboard.standing,
-            last_updated=dashboard.last_updated,
-            statistics_calculated_at=dashboard.statistics_calculated_at,
             model=dashboard,
         )
 
@@ -114,16 +102,7 @@ class ClassStatistics:
 
     @classmethod
     def from_service(cls, stats: statistics.ClassStatistics) -> ClassStatistics:
-        return cls(
-            classroom_id=strawberry.ID(str(stats.classroom_id)),
-            total_students=stats.total_students,
-            average_attendance=stats.average_attendance,
-            median_attendance=stats.median_attendance,
-            highest_attendance=stats.highest_attendance,
-            lowest_attendance=stats.lowest_attendance,
-            students_at_risk=stats.students_at_risk,
-            last_calculated=stats.last_calculated,
-        )
+        return from_attributes(cls, stats)
 
 
 @strawberry.type

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import strawberry
 
+from graph.attributes import from_attributes
 from graph.pagination import Connection
 from resolvers import exports as export_resolvers
 from resolvers.context import Info
@@ -43,19 +44,7 @@ class Export:
 
     @classmethod
     def from_model(cls, export: models.Export) -> Export:
-        return cls(
-            id=strawberry.ID(str(export.id)),
-            format=export.format,
-            from_=export.date_from,
-            to=export.date_to,
-            status=export.status,
-            row_count=export.row_count,
-            size=export.size,
-            error=export.error,
-            created_at=export.created_at,
-            completed_at=export.completed_at,
-            model=export,
-        )
+        return from_attributes(cls, export, from_=export.date_from, to=export.date_to, model=export)
 
     @strawberry.field(
         description="A link valid for 24 hours, made on each read; null until READY, and for "

@@ -10,6 +10,7 @@ from typing import TypeVar
 import strawberry
 
 from graph.attendance import AttendanceStatus
+from graph.attributes import from_attributes
 from graph.dashboards import StudentDashboard
 from graph.notifications import Notification
 from graph.school import Subject
@@ -36,16 +37,11 @@ class AttendanceEvent:
     @classmethod
     def from_live(cls, mark: LiveMark) -> AttendanceEvent:
         event, record = mark
-        return cls(
+        return from_attributes(
+            cls,
+            record,
             record_id=strawberry.ID(str(record.id)),
-            student_id=strawberry.ID(str(record.student_id)),
-            classroom_id=strawberry.ID(str(record.classroom_id)),
-            date=record.date,
-            period=record.period,
-            status=record.status,
             subject=Subject(id=strawberry.ID(str(event.subject_id)), name=event.subject_name),
-            marked_by=strawberry.ID(str(record.marked_by)),
-            marked_at=record.marked_at,
         )
 
 

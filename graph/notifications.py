@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 
+from graph.attributes import from_attributes
 from graph.pagination import Connection
 from resolvers import notifications as notification_resolvers
 from resolvers.context import Info
@@ -31,17 +32,7 @@ class Notification:
 
     @classmethod
     def from_model(cls, notification: models.Notification | NotificationEvent) -> Notification:
-        return cls(
-            id=strawberry.ID(str(notification.id)),
-            type=notification.type,
-            title=notification.title,
-            message=notification.message,
-            severity=notification.severity,
-            created_at=notification.created_at,
-            read=notification.read_at is not None,
-            read_at=notification.read_at,
-            action_url=notification.action_url,
-        )
+        return from_attributes(cls, notification, read=notification.read_at is not None)
 
 
 @strawberry.type(description="Which channels and categories of notification you receive.")
@@ -55,14 +46,7 @@ class NotificationPreferences:
 
     @classmethod
     def from_service(cls, prefs: notification_services.Preferences) -> NotificationPreferences:
-        return cls(
-            email_enabled=prefs.email_enabled,
-            in_app_enabled=prefs.in_app_enabled,
-            attendance_alerts=prefs.attendance_alerts,
-            file_updates=prefs.file_updates,
-            system_announcements=prefs.system_announcements,
-            updated_at=prefs.updated_at,
-        )
+        return from_attributes(cls, prefs)
 
 
 @strawberry.input(description="The preferences to change; omitted ones stay as they are.")

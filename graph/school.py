@@ -6,6 +6,7 @@ from typing import Annotated
 
 import strawberry
 
+from graph.attributes import from_attributes
 from graph.pagination import Connection
 from resolvers import attendance as attendance_resolvers
 from resolvers.context import Info
@@ -30,12 +31,9 @@ class Tenant:
 
     @classmethod
     def from_model(cls, tenant: models.Tenant) -> Tenant:
-        return cls(
-            id=strawberry.ID(str(tenant.id)),
-            slug=tenant.slug,
-            name=tenant.name,
-            timezone=tenant.timezone,
-            periods_per_day=tenant.periods_per_day,
+        return from_attributes(
+            cls,
+            tenant,
             mahroom_threshold=float(tenant.mahroom_threshold),
             warning_threshold=float(tenant.warning_threshold),
             tasdiq_threshold=float(tenant.tasdiq_threshold),
@@ -49,7 +47,7 @@ class Subject:
 
     @classmethod
     def from_model(cls, subject: models.Subject) -> Subject:
-        return cls(id=strawberry.ID(str(subject.id)), name=subject.name)
+        return from_attributes(cls, subject)
 
 
 @strawberry.type(description="A teacher of a classroom.")
@@ -59,7 +57,7 @@ class Teacher:
 
     @classmethod
     def from_model(cls, user: models.User) -> Teacher:
-        return cls(id=strawberry.ID(str(user.id)), email=user.email)
+        return from_attributes(cls, user)
 
 
 @strawberry.type
@@ -70,7 +68,7 @@ class Student:
 
     @classmethod
     def from_model(cls, student: models.Student) -> Student:
-        return cls(id=strawberry.ID(str(student.id)), name=student.name, model=student)
+        return from_attributes(cls, student, model=student)
 
     @strawberry.field
     async def classroom(self, info: Info) -> Annotated[Classroom, strawberry.lazy("graph.school")]:
@@ -88,7 +86,7 @@ class Classroom:
 
     @classmethod
     def from_model(cls, classroom: models.Classroom) -> Classroom:
-        return cls(id=strawberry.ID(str(classroom.id)), name=classroom.name, model=classroom)
+        return from_attributes(cls, classroom, model=classroom)
 
     @strawberry.field(description="Students by name.")
     async def students(

@@ -21,25 +21,32 @@ const CHOICE_FIELDS = {
   period: "register-period",
 };
 
+// What the page holds of a session, as it is before sign-in and again after logout.
+function signedOut() {
+  return {
+    session: null,
+    connection: null,
+    live: "connecting",
+    // Whether the websocket was ever acknowledged: a later acknowledgement is a reconnection.
+    wasLive: false,
+    // The chosen class with its subjects and students, once read; its subscription's id.
+    classroom: null,
+    subscription: null,
+    // The statuses shown for the chosen period, and their buttons, by student id.
+    statuses: new Map(),
+    buttons: new Map(),
+    // Marks seen in this session (submitted here or pushed), by periodKey, then student.
+    known: new Map(),
+  };
+}
+
 const state = {
-  session: null,
-  connection: null,
-  live: "connecting",
-  // Whether the websocket was ever acknowledged: a later acknowledgement is a reconnection.
-  wasLive: false,
-  // The chosen class with its subjects and students, once read; its subscription's id.
-  classroom: null,
-  subscription: null,
+  ...signedOut(),
   // Counts class and period reads: an answer that a later choice overtook is dropped.
   classRequests: 0,
   periodRequests: 0,
   // Students tapped since the period was shown: a period read that lands later keeps them.
   tapped: new Set(),
-  // The statuses shown for the chosen period, and their buttons, by student id.
-  statuses: new Map(),
-  buttons: new Map(),
-  // Marks seen since the page opened (submitted here or pushed), by periodKey, then student.
-  known: new Map(),
   submitting: false,
 };
 
@@ -431,17 +438,7 @@ function start(session) {
 
 function logout(message) {
   state.connection?.close();
-  Object.assign(state, {
-    session: null,
-    connection: null,
-    live: "connecting",
-    wasLive: false,
-    classroom: null,
-    subscription: null,
-    statuses: new Map(),
-    buttons: new Map(),
-    known: new Map(),
-  });
+  Object.assign(state, signedOut());
   state.classRequests += 1; // a class read still in flight is dropped
   byId("register-class").replaceChildren();
   byId("register-subject").replaceChildren();
