@@ -15,30 +15,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from benchmarks.harness import (
-    ROOT,
-    BenchmarkError,
-    Cell,
-    Connection,
-    CpuSnapshot,
-    CpuUse,
-    GraphQL,
-    Report,
-    Samples,
-    ScratchDatabase,
-    cache_counters,
-    drive,
-    graphql_request,
-    parser,
-    resident_mb,
-    run,
-    scratch_database,
-    seed_demo_school,
-)
-from rollcall.processes import ServerProcess, free_port, node_packages, running_server
+from benchmarks import harness
+from benchmarks.harness import BenchmarkError, Cell, GraphQL, Report, Samples, ScratchDatabase
+from benchmarks.load import DASHBOARD
+from rollcall.processes import ServerProcess, free_port, node_packages
 from services.seed import DEMO_SLUG
 
-PEER = ROOT / "benchmarks" / "peer"
+PEER = harness.ROOT / "benchmarks" / "peer"
 TARGET_PEER_RATIO = 0.6
 DEMO_STUDENTS = 40
 TARGET_RATIO = 0.9
@@ -46,12 +29,6 @@ TARGET_TAIL = 2.0  # p99 at most this many times p50
 MANY_CONNECTIONS = 500
 
 TRIVIAL = "{ __typename }"
-DASHBOARD = (
-    "query Dashboard { studentDashboard { studentId totalClasses presentDays absentDays sickDays "
-    "leaveDays attendanceRate classAverage ranking classSize percentile trend standing "
-    "lastUpdated statisticsCalculatedAt } }"
-)
-
 CLASS_PAGE = (
     "query ClassPage($id: ID!) { classStatistics(classroomId: $id) { classroomId "
     "totalStudents averageAttendance medianAttendance highestAttendance lowestAttendance "
@@ -71,11 +48,11 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def peer_server() -> AsyncIterator[Peer | None]:
+async def peer_server(report: Report) -> AsyncIterator[Peer | None]:
     """The Yoga peer on a free port until the block ends; None without Node.js (or when its
     packages cannot be installed)."""
     if (unusable := await node_packages(PEER)) is not None:
-        print(f"the peer is not measured: {unusable}", flush=True)
+        report.say(f"the peer is not measured: {unusable}")
         yield None
         return
     port = free_port()
@@ -103,7 +80,7 @@ class Result:
     samples: Samples
     before: dict[str, int] | None
     after: dict[str, int] | None
-    cpu: CpuUse
+    cpu: harness.CpuUse
     resident_mb: list[float]  # each server's, after the window
 
     def counter(self, name: str) -> int | None:
@@ -144,14 +121,9 @@ HEADER = (
     "L1/L2 hits", "lookups/req", "misses", "server CPU", "server queued", "client CPU",
     "machine CPU", "RSS MiB",
 )  # fmt: skip
-PERCENT = "{:.0f} %"
-FORMATS = {
-    "req/s": "{:,.0f}",
-    "hit rate": "{:.1f} %",
-    "server CPU": PERCENT,
-    "server queued": PERCENT,
-    "client CPU": PERCENT,
-}
+FORMATS = {"req/s": "{:,.0f}", "hit rate": "{:.1f} %"} | dict.fromkeys(
+    ("server CPU", "server queued", "client CPU"), "{:.0f} %"
+)
 Target = ServerProcess | Peer
 
 
@@ -166,54 +138,43 @@ async def run_scenario(
     request and the bytes its answer must contain; connection i goes to server i mod n."""
     targets = [servers[i % len(servers)][0] for i in range(len(requests))]
     connections = [
-        Connection(target.host, target.port, *request)
+        harness.Connection(target.host, target.port, *request)
         for target, request in zip(targets, requests, strict=True)
     ]
     pids = [server.pid for server, _ in servers]
     clients = [client for _, client in servers if client is not None]
     try:
-        warmup = await drive(connections, args.warmup) if args.warmup > 0 else Samples()
-        before, cpu_before = await cache_counters(clients), CpuSnapshot.take(pids)
-        samples = await drive(connections, args.duration)
-        cpu_after, after = CpuSnapshot.take(pids), await cache_counters(clients)
-        resident = [resident_mb(pid) for pid in pids]
+        warmup = await harness.drive(connections, args.warmup) if args.warmup > 0 else Samples()
+        before, cpu_before = await harness.cache_counters(clients), harness.CpuSnapshot.take(pids)
+        samples = await harness.drive(connections, args.duration)
+        cpu_after, after = harness.CpuSnapshot.take(pids), await harness.cache_counters(clients)
+        resident = [harness.resident_mb(pid) for pid in pids]
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
     samples.absorb(warmup)  # failures in the warm-up count too; only their latencies do not
-    cpu = CpuUse.between(cpu_before, cpu_after)
-    result = Result(name, samples, before, after, cpu, resident)
+    cpu = harness.CpuUse.between(cpu_before, cpu_after)
     report.say(f"  {name}: {samples.throughput:,.0f} req/s, {samples.errors} errors")
-    return result
+    return Result(name, samples, before, after, cpu, resident)
 
 
-async def login_students(client: httpx.AsyncClient) -> list[tuple[str, str]]:
+async def login_students(graphql: GraphQL) -> list[tuple[str, str]]:
     """(token, student id) of student1 … student40, each checked against its own dashboard."""
-    graphql = GraphQL(client)
     accounts: list[tuple[str, str]] = []
     for number in range(1, DEMO_STUDENTS + 1):
         token = await graphql.login(DEMO_SLUG, f"student{number}@demo.school")
-        _, data, error = await graphql.timed(DASHBOARD, {}, token)
-        if error is not None or data is None:
-            raise BenchmarkError(f"student{number}'s dashboard failed: {error}")
+        data = await graphql.data(DASHBOARD, token=token)
         accounts.append((token, str(data["studentDashboard"]["studentId"])))
     if len({student for _, student in accounts}) != DEMO_STUDENTS:
         raise BenchmarkError("the students' dashboards do not have distinct student ids")
     return accounts
 
 
-async def teacher_page(client: httpx.AsyncClient) -> tuple[str, str]:
+async def teacher_page(graphql: GraphQL) -> tuple[str, str]:
     """(token, classroom id) of the demo teacher and class 10-A, its page checked once."""
-    graphql = GraphQL(client)
     token = await graphql.login(DEMO_SLUG, "teacher@demo.school")
-    _, data, error = await graphql.timed(CLASSROOMS, {}, token)
-    if error is not None or data is None:
-        raise BenchmarkError(f"the teacher's classes failed: {error}")
-    [classroom] = [
-        edge["node"]["id"] for edge in data["classrooms"]["edges"] if edge["node"]["name"] == "10-A"
-    ]
-    _, data, error = await graphql.timed(CLASS_PAGE, {"id": classroom}, token)
-    if error is not None or data is None:
-        raise BenchmarkError(f"the teacher's class page failed: {error}")
+    edges = (await graphql.data(CLASSROOMS, token=token))["classrooms"]["edges"]
+    [classroom] = [edge["node"]["id"] for edge in edges if edge["node"]["name"] == "10-A"]
+    await graphql.data(CLASS_PAGE, {"id": classroom}, token)
     return token, classroom
 
 
@@ -248,22 +209,18 @@ def checks(results: Sequence[Result], report: Report) -> None:
 
 async def benchmark(args: argparse.Namespace, db: ScratchDatabase, report: Report) -> list[Result]:
     """Every scenario: three servers of ours (one with the response cache off) and the peer."""
-    seconds = await seed_demo_school(db.settings)
-    env = db.env
+    seconds = await harness.seed_demo_school(db.settings)
     report.say(f"seeded the demo tenant in {seconds:.1f} s")
-    uncached_env = {**env, "ROLLCALL_RESPONSE_CACHE": "off"}
+    uncached_env = {**db.env, "ROLLCALL_RESPONSE_CACHE": "off"}
     async with (
-        running_server(env) as server,
-        running_server(env) as second,
-        running_server(uncached_env) as uncached,
-        peer_server() as peer,
-        httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client,
-        httpx.AsyncClient(base_url=second.base_url, timeout=30.0) as second_client,
-        httpx.AsyncClient(base_url=uncached.base_url, timeout=30.0) as uncached_client,
+        harness.served(db.env) as (server, graphql),
+        harness.served(db.env) as (second, second_graphql),
+        harness.served(uncached_env) as (uncached, uncached_graphql),
+        peer_server(report) as peer,
     ):
         started = time.perf_counter()
-        accounts = await login_students(client)
-        teacher, classroom = await teacher_page(client)
+        accounts = await login_students(graphql)
+        teacher, classroom = await teacher_page(graphql)
         report.say(
             f"logged in {len(accounts)} students and the teacher in "
             f"{time.perf_counter() - started:.1f} s; servers {server.pid}, {second.pid} and "
@@ -275,25 +232,23 @@ async def benchmark(args: argparse.Namespace, db: ScratchDatabase, report: Repor
         def request(
             query: str, token: str, name: str | None, expect: str, **variables: str
         ) -> tuple[bytes, bytes]:
-            return graphql_request(host, port, query, token, name, variables), expect.encode()
+            body = harness.graphql_request(host, port, query, token, name, variables)
+            return body, expect.encode()
 
         def dashboard(i: int) -> tuple[bytes, bytes]:
             token, student = accounts[i % DEMO_STUDENTS]
             return request(DASHBOARD, token, "Dashboard", f'"{student}"')
 
         student = accounts[0][0]
-        one, crowd = [(server, client)], [(server, client), (second, second_client)]
+        one, off = [(server, graphql.client)], [(uncached, uncached_graphql.client)]
+        crowd = [*one, (second, second_graphql.client)]
         page = request(CLASS_PAGE, teacher, "ClassPage", f'"{classroom}"', id=classroom)
         scenarios = [
             ("trivial { __typename }", one, [request(TRIVIAL, student, None, "__typename")] * n),
             ("dashboard, 1 student", one, [dashboard(0)] * n),
             (f"dashboard, {DEMO_STUDENTS} students", one, [dashboard(i) for i in range(n)]),
             ("teacher's class page", one, [page] * n),
-            (
-                "dashboard, 1 student, response cache off",
-                [(uncached, uncached_client)],
-                [dashboard(0)] * n,
-            ),
+            ("dashboard, 1 student, response cache off", off, [dashboard(0)] * n),
             (
                 f"dashboard, {DEMO_STUDENTS} students, {MANY_CONNECTIONS} clients, 2 servers",
                 crowd,
@@ -331,7 +286,8 @@ async def benchmark(args: argparse.Namespace, db: ScratchDatabase, report: Repor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser("cache", "Throughput of cached reads against { __typename } over HTTP.")
+    about = "Throughput of cached reads against { __typename } over HTTP."
+    arguments = harness.parser("cache", about)
     arguments.add_argument("--duration", type=float, default=10.0, help="timed seconds each")
     arguments.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each")
     arguments.add_argument("--connections", type=int, default=50, help="keep-alive connections")
@@ -340,12 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.error("--duration must be positive, --warmup not negative, --connections >= 1")
     report = Report("cache", as_json=args.json)
     started = time.perf_counter()
-    with scratch_database("cache", redis_db=11, keep=args.keep) as db:
+    with harness.scratch_database("cache", redis_db=11, keep=args.keep) as db:
         report.say(
             f"rollcall cache benchmark: {os.cpu_count()} CPUs, {args.connections} connections, "
             f"{args.duration:g} s after {args.warmup:g} s warm-up per scenario, {db.describe()}"
         )
-        results = run(benchmark(args, db, report))
+        results = harness.run(benchmark(args, db, report))
     report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=any(r.samples.errors for r in results), strict=args.strict)
 

@@ -46,8 +46,8 @@ MARK = """mutation Mark($input: MarkAttendanceInput!) {
 THROUGHPUT = ("workload", "worker poll_delay", "jobs", "enqueue/s", "drain s", "jobs/s")
 THROUGHPUT += ("students/s", "run s", "process CPU", "failed")
 LATENCY = ("measure", "worker poll_delay", *harness.TIMED, "errors")
-FORMATS = {"enqueue/s": "{:.0f}", "jobs/s": "{:.0f}", "students/s": "{:.0f}"}
-FORMATS |= {"process CPU": "{:.0f} %", "worker CPU": "{:.0f} %"}
+FORMATS = dict.fromkeys(("enqueue/s", "jobs/s", "students/s"), "{:.0f}")
+FORMATS |= {"process CPU": "{:.0f} %"}
 FORMATS |= {name: "{:.1f}" for name in LATENCY if name.endswith(" ms")}
 
 logger = logging.getLogger("benchmarks.jobs")
@@ -97,10 +97,6 @@ class Throughput:
     def failures(self) -> int:
         return self.failed + self.retried + (1 if self.error else 0)
 
-    def failure(self) -> str:
-        failed = f" FAILED={self.failed} RETRIED={self.retried} {self.error or ''}"
-        return failed if self.failures else ""
-
     def cells(self) -> tuple[Cell, ...]:
         drain, enqueue = self.drain_seconds, self.enqueue_seconds
         rates = (self.jobs / enqueue if enqueue else None, drain, self.jobs_per_second)
@@ -111,10 +107,11 @@ class Throughput:
     def line(self) -> str:
         drained = sorted(self.drained_at.items(), key=lambda item: item[1])
         queues = ", ".join(f"{q.rsplit(':', 1)[-1]} drained at {at:.2f} s" for q, at in drained)
+        failed = f" FAILED={self.failed} RETRIED={self.retried} {self.error or ''}"
         return (
             f"  [{self.poll}] {self.workload}: {self.jobs} job(s) in {self.drain_seconds:.2f} s = "
             f"{self.jobs_per_second:.0f} jobs/s ({queues}; burst run {self.run_seconds:.2f} s)"
-            + self.failure()
+            + (failed if self.failures else "")
         )
 
 
@@ -172,9 +169,8 @@ async def drain(
 
 
 async def forget_results(arq: ArqRedis) -> None:
-    keys = await arq.keys(result_key_prefix + "*")
-    for start in range(0, len(keys), 1000):
-        await arq.delete(*keys[start : start + 1000])
+    if keys := await arq.keys(result_key_prefix + "*"):
+        await arq.delete(*keys)
 
 
 @dataclass
@@ -243,11 +239,9 @@ async def figure_a(bench: Bench, delays: Sequence[float | None]) -> list[Through
     return results
 
 
-async def wait_for_notification(
-    bench: Bench, tenant_id: uuid.UUID, user_id: uuid.UUID, kind: NotificationType
-) -> bool:
-    """Poll the notifications table every 10 ms until the row exists; False on timeout."""
-    mine = Notification.tenant_id == tenant_id, Notification.user_id == user_id
+async def wait_for_notification(bench: Bench, student: Student, kind: NotificationType) -> bool:
+    """Poll the notifications table every 10 ms until the student's row exists; False on timeout."""
+    mine = Notification.tenant_id == student.tenant_id, Notification.user_id == student.user_id
     query = select(Notification.id).where(*mine, Notification.type == kind)
     deadline = time.perf_counter() + bench.args.timeout
     while True:
@@ -276,19 +270,13 @@ async def alert_latency(bench: Bench, poll_delay: float | None, rng: random.Rand
     factory = Factory(session_factory=bench.session_factory, settings=settings)
     # one extra student warms the whole path (API, enqueue, job, notification) unrecorded
     school = await factory.school(students=args.alert_students + 1)
-    today = datetime.now(UTC).date()  # factory tenants keep the default time zone, UTC
-    first_day = today - timedelta(days=len(HISTORY) + 30)
+    # factory tenants keep the default time zone, UTC
+    first_day = datetime.now(UTC).date() - timedelta(days=len(HISTORY) + 30)
     history = [(first_day + timedelta(days=n), 1, status) for n, status in enumerate(HISTORY)]
     for student in school.students:
         await factory.records(school, student, history)
     warmup, *students = school.students
     token = school.token(school.teachers[0])
-    where = {"classroomId": str(school.classrooms[0].id), "subjectId": str(school.subjects[0].id)}
-
-    def absent(student: Student, period: int) -> dict[str, Any]:
-        marks = [{"studentId": str(student.id), "status": "ABSENT"}]
-        return {"input": {**where, "date": str(today), "period": period, "marks": marks}}
-
     latencies = {kind: Timed(f"mark -> {kind.value} row", mode) for kind, _ in STEPS}
     mark = Timed("markAttendance round trip", mode)
     waits, runs = (Timed(f"{CHECK_THRESHOLDS} {m} (arq)", mode) for m in ("queue wait", "run time"))
@@ -304,27 +292,23 @@ async def alert_latency(bench: Bench, poll_delay: float | None, rng: random.Rand
                     await running
                     raise BenchmarkError("the workers stopped before the first mark")
                 await asyncio.sleep(0.01)
-            _, _, error = await graphql.timed(MARK, absent(warmup, 1), token)
-            assert warmup.user_id is not None
-            if error is not None or not await wait_for_notification(
-                bench, school.tenant.id, warmup.user_id, NotificationType.ATTENDANCE_WARNING
-            ):
+            _, _, error = await graphql.timed(MARK, school.absence_today(warmup), token)
+            warned = NotificationType.ATTENDANCE_WARNING
+            if error is not None or not await wait_for_notification(bench, warmup, warned):
                 raise BenchmarkError(f"the warm-up mark raised no warning: {error or 'timeout'}")
             for kind, period in STEPS:
                 samples = latencies[kind].samples
                 for student in students:
-                    assert student.user_id is not None
                     # start at a random point of the workers' poll cycle, as real marks do
                     await asyncio.sleep(rng.uniform(0, args.jitter))
                     started = time.perf_counter()
-                    elapsed, _, error = await graphql.timed(MARK, absent(student, period), token)
+                    marked = school.absence_today(student, period)
+                    elapsed, _, error = await graphql.timed(MARK, marked, token)
                     mark.samples.record(elapsed, error)
                     if error is not None:
                         samples.fail(error)
                         continue
-                    found = await wait_for_notification(
-                        bench, school.tenant.id, student.user_id, kind
-                    )
+                    found = await wait_for_notification(bench, student, kind)
                     missing = None if found else f"no {kind.value} within {args.timeout:g} s"
                     samples.record((time.perf_counter() - started) * 1000, missing)
                 bench.report.say(f"  [{mode}] {latencies[kind].name}: {describe(samples)}")
@@ -396,8 +380,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = arguments.parse_args(argv)
     if args.jobs < 1 or args.students < 1 or args.days < 1 or args.alert_students < 1:
         arguments.error("--jobs, --students, --days and --alert-students must be at least 1")
-    if args.patched_poll_delay < 0 or args.jitter < 0 or args.timeout <= 0:
-        arguments.error("--patched-poll-delay, --jitter must not be negative, --timeout positive")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = Report("jobs", as_json=args.json)
     started = time.perf_counter()

@@ -27,7 +27,6 @@ from rollcall.processes import ServerProcess
 from services.attendance import MAX_MARKS_PER_CALL
 from services.live import MarksEvent, classroom_channel
 from services.platform.codec import decode
-from services.platform.settings import Settings
 
 PROCESSES = 2
 PERIODS_PER_DAY = 8
@@ -103,9 +102,8 @@ async def warm_up(server: ServerProcess, graphql: GraphQL, school: School) -> No
             s.stamp()
         await wait_live([graphql.client], [len(held)], within=30)
         day = datetime.now(UTC).date() - timedelta(days=WARMUP_DAYS_BACK)
-        await mark_class(
-            graphql, teacher, dict.fromkeys((s.student_id for s in held), "PRESENT"), day, 1
-        )
+        marks = dict.fromkeys((s.student_id for s in held), "PRESENT")
+        await mark_class(graphql, teacher, marks, day, 1)
         receipts = await asyncio.gather(*(s.receive("PRESENT", within=10) for s in held))
         if problems := [r.problem for r in receipts if r.problem]:
             raise BenchmarkError(f"a warm-up event was {problems[0]}")
@@ -195,13 +193,12 @@ class Subscriber(harness.Subscription):
         if payload.get("errors") or not event:
             return Receipt(arrived, taken, problem=f"error payload: {str(payload)[:200]}")
         marked_at = datetime.fromisoformat(event["markedAt"]).timestamp()
+        wrong = None
         if event["studentId"] != self.student_id:
             wrong = f"wrong student: {event['studentId']} to {self.student_id}"
-            return Receipt(arrived, taken, marked_at, wrong)
-        if event["status"] != expected:
+        elif event["status"] != expected:
             wrong = f"wrong status: {event['status']}, marked {expected}"
-            return Receipt(arrived, taken, marked_at, wrong)
-        return Receipt(arrived, taken, marked_at)
+        return Receipt(arrived, taken, marked_at, wrong)
 
 
 # --------------------------------------------------------------------------- rounds
@@ -261,7 +258,8 @@ async def run_round(
     args: argparse.Namespace,
     statuses: Mapping[str, str],
     published: list[tuple[float, float]],
-) -> Round:
+) -> None:
+    """Mark the class once through process ``r.via`` and fill ``r`` in with what arrived."""
     https = [graphql.client for _, graphql in servers]
     hubs_before = await live_reports(https)
     published.clear()
@@ -317,7 +315,6 @@ async def run_round(
         f"delivered {[a['delivered'] - b['delivered'] for b, a in hubs]}, "
         f"dropped {[a['dropped'] - b['dropped'] for b, a in hubs]}"
     )
-    return r
 
 
 # --------------------------------------------------------------------------- report
@@ -346,6 +343,7 @@ def figure_rows(
         values = every(samples) if isinstance(samples, str) else samples
         return row(name, f"{percentile(values, q):.1f} ms")
 
+    connect, listen = opening
     counts = [sum(s.process == p for s in subscribers) for p in range(len(memory_kb))]
     times = [s.seconds for s in subscribers]
     p99 = percentile(every("from_commit"), 99)
@@ -359,11 +357,8 @@ def figure_rows(
     processes = [f"process {index + 1}" for index in range(len(memory_kb))]
     return [
         row("subscribers per process", " / ".join(map(str, counts))),
-        row(
-            f"connect, init and subscribe all ({args.concurrency} at a time)",
-            f"{opening[0]:.2f} s",
-        ),
-        row("  then until every listener was reported", f"{opening[1]:.2f} s"),
+        row(f"connect, init and subscribe all ({args.concurrency} at a time)", f"{connect:.2f} s"),
+        row("  then until every listener was reported", f"{listen:.2f} s"),
         row("  one connection, p50 / max", one),
         row(f"mutation round trip ({sum(counts)} marks), mean", mutation),
         row(f"events received ({len(rounds)} rounds)", str(len(every("from_marked_at")))),
@@ -398,17 +393,17 @@ def print_logs(report: Report, servers: Sequence[ServerProcess], lines: int) -> 
         report.say(server.log_tail(lines))
 
 
-async def benchmark(args: argparse.Namespace, settings: Settings, report: Report) -> bool:
+async def benchmark(args: argparse.Namespace, db: harness.ScratchDatabase, report: Report) -> bool:
     """The whole run; whether a connection failed or an event was missed or wrong."""
     started = time.perf_counter()
     school = await harness.seed_school(
-        settings, classes=1, students_per_class=args.subscribers, days=0, periods=PERIODS_PER_DAY
+        db.settings, classes=1, students_per_class=args.subscribers, days=0, periods=PERIODS_PER_DAY
     )
     seconds = time.perf_counter() - started
     report.say(f"seeded one classroom of {args.subscribers} students in {seconds:.1f} s")
-    async with harness.api_processes(harness.server_env(settings), PROCESSES) as servers:
+    async with harness.api_processes(harness.server_env(db.settings), PROCESSES) as servers:
         try:
-            return await measure(args, settings, report, school, servers)
+            return await measure(args, db.redis_url, report, school, servers)
         except BaseException:
             print_logs(report, [server for server, _ in servers], 40)
             raise
@@ -416,7 +411,7 @@ async def benchmark(args: argparse.Namespace, settings: Settings, report: Report
 
 async def measure(
     args: argparse.Namespace,
-    settings: Settings,
+    redis_url: str,
     report: Report,
     school: School,
     servers: Sequence[tuple[ServerProcess, GraphQL]],
@@ -465,20 +460,17 @@ async def measure(
                 f"  process {index + 1} RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB "
                 f"({counts[index]} idle connections: {memory_kb[index]:.1f} KB each)"
             )
-        rng = random.Random(args.seed)
+        rng, teacher = random.Random(args.seed), school.teachers[0]
         rounds: list[Round] = []
-        channel = classroom_channel(school.tenant_id, school.teachers[0].classroom_id).name
+        channel = classroom_channel(school.tenant_id, teacher.classroom_id).name
         report.say(f"marking the class {args.rounds} times…")
-        assert settings.redis_url is not None
-        async with publishes(settings.redis_url, channel) as published:
+        async with publishes(redis_url, channel) as published:
             for index in range(args.rounds):
                 day = datetime.now(UTC).date() - timedelta(days=1 + index // PERIODS_PER_DAY)
                 r = Round(index + 1, day, index % PERIODS_PER_DAY + 1, via=index % len(servers))
                 statuses = {s.student_id: rng.choice(STATUSES) for s in subscribers}
-                teacher = school.teachers[0]
-                rounds.append(
-                    await run_round(r, subscribers, servers, teacher, args, statuses, published)
-                )
+                await run_round(r, subscribers, servers, teacher, args, statuses, published)
+                rounds.append(r)
                 report.say(r.describe(len(subscribers)))
                 for problem, times in collections.Counter(r.problems).most_common(5):
                     report.say(f"    {times} x {problem}")
@@ -540,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{PROCESSES} API processes, {args.rounds} rounds, open files limit {soft}, "
             f"{db.describe()}"
         )
-        failed = harness.run(benchmark(args, db.settings, report))
+        failed = harness.run(benchmark(args, db, report))
     report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     if failed:
         report.say("events were MISSED or wrong, or connections dropped (see above)")

@@ -52,26 +52,19 @@ class Morning:
     args: argparse.Namespace
     school: School
     servers: Sequence[tuple[ServerProcess, GraphQL]]
+    rng: random.Random
     started: float = field(default_factory=time.perf_counter)
     login: Samples = field(default_factory=Samples)
     mark: Samples = field(default_factory=Samples)
     dashboard: Samples = field(default_factory=Samples)
     cache: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("hits", "misses"), 0))
-    rng: random.Random = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.args.seed)
-
-    @property
-    def deadline(self) -> float:
-        return self.started + self.args.seconds
 
     async def ticks(self, interval: float, rng: random.Random) -> AsyncIterator[None]:
         """Every ``interval`` s from a random offset until the deadline, on schedule, or at
         once when the last answer came late (a saturated stack then sees closed-loop clients,
         and the run still ends on time)."""
         next_at = self.started + rng.uniform(0, interval)
-        while next_at < self.deadline:
+        while next_at < self.started + self.args.seconds:
             await asyncio.sleep(max(next_at - time.perf_counter(), 0))
             yield
             next_at = max(next_at + interval, time.perf_counter())
@@ -103,9 +96,8 @@ class Morning:
             self.mark.record(elapsed, error)
 
     async def reader_client(self, index: int) -> None:
-        """A student polling their dashboard over one keep-alive connection of its own, sent as
-        prepared bytes: the readers are most of the load, and httpx's CPU per request made this
-        process, not the API, the limit of a run."""
+        """A student polling their dashboard over a keep-alive connection of its own with prepared
+        bytes: with httpx, this process and not the API was the limit of a run."""
         student_id, token = self.school.students[index]
         server = self.servers[index % PROCESSES][0]
         request = harness.graphql_request(server.host, server.port, DASHBOARD, token, None)
@@ -299,7 +291,7 @@ async def benchmark(
             before = await harness.cache_counters(https)
             pids = [*(s.pid for s, _ in servers), worker.pid]
             cpu_before = harness.CpuSnapshot.take(pids)
-            morning = Morning(args, school, servers)
+            morning = Morning(args, school, servers, random.Random(args.seed))
             await morning.run()
             cpu = harness.CpuUse.between(cpu_before, harness.CpuSnapshot.take(pids))
             hits = hit_rate(before, await harness.cache_counters(https))

@@ -56,10 +56,9 @@ REFUSALS = ("client", "body", "trials", "413 read", "cut off", "time to answer, 
 REFUSALS += ("body sent by then, MB", "errors")
 SCANS = ("files", "worker poll_delay", "scans", "drain s", "scans/s", "MB/s", "busy s")
 SCANS += ("scans/s busy", "job p50 ms", "job p95 ms", "worker CPU", "failed", "statuses")
-FORMATS = {name: "{:.1f}" for name in UPLOADS if "/" in name or name.endswith(("ms", "MB"))}
-FORMATS |= {"scans/s": "{:.1f}", "scans/s busy": "{:.1f}", "job p50 ms": "{:.0f}"}
-FORMATS |= {"job p95 ms": "{:.0f}", "server CPU": "{:.0f} %", "client CPU": "{:.0f} %"}
-FORMATS |= {"worker CPU": "{:.0f} %"}
+FORMATS = {name: "{:.1f}" for name in UPLOADS + SCANS if "/" in name or name.endswith(("ms", "MB"))}
+FORMATS |= dict.fromkeys(("job p50 ms", "job p95 ms"), "{:.0f}")
+FORMATS |= dict.fromkeys(("server CPU", "client CPU", "worker CPU"), "{:.0f} %")
 
 
 def size_label(size: int) -> str:
@@ -379,20 +378,13 @@ async def scan_all(bench: Bench, size: int, poll_delay: float | None) -> Scans:
     runs = Samples([(j.finish_time - j.start_time).total_seconds() * 1000 for j in jobs])
     starts, ends = [j.start_time for j in jobs], [j.finish_time for j in jobs]
     busy = (max(ends) - min(starts)).total_seconds() if jobs else 0.0
+    counts = select(MedicalCertificate.status, func.count()).where(MedicalCertificate.size == size)
     async with bench.session_factory() as session:
-        of_size = select(MedicalCertificate.status, func.count()).where(
-            MedicalCertificate.size == size
-        )
-        counted = await session.execute(of_size.group_by(MedicalCertificate.status))
+        counted = await session.execute(counts.group_by(MedicalCertificate.status))
         statuses = {FileStatus(status).value: count for status, count in counted.all()}
     mb_per_second = r.jobs * size / MB / r.drain_seconds if r.drain_seconds else 0.0
-    rates = (
-        r.drain_seconds,
-        r.jobs_per_second,
-        mb_per_second,
-        busy,
-        r.jobs / busy if busy else 0.0,
-    )
+    busy_rate = r.jobs / busy if busy else 0.0
+    rates = (r.drain_seconds, r.jobs_per_second, mb_per_second, busy, busy_rate)
     listed = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     cells = (size_label(size), r.poll, r.jobs, *rates, runs.p(50), runs.p(95), r.cpu_percent)
     failed = bool(r.failures) or set(statuses) != {"AWAITING_REVIEW"}
@@ -411,11 +403,9 @@ async def rescan(bench: Bench, size: int, scanned: list[tuple[str, str]]) -> Sca
             .values(status=FileStatus.PENDING, scan_result=None, scanned_at=None)
         )
     for tenant_id, certificate_id in scanned:
-        queued = {
-            "_queue_name": Queue.NORMAL.value,
-            "_job_id": f"{SCAN_CERTIFICATE}:{certificate_id}",
-        }
-        job = await bench.arq.enqueue_job(SCAN_CERTIFICATE, tenant_id, certificate_id, **queued)
+        job_id = f"{SCAN_CERTIFICATE}:{certificate_id}"  # as the upload queued it
+        scan = (SCAN_CERTIFICATE, tenant_id, certificate_id)
+        job = await bench.arq.enqueue_job(*scan, _queue_name=Queue.NORMAL.value, _job_id=job_id)
         if job is None:
             raise BenchmarkError(f"could not queue the scan of {certificate_id} again")
     return await scan_all(bench, size, bench.args.patched_poll_delay)

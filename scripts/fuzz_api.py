@@ -8,22 +8,14 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import hypothesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.harness import (
-    Report,
-    ScratchDatabase,
-    log_problems,
-    parser,
-    scratch_database,
-    seed_demo_school,
-    served,
-    status_kb,
-)
+from benchmarks import harness
 from services.seed import DEMO_SLUG
 from tests.fuzzing import failure, operations
 
@@ -35,8 +27,11 @@ ACCOUNTS = {
 MIB = 1024 * 1024
 
 
-def fuzz(base_url: str, tokens: dict[str, str | None], examples: int, seed: int) -> Counter[str]:
-    """``examples`` documents, each from a random caller; outcomes counted by error code."""
+def fuzz(
+    base_url: str, tokens: dict[str, str | None], examples: int, seed: int
+) -> tuple[Counter[str], list[str]]:
+    """``examples`` documents, each from a random caller: outcomes counted by error code, and
+    each failure (the problem, then the document)."""
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
 
@@ -67,33 +62,25 @@ def fuzz(base_url: str, tokens: dict[str, str | None], examples: int, seed: int)
 
     with httpx.Client(base_url=base_url, timeout=30) as http:
         send()
-    outcomes["failures"] = len(failures)
-    if failures:
-        print("first failure:", failures[0][:2000])
-    return outcomes
+    return outcomes, failures
 
 
-async def hostile_bodies(http: httpx.AsyncClient, pid: int, report: Report) -> None:
+async def hostile_bodies(http: httpx.AsyncClient, pid: int, report: harness.Report) -> None:
     """A 20 MiB JSON body and a 1 MiB padded document: their answers, times and what the
     server's memory did."""
     body = b'{"query":"{ __typename }","variables":{"pad":"' + b"x" * (20 * MIB) + b'"}}'
-    padded = {"query": "{ __typename }" + " " * (MIB - 100)}
+    requests: dict[str, dict[str, Any]] = {
+        "20 MiB JSON body": {"content": body, "headers": {"content-type": "application/json"}},
+        "1 MiB padded document": {"json": {"query": "{ __typename }" + " " * (MIB - 100)}},
+    }
     rows = []
-    for name, send in (
-        (
-            "20 MiB JSON body",
-            lambda: http.post(
-                "/graphql", content=body, headers={"content-type": "application/json"}
-            ),
-        ),
-        ("1 MiB padded document", lambda: http.post("/graphql", json=padded)),
-    ):
-        before = status_kb(pid)["VmRSS"]
+    for name, request in requests.items():
+        before = harness.status_kb(pid)["VmRSS"]
         started = time.perf_counter()
-        response = await send()
+        response = await http.post("/graphql", **request)
         elapsed = (time.perf_counter() - started) * 1000
         await asyncio.sleep(0.2)
-        grown = (status_kb(pid)["VmRSS"] - before) / 1024
+        grown = (harness.status_kb(pid)["VmRSS"] - before) / 1024
         code = response.json()["errors"][0]["extensions"]["code"]
         rows.append((name, response.status_code, code, elapsed, grown))
     report.table("hostile bodies", ("request", "HTTP", "code", "ms", "RSS grew MiB"), rows)
@@ -104,40 +91,39 @@ async def hostile_bodies(http: httpx.AsyncClient, pid: int, report: Report) -> N
     )
 
 
-async def benchmark(db: ScratchDatabase, examples: int, seed: int, report: Report) -> Counter[str]:
-    seconds = await seed_demo_school(db.settings)
+async def benchmark(
+    db: harness.ScratchDatabase, examples: int, seed: int, report: harness.Report
+) -> tuple[Counter[str], int]:
+    """The hostile bodies, then the fuzzing: its outcomes and how many requests failed."""
+    seconds = await harness.seed_demo_school(db.settings)
     report.say(f"seeded the demo tenant in {seconds:.1f} s")
-    async with served(db.env) as (server, graphql):
+    async with harness.served(db.env) as (server, graphql):
         tokens: dict[str, str | None] = {"anonymous": None}
         for role, email in ACCOUNTS.items():
             tokens[role] = await graphql.login(DEMO_SLUG, email)
         await hostile_bodies(graphql.client, server.pid, report)
         started = time.perf_counter()
-        outcomes = await asyncio.to_thread(fuzz, server.base_url, tokens, examples, seed)
+        outcomes, failures = await asyncio.to_thread(fuzz, server.base_url, tokens, examples, seed)
         report.say(f"\n{examples:,} fuzzed requests in {time.perf_counter() - started:.0f} s")
-        if outcomes["failures"]:
-            report.say("the server's log said:", *log_problems(server)[:20])
-    return outcomes
+        if failures:
+            report.say("first failure: " + failures[0][:2000])
+            report.say("the server's log said:", *harness.log_problems(server)[:20])
+    return outcomes, len(failures)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser("fuzz_api", "Fuzz every operation; count INTERNAL_ERROR and 5xx.")
+    arguments = harness.parser("fuzz_api", "Fuzz every operation; count INTERNAL_ERROR and 5xx.")
     arguments.prog = "python -m scripts.fuzz_api"
     arguments.add_argument("--examples", type=int, default=10_000, help="documents to send")
     arguments.add_argument("--seed", type=int, default=1, help="hypothesis's seed")
     args = arguments.parse_args(argv)
-    report = Report("fuzz_api", as_json=args.json)
-    with scratch_database("fuzz", redis_db=15, keep=args.keep) as db:
-        outcomes = asyncio.run(benchmark(db, args.examples, args.seed, report))
-    failures = outcomes.pop("failures")
+    report = harness.Report("fuzz_api", as_json=args.json)
+    with harness.scratch_database("fuzz", redis_db=15, keep=args.keep) as db:
+        outcomes, failures = asyncio.run(benchmark(db, args.examples, args.seed, report))
     report.table("outcomes", ("outcome", "requests"), sorted(outcomes.items()))
-    internal, server_errors = (
-        outcomes["INTERNAL_ERROR"],
-        sum(n for k, n in outcomes.items() if k.startswith("HTTP 5")),
-    )
-    report.check(
-        "fuzzing", failures == 0, f"{internal} INTERNAL_ERROR, {server_errors} 5xx (target 0 and 0)"
-    )
+    server_errors = sum(n for outcome, n in outcomes.items() if outcome.startswith("HTTP 5"))
+    detail = f"{outcomes['INTERNAL_ERROR']} INTERNAL_ERROR, {server_errors} 5xx (target 0 and 0)"
+    report.check("fuzzing", failures == 0, detail)
     return report.finish(failed=failures > 0, strict=args.strict)
 
 

@@ -1,15 +1,9 @@
-"""The pages' GraphQL documents (the student page's and the teacher's register's) as an Apollo
-persisted query manifest (``deploy/rollcall-web-documents.json``), for deployments that run
-trusted documents only (``ROLLCALL_TRUSTED_DOCUMENTS=enforce``, or
-``…_CLIENTS=rollcall-web=enforce``): register it with ``rollcall documents register
-deploy/rollcall-web-documents.json`` before turning that on.
-
-The documents are read from ``graph/web/js/queries.js`` by Node.js (the module is evaluated as
-the browser evaluates it, so each body is the exact text the page hashes)::
+"""Writes the Apollo persisted query manifest of the pages' GraphQL documents
+(``deploy/rollcall-web-documents.json``; README.md, "Persisted queries", says when to register
+it), read from ``graph/web/js/queries.js`` by Node.js as the browser evaluates it, so that each
+body is the exact text the page hashes.
 
     .venv/bin/python scripts/page_manifest.py [--check]
-
-``--check`` exits 1 when the committed manifest differs from the page's documents.
 """
 
 from __future__ import annotations
@@ -34,14 +28,9 @@ EXPORT = "const q = await import(process.argv[1]); console.log(JSON.stringify(Ob
 
 def page_documents(node: str) -> list[str]:
     """Every document ``queries.js`` exports, as Node.js evaluates the module."""
-    found = subprocess.run(
-        [node, "--input-type=module", "-e", EXPORT, QUERIES.as_uri()],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    documents: list[str] = json.loads(found.stdout)
-    return documents
+    command = [node, "--input-type=module", "-e", EXPORT, QUERIES.as_uri()]
+    found = subprocess.run(command, check=True, capture_output=True, text=True)
+    return list(json.loads(found.stdout))
 
 
 def manifest(documents: list[str]) -> str:
@@ -52,14 +41,8 @@ def manifest(documents: list[str]) -> str:
             node for node in parse(body).definitions if isinstance(node, OperationDefinitionNode)
         ]
         assert operation.name is not None, "every page document is named"
-        operations.append(
-            {
-                "id": document_hash(body),
-                "name": operation.name.value,
-                "type": operation.operation.value,
-                "body": body,
-            }
-        )
+        name, kind = operation.name.value, operation.operation.value
+        operations.append({"id": document_hash(body), "name": name, "type": kind, "body": body})
     operations.sort(key=lambda operation: operation["name"])
     content = {"format": APOLLO_MANIFEST_FORMAT, "version": 1, "operations": operations}
     return json.dumps(content, indent=2) + "\n"
@@ -67,7 +50,7 @@ def manifest(documents: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    parser.add_argument("--check", action="store_true", help="exit 1 when stale; write nothing")
     args = parser.parse_args()
     node = shutil.which("node")
     if node is None:

@@ -24,22 +24,13 @@ from strawberry.http.ides import get_graphql_ide_html
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "graph" / "vendor" / "graphiql"
-CDN = "https://unpkg.com/"
 REGISTRY = "https://registry.npmjs.org"
+# What strawberry's GraphiQL template pins:
 # src="https://unpkg.com/<package>@<version>/<path>" integrity="sha384-…"
 ASSET = re.compile(
     r'(?:src|href)="https://unpkg\.com/(?P<package>(?:@[^/]+/)?[^@/]+)@(?P<version>[^/]+)/'
     r'(?P<path>[^"]+)"\s+integrity="(?P<integrity>sha384-[^"]+)"'
 )
-
-
-def pinned() -> list[re.Match[str]]:
-    """The assets strawberry's GraphiQL template names, with their integrity hashes."""
-    return list(ASSET.finditer(get_graphql_ide_html(graphql_ide="graphiql")))
-
-
-def local_path(asset: re.Match[str]) -> Path:
-    return TARGET / f"{asset['package']}@{asset['version']}" / asset["path"]
 
 
 def integrity(content: bytes) -> str:
@@ -62,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="verify the copies, fetch nothing")
     args = parser.parse_args(argv)
-    assets = pinned()
+    assets = list(ASSET.finditer(get_graphql_ide_html(graphql_ide="graphiql")))
     if not assets:
         raise SystemExit("strawberry's GraphiQL template names no unpkg asset: update this script")
     failed = False
     for asset in assets:
-        path = local_path(asset)
+        path = TARGET / f"{asset['package']}@{asset['version']}" / asset["path"]
         if args.check:
             ok = path.is_file() and integrity(path.read_bytes()) == asset["integrity"]
             print(f"{'ok' if ok else 'MISMATCH'}  {path.relative_to(ROOT)}")
