@@ -57,7 +57,7 @@ from services.platform.storage import (
     new_key,
     quarantine_key,
 )
-from services.queue import SCAN_CERTIFICATE, Queue, enqueue, schedule_emails
+from services.queue import SCAN_CERTIFICATE, enqueue_row_job, schedule_emails
 
 ORPHAN_AGE = timedelta(hours=1)
 OBJECT_KIND = "certificates"
@@ -140,15 +140,7 @@ async def upload_certificate(
         await _discard(store, key)
         raise
     async with session_factory() as session:
-        await enqueue(
-            queue,
-            session,
-            SCAN_CERTIFICATE,
-            str(tenant_id),
-            str(certificate.id),
-            queue=Queue.NORMAL,
-            job_id=f"{SCAN_CERTIFICATE}:{certificate.id}",
-        )
+        await enqueue_row_job(queue, session, SCAN_CERTIFICATE, tenant_id, certificate.id)
     return certificate
 
 

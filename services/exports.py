@@ -50,7 +50,7 @@ from services.platform.db import SessionFactory
 from services.platform.errors import Invalid, NotFound, ServiceError
 from services.platform.keyset import KeysetPage, keyset_page
 from services.platform.storage import Download, ObjectStore, new_key
-from services.queue import BUILD_EXPORT, Queue, enqueue, schedule_emails
+from services.queue import BUILD_EXPORT, Queue, enqueue, enqueue_row_job, schedule_emails
 
 MAX_RANGE_DAYS = 366
 LINK_LIFETIME = timedelta(hours=24)
@@ -132,15 +132,9 @@ async def request_export(
                     "requestedAt": export.created_at.isoformat(),
                 },
             )
-        await enqueue(
-            queue,
-            session,
-            BUILD_EXPORT,
-            str(viewer.tenant_id),
-            str(export.id),
-            queue=Queue.NORMAL,
-            job_id=f"{BUILD_EXPORT}:{export.id}",
-            defer_seconds=BUILD_DEFER_SECONDS if constrained else 0,
+        defer = BUILD_DEFER_SECONDS if constrained else 0
+        await enqueue_row_job(
+            queue, session, BUILD_EXPORT, viewer.tenant_id, export.id, defer_seconds=defer
         )
     return export
 

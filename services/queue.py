@@ -82,6 +82,29 @@ async def enqueue(
             )
 
 
+async def enqueue_row_job(
+    redis: ArqRedis,
+    session: AsyncSession,
+    function: str,
+    tenant_id: uuid.UUID,
+    row_id: uuid.UUID,
+    *,
+    defer_seconds: float = 0,
+) -> None:
+    """Queue ``function(tenant_id, row_id)`` on the normal queue, once per row: the job that
+    works on a row a request has just committed (a scan, an export's build, an import)."""
+    await enqueue(
+        redis,
+        session,
+        function,
+        str(tenant_id),
+        str(row_id),
+        queue=Queue.NORMAL,
+        job_id=f"{function}:{row_id}",
+        defer_seconds=defer_seconds,
+    )
+
+
 async def drain_outbox(*, redis: ArqRedis, session_factory: SessionFactory) -> int:
     """Move outbox jobs to their queues (oldest first); how many moved. Safe to run anywhere."""
     moved = 0

@@ -45,7 +45,7 @@ from services.models import (
 )
 from services.platform.db import SessionFactory
 from services.platform.errors import Invalid, NotFound
-from services.queue import IMPORT_ROSTER, Queue, enqueue
+from services.queue import IMPORT_ROSTER, enqueue_row_job
 from services.rosters import MAX_FILE_BYTES, RosterRow, RowError, parse_roster
 
 CHUNK_ROWS = 1000
@@ -107,15 +107,7 @@ async def request_import(
                     "dry_run": dry_run,
                 },
             )
-        await enqueue(
-            queue,
-            session,
-            IMPORT_ROSTER,
-            str(tenant_id),
-            str(roster.id),
-            queue=Queue.NORMAL,
-            job_id=f"{IMPORT_ROSTER}:{roster.id}",
-        )
+        await enqueue_row_job(queue, session, IMPORT_ROSTER, tenant_id, roster.id)
     return roster
 
 
