@@ -165,26 +165,12 @@ class Cache:
             soft_expiry=soft_expiry,
             hard_expiry=soft_expiry,
         )
+        expire_ms = max(int((soft_expiry - now) * 1000), 1)
         try:
             async with self._guard():
-                stored = await self._store(
-                    keys=spec.redis_keys()[: 2 + len(spec.tags)],
-                    args=[
-                        versions,
-                        entry.stamp,
-                        repr(soft_expiry),
-                        encode(value),
-                        max(int((soft_expiry - now) * 1000), 1),
-                        *(item for pair in (fields or {}).items() for item in pair),
-                    ],
-                )
+                return await self._write(spec, entry, expire_ms, fields or {})
         except CacheUnavailable:
             return False
-        if stored:
-            self._remember(spec.entry_key, entry)
-        else:
-            self.stats.stores_skipped += 1
-        return bool(stored)
 
     async def invalidate(
         self, *, tenant_id: uuid.UUID, tags: Sequence[str], touch: Sequence[str] = ()
@@ -289,7 +275,7 @@ class Cache:
             self.stats.l1_hits += 1
             telemetry.CACHE_LOOKUPS.labels(spec.kind, "l1_hit").inc()
             return versions, watched, local, Source.L1
-        if len(reply) > 2 and (stored := self._entry_from_reply(spec, versions, reply)):
+        if stored := self._entry_from_reply(spec, versions, reply):
             self.stats.l2_hits += 1
             telemetry.CACHE_LOOKUPS.labels(spec.kind, "l2_hit").inc()
             return versions, watched, stored, Source.L2
@@ -379,16 +365,18 @@ class Cache:
         token = secrets.token_hex(8)
         deadline = self._clock() + LOCK_TTL_MS / 1000
         try:
+            waited = False
             while not await self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+                waited = True
                 await asyncio.sleep(LOCK_POLL_SECONDS)
-                reply = await self._read_entry(spec, "")
-                if len(reply) > 2 and reply[0].decode() == versions:
-                    stored = self._entry_from_reply(spec, versions, reply)
-                    if stored is not None:
-                        return stored
+                if (stored := await self._current_entry(spec, versions)) is not None:
+                    return stored
                 if self._clock() >= deadline:
                     break
             try:
+                # The holder may have stored and let go since the last look: look once more.
+                if waited and (stored := await self._current_entry(spec, versions)) is not None:
+                    return stored
                 return await self._compute_and_store(spec, versions)
             finally:
                 await self._release(keys=[lock], args=[token])
@@ -396,9 +384,15 @@ class Cache:
             self._failed(error)
             raise CacheUnavailable(str(error)) from error
 
+    async def _current_entry(self, spec: Spec[T], versions: str) -> Entry[T] | None:
+        return self._entry_from_reply(spec, versions, await self._read_entry(spec, ""))
+
     def _entry_from_reply(self, spec: Spec[T], versions: str, reply: list[Any]) -> Entry[T] | None:
-        """The L2 entry, remembered in L1; None when its payload no longer decodes (written by
-        a version of the code whose value had another shape): then it is a miss."""
+        """The L2 entry computed from ``versions``, remembered in L1; None when there is none,
+        or when its payload no longer decodes (written by a version of the code whose value
+        had another shape): then it is a miss."""
+        if len(reply) <= 2 or reply[0].decode() != versions:
+            return None
         stamp = reply[2].decode()
         try:
             value = decode(spec.value_type, reply[4])
@@ -428,18 +422,27 @@ class Cache:
             soft_expiry=now + ttl,
             hard_expiry=now + HARD_TTL_FACTOR * ttl,
         )
+        await self._write(spec, entry, int(HARD_TTL_FACTOR * ttl * 1000), {})
+        return entry
+
+    async def _write(
+        self, spec: Spec[T], entry: Entry[T], expire_ms: int, fields: Mapping[str, str]
+    ) -> bool:
+        """Store ``entry`` in L2 (dropped after ``expire_ms``), ``fields`` beside it, and in
+        L1: only while the versions it was computed from are current. Whether it was."""
         stored = await self._store(
             keys=spec.redis_keys()[: 2 + len(spec.tags)],
             args=[
-                versions,
+                entry.versions,
                 entry.stamp,
                 repr(entry.soft_expiry),
-                encode(value),
-                int(HARD_TTL_FACTOR * ttl * 1000),
+                encode(entry.value),
+                expire_ms,
+                *(item for pair in fields.items() for item in pair),
             ],
         )
         if stored:
             self._remember(spec.entry_key, entry)
         else:
             self.stats.stores_skipped += 1
-        return entry
+        return bool(stored)
