@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 from arq.worker import Worker
 from asgi_lifespan import LifespanManager
-from sqlalchemy import event, insert
+from sqlalchemy import ColumnElement, event, func, insert, select
 from sqlalchemy.engine import Engine
 
 from graph.app import create_app
 from jobs.worker import create_workers, run_workers, shared_context
-from rollcall.processes import child_env
+from rollcall.processes import ROOT, child_env, rollcall_command
 from services.auth import Viewer, hash_password, issue_token
 from services.cached_reads import create_cache
 from services.models import (
@@ -214,6 +215,21 @@ class Factory:
                 ],
             )
 
+    async def student_with(
+        self, marks: Sequence[tuple[date, int, AttendanceStatus]]
+    ) -> tuple[School, Student]:
+        """A school of one student (``school``'s other defaults); the student, with ``marks``."""
+        school = await self.school(students=1)
+        student = school.students[0]
+        await self.records(school, student, marks)
+        return school, student
+
+    async def count(self, model: type, *conditions: ColumnElement[bool]) -> int:
+        """How many rows of ``model`` meet all of ``conditions``."""
+        async with self.session_factory() as session:
+            found = await session.scalar(select(func.count()).select_from(model).where(*conditions))
+        return int(found)
+
     async def refresh(self) -> None:
         """What the refresh job does: new snapshots, then the cached aggregates renewed."""
         cache = create_cache(self.settings, session_factory=self.session_factory)
@@ -221,6 +237,13 @@ class Factory:
             await refresh_statistics(session_factory=self.session_factory, cache=cache)
         finally:
             await cache.redis.aclose()
+
+
+def daily(
+    statuses: Sequence[AttendanceStatus], *, start: date
+) -> list[tuple[date, int, AttendanceStatus]]:
+    """One first-period mark a day from ``start``, with each of ``statuses`` in turn."""
+    return [(start + timedelta(days=n), 1, status) for n, status in enumerate(statuses)]
 
 
 def calm() -> Usage:
@@ -243,6 +266,20 @@ def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "ROLLCALL_DB_POOL_MIN": "2",
     }
     return child_env(**{**defaults, **overrides})
+
+
+def run_rollcall(
+    *arguments: str, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``rollcall …`` run to its end from the repository's root; its output as text."""
+    return subprocess.run(
+        rollcall_command(*arguments),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @contextlib.asynccontextmanager

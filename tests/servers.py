@@ -155,6 +155,32 @@ def _remove_stale_sockets(paths: Iterable[Path]) -> None:
                 pass
 
 
+def _launch(
+    command: list[str],
+    log: Path,
+    heading: str,
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    stdout_to_log: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a process group of its own (``_stop`` ends the whole group), its
+    stderr, and its stdout unless ``stdout_to_log`` is false, appended to ``log`` after a line
+    that names the attempt."""
+    with log.open("ab") as output:
+        output.write(f"\n--- {heading}: {' '.join(command)}\n".encode())
+        output.flush()
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output if stdout_to_log else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if stdout_to_log else output,
+            start_new_session=True,
+        )
+
+
 @contextlib.contextmanager
 def _running(name: str, log: Path, start: Callable[[int], _Started[T]]) -> Iterator[T]:
     """``start(attempt)`` until one attempt gets ready; yield its value, then stop it."""
@@ -294,18 +320,7 @@ def seaweedfs(directory: Path) -> Iterator[S3Server]:
             "-master.telemetry=false",
             "-volume.preStopSeconds=0",
         ]
-        with log.open("ab") as output:
-            output.write(f"\n--- attempt {attempt}: {' '.join(command)}\n".encode())
-            output.flush()
-            process = subprocess.Popen(
-                command,
-                cwd=directory,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = _launch(command, log, f"attempt {attempt}", cwd=directory, env=env)
         return _Started(process, server, lambda: _s3_works(server), tuple(leftovers))
 
     with _running("weed mini", log, start) as server:
@@ -394,17 +409,13 @@ def clamd(directory: Path) -> Iterator[str]:
                 ]
             )
         )
-        with log.open("ab") as output:
-            output.write(f"\n--- attempt {attempt} on {url}\n".encode())
-            output.flush()
-            process = subprocess.Popen(
-                [binary, f"--config-file={config}"],
-                cwd=directory,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # in the foreground it logs there as well as to LogFile
-                stderr=output,
-                start_new_session=True,
-            )
+        process = _launch(
+            [binary, f"--config-file={config}"],
+            log,
+            f"attempt {attempt} on {url}",
+            cwd=directory,
+            stdout_to_log=False,  # in the foreground it logs there as well as to LogFile
+        )
         return _Started(process, url, lambda: clamd_command(url, b"PING", timeout=1) == b"PONG")
 
     with _running("clamd", log, start) as url:
@@ -596,19 +607,6 @@ def redis_sentinels(
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
 
-    def launch(name: str, command: list[str], log: Path, attempt: int) -> subprocess.Popen[bytes]:
-        with log.open("ab") as output:
-            output.write(f"\n--- {name}, attempt {attempt}: {' '.join(command)}\n".encode())
-            output.flush()
-            return subprocess.Popen(
-                command,
-                cwd=directory,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
     def data_server(name: str, *extra: str) -> Callable[[int], _Started[RedisNode]]:
         log = directory / f"{name}.log"
 
@@ -618,7 +616,7 @@ def redis_sentinels(
             command += ["--save", "", "--appendonly", "no", "--dbfilename", f"{name}.rdb"]
             # A replica's first sync starts at once, not after the default 5 s wait for others.
             command += ["--repl-diskless-sync-delay", "0"]
-            process = launch(name, [*command, *extra], log, attempt)
+            process = _launch([*command, *extra], log, f"{name}, attempt {attempt}", cwd=directory)
             expected = {"master_link_status": "up"} if extra else {}
             return _Started(
                 process, RedisNode(port, process), lambda: _redis_answers(port, **expected)
@@ -639,7 +637,9 @@ def redis_sentinels(
                 f"sentinel failover-timeout {SENTINEL_MASTER} {failover_timeout_ms}\n"
                 f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
             )
-            process = launch(name, [sentinel, str(config)], log, attempt)
+            process = _launch(
+                [sentinel, str(config)], log, f"{name}, attempt {attempt}", cwd=directory
+            )
             return _Started(process, RedisNode(port, process), lambda: _redis_answers(port))
 
         return start

@@ -5,8 +5,6 @@ fewer server connections than clients; migrations go to PostgreSQL directly."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -16,7 +14,7 @@ import httpx
 import pytest
 
 from rollcall.processes import running_server, running_worker
-from tests.factories import error_codes, gql, process_env
+from tests.factories import error_codes, gql, process_env, run_rollcall
 from tests.servers import pgbouncer, pgbouncer_binary
 
 pytestmark = pytest.mark.skipif(
@@ -50,16 +48,6 @@ async def direct_url(postgres_server_url):
         await connection.close()
 
 
-def rollcall(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rollcall", *arguments],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 async def test_seed_api_and_worker_run_through_pgbouncer(settings, direct_url, tmp_path):
     with pgbouncer(tmp_path, direct_url, pool_size=4) as bounced:
         env = process_env(
@@ -74,7 +62,7 @@ async def test_seed_api_and_worker_run_through_pgbouncer(settings, direct_url, t
             ROLLCALL_DEGRADE_MEMORY_PERCENT="100",
         )
         for command in (("migrate",), ("seed", "--demo")):
-            done = rollcall(env, *command)
+            done = run_rollcall(*command, env=env)
             assert done.returncode == 0, done.stderr[-3000:]
         async with (
             running_server(env) as server,

@@ -31,7 +31,6 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix, result_key_prefix
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
 
 from jobs.worker import WorkerSettings
 from rollcall.live_client import LiveClient
@@ -320,16 +319,12 @@ async def test_every_subscriber_on_every_process_receives_every_event_once(
             assert len({w.received[0]["id"] for w in watchers}) == 1, key
         for watcher in [*classes, *_all(own_marks)]:
             assert watcher.client.pending(watcher.operation) == 0
-    async with factory.session_factory() as session:
-        alerts = await session.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(
-                Notification.tenant_id == school.tenant.id,
-                Notification.type == NotificationType.MAHROOM_ALERT,
-                Notification.user_id.in_([a.id for a in school.accounts.values()]),
-            )
-        )
+    alerts = await factory.count(
+        Notification,
+        Notification.tenant_id == school.tenant.id,
+        Notification.type == NotificationType.MAHROOM_ALERT,
+        Notification.user_id.in_([a.id for a in school.accounts.values()]),
+    )
     assert alerts == len(school.students)
 
 

@@ -1,8 +1,7 @@
-import subprocess
-import sys
 from pathlib import Path
 
 from graph.schema import schema
+from tests.factories import run_rollcall
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,14 +12,9 @@ def test_committed_schema_equals_the_code():
 
 
 def test_export_schema_command_prints_it():
-    printed = subprocess.run(
-        [sys.executable, "-m", "rollcall", "export-schema"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
-    assert printed == (ROOT / "schema.graphql").read_text()
+    done = run_rollcall("export-schema")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (ROOT / "schema.graphql").read_text()
 
 
 def test_contract_operations_are_present():

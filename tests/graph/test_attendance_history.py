@@ -20,13 +20,9 @@ DASHBOARD = "query { studentDashboard { attendanceRate } }"
 
 async def test_a_student_reads_their_own_weeks_ending_with_the_dashboard_rate(client, factory):
     # given marks this week and three weeks ago
-    school = await factory.school(students=1)
-    student = school.students[0]
     today = datetime.now(UTC).date()
     monday = week_start(today)
-    await factory.records(
-        school,
-        student,
+    school, student = await factory.student_with(
         [
             (today, 1, AttendanceStatus.PRESENT),
             (today, 2, AttendanceStatus.ABSENT),

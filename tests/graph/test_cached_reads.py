@@ -46,6 +46,17 @@ def mark_input(school, students, status, *, day, period):
     }
 
 
+async def teacher_marks(api: httpx.AsyncClient, school, students, status, *, day, period) -> None:
+    """The first class's teacher marks ``students`` through ``api``; an error fails the test."""
+    body = await gql(
+        api,
+        MARK,
+        mark_input(school, students, status, day=day, period=period),
+        token=school.token(school.teachers[0]),
+    )
+    assert "errors" not in body, body
+
+
 async def test_a_second_read_within_the_ttl_runs_no_sql(settings, factory):
     # given a student who has read their dashboard once, through an API process whose
     # answers are not kept whole (the reads' own cache is what is tested here)
@@ -95,13 +106,7 @@ async def test_a_mark_shows_at_once_and_class_figures_say_they_are_stale(client,
     before = await gql(client, DASHBOARD, variables, token=admin)
     assert before["data"]["studentDashboard"]["attendanceRate"] == 100.0
     # when the teacher marks the student ABSENT
-    marked = await gql(
-        client,
-        MARK,
-        mark_input(school, [student], AttendanceStatus.ABSENT, day=today, period=1),
-        token=school.token(school.teachers[0]),
-    )
-    assert "errors" not in marked, marked
+    await teacher_marks(client, school, [student], AttendanceStatus.ABSENT, day=today, period=1)
     # then the student's own figures change on the very next read
     after = await client.post(
         "/graphql",
@@ -161,25 +166,20 @@ async def test_no_read_after_a_mark_ignores_it(client, second_process, factory, 
     returns the counts of every mark made before it."""
     school = await factory.school(students=2)
     processes = [client, second_process]
-    teacher, admin = school.token(school.teachers[0]), school.token(school.admin)
+    admin = school.token(school.admin)
     today = datetime.now(UTC).date()
     marks: list[dict[tuple[int, int], AttendanceStatus]] = [{}, {}]
     for operation in operations:
         if operation[0] == "mark":
             _, process, index, (ago, period), status = operation
-            body = await gql(
+            await teacher_marks(
                 processes[process],
-                MARK,
-                mark_input(
-                    school,
-                    [school.students[index]],
-                    status,
-                    day=today - timedelta(days=ago),
-                    period=period,
-                ),
-                token=teacher,
+                school,
+                [school.students[index]],
+                status,
+                day=today - timedelta(days=ago),
+                period=period,
             )
-            assert "errors" not in body, body
             marks[index][(ago, period)] = status
         else:
             _, process, index = operation

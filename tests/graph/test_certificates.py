@@ -390,11 +390,7 @@ async def test_tampered_or_expired_links_are_forbidden(client, factory):
 
 async def test_approval_excuses_the_covered_absences(client, factory, settings, redis):
     # given absences on three days, one outside the certificate, and a present period
-    school = await factory.school(students=1)
-    student = school.students[0]
-    await factory.records(
-        school,
-        student,
+    school, student = await factory.student_with(
         [
             (DAY, 1, AttendanceStatus.ABSENT),
             (DAY, 2, AttendanceStatus.PRESENT),

@@ -6,8 +6,10 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,7 @@ from jobs.worker import shared_context
 from services.access import Access
 from services.audit import Origin
 from services.auth import Viewer
+from services.export_files import COLUMNS
 from services.exports import ExportRequest, request_export
 from services.models import (
     AttendanceStatus,
@@ -54,16 +57,7 @@ query List($first: Int, $after: String) {
 NOTIFICATIONS = "{ notifications { edges { node { type title message actionUrl } } } }"
 DAY = date(2026, 10, 5)
 RANGE = {"from": "2026-10-05", "to": "2026-10-09"}
-COLUMNS = [
-    "date",
-    "period",
-    "studentId",
-    "studentName",
-    "classroom",
-    "subject",
-    "status",
-    "markedAt",
-]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 async def requested(
@@ -87,11 +81,11 @@ def parsed(response: httpx.Response) -> list[dict[str, str]]:
     if response.headers["content-type"].startswith("text/csv"):
         reader = csv.reader(io.StringIO(response.content.decode("utf-8"), newline=""))
         header, *rows = list(reader)
-        assert header == COLUMNS
+        assert header == list(COLUMNS)
         return [dict(zip(header, row, strict=True)) for row in rows]
     assert response.headers["content-type"].startswith("application/json")
     items = json.loads(response.content)
-    assert all(list(item) == COLUMNS for item in items)
+    assert all(list(item) == list(COLUMNS) for item in items)
     return [{name: str(value) for name, value in item.items()} for item in items]
 
 
@@ -108,8 +102,10 @@ async def exported(settings, client, token, export_format="CSV") -> list[dict[st
     return await downloaded(client, ready["downloadUrl"])
 
 
-async def marked_week(factory: Factory, school: School) -> None:
-    """Every student: two periods on each day of RANGE, and one mark on each side of it."""
+async def marked_school(factory: Factory, **shape: Any) -> School:
+    """A school (``factory.school(**shape)``) whose every student has two periods marked on
+    each day of RANGE, and one mark on each side of it."""
+    school = await factory.school(**shape)
     statuses = [AttendanceStatus.PRESENT, AttendanceStatus.ABSENT, AttendanceStatus.SICK]
     for n, student in enumerate(school.students):
         marks = [
@@ -122,6 +118,7 @@ async def marked_week(factory: Factory, school: School) -> None:
             (DAY + timedelta(days=5), 1, AttendanceStatus.PRESENT),
         ]
         await factory.records(school, student, marks)
+    return school
 
 
 async def rows_of(factory: Factory, model: type, **where: Any) -> list[Any]:
@@ -130,13 +127,18 @@ async def rows_of(factory: Factory, model: type, **where: Any) -> list[Any]:
         return list(await session.scalars(query))
 
 
+def test_the_files_columns_are_the_ones_the_readme_promises():
+    # The tests below check every file against COLUMNS; whoever reads the files goes by these.
+    [written] = re.findall(r"Columns `([^`]*)`", README.read_text())
+    assert [name.strip() for name in written.split(",")] == list(COLUMNS)
+
+
 @pytest.mark.parametrize("export_format", ["CSV", "JSON"])
 async def test_a_student_exports_their_own_marks_audited_and_notified_with_a_link(
     client, factory, settings, redis, export_format
 ):
     # given two classes of marked students
-    school = await factory.school(classrooms=2, students=2)
-    await marked_week(factory, school)
+    school = await marked_school(factory, classrooms=2, students=2)
     student = school.students[0]
     token = school.student_token(student)
     # when the student asks
@@ -183,10 +185,8 @@ async def test_a_teacher_exports_their_classes_and_staff_the_school_never_anothe
     client, factory, settings, redis
 ):
     # given two marked schools, the first with two classes taught by different teachers
-    school = await factory.school(classrooms=2, students=2, teachers=2)
-    other = await factory.school(classrooms=1, students=2)
-    await marked_week(factory, school)
-    await marked_week(factory, other)
+    school = await marked_school(factory, classrooms=2, students=2, teachers=2)
+    other = await marked_school(factory, classrooms=1, students=2)
     first_class = {str(s.id) for s in school.students_of(school.classrooms[0])}
     everyone = {str(s.id) for s in school.students}
     # when and then: the teacher of the first class gets it only
@@ -263,8 +263,7 @@ async def test_the_sixth_export_in_an_hour_is_refused(settings, factory, redis):
 
 async def test_a_rerun_job_never_notifies_twice(client, factory, settings, redis):
     # given a built export
-    school = await factory.school(students=1)
-    await marked_week(factory, school)
+    school = await marked_school(factory, students=1)
     token = school.token(school.admin)
     export = await requested(client, token)
     first = await built(settings, client, token, export["id"])
@@ -301,8 +300,7 @@ async def test_a_job_failing_every_try_leaves_the_export_failed(
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     broken = dataclasses.replace(settings, storage_url=f"file://{blocker}/storage")
-    school = await factory.school(students=1)
-    await marked_week(factory, school)
+    school = await marked_school(factory, students=1)
     token = school.token(school.admin)
     export = await requested(client, token)
     # when every try fails
@@ -366,8 +364,7 @@ async def test_a_request_while_redis_is_down_waits_in_the_outbox(
     factory, settings, session_factory, redis
 ):
     # given an admin and a Redis that refuses connections
-    school = await factory.school(students=1)
-    await marked_week(factory, school)
+    school = await marked_school(factory, students=1)
     admin = school.admin
     access = Access(
         viewer=Viewer(user_id=admin.id, tenant_id=school.tenant.id, role=admin.role),
@@ -409,8 +406,7 @@ async def test_rights_are_those_of_the_requester_when_the_file_is_built(
 ):
     # given a teacher's and an admin's exports, requested before the teacher lost the class
     # and the admin account was deactivated
-    school = await factory.school(students=2)
-    await marked_week(factory, school)
+    school = await marked_school(factory, students=2)
     teacher, admin = school.teachers[0], school.admin
     by_teacher = await requested(client, school.token(teacher))
     by_admin = await requested(client, school.token(admin))
@@ -432,8 +428,7 @@ async def test_on_s3_the_links_redirect_to_the_file(factory, settings, s3_server
     s3_settings = dataclasses.replace(
         settings, storage_url=s3_server.storage_url(f"exports-{uuid.uuid4().hex[:8]}")
     )
-    school = await factory.school(students=1)
-    await marked_week(factory, school)
+    school = await marked_school(factory, students=1)
     token = school.student_token(school.students[0])
     async with api_process(s3_settings) as http:
         # when an export is built
@@ -456,8 +451,7 @@ async def test_exports_past_the_retention_time_are_deleted_and_expired(
     client, factory, settings, redis
 ):
     # given two built exports, one finished eight days ago
-    school = await factory.school(students=1)
-    await marked_week(factory, school)
+    school = await marked_school(factory, students=1)
     token = school.token(school.admin)
     old, recent = (await requested(client, token)), (await requested(client, token))
     await run_jobs(settings)

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from graph.edge.view import client_address, trusted_networks
 from services.models import AuditAction, AuditLog
@@ -48,12 +48,9 @@ async def attempt(http, school, password: str, address: str | None = None, email
 
 
 async def count(factory, school, action: AuditAction) -> int:
-    async with factory.session_factory() as session:
-        return await session.scalar(
-            select(func.count()).where(
-                AuditLog.tenant_id == school.tenant.id, AuditLog.action == action
-            )
-        )
+    return await factory.count(
+        AuditLog, AuditLog.tenant_id == school.tenant.id, AuditLog.action == action
+    )
 
 
 async def test_twenty_wrong_passwords_from_one_address_do_not_stop_the_owner(behind_proxy, factory):

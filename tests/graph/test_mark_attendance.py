@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
 
 from services.models import AttendanceRecord
 from tests.factories import School, error_codes, gql
@@ -42,12 +41,7 @@ def mark_input(
 
 
 async def record_count(factory, school: School) -> int:
-    async with factory.session_factory() as session:
-        return await session.scalar(
-            select(func.count())
-            .select_from(AttendanceRecord)
-            .where(AttendanceRecord.tenant_id == school.tenant.id)
-        )
+    return await factory.count(AttendanceRecord, AttendanceRecord.tenant_id == school.tenant.id)
 
 
 async def test_teacher_marks_and_the_next_dashboard_shows_it(client, factory):

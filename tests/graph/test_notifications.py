@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.models import NotificationType, Severity
+from services.models import Notification, NotificationType, Severity
 from services.notifications import Draft, create_notification
 from tests.factories import School, error_codes, gql
 
@@ -30,24 +30,30 @@ mutation U($input: NotificationPreferencesInput!) {
 }"""
 
 
-async def notify(factory, school: School, user, count: int) -> list[uuid.UUID]:
-    ids = []
+async def stored(factory, school: School, user, *drafts: Draft) -> list[Notification | None]:
+    """``drafts`` for ``user``, in one transaction: each row, or None where its dedupe key
+    was taken."""
     async with factory.session_factory() as session, session.begin():
-        for n in range(count):
-            row = await create_notification(
-                session,
-                tenant_id=school.tenant.id,
-                user_id=user.id,
-                draft=Draft(
-                    kind=NotificationType.ATTENDANCE_WARNING,
-                    severity=Severity.WARNING,
-                    title=f"Notice {n}",
-                    message="Your attendance is below 80%.",
-                    action_url="/dashboard",
-                ),
+        return [
+            await create_notification(
+                session, tenant_id=school.tenant.id, user_id=user.id, draft=draft
             )
-            ids.append(row.id)
-    return ids
+            for draft in drafts
+        ]
+
+
+async def notify(factory, school: School, user, count: int) -> list[uuid.UUID]:
+    warnings = [
+        Draft(
+            kind=NotificationType.ATTENDANCE_WARNING,
+            severity=Severity.WARNING,
+            title=f"Notice {n}",
+            message="Your attendance is below 80%.",
+            action_url="/dashboard",
+        )
+        for n in range(count)
+    ]
+    return [row.id for row in await stored(factory, school, user, *warnings)]
 
 
 async def test_pages_walk_every_notification_newest_first(client, factory):
@@ -121,24 +127,16 @@ async def test_nobody_reads_or_marks_another_user_s_notification(client, factory
 async def test_dedupe_key_makes_a_notification_happen_once(factory):
     school = await factory.school(students=1)
     account = school.accounts[school.students[0].id]
-    created = []
-    for _ in range(2):
-        async with factory.session_factory() as session, session.begin():
-            created.append(
-                await create_notification(
-                    session,
-                    tenant_id=school.tenant.id,
-                    user_id=account.id,
-                    draft=Draft(
-                        kind=NotificationType.MAHROOM_ALERT,
-                        severity=Severity.ERROR,
-                        title="Barred",
-                        message="Attendance at or below 75%.",
-                        dedupe_key="mahroom:1",
-                    ),
-                )
-            )
-    assert created[0] is not None and created[1] is None
+    barred = Draft(
+        kind=NotificationType.MAHROOM_ALERT,
+        severity=Severity.ERROR,
+        title="Barred",
+        message="Attendance at or below 75%.",
+        dedupe_key="mahroom:1",
+    )
+    [first] = await stored(factory, school, account, barred)
+    [again] = await stored(factory, school, account, barred)  # a transaction of its own
+    assert first is not None and again is None
 
 
 async def test_preferences_default_to_everything_on(client, factory):

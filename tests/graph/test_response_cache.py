@@ -33,7 +33,7 @@ from tests.factories import (
 )
 from tests.graph.test_administration import MOVE, UPDATE_THRESHOLDS
 from tests.graph.test_auth import CHANGE
-from tests.graph.test_cached_reads import MARK, mark_input
+from tests.graph.test_cached_reads import MARK, mark_input, teacher_marks
 from tests.graph.test_certificates import REVIEW, uploaded
 
 DASHBOARD = """query Dashboard($id: ID) {
@@ -143,23 +143,14 @@ async def test_a_mark_is_seen_by_the_next_read(client, factory):
     student = school.students[0]
     token = school.student_token(student)
     before = (await kept_then_served(client, DASHBOARD, None, token))["studentDashboard"]
-    body = await gql(
-        client,
-        MARK,
-        mark_input(school, [student], AttendanceStatus.ABSENT, day=YESTERDAY, period=2),
-        token=school.token(school.teachers[0]),
-    )
-    assert "errors" not in body, body
+    await teacher_marks(client, school, [student], AttendanceStatus.ABSENT, day=YESTERDAY, period=2)
     after, action, _ = await read(client, DASHBOARD, None, token)
     assert action == "stored"
     assert after["data"]["studentDashboard"]["absentDays"] == before["absentDays"] + 1
 
 
 async def test_a_review_is_seen_by_the_next_read(client, factory, settings):
-    school = await factory.school(students=1)
-    student = school.students[0]
-    day = date(2026, 10, 5)
-    await factory.records(school, student, [(day, 1, AttendanceStatus.ABSENT)])
+    school, student = await factory.student_with([(date(2026, 10, 5), 1, AttendanceStatus.ABSENT)])
     token = school.student_token(student)
     certificate = await uploaded(client, token)
     await run_jobs(settings)
@@ -178,10 +169,8 @@ async def test_a_review_is_seen_by_the_next_read(client, factory, settings):
 
 
 async def test_new_thresholds_are_seen_by_the_next_read(client, factory):
-    school = await factory.school(students=1)
-    student = school.students[0]
     marks = [(YESTERDAY, period, AttendanceStatus.PRESENT) for period in range(1, 5)]
-    await factory.records(school, student, [*marks, (YESTERDAY, 5, AttendanceStatus.ABSENT)])
+    school, student = await factory.student_with([*marks, (YESTERDAY, 5, AttendanceStatus.ABSENT)])
     token = school.student_token(student)
     query = "{ studentDashboard { attendanceRate standing } }"
     assert (await kept_then_served(client, query, None, token))["studentDashboard"] == {

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.models import AuditAction, AuditLog, Classroom, Student, TeacherAssignment, User
 from tests.factories import School, error_codes, gql, run_jobs
@@ -246,15 +246,11 @@ async def test_only_admins_import_and_read_imports_of_their_own_school(client, f
         client, PROGRESS, {"id": str(uuid.uuid4())}, token=school.token(school.admin)
     )
     assert unknown == {"data": {"rosterImport": None}}
-    async with factory.session_factory() as session:
-        audited = await session.scalar(
-            select(func.count())
-            .select_from(AuditLog)
-            .where(
-                AuditLog.tenant_id == school.tenant.id,
-                AuditLog.action == AuditAction.ROSTER_IMPORT,
-            )
-        )
+    audited = await factory.count(
+        AuditLog,
+        AuditLog.tenant_id == school.tenant.id,
+        AuditLog.action == AuditAction.ROSTER_IMPORT,
+    )
     assert audited == 1
 
 

@@ -18,12 +18,8 @@ query Week($start: Date!) {
 
 async def test_the_week_groups_records_by_day_and_period(client, factory):
     # given marks inside the week and just outside it
-    school = await factory.school(students=1)
-    student = school.students[0]
     monday = date(2026, 3, 2)
-    await factory.records(
-        school,
-        student,
+    school, student = await factory.student_with(
         [
             (monday, 2, AttendanceStatus.ABSENT),
             (monday, 1, AttendanceStatus.PRESENT),
@@ -60,10 +56,8 @@ async def test_the_week_groups_records_by_day_and_period(client, factory):
 
 async def test_another_process_reads_the_cached_week_with_its_records(client, settings, factory):
     """The second process finds the week in Redis (L2) and rebuilds its records from it."""
-    school = await factory.school(students=1)
-    student = school.students[0]
     monday = date(2026, 3, 2)
-    await factory.records(school, student, [(monday, 1, AttendanceStatus.SICK)])
+    school, student = await factory.student_with([(monday, 1, AttendanceStatus.SICK)])
     token = school.student_token(student)
     first = await gql(client, WEEK, {"start": monday.isoformat()}, token=token)
     async with api_process(settings) as second_process:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from services.models import AttendanceStatus
-from tests.factories import gql, run_jobs
+from tests.factories import daily, gql, run_jobs
 
 MARK = (
     "mutation M($input: MarkAttendanceInput!) { markAttendance(input: $input) { records { id } } }"
@@ -15,14 +15,8 @@ INBOX = "{ notifications(unreadOnly: true) { totalCount edges { node { type seve
 
 async def test_mahroom_alert_after_a_mark(client, factory, redis, settings):
     # given a student at exactly 80 % (OK, no sick or leave)
-    school = await factory.school(students=1)
-    student = school.students[0]
     history = [AttendanceStatus.PRESENT] * 16 + [AttendanceStatus.ABSENT] * 4
-    await factory.records(
-        school,
-        student,
-        [(date(2026, 1, 5) + timedelta(days=i), 1, s) for i, s in enumerate(history)],
-    )
+    school, student = await factory.student_with(daily(history, start=date(2026, 1, 5)))
     token = school.student_token(student)
     # when the teacher marks one more absence (16 of 21 present = 76.2 %), then another (72.7 %)
     for period in (1, 2):

@@ -23,7 +23,7 @@ from services.models import (
 )
 from services.notifications import deliver_email, update_preferences
 from services.queue import SEND_NOTIFICATION_EMAIL, schedule_threshold_check
-from tests.factories import School, gql, run_jobs
+from tests.factories import School, daily, gql, run_jobs
 from tests.servers import free_ports
 
 
@@ -37,11 +37,7 @@ async def student_falls_below_80(factory, arq_redis, school: School) -> None:
     """16 of 21 present: WARNING, checked by the real job."""
     student = school.students[0]
     history = [AttendanceStatus.PRESENT] * 16 + [AttendanceStatus.ABSENT] * 5
-    await factory.records(
-        school,
-        student,
-        [(date(2026, 1, 5) + timedelta(days=i), 1, s) for i, s in enumerate(history)],
-    )
+    await factory.records(school, student, daily(history, start=date(2026, 1, 5)))
     async with factory.session_factory() as session:
         await schedule_threshold_check(
             arq_redis, session, tenant_id=school.tenant.id, student_ids=[student.id]

@@ -287,16 +287,17 @@ async def test_workers_start_again_when_redis_comes_back(settings, tmp_path):
     )
     restarted = None
     pool = await create_pool(RedisSettings.from_dsn(own.redis_url))
+
+    async def invalidation(job_id: str) -> None:
+        """Queue, as ``job_id``, a harmless job for the urgent worker: no tags invalidated."""
+        await pool.enqueue_job(
+            INVALIDATE_CACHE, str(uuid.uuid4()), [], _queue_name=Queue.URGENT.value, _job_id=job_id
+        )
+
     async with shared_context(own) as shared:
         workers = asyncio.create_task(supervise_workers(own, shared, backoff_seconds=(0.2,)))
         try:
-            await pool.enqueue_job(
-                INVALIDATE_CACHE,
-                str(uuid.uuid4()),
-                [],
-                _queue_name=Queue.URGENT.value,
-                _job_id="before",
-            )
+            await invalidation("before")
             await until_result(pool, "before")
             # when Redis goes away and comes back on the same port
             server.stop()
@@ -309,13 +310,7 @@ async def test_workers_start_again_when_redis_comes_back(settings, tmp_path):
             deadline = time.monotonic() + 10
             while True:
                 try:
-                    await pool.enqueue_job(
-                        INVALIDATE_CACHE,
-                        str(uuid.uuid4()),
-                        [],
-                        _queue_name=Queue.URGENT.value,
-                        _job_id="after",
-                    )
+                    await invalidation("after")
                     break
                 except (RedisError, OSError):
                     assert time.monotonic() < deadline

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from services.alerts import check_thresholds
 from services.models import AttendanceStatus, Notification
 from services.notifications import update_preferences
+from tests.factories import daily
 
 STATUS = st.sampled_from(
     [AttendanceStatus.PRESENT] * 3
@@ -72,9 +73,7 @@ async def test_every_crossing_notifies_once(factory, batches, repeat_checks, ale
     day = date(2026, 1, 5)
     for batch in batches:
         await factory.records(
-            school,
-            student,
-            [(day + timedelta(days=len(history) + i), 1, s) for i, s in enumerate(batch)],
+            school, student, daily(batch, start=day + timedelta(days=len(history)))
         )
         history += batch
         # when the check runs (sometimes twice, as a retried job would)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.platform.cache import Cache, ServerIdentity, Source, Spec
+from services.platform.cache import Cache, ServerIdentity, Source, Spec, tenant_key
 from services.platform.circuit import BreakerState, CircuitBreaker
 from services.platform.errors import NotFound
 
@@ -48,15 +50,20 @@ class FakeDatabase:
 
 
 def spec(
-    tenant: uuid.UUID, source: FakeDatabase, key: str = "k", tags=("student:1",)
-) -> Spec[Figure]:
+    tenant: uuid.UUID,
+    compute: Callable[[], Awaitable[Any]],
+    key: str = "k",
+    tags=("student:1",),
+    value_type: type = Figure,
+) -> Spec[Any]:
+    """A cached read of ``compute``'s figure (of ``value_type``)."""
     return Spec(
         tenant_id=tenant,
         kind="figure",
         key=key,
         tags=tuple(tags),
-        value_type=Figure,
-        compute=source.compute,
+        value_type=value_type,
+        compute=compute,
     )
 
 
@@ -71,8 +78,8 @@ def cache_on(redis, **options) -> Cache:
 
 async def test_a_second_read_is_an_l1_hit_without_computing(redis, tenant):
     cache, source = cache_on(redis), FakeDatabase()
-    first = await cache.fetch(spec(tenant, source))
-    second = await cache.fetch(spec(tenant, source))
+    first = await cache.fetch(spec(tenant, source.compute))
+    second = await cache.fetch(spec(tenant, source.compute))
     assert (first.source, second.source) == (Source.DATABASE, Source.L1)
     assert second.value == Figure(1) and source.computed == 1
     assert cache.stats.l1_hits == 1 and cache.stats.misses == 1
@@ -80,13 +87,13 @@ async def test_a_second_read_is_an_l1_hit_without_computing(redis, tenant):
 
 async def test_another_process_reads_the_entry_from_redis(redis, tenant):
     writer, reader, source = cache_on(redis), cache_on(redis), FakeDatabase()
-    await writer.fetch(spec(tenant, source))
-    found = await reader.fetch(spec(tenant, source))
+    await writer.fetch(spec(tenant, source.compute))
+    found = await reader.fetch(spec(tenant, source.compute))
     assert found.source is Source.L2 and found.value == Figure(1) and source.computed == 1
 
 
 async def test_keys_are_scoped_to_the_tenant(redis, tenant):
-    await cache_on(redis).fetch(spec(tenant, FakeDatabase()))
+    await cache_on(redis).fetch(spec(tenant, FakeDatabase().compute))
     keys = [key.decode() async for key in redis.scan_iter()]
     assert keys and all(key.startswith(f"tenant:{{{tenant}}}:") for key in keys)
 
@@ -94,22 +101,22 @@ async def test_keys_are_scoped_to_the_tenant(redis, tenant):
 async def test_invalidating_a_tag_reaches_l1_in_every_instance(redis, tenant):
     # given two processes holding the entry in L1
     one, two, source = cache_on(redis), cache_on(redis), FakeDatabase()
-    await one.fetch(spec(tenant, source))
-    await two.fetch(spec(tenant, source))
+    await one.fetch(spec(tenant, source.compute))
+    await two.fetch(spec(tenant, source.compute))
     # when the value changes and one process invalidates its tag
     source.value = 2
     await one.invalidate(tenant_id=tenant, tags=["student:1"])
     # then the other's very next read recomputes
-    found = await two.fetch(spec(tenant, source))
+    found = await two.fetch(spec(tenant, source.compute))
     assert found.value == Figure(2) and found.source is Source.DATABASE
 
 
 async def test_an_unrelated_tag_leaves_the_entry_alone(redis, tenant):
     cache, source = cache_on(redis), FakeDatabase()
-    await cache.fetch(spec(tenant, source))
+    await cache.fetch(spec(tenant, source.compute))
     await cache.invalidate(tenant_id=tenant, tags=["student:2"])
     await cache.invalidate(tenant_id=uuid.uuid4(), tags=["student:1"])
-    assert (await cache.fetch(spec(tenant, source))).source is Source.L1
+    assert (await cache.fetch(spec(tenant, source.compute))).source is Source.L1
 
 
 async def test_a_value_computed_across_a_write_is_not_stored(redis, tenant):
@@ -120,54 +127,73 @@ async def test_a_value_computed_across_a_write_is_not_stored(redis, tenant):
         await cache.invalidate(tenant_id=tenant, tags=["student:1"])
         return Figure(1)
 
-    racy = Spec(
-        tenant_id=tenant,
-        kind="figure",
-        key="k",
-        tags=("student:1",),
-        value_type=Figure,
-        compute=racing,
-    )
-    await cache.fetch(racy)
+    await cache.fetch(spec(tenant, racing))
     # then it was not kept: the next read computes again
     assert cache.stats.stores_skipped == 1
     source = FakeDatabase(value=2)
-    assert (await cache.fetch(spec(tenant, source))).value == Figure(2)
+    assert (await cache.fetch(spec(tenant, source.compute))).value == Figure(2)
 
 
 async def test_a_lost_tag_never_revives_an_old_entry(redis, tenant):
     # given an entry, then its tag evicted (allkeys-lru may drop any key)
     cache, source = cache_on(redis), FakeDatabase()
-    await cache.fetch(spec(tenant, source))
+    await cache.fetch(spec(tenant, source.compute))
     await redis.delete(f"tenant:{{{tenant}}}:tag:student:1")
     source.value = 2
     # then the entry is gone for every reader
-    assert (await cache_on(redis).fetch(spec(tenant, source))).value == Figure(2)
-    assert (await cache.fetch(spec(tenant, source))).value == Figure(2)
+    assert (await cache_on(redis).fetch(spec(tenant, source.compute))).value == Figure(2)
+    assert (await cache.fetch(spec(tenant, source.compute))).value == Figure(2)
 
 
 async def test_concurrent_misses_compute_once_per_process(redis, tenant):
     cache, source = cache_on(redis), FakeDatabase(delay=0.05)
-    found = await asyncio.gather(*(cache.fetch(spec(tenant, source)) for _ in range(20)))
+    found = await asyncio.gather(*(cache.fetch(spec(tenant, source.compute)) for _ in range(20)))
     assert source.computed == 1 and {lookup.value for lookup in found} == {Figure(1)}
 
 
 async def test_concurrent_misses_compute_once_across_processes(redis, tenant):
     caches, source = [cache_on(redis) for _ in range(4)], FakeDatabase(delay=0.05)
-    found = await asyncio.gather(*(cache.fetch(spec(tenant, source)) for cache in caches * 5))
+    found = await asyncio.gather(
+        *(cache.fetch(spec(tenant, source.compute)) for cache in caches * 5)
+    )
     assert source.computed == 1 and {lookup.value for lookup in found} == {Figure(1)}
+
+
+async def test_a_waiting_miss_takes_the_entry_stored_as_the_lock_was_let_go(redis, tenant):
+    # given another process holding the entry's lock while this one waits for it
+    lock = tenant_key(tenant, "lock", "figure", "k")
+    await redis.set(lock, "another process")
+    holder, waiter, source = cache_on(redis), cache_on(redis), FakeDatabase()
+    read_entry, reads = waiter._read_entry, 0
+
+    async def holder_done_after_the_first_look(*args):
+        # the waiter's second read is its first look while it waits: the holder stores its
+        # entry and lets go of the lock right after it, before the waiter tries the lock again
+        nonlocal reads
+        reply = await read_entry(*args)
+        reads += 1
+        if reads == 2:
+            await redis.delete(lock)
+            await holder.fetch(spec(tenant, source.compute))
+        return reply
+
+    waiter._read_entry = holder_done_after_the_first_look
+    # when the waiter takes the lock
+    found = await waiter.fetch(spec(tenant, source.compute))
+    # then it reads the holder's entry rather than computing the value a second time
+    assert source.computed == 1 and found.value == Figure(1) and reads == 3
 
 
 async def test_a_read_after_a_write_does_not_join_an_older_computation(redis, tenant):
     # given a slow computation in flight with the old value
     cache, source = cache_on(redis), FakeDatabase(delay=0.1)
-    before = asyncio.ensure_future(cache.fetch(spec(tenant, source)))
+    before = asyncio.ensure_future(cache.fetch(spec(tenant, source.compute)))
     await asyncio.sleep(0.02)
     # when a write changes the value and invalidates
     source.value = 2
     await cache.invalidate(tenant_id=tenant, tags=["student:1"])
     # then a read that starts after it sees the new value
-    after = await cache.fetch(spec(tenant, source))
+    after = await cache.fetch(spec(tenant, source.compute))
     assert after.value == Figure(2)
     await before
 
@@ -175,15 +201,15 @@ async def test_a_read_after_a_write_does_not_join_an_older_computation(redis, te
 async def test_a_stale_entry_is_served_and_refreshed_in_the_background(redis, tenant):
     clock = Clock()
     cache, source = cache_on(redis, clock=clock), FakeDatabase()
-    await cache.fetch(spec(tenant, source))
+    await cache.fetch(spec(tenant, source.compute))
     # when the soft TTL has passed and the value changed
     clock.now += TTLS["figure"] + 1
     source.value = 2
-    stale = await cache.fetch(spec(tenant, source))
+    stale = await cache.fetch(spec(tenant, source.compute))
     # then the old value is served at once, marked stale, and refreshed behind it
     assert stale.value == Figure(1) and stale.stale
     await asyncio.sleep(0.05)
-    fresh = await cache.fetch(spec(tenant, source))
+    fresh = await cache.fetch(spec(tenant, source.compute))
     assert fresh.value == Figure(2) and not fresh.stale
     assert cache.stats.stale_serves == 1 and cache.stats.background_refreshes == 1
 
@@ -192,13 +218,13 @@ async def test_a_constrained_process_serves_stale_entries_without_refreshing_the
     # given a process short of CPU or memory, and an entry past its soft TTL
     clock = Clock()
     cache, source = cache_on(redis, clock=clock, constrained=lambda: True), FakeDatabase()
-    await cache.fetch(spec(tenant, source))
+    await cache.fetch(spec(tenant, source.compute))
     clock.now += TTLS["figure"] + 1
     source.value = 2
     # when it is read twice
-    first = await cache.fetch(spec(tenant, source))
+    first = await cache.fetch(spec(tenant, source.compute))
     await asyncio.sleep(0.05)
-    second = await cache.fetch(spec(tenant, source))
+    second = await cache.fetch(spec(tenant, source.compute))
     # then the stale value is served and no background refresh runs
     assert first.value == second.value == Figure(1) and second.stale
     assert cache.stats.background_refreshes == 0 and cache.stats.refreshes_deferred == 2
@@ -211,9 +237,7 @@ async def test_errors_are_not_cached(redis, tenant):
         next(calls)
         raise NotFound("No such figure.")
 
-    failing = Spec(
-        tenant_id=tenant, kind="figure", key="k", tags=(), value_type=Figure, compute=missing
-    )
+    failing = spec(tenant, missing, tags=())
     for _ in range(2):
         with pytest.raises(NotFound):
             await cache.fetch(failing)
@@ -228,7 +252,7 @@ async def test_redis_down_reads_from_the_database_and_the_breaker_opens(tenant):
     breaker = CircuitBreaker(clock=clock)
     cache, source = cache_on(dead, breaker=breaker), FakeDatabase()
     # then every read still answers, from the database
-    found = [await cache.fetch(spec(tenant, source)) for _ in range(8)]
+    found = [await cache.fetch(spec(tenant, source.compute)) for _ in range(8)]
     assert {lookup.source for lookup in found} == {Source.BYPASS}
     assert {lookup.value for lookup in found} == {Figure(1)}
     # and after five failures Redis is no longer tried
@@ -249,12 +273,12 @@ async def test_the_half_open_probe_replays_missed_invalidations_first(redis, ten
         await cache.apply_invalidation(tenant_id=tenant, tags=["student:1"])
 
     cache, source = cache_on(redis, breaker=breaker, on_reconnect=replay), FakeDatabase()
-    await cache.fetch(spec(tenant, source))
+    await cache.fetch(spec(tenant, source.compute))
     breaker.record_failure()
     source.value = 2
     # when the reset time has passed
     clock.now += 30
-    found = await cache.fetch(spec(tenant, source))
+    found = await cache.fetch(spec(tenant, source.compute))
     # then the replay ran before the read, which therefore saw the new value
     assert replayed == ["now"] and found.value == Figure(2)
     assert breaker.state is BreakerState.CLOSED
@@ -275,7 +299,7 @@ async def test_no_read_after_a_write_misses_it(redis_url, operations):
     sources = [FakeDatabase(value=0), FakeDatabase(value=0)]
     for action, process, key in operations:
         cache, source = caches[process], sources[key]
-        read = spec(tenant, source, key=str(key), tags=(f"student:{key}",))
+        read = spec(tenant, source.compute, key=str(key), tags=(f"student:{key}",))
         if action == "write":
             source.value += 1
             await cache.invalidate(tenant_id=tenant, tags=[f"student:{key}"])
@@ -294,20 +318,13 @@ class Reshaped:
 
 async def test_an_entry_that_no_longer_decodes_is_a_miss(redis, tenant):
     old, source = cache_on(redis), FakeDatabase()
-    await old.fetch(spec(tenant, source))
+    await old.fetch(spec(tenant, source.compute))
     new = cache_on(redis)
 
     async def compute() -> Reshaped:
         return Reshaped(7, "periods")
 
-    reshaped = Spec(
-        tenant_id=tenant,
-        kind="figure",
-        key="k",
-        tags=("student:1",),
-        value_type=Reshaped,
-        compute=compute,
-    )
+    reshaped = spec(tenant, compute, value_type=Reshaped)
     found = await new.fetch(reshaped)
     assert (found.source, found.value) == (Source.DATABASE, Reshaped(7, "periods"))
     assert new.stats.undecodable == 1
@@ -321,14 +338,14 @@ def epoch_key(tenant) -> str:
 async def test_an_epoch_made_on_another_server_makes_its_entries_misses(redis, tenant):
     # given an entry in L1 and L2
     cache, source = cache_on(redis), FakeDatabase()
-    await cache.fetch(spec(tenant, source))
+    await cache.fetch(spec(tenant, source.compute))
     # when the tenant's epoch names another server (a snapshot or a replica's data loaded here)
     await redis.hset(epoch_key(tenant), "run", "0" * 40)
     source.value = 2
     # then the entry, in this process and any other, is a miss and a new epoch is drawn
-    found = await cache.fetch(spec(tenant, source))
+    found = await cache.fetch(spec(tenant, source.compute))
     assert found.source is Source.DATABASE and found.value == Figure(2)
-    assert (await cache_on(redis).fetch(spec(tenant, source))).source is Source.L2
+    assert (await cache_on(redis).fetch(spec(tenant, source.compute))).source is Source.L2
     assert await redis.hget(epoch_key(tenant), "run") == cache.server.run_id.encode()
 
 
@@ -338,14 +355,14 @@ async def test_a_read_sent_before_the_server_changed_is_asked_again(settings, te
     client = aioredis.Redis.from_url(settings.redis_url, redis_connect_func=server.connected)
     try:
         cache, source = Cache(redis=client, ttls=TTLS, server=server), FakeDatabase()
-        await cache.fetch(spec(tenant, source))
+        await cache.fetch(spec(tenant, source.compute))
         # and an older server's data that this process last saw: the same epoch, the same run
         await client.hset(epoch_key(tenant), "run", "0" * 40)
         server.run_id = "0" * 40
         source.value = 2
         # when its connections drop and the read goes out to the real server
         await client.connection_pool.disconnect()
-        found = await cache.fetch(spec(tenant, source))
+        found = await cache.fetch(spec(tenant, source.compute))
         # then the answer to the read built for the old server is not trusted: asked again,
         # the server draws a new epoch, L1 is dropped and the value is computed anew
         assert found.source is Source.DATABASE and found.value == Figure(2)

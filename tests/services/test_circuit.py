@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.platform.circuit import BreakerState, CircuitBreaker
 
 
@@ -13,13 +15,22 @@ class Clock:
         return self.now
 
 
-def breaker(clock: Clock) -> CircuitBreaker:
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def circuit(clock: Clock) -> CircuitBreaker:
     return CircuitBreaker(failures=5, window_seconds=60, reset_seconds=30, clock=clock)
 
 
-def test_opens_after_five_failures_within_a_minute():
-    clock = Clock()
-    circuit = breaker(clock)
+def fail(circuit: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        circuit.record_failure()
+
+
+def test_opens_after_five_failures_within_a_minute(clock, circuit):
     for _ in range(4):
         circuit.record_failure()
         clock.now += 10
@@ -29,30 +40,22 @@ def test_opens_after_five_failures_within_a_minute():
     assert not circuit.allow()
 
 
-def test_failures_older_than_the_window_do_not_count():
-    clock = Clock()
-    circuit = breaker(clock)
+def test_failures_older_than_the_window_do_not_count(clock, circuit):
     for _ in range(10):
         circuit.record_failure()
         clock.now += 16  # at most four failures in any 60 s
     assert circuit.state is BreakerState.CLOSED
 
 
-def test_success_clears_earlier_failures():
-    clock = Clock()
-    circuit = breaker(clock)
-    for _ in range(4):
-        circuit.record_failure()
+def test_success_clears_earlier_failures(circuit):
+    fail(circuit, 4)
     circuit.record_success()
     circuit.record_failure()
     assert circuit.state is BreakerState.CLOSED
 
 
-def test_half_open_lets_one_probe_through_and_its_success_closes():
-    clock = Clock()
-    circuit = breaker(clock)
-    for _ in range(5):
-        circuit.record_failure()
+def test_half_open_lets_one_probe_through_and_its_success_closes(clock, circuit):
+    fail(circuit, 5)
     clock.now += 29
     assert not circuit.allow()
     clock.now += 1
@@ -63,11 +66,8 @@ def test_half_open_lets_one_probe_through_and_its_success_closes():
     assert circuit.state is BreakerState.CLOSED and circuit.allow()
 
 
-def test_a_failed_probe_opens_again_for_another_reset_period():
-    clock = Clock()
-    circuit = breaker(clock)
-    for _ in range(5):
-        circuit.record_failure()
+def test_a_failed_probe_opens_again_for_another_reset_period(clock, circuit):
+    fail(circuit, 5)
     clock.now += 30
     assert circuit.allow()
     circuit.record_failure()
@@ -78,10 +78,7 @@ def test_a_failed_probe_opens_again_for_another_reset_period():
     assert circuit.allow()
 
 
-def test_a_late_success_from_before_the_opening_does_not_close_it():
-    clock = Clock()
-    circuit = breaker(clock)
-    for _ in range(5):
-        circuit.record_failure()
+def test_a_late_success_from_before_the_opening_does_not_close_it(circuit):
+    fail(circuit, 5)
     circuit.record_success()
     assert circuit.state is BreakerState.OPEN

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any, TypeVar, get_type_hints
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,26 +20,25 @@ from services.metrics import AttendanceCounts, WeekPoint
 from services.platform.codec import decode, encode
 from services.statistics import ClassStatistics, StudentRank
 
+T = TypeVar("T")
+
 moments = st.datetimes(timezones=st.just(UTC))
 rates = st.floats(0, 100)
 counts = st.integers(0, 10**9)
-attendance_counts = st.builds(AttendanceCounts, counts, counts, counts, counts, counts)
-ranks = st.builds(
-    StudentRank,
-    rank=counts,
-    total_students=counts,
-    attendance_rate=rates,
-    calculated_at=moments,
-)
-dashboards = st.builds(
-    StudentDashboard,
-    counts=attendance_counts,
-    attendance_rate=rates,
-    class_average=rates,
-    ranking=ranks,
-    last_updated=moments,
-    statistics_calculated_at=moments,
-)
+# Every whole number a count, every float a rate (never NaN, which equals nothing), every
+# datetime a moment; st.builds infers the other fields (ids, dates, enums) from their types.
+BY_TYPE: dict[type, st.SearchStrategy[Any]] = {int: counts, float: rates, datetime: moments}
+
+
+def values_of(cls: type[T], **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[T]:
+    """Instances of the dataclass ``cls``, each field drawn by its type unless given."""
+    typed = {name: BY_TYPE[hint] for name, hint in get_type_hints(cls).items() if hint in BY_TYPE}
+    return st.builds(cls, **{**typed, **fields})
+
+
+attendance_counts = values_of(AttendanceCounts)
+ranks = values_of(StudentRank)
+dashboards = values_of(StudentDashboard, counts=attendance_counts, ranking=ranks)
 entries = st.builds(
     AttendanceEntry, id=st.integers(1, 2**63 - 1), period=st.integers(1, 12), marked_at=moments
 )
@@ -47,30 +47,8 @@ weeks = st.builds(
     days=st.lists(st.builds(DayAttendance, records=st.lists(entries, max_size=3)), max_size=7),
     counts=attendance_counts,
 )
-histories = st.builds(
-    AttendanceHistory,
-    points=st.lists(
-        st.builds(
-            WeekPoint,
-            counted=counts,
-            present=counts,
-            attendance_rate=rates,
-            cumulative_counted=counts,
-            cumulative_rate=rates,
-        ),
-        max_size=12,
-    ),
-)
-class_statistics = st.builds(
-    ClassStatistics,
-    total_students=counts,
-    average_attendance=rates,
-    median_attendance=rates,
-    highest_attendance=rates,
-    lowest_attendance=rates,
-    students_at_risk=counts,
-    last_calculated=moments,
-)
+histories = st.builds(AttendanceHistory, points=st.lists(values_of(WeekPoint), max_size=12))
+class_statistics = values_of(ClassStatistics)
 
 
 @given(dashboards)

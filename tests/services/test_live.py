@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from services.auth import Viewer
 from services.live import (
     RESYNC,
+    Channel,
     Hub,
+    Listener,
     ListenerOverflow,
     MarksEvent,
     StatisticsEvent,
@@ -40,6 +42,12 @@ def marks(classroom_id: uuid.UUID) -> MarksEvent:
     )
 
 
+def a_classroom() -> tuple[uuid.UUID, Channel[MarksEvent]]:
+    """A classroom of a tenant of its own, and its channel."""
+    classroom = uuid.uuid4()
+    return classroom, classroom_channel(uuid.uuid4(), classroom)
+
+
 async def numsub(redis: aioredis.Redis, name: str) -> int:
     return int(dict(await redis.pubsub_numsub(name)).get(name.encode(), 0))
 
@@ -51,11 +59,36 @@ async def until(check, within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def publish_seen_by(
+    witness: Listener, redis: aioredis.Redis, classroom: uuid.UUID, times: int
+) -> None:
+    """Publish ``times`` marks of ``classroom`` on the witness's one channel, each once the
+    witness has the one before: every listener of the channel has been offered them all."""
+    (channel,) = witness.channels
+    for _ in range(times):
+        await publish(redis, channel, marks(classroom))
+        await asyncio.wait_for(witness.next(), 2)
+
+
 @pytest.fixture
 async def hub(redis: aioredis.Redis):
     hub = Hub(redis=redis)
     yield hub
     await hub.aclose()
+
+
+@pytest.fixture
+async def hub_queueing(redis: aioredis.Redis):
+    """Makes a hub whose listeners queue at most ``size`` events; closed after the test."""
+    made: list[Hub] = []
+
+    def make(size: int) -> Hub:
+        made.append(Hub(redis=redis, queue_size=size))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        await hub.aclose()
 
 
 async def test_local_listeners_share_one_redis_subscription(hub, redis):
@@ -114,44 +147,30 @@ async def test_each_event_reaches_exactly_the_listeners_of_its_channel(redis, pl
         await hub.aclose()
 
 
-async def test_a_listener_that_falls_behind_is_dropped_alone(redis):
-    hub = Hub(redis=redis, queue_size=2)
-    classroom = uuid.uuid4()
-    channel = classroom_channel(uuid.uuid4(), classroom)
-    try:
-        async with hub.listen([channel]) as slow, hub.listen([channel]) as keeping_up:
-            for _ in range(3):
-                await publish(redis, channel, marks(classroom))
-                await asyncio.wait_for(keeping_up.next(), 2)
-            with pytest.raises(ListenerOverflow):
-                await slow.next()
-            assert hub.stats.dropped >= 1
-    finally:
-        await hub.aclose()
+async def test_a_listener_that_falls_behind_is_dropped_alone(redis, hub_queueing):
+    hub = hub_queueing(2)
+    classroom, channel = a_classroom()
+    async with hub.listen([channel]) as slow, hub.listen([channel]) as keeping_up:
+        await publish_seen_by(keeping_up, redis, classroom, times=3)
+        with pytest.raises(ListenerOverflow):
+            await slow.next()
+        assert hub.stats.dropped >= 1
 
 
-async def test_pending_takes_what_queued_and_still_reports_a_drop(redis):
-    hub = Hub(redis=redis, queue_size=3)
-    classroom = uuid.uuid4()
-    channel = classroom_channel(uuid.uuid4(), classroom)
-    try:
-        async with hub.listen([channel]) as listener, hub.listen([channel]) as witness:
-            # given two events queued behind the one a subscriber is handling
-            for _ in range(3):
-                await publish(redis, channel, marks(classroom))
-                await asyncio.wait_for(witness.next(), 2)
-            assert isinstance(await listener.next(), MarksEvent)
-            # then pending takes the rest without waiting, and nothing is left
-            assert [type(event) for event in listener.pending()] == [MarksEvent, MarksEvent]
-            assert listener.pending() == []
-            # and a listener dropped for falling behind says so through pending too
-            for _ in range(4):
-                await publish(redis, channel, marks(classroom))
-                await asyncio.wait_for(witness.next(), 2)
-            with pytest.raises(ListenerOverflow):
-                listener.pending()
-    finally:
-        await hub.aclose()
+async def test_pending_takes_what_queued_and_still_reports_a_drop(redis, hub_queueing):
+    hub = hub_queueing(3)
+    classroom, channel = a_classroom()
+    async with hub.listen([channel]) as listener, hub.listen([channel]) as witness:
+        # given two events queued behind the one a subscriber is handling
+        await publish_seen_by(witness, redis, classroom, times=3)
+        assert isinstance(await listener.next(), MarksEvent)
+        # then pending takes the rest without waiting, and nothing is left
+        assert [type(event) for event in listener.pending()] == [MarksEvent, MarksEvent]
+        assert listener.pending() == []
+        # and a listener dropped for falling behind says so through pending too
+        await publish_seen_by(witness, redis, classroom, times=4)
+        with pytest.raises(ListenerOverflow):
+            listener.pending()
 
 
 async def test_after_redis_restarts_listeners_resync_and_events_flow_again(tmp_path):
@@ -162,8 +181,7 @@ async def test_after_redis_restarts_listeners_resync_and_events_flow_again(tmp_p
     port = server.port
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
     hub = Hub(redis=client)
-    classroom = uuid.uuid4()
-    channel = classroom_channel(uuid.uuid4(), classroom)
+    classroom, channel = a_classroom()
     restarted = None
     try:
         async with hub.listen([channel]) as listener:
@@ -246,18 +264,13 @@ async def test_connections_beyond_the_rate_are_refused_with_a_retry_time(redis):
     assert 0 < refused.value.retry_after <= 60
 
 
-async def test_what_is_published_once_listen_returns_is_never_missed(redis):
+async def test_what_is_published_once_listen_returns_is_never_missed(hub, redis):
     """``listen`` returns once Redis has confirmed the subscription, so state read right after
     it misses no change (the dashboard stream relies on this)."""
-    hub = Hub(redis=redis)
     publisher = aioredis.Redis(connection_pool=redis.connection_pool)
-    try:
-        for _ in range(100):
-            classroom = uuid.uuid4()
-            channel = classroom_channel(uuid.uuid4(), classroom)
-            async with hub.listen([channel]) as listener:
-                event = marks(classroom)
-                assert await publish(publisher, channel, event) == 1
-                assert await asyncio.wait_for(listener.next(), 2) == event
-    finally:
-        await hub.aclose()
+    for _ in range(100):
+        classroom, channel = a_classroom()
+        async with hub.listen([channel]) as listener:
+            event = marks(classroom)
+            assert await publish(publisher, channel, event) == 1
+            assert await asyncio.wait_for(listener.next(), 2) == event

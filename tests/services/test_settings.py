@@ -4,6 +4,14 @@ from arq.connections import RedisSettings
 from services.platform.redis_urls import SentinelTarget, parse_sentinel, queue_settings
 from services.platform.settings import Environment, Settings, SettingsError, redact
 
+# What production requires, and no more.
+PRODUCTION = {
+    "ROLLCALL_ENV": "production",
+    "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://u@db/rollcall",
+    "ROLLCALL_REDIS_URL": "redis://redis:6379/0",
+    "ROLLCALL_JWT_SECRET": "7f3c9a1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d6a0f3e9c7b1d5a2f8e4c6b0d9a3f",
+}
+
 
 def test_defaults_are_a_development_setup():
     settings = Settings.from_env({})
@@ -50,14 +58,8 @@ def test_pool_bounds_must_be_ordered():
 
 
 def test_production_graphiql_is_off_unless_enabled():
-    base = {
-        "ROLLCALL_ENV": "production",
-        "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://db/x",
-        "ROLLCALL_REDIS_URL": "redis://r",
-        "ROLLCALL_JWT_SECRET": "7f3c9a1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d6a0f3e9c7b1d5a2f8e4c6b0d9a3f",
-    }
-    assert Settings.from_env(base).graphiql is False
-    assert Settings.from_env({**base, "ROLLCALL_GRAPHIQL": "true"}).graphiql is True
+    assert Settings.from_env(PRODUCTION).graphiql is False
+    assert Settings.from_env({**PRODUCTION, "ROLLCALL_GRAPHIQL": "true"}).graphiql is True
 
 
 def test_audit_archival_defaults_and_bounds():
@@ -76,16 +78,10 @@ def test_audit_archival_defaults_and_bounds():
 
 
 def test_logs_are_json_in_production_and_readable_in_development_unless_set():
-    production = {
-        "ROLLCALL_ENV": "production",
-        "ROLLCALL_DATABASE_URL": "postgresql+asyncpg://u@db/rollcall",
-        "ROLLCALL_REDIS_URL": "redis://redis:6379/0",
-        "ROLLCALL_JWT_SECRET": "7f3c9a1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d6a0f3e9c7b1d5a2f8e4c6b0d9a3f",
-    }
-    assert Settings.from_env(production).json_logs is True
+    assert Settings.from_env(PRODUCTION).json_logs is True
     assert Settings.from_env({}).json_logs is False
     assert Settings.from_env({"ROLLCALL_LOG_FORMAT": "JSON"}).json_logs is True
-    assert Settings.from_env({**production, "ROLLCALL_LOG_FORMAT": "text"}).json_logs is False
+    assert Settings.from_env({**PRODUCTION, "ROLLCALL_LOG_FORMAT": "text"}).json_logs is False
     assert Settings.from_env({"ROLLCALL_LOG_LEVEL": "debug"}).log_level == "DEBUG"
 
 

@@ -6,13 +6,13 @@ import base64
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.platform.settings import Settings, SettingsError
 from services.platform.signing_secret import DEVELOPMENT_JWT_SECRET, PUBLISHED_SECRETS
+from tests.factories import run_rollcall
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = {
@@ -82,13 +82,6 @@ def test_every_secret_written_in_the_repository_is_refused():
 
 def test_serve_in_production_with_the_development_secret_exits_with_the_reason():
     env = {**PRODUCTION, "ROLLCALL_JWT_SECRET": DEVELOPMENT_JWT_SECRET, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-m", "rollcall", "serve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_rollcall("serve", env=env, timeout=60)
     assert done.returncode != 0
     assert "ROLLCALL_JWT_SECRET is a published example secret" in done.stderr
