@@ -295,14 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.duration <= 0 or args.warmup < 0 or args.connections < 1:
         arguments.error("--duration must be positive, --warmup not negative, --connections >= 1")
     report = Report("cache", as_json=args.json)
-    started = time.perf_counter()
     with harness.scratch_database("cache", redis_db=11, keep=args.keep) as db:
         report.say(
             f"rollcall cache benchmark: {os.cpu_count()} CPUs, {args.connections} connections, "
             f"{args.duration:g} s after {args.warmup:g} s warm-up per scenario, {db.describe()}"
         )
         results = harness.run(benchmark(args, db, report))
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=any(r.samples.errors for r in results), strict=args.strict)
 
 

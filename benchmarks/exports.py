@@ -135,7 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.error("--rows and --days must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = Report("exports", as_json=args.json)
-    started = time.perf_counter()
     storage = tempfile.mkdtemp(prefix="rollcall-bench-exports-")
     try:
         with harness.scratch_database("exports", redis_db=13, keep=args.keep) as db:
@@ -157,7 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "share of the file's size)",
     )
     report.table("builds", HEADER, results, left=2, formats=FORMATS)
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=any(row[-1] != "READY" for row in results))
 
 

@@ -301,14 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.iterations < 1 or args.warmup < 0 or args.concurrency < 0:
         arguments.error("--iterations must be at least 1; --warmup and --concurrency not negative")
     report = Report("foundation", as_json=args.json)
-    started = time.perf_counter()
     with harness.scratch_database("foundation", redis_db=9, keep=args.keep) as db:
         report.say(
             f"rollcall foundation benchmark: {os.cpu_count()} CPUs, {args.iterations} iterations "
             f"after {args.warmup} warm-ups, database {db.name}"
         )
         rows = asyncio.run(benchmark(args, db, report))
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=any(row.samples.errors for row in rows), strict=args.strict)
 
 

@@ -166,6 +166,7 @@ class Report:
         self.as_json = as_json
         self.document: dict[str, Any] = {"benchmark": name, "tables": {}, "figures": {}}
         self.checks: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
 
     def say(self, *lines: str) -> None:
         print(*lines, sep="\n", file=sys.stderr if self.as_json else sys.stdout, flush=True)
@@ -210,6 +211,7 @@ class Report:
         """Print the JSON document when asked; the exit status: 1 when a request failed or,
         when ``strict``, a check did not pass."""
         missed = any(not check["passed"] for check in self.checks)
+        self.say(f"\ntotal run time {time.perf_counter() - self.started:.0f} s")
         if failed:
             self.say("some requests FAILED (see errors above)")
         if self.as_json:

@@ -382,7 +382,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.error("--jobs, --students, --days and --alert-students must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = Report("jobs", as_json=args.json)
-    started = time.perf_counter()
     # arq's queue keys are global: a stale job in the (flushed) Redis would skew the figures
     with harness.scratch_database("jobs", redis_db=10, keep=args.keep) as db:
         settings = dataclasses.replace(
@@ -390,7 +389,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         report.say(f"rollcall jobs benchmark: {os.cpu_count()} CPUs, {db.describe()}")
         throughput, latency = asyncio.run(benchmark(args, settings, report))
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     failed = any(r.failures for r in throughput) or any(row.samples.errors for row in latency)
     return report.finish(failed=failed)
 

@@ -525,7 +525,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report("live", as_json=args.json)
     soft, _ = harness.raise_open_files_limit()
-    started = time.perf_counter()
     with harness.scratch_database("live", redis_db=13, keep=args.keep) as db:
         report.say(
             f"rollcall live benchmark: {os.cpu_count()} CPUs, {args.subscribers} subscribers over "
@@ -533,7 +532,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{db.describe()}"
         )
         failed = harness.run(benchmark(args, db, report))
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     if failed:
         report.say("events were MISSED or wrong, or connections dropped (see above)")
     return report.finish(failed=failed, strict=args.strict)

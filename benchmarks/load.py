@@ -335,14 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report("load", as_json=args.json)
     soft, _ = harness.raise_open_files_limit()
-    started = time.perf_counter()
     with harness.scratch_database("load", redis_db=14, keep=args.keep) as db:
         report.say(
             f"rollcall load benchmark: {os.cpu_count()} CPUs, {PROCESSES} API processes + 1 "
             f"worker, ROLLCALL_RATE_LIMITS=off, open files limit {soft}, {db.describe()}"
         )
         succeeded = harness.run(benchmark(args, db.settings, dict(db.env), report))
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=not succeeded, strict=args.strict)
 
 

@@ -529,7 +529,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.error(f"--oversize-mb must be over the limit, {MAX_MULTIPART_BODY / MB:.2f} MB")
     report = Report("uploads", as_json=args.json)
     storage = tempfile.mkdtemp(prefix="rollcall-bench-uploads-")
-    started = time.perf_counter()
     try:
         with harness.scratch_database("uploads", redis_db=12, keep=args.keep) as db:
             # the built-in signature scanner, denying nothing
@@ -549,7 +548,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.say(f"kept the stored files in {storage}")
         else:
             shutil.rmtree(storage, ignore_errors=True)
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=failed)
 
 

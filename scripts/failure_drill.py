@@ -537,7 +537,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report("failure_drill", as_json=args.json)
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rollcall-drill-") as temporary:
         args.directory = args.directory or temporary
         postgres = OwnPostgres(Path(args.directory) / "postgres")
@@ -550,7 +549,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             redis.stop()
             postgres.stop()
-    report.say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return report.finish(failed=False, strict=True)
 
 
