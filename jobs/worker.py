@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from arq import cron
@@ -203,6 +205,23 @@ def create_workers(
     ]
 
 
+@dataclass
+class RestartBackoff:
+    """How long to wait before starting stopped workers again: longer after each stop in a
+    row, and from the first wait again once workers had run longer than the longest wait (the
+    outage they stopped for was over), so an outage months later is not met with the last."""
+
+    delays: Sequence[float] = RESTART_BACKOFF_SECONDS
+    stops: int = 0
+
+    def after(self, ran_seconds: float) -> float:
+        """The wait after workers that ran ``ran_seconds`` stopped."""
+        if ran_seconds > max(self.delays):
+            self.stops = 0
+        self.stops += 1
+        return self.delays[min(self.stops, len(self.delays)) - 1]
+
+
 async def supervise_workers(
     settings: Settings,
     shared: dict[str, Any],
@@ -218,10 +237,11 @@ async def supervise_workers(
     keys, which Redis could not be told to drop; a promoted replica has them too) are released
     once Redis answers again: they run again at once, not after their lock time (45 s for an
     alert check)."""
-    failures = 0
+    backoff = RestartBackoff(backoff_seconds)
     stranded: set[str] = set()
     while True:
         workers = create_workers(settings, shared, functions=functions)
+        started = time.monotonic()
         try:
             if stranded:
                 await release_locks(settings, stranded)
@@ -230,8 +250,7 @@ async def supervise_workers(
             return
         except (RedisError, OSError, TimeoutError) as error:
             stranded |= {job_id for worker in workers for job_id in worker.tasks}
-            delay = backoff_seconds[min(failures, len(backoff_seconds) - 1)]
-            failures += 1
+            delay = backoff.after(time.monotonic() - started)
             logger.warning("job workers stopped (%r); starting again in %g s", error, delay)
             await asyncio.sleep(delay)
 
