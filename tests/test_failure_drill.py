@@ -8,26 +8,24 @@ import time
 import asyncpg
 import redis
 
-from scripts.failure_drill import OwnPostgres, OwnRedis, Tally, slots
+from scripts.failure_drill import OwnPostgres, Tally, slots
+from tests.servers import valkey
 
 
 def test_own_redis_comes_back_on_its_port_with_its_append_only_file(tmp_path):
-    # given
-    server = OwnRedis(tmp_path / "valkey")
-    try:
+    # given the drill's Redis: an append-only file, as the compose file's queue Redis
+    with valkey(tmp_path, appendonly="yes") as server:
         with redis.Redis.from_url(server.url) as client:
             client.set("queued-job", "payload")
-        time.sleep(1.2)  # appendfsync everysec, as the compose file's queue Redis
+        time.sleep(1.2)  # appendfsync everysec
         # when
-        server.crash()
+        server.kill()
         refused = _refused(server.url)
         server.start()
         # then
         assert refused
         with redis.Redis.from_url(server.url) as client:
             assert client.get("queued-job") == b"payload"
-    finally:
-        server.stop()
 
 
 def test_own_postgres_recovers_committed_rows_after_an_immediate_stop(tmp_path):
@@ -37,7 +35,7 @@ def test_own_postgres_recovers_committed_rows_after_an_immediate_stop(tmp_path):
     try:
         asyncio.run(_execute(dsn, "CREATE TABLE drill (n int); INSERT INTO drill VALUES (7)"))
         # when
-        server.crash()
+        server.kill()
         refused = _pg_refused(dsn)
         server.start()
         # then
